@@ -1,0 +1,75 @@
+#pragma once
+// The value distribution of a measure bucket: every value while the bucket holds at most
+// kExactCap of them, a mergeable relative-error sketch (DDSketch, 1% relative accuracy)
+// beyond that (SEMANTICS.md §6.3). Percentiles by nearest rank (§6.4).
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <vector>
+
+namespace drainmet::bucket {
+
+/// DDSketch (Masson, Rim, Lee, VLDB 2019) with relative accuracy alpha = 0.01:
+/// gamma = (1 + alpha) / (1 - alpha); a positive value v goes to bucket ceil(log_gamma(v)),
+/// a negative one to the mirrored negative store, |v| < kMinIndexable to the zero count.
+/// Bucket i represents 2 * gamma^i / (gamma + 1). Merge adds counts: exact, associative
+/// and commutative. Not thread-safe.
+class DDSketch {
+ public:
+  static constexpr double kRelativeAccuracy = 0.01;
+  static constexpr double kMinIndexable = 1e-300;
+
+  void Add(double value, std::uint64_t n = 1);
+  void Merge(const DDSketch& other);
+  std::uint64_t count() const { return count_; }
+
+  /// The value of 0-based rank `rank` (< count()) in sorted order, within 1% relative
+  /// error (0 for values in the zero bucket).
+  double ValueAtRank(std::uint64_t rank) const;
+
+  /// Stored buckets, for serialisation and tests.
+  const std::map<int, std::uint64_t>& positive() const { return positive_; }
+  const std::map<int, std::uint64_t>& negative() const { return negative_; }
+  std::uint64_t zero_count() const { return zero_count_; }
+
+  bool operator==(const DDSketch& other) const = default;
+
+ private:
+  std::map<int, std::uint64_t> positive_;
+  std::map<int, std::uint64_t> negative_;
+  std::uint64_t zero_count_ = 0;
+  std::uint64_t count_ = 0;
+};
+
+/// Exact values up to kExactCap, then a DDSketch (the switch happens when the count would
+/// pass the cap, whatever the order of Add and Merge, so a bucket of n <= kExactCap values
+/// is always exact). Not thread-safe.
+class Distribution {
+ public:
+  static constexpr std::size_t kExactCap = 4096;
+
+  void Add(double value);
+  void Merge(const Distribution& other);
+  std::uint64_t count() const;
+  bool exact() const { return !sketched_; }
+
+  /// Nearest-rank percentile (SEMANTICS §6.4): v[(P*n + 99)/100 - 1] of the sorted values
+  /// for P in 1..100; for a sketch the value at that rank within 1%, clamped to
+  /// [min, max] by the caller. Requires count() > 0. Sorts the exact values in place.
+  double Percentile(int p);
+
+  /// Exact values (in no particular order) while exact().
+  const std::vector<double>& values() const { return values_; }
+  const DDSketch& sketch() const { return sketch_; }
+
+ private:
+  void SwitchToSketch();
+
+  std::vector<double> values_;
+  DDSketch sketch_;
+  bool sketched_ = false;
+  bool sorted_ = false;
+};
+
+}  // namespace drainmet::bucket

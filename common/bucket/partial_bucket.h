@@ -1,0 +1,95 @@
+#pragma once
+// What one request (or one receiver flush) saw of one series in one window, and the
+// table of them. Buckets merge exactly and associatively (DESIGN.md rule 4, SEMANTICS §6).
+
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "common/bucket/distribution.h"
+#include "common/extract/extract.h"
+
+namespace drainmet::bucket {
+
+/// The aggregate of one bucket (SEMANTICS §6.3). Every kind keeps count/sum/min/max/
+/// sum_squares/last; only measures keep the distribution. Not thread-safe.
+struct PartialBucket {
+  std::uint64_t count = 0;  ///< Points in the bucket.
+  double sum = 0;
+  double sum_squares = 0;
+  double min = std::numeric_limits<double>::infinity();
+  double max = -std::numeric_limits<double>::infinity();
+  double last = 0;  ///< Value with the greatest last_unix_nanos (samples).
+  std::int64_t last_unix_nanos = std::numeric_limits<std::int64_t>::min();
+  std::string units;  ///< Lexicographically smallest non-empty units seen (§6.1).
+  Distribution values;  ///< Measures only.
+
+  /// Adds one point of the same request. On an equal timestamp the later call wins
+  /// (arrival order within one request, §6.3). `keep_distribution` for measures.
+  void Add(double value, std::int64_t unix_nanos, std::string_view point_units, bool keep_distribution);
+
+  /// Merges a partial bucket of another request: on equal timestamps the greater `last`
+  /// wins, so the result does not depend on merge order or grouping.
+  void Merge(const PartialBucket& other);
+};
+
+/// The identity of a bucket: series (tenant, name, source, kind) + resolution + window.
+struct BucketKey {
+  std::string tenant;
+  std::string name;
+  std::string source;  ///< Empty: the series has no source.
+  extract::Kind kind = extract::Kind::kMeasure;
+  std::int32_t resolution_seconds = 60;
+  std::int64_t window_unix_seconds = 0;  ///< floor(t / resolution) * resolution (§6.2).
+
+  bool operator==(const BucketKey& other) const = default;
+};
+
+/// Encodes a key as one string (tenant NUL name NUL source NUL kind resolution window, the
+/// integers in fixed-width big-endian so that encoded keys sort by window within a
+/// series). Appends to `out` after clearing it.
+void EncodeBucketKey(std::string_view tenant, std::string_view name, std::string_view source,
+                     extract::Kind kind, std::int32_t resolution_seconds,
+                     std::int64_t window_unix_seconds, std::string& out);
+/// Inverse of EncodeBucketKey; false when `encoded` is not such a key.
+bool DecodeBucketKey(std::string_view encoded, BucketKey* key);
+/// The window of a point: floor(t / resolution) * resolution, Unix seconds (§6.2).
+std::int64_t WindowOf(std::int64_t unix_nanos, std::int32_t resolution_seconds);
+
+/// A closed bucket handed to emission.
+struct ClosedBucket {
+  BucketKey key;
+  PartialBucket bucket;
+};
+
+/// Partial buckets keyed by encoded BucketKey: the pre-aggregation table of one request,
+/// of one replay, or of the memory store. Not thread-safe.
+class BucketMap {
+ public:
+  using Map = absl::flat_hash_map<std::string, PartialBucket>;
+
+  /// Adds one point of `tenant` at `resolution_seconds` (window from point.time_unix_nanos).
+  void Add(std::string_view tenant, std::int32_t resolution_seconds, const extract::Point& point);
+  /// Merges every bucket of `other` into this one (PartialBucket::Merge).
+  void Merge(BucketMap&& other);
+  /// Merges one encoded bucket into this one.
+  void MergeBucket(std::string_view encoded_key, PartialBucket&& bucket);
+
+  std::size_t size() const { return map_.size(); }
+  bool empty() const { return map_.empty(); }
+  Map& map() { return map_; }
+  const Map& map() const { return map_; }
+  void clear() { map_.clear(); }
+
+  /// Moves out every bucket, decoded, sorted by key (tenant, name, source, kind, ...).
+  std::vector<ClosedBucket> TakeAll();
+
+ private:
+  Map map_;
+  std::string key_buffer_;
+};
+
+}  // namespace drainmet::bucket

@@ -1,0 +1,23 @@
+#pragma once
+// Numbers and units of logfmt values (SEMANTICS.md §3): "4.5ms" -> 4.5 "ms".
+
+#include <string_view>
+
+namespace drainmet::extract {
+
+/// A parsed value. `units` points into the text given to ParseValue.
+struct ParsedValue {
+  double value = 0;
+  std::string_view units;  ///< Everything after the number, verbatim; may be empty.
+};
+
+/// Parses `text` per SEMANTICS §3.1 and §3.3: optional sign, digits with at most one '.'
+/// (at least one digit), optional exponent (e|E, optional sign, >= 1 digit; an 'e' not
+/// followed by digits is part of the units); the rest is the units. Returns false
+/// (bad_value) when no number starts the text, when it starts with 0x/0X (after an
+/// optional sign), or when |value| > 1e126, NaN or infinite (overflow counts as too
+/// large). Underflow gives 0. Empty text is the caller's business (§3.2) and returns false.
+/// Pure; thread-safe; no allocation.
+bool ParseValue(std::string_view text, ParsedValue* out);
+
+}  // namespace drainmet::extract

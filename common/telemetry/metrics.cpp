@@ -1,0 +1,118 @@
+#include "common/telemetry/metrics.h"
+
+#include <sstream>
+
+#include "prometheus/text_serializer.h"
+
+namespace drainmet::telemetry {
+
+using prometheus::BuildCounter;
+using prometheus::BuildGauge;
+using prometheus::BuildHistogram;
+
+Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
+  auto& r = *registry_;
+  http_requests_ = &BuildCounter().Name("drainmet_http_requests_total")
+                        .Help("HTTP answers by status code.").Register(r);
+  librato_requests_ = &BuildCounter().Name("drainmet_librato_requests_total")
+                           .Help("Librato POST /v1/metrics requests by result.").Register(r);
+  frames_ = &BuildCounter().Name("drainmet_frames_total")
+                 .Help("Frames delimited by a valid length (SEMANTICS 8).").Register(r).Add({});
+  points_ = &BuildCounter().Name("drainmet_points_total")
+                 .Help("Points that reached a bucket (SEMANTICS 8).").Register(r).Add({});
+  duplicate_requests_ = &BuildCounter().Name("drainmet_duplicate_requests_total")
+                             .Help("Drain requests ignored as a retried Logplex-Frame-Id.")
+                             .Register(r).Add({});
+  auto& input = BuildCounter().Name("drainmet_input_rejected_total")
+                    .Help("Frames, values and names rejected while parsing, by reason "
+                          "(SEMANTICS 1.2, 1.4, 1.5, 3.3, 4.1, 5.1). bad_timestamp frames are "
+                          "still used, at the receive time.")
+                    .Register(r);
+  bad_frame_ = &input.Add({{"reason", "bad_frame"}});
+  bad_timestamp_ = &input.Add({{"reason", "bad_timestamp"}});
+  bad_value_ = &input.Add({{"reason", "bad_value"}});
+  bad_name_ = &input.Add({{"reason", "bad_name"}});
+  auto& dropped = BuildCounter().Name("drainmet_points_dropped_total")
+                      .Help("Points dropped before reaching a bucket, by reason (SEMANTICS 6.5; "
+                            "series_limit: the store's open-bucket bound).")
+                      .Register(r);
+  late_ = &dropped.Add({{"reason", "late"}});
+  future_ = &dropped.Add({{"reason", "future"}});
+  series_limit_ = &dropped.Add({{"reason", "series_limit"}});
+  auto& gauges = BuildCounter().Name("drainmet_gauges_total")
+                     .Help("Librato gauges by outcome (SEMANTICS 7.4-7.6).").Register(r);
+  posted_ = &gauges.Add({{"result", "posted"}});
+  rejected_ = &gauges.Add({{"result", "rejected"}});
+  expired_ = &gauges.Add({{"result", "expired"}});
+  retried_ = &gauges.Add({{"result", "retried"}});
+  name_conflict_ = &gauges.Add({{"result", "name_conflict"}});
+  emission_delay_ = &BuildHistogram().Name("drainmet_emission_delay_seconds")
+                         .Help("Time from a window's end to the API's 2xx for its gauges.")
+                         .Register(r)
+                         .Add({}, prometheus::Histogram::BucketBoundaries{
+                                      0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900});
+  open_buckets_ = &BuildGauge().Name("drainmet_open_buckets")
+                       .Help("Buckets held in the store, not yet closed.").Register(r).Add({});
+  pending_gauges_ = &BuildGauge().Name("drainmet_pending_gauges")
+                         .Help("Gauges waiting for delivery or a retry.").Register(r).Add({});
+}
+
+void Metrics::Add(const Counters& c) {
+  frames_->Increment(static_cast<double>(c.frames));
+  points_->Increment(static_cast<double>(c.points));
+  duplicate_requests_->Increment(static_cast<double>(c.duplicate_request));
+  bad_frame_->Increment(static_cast<double>(c.bad_frame));
+  bad_timestamp_->Increment(static_cast<double>(c.bad_timestamp));
+  bad_value_->Increment(static_cast<double>(c.bad_value));
+  bad_name_->Increment(static_cast<double>(c.bad_name));
+  late_->Increment(static_cast<double>(c.late));
+  future_->Increment(static_cast<double>(c.future));
+  series_limit_->Increment(static_cast<double>(c.series_limit));
+  posted_->Increment(static_cast<double>(c.posted));
+  rejected_->Increment(static_cast<double>(c.rejected));
+  expired_->Increment(static_cast<double>(c.expired));
+  retried_->Increment(static_cast<double>(c.retried));
+  name_conflict_->Increment(static_cast<double>(c.name_conflict));
+}
+
+void Metrics::CountHttpResponse(unsigned status) {
+  http_requests_->Add({{"code", std::to_string(status)}}).Increment();
+}
+
+void Metrics::CountLibratoRequest(std::string_view result) {
+  librato_requests_->Add({{"result", std::string(result)}}).Increment();
+}
+
+void Metrics::ObserveEmissionDelaySeconds(double seconds) { emission_delay_->Observe(seconds); }
+void Metrics::SetOpenBuckets(double value) { open_buckets_->Set(value); }
+void Metrics::SetPendingGauges(double value) { pending_gauges_->Set(value); }
+
+std::string Metrics::RenderText() const {
+  prometheus::TextSerializer serializer;
+  std::ostringstream out;
+  serializer.Serialize(out, registry_->Collect());
+  return out.str();
+}
+
+Counters Metrics::Snapshot() const {
+  auto v = [](const prometheus::Counter* c) { return static_cast<std::uint64_t>(c->Value()); };
+  Counters c;
+  c.frames = v(frames_);
+  c.points = v(points_);
+  c.duplicate_request = v(duplicate_requests_);
+  c.bad_frame = v(bad_frame_);
+  c.bad_timestamp = v(bad_timestamp_);
+  c.bad_value = v(bad_value_);
+  c.bad_name = v(bad_name_);
+  c.late = v(late_);
+  c.future = v(future_);
+  c.series_limit = v(series_limit_);
+  c.posted = v(posted_);
+  c.rejected = v(rejected_);
+  c.expired = v(expired_);
+  c.retried = v(retried_);
+  c.name_conflict = v(name_conflict_);
+  return c;
+}
+
+}  // namespace drainmet::telemetry

@@ -1,0 +1,70 @@
+#pragma once
+// Process-wide Prometheus metrics (prometheus-cpp) of a drainmet process, rendered in
+// the text exposition format for GET /metrics. Every counter of SEMANTICS.md §8 is here.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "common/telemetry/counters.h"
+#include "prometheus/counter.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
+#include "prometheus/registry.h"
+
+namespace drainmet::telemetry {
+
+/// The metric families of one process. Thread-safe: prometheus-cpp metrics are atomic.
+/// Names follow `drainmet_<noun>_<unit>_total` with a `reason`/`result` label.
+class Metrics {
+ public:
+  Metrics();
+  Metrics(const Metrics&) = delete;
+  Metrics& operator=(const Metrics&) = delete;
+
+  /// Adds a request's (or a replay's) counters to the families below.
+  void Add(const Counters& counters);
+  /// Counts one HTTP answer by status code (drainmet_http_requests_total{code}).
+  void CountHttpResponse(unsigned status);
+  /// Counts one Librato request by answer ("2xx", "429", "4xx", "5xx", "transport").
+  void CountLibratoRequest(std::string_view result);
+  /// Records the delay between a window's close (window + resolution) and the API's 2xx.
+  void ObserveEmissionDelaySeconds(double seconds);
+  /// Sets the number of open buckets held by the store.
+  void SetOpenBuckets(double value);
+  /// Sets the number of gauges waiting for (re)delivery.
+  void SetPendingGauges(double value);
+
+  /// The Prometheus text exposition (version 0.0.4) of every family.
+  std::string RenderText() const;
+  prometheus::Registry& registry() { return *registry_; }
+
+  /// The current value of the §8 counters (for tests and logs).
+  Counters Snapshot() const;
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Family<prometheus::Counter>* http_requests_;
+  prometheus::Family<prometheus::Counter>* librato_requests_;
+  prometheus::Counter* frames_;
+  prometheus::Counter* points_;
+  prometheus::Counter* duplicate_requests_;
+  prometheus::Counter* bad_frame_;
+  prometheus::Counter* bad_timestamp_;
+  prometheus::Counter* bad_value_;
+  prometheus::Counter* bad_name_;
+  prometheus::Counter* late_;
+  prometheus::Counter* future_;
+  prometheus::Counter* series_limit_;
+  prometheus::Counter* posted_;
+  prometheus::Counter* rejected_;
+  prometheus::Counter* expired_;
+  prometheus::Counter* retried_;
+  prometheus::Counter* name_conflict_;
+  prometheus::Histogram* emission_delay_;
+  prometheus::Gauge* open_buckets_;
+  prometheus::Gauge* pending_gauges_;
+};
+
+}  // namespace drainmet::telemetry
