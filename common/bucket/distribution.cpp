@@ -1,1 +1,128 @@
-// placeholder: implemented by its owner
+#include "common/bucket/distribution.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace drainmet::bucket {
+namespace {
+
+constexpr double kGamma = (1 + DDSketch::kRelativeAccuracy) / (1 - DDSketch::kRelativeAccuracy);
+
+double LogGamma() {
+  static const double log_gamma = std::log(kGamma);
+  return log_gamma;
+}
+
+// Bucket index of a magnitude >= kMinIndexable: ceil(log_gamma(m)). Infinity is indexed
+// like the largest finite double, so the index always fits an int (|index| < 36000).
+int IndexOf(double magnitude) {
+  if (!std::isfinite(magnitude)) magnitude = std::numeric_limits<double>::max();
+  return static_cast<int>(std::ceil(std::log(magnitude) / LogGamma()));
+}
+
+// The value bucket i stands for: within alpha of every magnitude in (gamma^(i-1), gamma^i].
+// The top bucket (that of the largest double) would round to infinity; clamp it.
+double RepresentativeOf(int index) {
+  return std::min(2 * std::pow(kGamma, index) / (kGamma + 1), std::numeric_limits<double>::max());
+}
+
+}  // namespace
+
+bool TotalLess(double a, double b) {
+  if (std::isnan(a)) return false;
+  if (std::isnan(b)) return true;
+  if (a < b) return true;
+  if (b < a) return false;
+  return std::signbit(a) && !std::signbit(b);
+}
+
+void DDSketch::Add(double value, std::uint64_t n) {
+  if (n == 0) return;
+  count_ += n;
+  const double magnitude = std::fabs(value);
+  // `!(m >= min)` also sends NaN to the zero count.
+  if (!(magnitude >= kMinIndexable)) {
+    zero_count_ += n;
+  } else if (value > 0) {
+    positive_[IndexOf(magnitude)] += n;
+  } else {
+    negative_[IndexOf(magnitude)] += n;
+  }
+}
+
+void DDSketch::Merge(const DDSketch& other) {
+  for (const auto& [index, n] : other.positive_) positive_[index] += n;
+  for (const auto& [index, n] : other.negative_) negative_[index] += n;
+  zero_count_ += other.zero_count_;
+  count_ += other.count_;
+}
+
+double DDSketch::ValueAtRank(std::uint64_t rank) const {
+  if (count_ == 0) return 0;
+  if (rank >= count_) rank = count_ - 1;
+  std::uint64_t seen = 0;
+  // Most negative first: the negative store's greatest index holds the smallest values.
+  for (auto it = negative_.rbegin(); it != negative_.rend(); ++it) {
+    seen += it->second;
+    if (rank < seen) return -RepresentativeOf(it->first);
+  }
+  seen += zero_count_;
+  if (rank < seen) return 0;
+  for (const auto& [index, n] : positive_) {
+    seen += n;
+    if (rank < seen) return RepresentativeOf(index);
+  }
+  return 0;  // Unreachable while count_ is the sum of the stores.
+}
+
+void Distribution::Add(double value) {
+  if (!sketched_ && values_.size() + 1 > kExactCap) SwitchToSketch();
+  if (sketched_) {
+    sketch_.Add(value);
+    return;
+  }
+  values_.push_back(value);
+  sorted_ = false;
+}
+
+void Distribution::Merge(const Distribution& other) {
+  if (other.count() == 0) return;
+  if (!sketched_ && !other.sketched_ && values_.size() + other.values_.size() <= kExactCap) {
+    values_.insert(values_.end(), other.values_.begin(), other.values_.end());
+    sorted_ = false;
+    return;
+  }
+  if (!sketched_) SwitchToSketch();
+  if (other.sketched_) {
+    sketch_.Merge(other.sketch_);
+  } else {
+    for (double v : other.values_) sketch_.Add(v);
+  }
+}
+
+std::uint64_t Distribution::count() const { return sketched_ ? sketch_.count() : values_.size(); }
+
+double Distribution::Percentile(int p) {
+  const std::uint64_t n = count();
+  if (n == 0) return 0;
+  const std::uint64_t percent = static_cast<std::uint64_t>(std::clamp(p, 1, 100));
+  // Nearest rank, in integers (SEMANTICS §6.4): ceil(P * n / 100) - 1.
+  const std::uint64_t index = (percent * n + 99) / 100 - 1;
+  if (sketched_) return sketch_.ValueAtRank(index);
+  if (!sorted_) {
+    std::sort(values_.begin(), values_.end(), TotalLess);
+    sorted_ = true;
+  }
+  return values_[index];
+}
+
+void Distribution::SwitchToSketch() {
+  for (double v : values_) sketch_.Add(v);
+  values_.clear();
+  values_.shrink_to_fit();
+  sketched_ = true;
+  sorted_ = false;
+}
+
+}  // namespace drainmet::bucket

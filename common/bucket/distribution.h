@@ -10,11 +10,17 @@
 
 namespace drainmet::bucket {
 
+/// A strict total order on doubles used wherever a bucket picks one value among equals, so
+/// that merge results never depend on order: -0 sorts before +0, and NaN after everything
+/// (all NaNs equivalent). Otherwise the same as `a < b`. Pure.
+bool TotalLess(double a, double b);
+
 /// DDSketch (Masson, Rim, Lee, VLDB 2019) with relative accuracy alpha = 0.01:
 /// gamma = (1 + alpha) / (1 - alpha); a positive value v goes to bucket ceil(log_gamma(v)),
-/// a negative one to the mirrored negative store, |v| < kMinIndexable to the zero count.
-/// Bucket i represents 2 * gamma^i / (gamma + 1). Merge adds counts: exact, associative
-/// and commutative. Not thread-safe.
+/// a negative one to the mirrored negative store, |v| < kMinIndexable (and NaN) to the zero
+/// count; infinities go to the bucket of the largest finite double. Bucket i represents
+/// 2 * gamma^i / (gamma + 1). Merge adds counts: exact, associative and commutative (a
+/// sketch depends only on the multiset of values added). Not thread-safe.
 class DDSketch {
  public:
   static constexpr double kRelativeAccuracy = 0.01;
@@ -25,7 +31,9 @@ class DDSketch {
   std::uint64_t count() const { return count_; }
 
   /// The value of 0-based rank `rank` (< count()) in sorted order, within 1% relative
-  /// error (0 for values in the zero bucket).
+  /// error (0 for values in the zero bucket). Negative buckets come first (most negative
+  /// upward), then the zero count, then positive buckets. A rank >= count() gives the
+  /// greatest value held (0 for an empty sketch).
   double ValueAtRank(std::uint64_t rank) const;
 
   /// Stored buckets, for serialisation and tests.
@@ -55,8 +63,10 @@ class Distribution {
   bool exact() const { return !sketched_; }
 
   /// Nearest-rank percentile (SEMANTICS §6.4): v[(P*n + 99)/100 - 1] of the sorted values
-  /// for P in 1..100; for a sketch the value at that rank within 1%, clamped to
-  /// [min, max] by the caller. Requires count() > 0. Sorts the exact values in place.
+  /// for P in 1..100 (P outside is clamped to 1..100); for a sketch the value at that rank
+  /// within 1%, clamped to [min, max] by the caller. Requires count() > 0 (returns 0
+  /// otherwise). Sorts the exact values in place (once; Add and Merge unsort them), in
+  /// TotalLess order.
   double Percentile(int p);
 
   /// Exact values (in no particular order) while exact().

@@ -1,1 +1,181 @@
-// placeholder: implemented by its owner
+#include "common/bucket/partial_bucket.h"
+
+#include <algorithm>
+#include <cassert>
+#include <utility>
+
+#include "absl/strings/string_view.h"
+
+namespace drainmet::bucket {
+namespace {
+
+// Fixed-width tail of an encoded key: kind (1) + resolution (4) + window (8).
+constexpr std::size_t kTailBytes = 1 + 4 + 8;
+constexpr std::uint64_t kSignBit = std::uint64_t{1} << 63;
+
+void TakeSmallerUnits(std::string_view candidate, std::string& units) {
+  // Assign only on change, so the common case (same units every point) never allocates.
+  if (!candidate.empty() && (units.empty() || candidate < std::string_view(units))) units.assign(candidate);
+}
+
+void AppendBigEndian(std::uint64_t value, int bytes, std::string& out) {
+  for (int shift = (bytes - 1) * 8; shift >= 0; shift -= 8) {
+    out.push_back(static_cast<char>((value >> shift) & 0xff));
+  }
+}
+
+std::uint64_t ReadBigEndian(std::string_view bytes) {
+  std::uint64_t value = 0;
+  for (char c : bytes) value = (value << 8) | static_cast<unsigned char>(c);
+  return value;
+}
+
+// Debian's Abseil is built with its own absl::string_view (not an alias of the std one),
+// and the map's transparent hash only takes that type.
+absl::string_view AbslView(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+
+// Floor division for b > 0.
+std::int64_t FloorDiv(std::int64_t a, std::int64_t b) {
+  std::int64_t q = a / b;
+  if (a % b != 0 && a < 0) --q;
+  return q;
+}
+
+}  // namespace
+
+void PartialBucket::Add(double value, std::int64_t unix_nanos, std::string_view point_units,
+                        bool keep_distribution) {
+  ++count;
+  sum += value;
+  sum_squares += value * value;
+  if (TotalLess(value, min)) min = value;
+  if (TotalLess(max, value)) max = value;
+  // `>=`: on an equal timestamp the later point of the request wins (SEMANTICS §6.3).
+  if (unix_nanos >= last_unix_nanos) {
+    last = value;
+    last_unix_nanos = unix_nanos;
+  }
+  TakeSmallerUnits(point_units, units);
+  if (keep_distribution) values.Add(value);
+}
+
+void PartialBucket::Merge(const PartialBucket& other) {
+  // An empty bucket is the identity; this also keeps its default `last` out of ties.
+  if (other.count == 0) return;
+  if (count == 0) {
+    *this = other;
+    return;
+  }
+  count += other.count;
+  sum += other.sum;
+  sum_squares += other.sum_squares;
+  if (TotalLess(other.min, min)) min = other.min;
+  if (TotalLess(max, other.max)) max = other.max;
+  // Across requests arrival order means nothing: on equal timestamps the greater value
+  // wins, so any merge order and grouping agrees (SEMANTICS §6.3).
+  if (other.last_unix_nanos > last_unix_nanos ||
+      (other.last_unix_nanos == last_unix_nanos && TotalLess(last, other.last))) {
+    last = other.last;
+    last_unix_nanos = other.last_unix_nanos;
+  }
+  TakeSmallerUnits(other.units, units);
+  values.Merge(other.values);
+}
+
+void EncodeBucketKey(std::string_view tenant, std::string_view name, std::string_view source,
+                     extract::Kind kind, std::int32_t resolution_seconds, std::int64_t window_unix_seconds,
+                     std::string& out) {
+  out.clear();
+  out.append(tenant);
+  out.push_back('\0');
+  out.append(name);
+  out.push_back('\0');
+  out.append(source);
+  out.push_back('\0');
+  out.push_back(static_cast<char>(kind));
+  AppendBigEndian(static_cast<std::uint32_t>(resolution_seconds), 4, out);
+  // Flipping the sign bit maps int64 order onto unsigned byte order.
+  AppendBigEndian(static_cast<std::uint64_t>(window_unix_seconds) ^ kSignBit, 8, out);
+}
+
+bool DecodeBucketKey(std::string_view encoded, BucketKey* key) {
+  if (encoded.size() < 3 + kTailBytes) return false;
+  const std::string_view strings = encoded.substr(0, encoded.size() - kTailBytes);
+  const std::string_view tail = encoded.substr(strings.size());
+  const std::size_t end_tenant = strings.find('\0');
+  if (end_tenant == std::string_view::npos) return false;
+  const std::size_t end_name = strings.find('\0', end_tenant + 1);
+  if (end_name == std::string_view::npos) return false;
+  const std::size_t end_source = strings.find('\0', end_name + 1);
+  if (end_source != strings.size() - 1) return false;
+
+  const auto kind = static_cast<unsigned char>(tail[0]);
+  if (kind > static_cast<unsigned char>(extract::Kind::kSample)) return false;
+  const auto resolution =
+      static_cast<std::int32_t>(static_cast<std::uint32_t>(ReadBigEndian(tail.substr(1, 4))));
+  if (resolution <= 0) return false;
+
+  key->tenant.assign(strings.substr(0, end_tenant));
+  key->name.assign(strings.substr(end_tenant + 1, end_name - end_tenant - 1));
+  key->source.assign(strings.substr(end_name + 1, end_source - end_name - 1));
+  key->kind = static_cast<extract::Kind>(kind);
+  key->resolution_seconds = resolution;
+  key->window_unix_seconds = static_cast<std::int64_t>(ReadBigEndian(tail.substr(5, 8)) ^ kSignBit);
+  return true;
+}
+
+std::int64_t WindowOf(std::int64_t unix_nanos, std::int32_t resolution_seconds) {
+  const std::int64_t seconds = FloorDiv(unix_nanos, 1'000'000'000);
+  const std::int64_t resolution = resolution_seconds > 0 ? resolution_seconds : 1;
+  return FloorDiv(seconds, resolution) * resolution;
+}
+
+void BucketMap::Add(std::string_view tenant, std::int32_t resolution_seconds, const extract::Point& point) {
+  EncodeBucketKey(tenant, point.name, point.source, point.kind, resolution_seconds,
+                  WindowOf(point.time_unix_nanos, resolution_seconds), key_buffer_);
+  auto it = map_.find(AbslView(key_buffer_));
+  if (it == map_.end()) it = map_.try_emplace(key_buffer_).first;
+  it->second.Add(point.value, point.time_unix_nanos, point.units, point.kind == extract::Kind::kMeasure);
+}
+
+void BucketMap::Merge(BucketMap&& other) {
+  if (map_.empty()) {
+    map_ = std::move(other.map_);
+  } else {
+    for (auto& [key, bucket] : other.map_) MergeBucket(key, std::move(bucket));
+  }
+  other.map_.clear();
+}
+
+void BucketMap::MergeBucket(std::string_view encoded_key, PartialBucket&& bucket) {
+  auto it = map_.find(AbslView(encoded_key));
+  if (it == map_.end()) {
+    map_.try_emplace(std::string(encoded_key), std::move(bucket));
+  } else {
+    it->second.Merge(bucket);
+  }
+}
+
+std::vector<ClosedBucket> BucketMap::TakeAll() {
+  std::vector<Map::value_type*> entries;
+  entries.reserve(map_.size());
+  for (auto& entry : map_) entries.push_back(&entry);
+  std::sort(entries.begin(), entries.end(),
+            [](const Map::value_type* a, const Map::value_type* b) { return a->first < b->first; });
+  std::vector<ClosedBucket> closed;
+  closed.reserve(entries.size());
+  for (Map::value_type* entry : entries) {
+    ClosedBucket out;
+    // Keys come from EncodeBucketKey unless a caller passed garbage to MergeBucket; such a
+    // bucket has no identity to emit under and is dropped.
+    const bool decoded = DecodeBucketKey(entry->first, &out.key);
+    assert(decoded);
+    if (!decoded) continue;
+    out.bucket = std::move(entry->second);
+    closed.push_back(std::move(out));
+  }
+  map_.clear();
+  return closed;
+}
+
+}  // namespace drainmet::bucket

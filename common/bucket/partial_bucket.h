@@ -24,7 +24,7 @@ struct PartialBucket {
   double max = -std::numeric_limits<double>::infinity();
   double last = 0;  ///< Value with the greatest last_unix_nanos (samples).
   std::int64_t last_unix_nanos = std::numeric_limits<std::int64_t>::min();
-  std::string units;  ///< Lexicographically smallest non-empty units seen (§6.1).
+  std::string units;    ///< Lexicographically smallest non-empty units seen (§6.1).
   Distribution values;  ///< Measures only.
 
   /// Adds one point of the same request. On an equal timestamp the later call wins
@@ -50,13 +50,17 @@ struct BucketKey {
 
 /// Encodes a key as one string (tenant NUL name NUL source NUL kind resolution window, the
 /// integers in fixed-width big-endian so that encoded keys sort by window within a
-/// series). Appends to `out` after clearing it.
+/// series; the window with its sign bit flipped, so negative windows sort first). Clears
+/// `out`, then appends: no allocation when `out` has the capacity. tenant, name and source
+/// must not contain NUL.
 void EncodeBucketKey(std::string_view tenant, std::string_view name, std::string_view source,
-                     extract::Kind kind, std::int32_t resolution_seconds,
-                     std::int64_t window_unix_seconds, std::string& out);
-/// Inverse of EncodeBucketKey; false when `encoded` is not such a key.
+                     extract::Kind kind, std::int32_t resolution_seconds, std::int64_t window_unix_seconds,
+                     std::string& out);
+/// Inverse of EncodeBucketKey; false when `encoded` is not such a key (wrong size or
+/// number of NULs, kind out of range, resolution <= 0). `key` is untouched on false.
 bool DecodeBucketKey(std::string_view encoded, BucketKey* key);
-/// The window of a point: floor(t / resolution) * resolution, Unix seconds (§6.2).
+/// The window of a point: floor(t / resolution) * resolution, Unix seconds (§6.2), also
+/// for negative t. A resolution <= 0 is treated as 1.
 std::int64_t WindowOf(std::int64_t unix_nanos, std::int32_t resolution_seconds);
 
 /// A closed bucket handed to emission.
@@ -75,7 +79,8 @@ class BucketMap {
   void Add(std::string_view tenant, std::int32_t resolution_seconds, const extract::Point& point);
   /// Merges every bucket of `other` into this one (PartialBucket::Merge).
   void Merge(BucketMap&& other);
-  /// Merges one encoded bucket into this one.
+  /// Merges one encoded bucket into this one. `encoded_key` must come from
+  /// EncodeBucketKey (a key that does not decode is dropped by TakeAll).
   void MergeBucket(std::string_view encoded_key, PartialBucket&& bucket);
 
   std::size_t size() const { return map_.size(); }
