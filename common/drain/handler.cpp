@@ -1,0 +1,110 @@
+#include "common/drain/handler.h"
+
+#include <string>
+
+#include "common/drain/processor.h"
+#include "common/telemetry/log.h"
+
+namespace drainmet::drain {
+namespace {
+
+http::Response Plain(unsigned status, std::string body) {
+  http::Response response;
+  response.status = status;
+  response.body = std::move(body);
+  if (!response.body.empty()) response.body += '\n';
+  return response;
+}
+
+http::Response Unauthorized() {
+  http::Response response = Plain(401, "unauthorized: the drain URL needs a valid token (https://TOKEN@host/logs)");
+  response.headers.emplace_back("WWW-Authenticate", "Basic realm=\"drainmet\"");
+  return response;
+}
+
+}  // namespace
+
+DrainHandler::DrainHandler(std::shared_ptr<const TenantDirectory> directory, store::Store& store,
+                           const base::Clock& clock, telemetry::Metrics& metrics)
+    : directory_(std::move(directory)), store_(store), clock_(clock), metrics_(metrics) {}
+
+std::variant<DrainHandler::Resolved, http::Response> DrainHandler::Resolve(const http::Request& request) const {
+  if (request.method != "POST") {
+    http::Response response = Plain(405, "method not allowed: drains POST to /logs");
+    response.headers.emplace_back("Allow", "POST");
+    return response;
+  }
+  const std::optional<std::string_view> authorization = request.Header("Authorization");
+  if (!authorization) return Unauthorized();
+  const std::optional<config::BasicCredentials> credentials = config::ParseBasicAuthorization(*authorization);
+  if (!credentials) return Unauthorized();
+  const std::optional<std::size_t> tenant = directory_->tokens.Authenticate(*credentials);
+  if (!tenant) {
+    telemetry::LogOnce("auth_failed", "drain request with unknown credentials refused",
+                       {{"remote", request.remote_address}});
+    return Unauthorized();
+  }
+  const config::Tenant& t = directory_->config.tenants[*tenant];
+  absl::StatusOr<extract::DrainOptions> options =
+      extract::ParseDrainQuery(request.Query(), t.default_resolution_seconds);
+  if (!options.ok()) return Plain(400, "bad drain option: " + std::string(options.status().message()));
+  return Resolved{*tenant, *std::move(options)};
+}
+
+std::optional<http::Response> DrainHandler::CheckHeaders(const http::Request& request) const {
+  auto resolved = Resolve(request);
+  if (auto* response = std::get_if<http::Response>(&resolved)) return std::move(*response);
+  return std::nullopt;
+}
+
+http::Response DrainHandler::Handle(const http::Request& request) {
+  auto resolved = Resolve(request);
+  if (auto* response = std::get_if<http::Response>(&resolved)) return std::move(*response);
+  const Resolved& r = std::get<Resolved>(resolved);
+  const std::string& tenant = directory_->config.tenants[r.tenant_index].id;
+  const std::string_view frame_id = request.Header("Logplex-Frame-Id").value_or("");
+
+  telemetry::Counters counters;
+  // A retried frame skips parsing; Ingest below decides for good (two copies may race).
+  absl::StatusOr<bool> seen = store_.SeenFrame(tenant, frame_id);
+  if (seen.ok() && *seen) {
+    counters.duplicate_request = 1;
+    metrics_.Add(counters);
+    return Plain(204, "");
+  }
+
+  const std::int64_t now = clock_.NowUnixNanos();
+  BodyTimes times;
+  times.received_at_nanos = now;
+  times.now_nanos = now;
+  times.future_tolerance_nanos = directory_->config.limits.future_tolerance_seconds * base::kNanosPerSecond;
+  bucket::BucketMap partials;
+  ProcessBody(tenant, r.options, request.body, times, partials, counters);
+
+  absl::StatusOr<store::IngestResult> ingested = store_.Ingest(tenant, frame_id, partials);
+  if (!ingested.ok()) {
+    telemetry::Log(telemetry::Level::kError, "store unavailable; drain request answered 503",
+                   {{"tenant", tenant}, {"error", ingested.status().message()}});
+    http::Response response = Plain(503, "store unavailable, retry later");
+    response.headers.emplace_back("Retry-After", "1");
+    return response;
+  }
+  if (ingested->duplicate) {
+    // The counters of a retried request were counted with its first copy.
+    telemetry::Counters duplicate;
+    duplicate.duplicate_request = 1;
+    metrics_.Add(duplicate);
+    return Plain(204, "");
+  }
+  counters.points += ingested->applied_points;
+  counters.late += ingested->late_points;
+  counters.series_limit += ingested->series_limit_points;
+  if (ingested->series_limit_points > 0) {
+    telemetry::LogOnce("series_limit", "open-bucket limit reached; points of new series dropped",
+                       {{"tenant", tenant}});
+  }
+  metrics_.Add(counters);
+  return Plain(204, "");
+}
+
+}  // namespace drainmet::drain

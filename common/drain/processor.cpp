@@ -1,0 +1,56 @@
+#include "common/drain/processor.h"
+
+#include "common/logplex/frame_reader.h"
+#include "common/telemetry/log.h"
+
+namespace drainmet::drain {
+
+void ProcessBody(std::string_view tenant, const extract::DrainOptions& options, std::string_view body,
+                 const BodyTimes& times, bucket::BucketMap& partials, telemetry::Counters& counters) {
+  // One extractor per body: its scratch buffers are reused across the body's frames.
+  extract::Extractor extractor(options);
+
+  const std::optional<std::int64_t> future_limit =
+      times.now_nanos ? std::optional<std::int64_t>(*times.now_nanos + times.future_tolerance_nanos)
+                      : std::nullopt;
+  logplex::FrameReader reader(body);
+  std::string_view frame_bytes;
+  for (;;) {
+    const logplex::FrameStatus status = reader.Next(&frame_bytes);
+    if (status == logplex::FrameStatus::kEnd) break;
+    if (status == logplex::FrameStatus::kBroken) {
+      ++counters.bad_frame;
+      telemetry::LogOnce("bad_frame_length", "drain body framing ended early; rest of body skipped",
+                         {{"tenant", tenant}});
+      break;
+    }
+    ++counters.frames;
+    if (status == logplex::FrameStatus::kEmpty) {
+      ++counters.bad_frame;
+      continue;
+    }
+    const std::optional<logplex::Frame> frame = logplex::ParseFrame(frame_bytes);
+    if (!frame) {
+      ++counters.bad_frame;
+      telemetry::LogOnce("bad_frame_header", "frame with a malformed RFC 5424 header skipped",
+                         {{"tenant", tenant}});
+      continue;
+    }
+    std::optional<std::int64_t> time = logplex::ParseRfc3339Nanos(frame->timestamp);
+    if (!time) {
+      ++counters.bad_timestamp;
+      time = times.received_at_nanos;
+      if (!time) continue;  // Replay without --received-at: no points (§1.4).
+    }
+    if (future_limit && *time > *future_limit) {
+      // Count each point the frame would have yielded as future (§6.5).
+      extractor.Extract(*frame, *time, counters, [&](const extract::Point&) { ++counters.future; });
+      continue;
+    }
+    extractor.Extract(*frame, *time, counters, [&](const extract::Point& point) {
+      partials.Add(tenant, options.resolution_seconds, point);
+    });
+  }
+}
+
+}  // namespace drainmet::drain

@@ -1,0 +1,36 @@
+#pragma once
+// One drain body -> partial buckets: framing (logplex), header, timestamps, extraction
+// (extract) and pre-aggregation (bucket), counting every problem (SEMANTICS §1-§6).
+// Shared by `drainmet replay`, the standalone service and the receiver.
+
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+#include "common/bucket/partial_bucket.h"
+#include "common/extract/extract.h"
+#include "common/telemetry/counters.h"
+
+namespace drainmet::drain {
+
+/// The clock side of processing one body.
+struct BodyTimes {
+  /// The time the request was received (Unix ns): the time of frames whose timestamp is
+  /// "-" or unparsable (SEMANTICS §1.4). std::nullopt (replay without --received-at):
+  /// such frames yield no points.
+  std::optional<std::int64_t> received_at_nanos;
+  /// The receiver's clock (Unix ns) for the future check of SEMANTICS §6.5; std::nullopt
+  /// (replay): nothing is future.
+  std::optional<std::int64_t> now_nanos;
+  std::int64_t future_tolerance_nanos = 60'000'000'000;  ///< 60 s (§6.5).
+};
+
+/// Parses `body` (application/logplex-1) of a drain of `tenant` with `options` and adds
+/// its points to `partials` (as one request: on equal timestamps the later sample wins).
+/// Counts frames, bad_frame, bad_timestamp, bad_value, bad_name and future in `counters`;
+/// points are counted when the partials reach the store. Never fails: bad input is
+/// counted and skipped, the rest of the body is used. Thread-compatible (no shared state).
+void ProcessBody(std::string_view tenant, const extract::DrainOptions& options, std::string_view body,
+                 const BodyTimes& times, bucket::BucketMap& partials, telemetry::Counters& counters);
+
+}  // namespace drainmet::drain

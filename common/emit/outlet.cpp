@@ -1,0 +1,198 @@
+#include "common/emit/outlet.h"
+
+#include <algorithm>
+#include <chrono>
+#include <thread>
+
+#include "common/telemetry/log.h"
+
+namespace drainmet::emit {
+namespace {
+
+constexpr std::int64_t kNanosPerMilli = 1'000'000;
+
+std::string_view ResultLabel(const librato::PostResult& result) {
+  if (result.http_status == 0) return "transport";
+  if (result.http_status == 429) return "429";
+  if (result.http_status >= 200 && result.http_status < 300) return "2xx";
+  if (result.http_status >= 500) return "5xx";
+  return "4xx";
+}
+
+}  // namespace
+
+void ForEachRequest(std::span<const librato::Gauge> gauges, std::size_t max_per_request,
+                    absl::FunctionRef<void(std::span<const librato::Gauge>)> request) {
+  for (std::size_t begin = 0; begin < gauges.size();) {
+    std::size_t end = begin;
+    while (end < gauges.size() && gauges[end].tenant == gauges[begin].tenant) ++end;
+    for (std::size_t i = begin; i < end; i += max_per_request) {
+      request(gauges.subspan(i, std::min(max_per_request, end - i)));
+    }
+    begin = end;
+  }
+}
+
+Outlet::Outlet(const config::Config& config, store::Store& store, Sink& sink, const base::Clock& clock,
+               telemetry::Metrics& metrics, std::uint64_t seed)
+    : config_(config), store_(store), sink_(sink), clock_(clock), metrics_(metrics), rng_(seed) {
+  for (std::size_t i = 0; i < config_.tenants.size(); ++i) tenant_index_[config_.tenants[i].id] = i;
+}
+
+void Outlet::Enqueue(std::vector<bucket::ClosedBucket> closed) {
+  if (closed.empty()) return;
+  telemetry::Counters counters;
+  std::vector<librato::Gauge> gauges = librato::BuildGauges(closed, counters);
+  metrics_.Add(counters);
+  const std::int64_t now = clock_.NowUnixNanos();
+  const auto max_per_request = static_cast<std::size_t>(config_.outlet.max_gauges_per_request);
+  ForEachRequest(gauges, max_per_request, [&](std::span<const librato::Gauge> chunk) {
+    auto tenant = tenant_index_.find(chunk.front().tenant);
+    if (tenant == tenant_index_.end()) {
+      // A tenant removed from the config while its buckets were open: nobody to post as.
+      telemetry::LogOnce("unknown_tenant", "closed buckets of an unknown tenant dropped",
+                         {{"tenant", chunk.front().tenant}});
+      return;
+    }
+    Batch batch;
+    batch.tenant = tenant->second;
+    batch.body = librato::RenderRequestBody(chunk);
+    batch.gauges = chunk.size();
+    batch.window_end_nanos = INT64_MAX;
+    for (const librato::Gauge& g : chunk) {
+      batch.window_end_nanos = std::min(batch.window_end_nanos, (g.measure_time + g.period) * base::kNanosPerSecond);
+    }
+    batch.next_attempt_nanos = now;
+    pending_.push_back(std::move(batch));
+  });
+}
+
+std::int64_t Outlet::BackoffNanos(int attempts) {
+  // Full jitter: uniform in [0, min(cap, base * 2^attempts)] (RELIABILITY.md §3.1).
+  const std::int64_t base = config_.outlet.retry_initial_backoff_ms * kNanosPerMilli;
+  const std::int64_t cap = config_.outlet.retry_max_backoff_ms * kNanosPerMilli;
+  std::int64_t ceiling = base;
+  for (int i = 0; i < attempts && ceiling < cap; ++i) ceiling *= 2;
+  ceiling = std::min(ceiling, cap);
+  std::uniform_int_distribution<std::int64_t> jitter(0, ceiling);
+  // A floor of 10% of the base keeps a failing endpoint from being hammered.
+  return base / 10 + jitter(rng_);
+}
+
+std::int64_t Outlet::SendDue() {
+  const std::int64_t horizon = config_.retry_horizon_seconds * base::kNanosPerSecond;
+  std::int64_t next = INT64_MAX;
+  std::vector<Batch> keep;
+  for (Batch& batch : pending_) {
+    const std::int64_t now = clock_.NowUnixNanos();
+    if (batch.next_attempt_nanos > now) {
+      next = std::min(next, batch.next_attempt_nanos);
+      keep.push_back(std::move(batch));
+      continue;
+    }
+    telemetry::Counters counters;
+    if (batch.attempts > 0) counters.retried += batch.gauges;
+    const librato::PostResult result = sink_.Post(batch.tenant, batch.body);
+    ++batch.attempts;
+    metrics_.CountLibratoRequest(ResultLabel(result));
+    const std::string& tenant = config_.tenants[batch.tenant].id;
+    const std::int64_t after = clock_.NowUnixNanos();
+    switch (result.delivery) {
+      case librato::Delivery::kAccepted:
+        counters.posted += batch.gauges;
+        metrics_.ObserveEmissionDelaySeconds(
+            static_cast<double>(after - batch.window_end_nanos) / static_cast<double>(base::kNanosPerSecond));
+        break;
+      case librato::Delivery::kRejected:
+        counters.rejected += batch.gauges;
+        telemetry::Log(telemetry::Level::kError, "Librato rejected a request; its gauges are dropped",
+                       {{"tenant", tenant},
+                        {"status", std::to_string(result.http_status)},
+                        {"gauges", std::to_string(batch.gauges)},
+                        {"body", result.body.empty() ? result.error : result.body}});
+        break;
+      case librato::Delivery::kRetry: {
+        std::int64_t wait = BackoffNanos(batch.attempts - 1);
+        if (result.retry_after_seconds) {
+          wait = std::max(wait, *result.retry_after_seconds * base::kNanosPerSecond);
+        }
+        batch.next_attempt_nanos = after + wait;
+        if (batch.next_attempt_nanos - batch.window_end_nanos > horizon) {
+          counters.expired += batch.gauges;
+          telemetry::Log(telemetry::Level::kError, "gauges expired: retry horizon passed",
+                         {{"tenant", tenant},
+                          {"status", std::to_string(result.http_status)},
+                          {"gauges", std::to_string(batch.gauges)},
+                          {"error", result.error}});
+          break;
+        }
+        telemetry::Log(telemetry::Level::kWarn, "Librato request failed; will retry",
+                       {{"tenant", tenant},
+                        {"status", std::to_string(result.http_status)},
+                        {"attempt", std::to_string(batch.attempts)},
+                        {"error", result.error}});
+        next = std::min(next, batch.next_attempt_nanos);
+        keep.push_back(std::move(batch));
+        break;
+      }
+    }
+    metrics_.Add(counters);
+  }
+  pending_ = std::move(keep);
+  std::uint64_t queued = 0;
+  for (const Batch& b : pending_) queued += b.gauges;
+  metrics_.SetPendingGauges(static_cast<double>(queued));
+  return next;
+}
+
+void Outlet::RunOnce(bool take_all) {
+  absl::StatusOr<std::vector<bucket::ClosedBucket>> closed = store_.TakeClosed(take_all);
+  if (!closed.ok()) {
+    telemetry::Log(telemetry::Level::kError, "store unavailable; windows not taken",
+                   {{"error", closed.status().message()}});
+  } else {
+    Enqueue(*std::move(closed));
+  }
+  metrics_.SetOpenBuckets(static_cast<double>(store_.OpenBuckets()));
+  SendDue();
+}
+
+void Outlet::Run(std::stop_token stop, std::int64_t shutdown_timeout_ms) {
+  std::mutex mu;
+  std::condition_variable_any cv;
+  while (!stop.stop_requested()) {
+    RunOnce();
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait_for(lock, stop, std::chrono::milliseconds(config_.outlet.interval_ms), [] { return false; });
+  }
+  Flush(shutdown_timeout_ms);
+}
+
+void Outlet::Flush(std::int64_t timeout_ms) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  RunOnce(/*take_all=*/true);
+  // Retries during shutdown wait for their backoff, but never past the deadline.
+  while (!pending_.empty() && std::chrono::steady_clock::now() < deadline) {
+    const std::int64_t now = clock_.NowUnixNanos();
+    std::int64_t earliest = INT64_MAX;
+    for (const Batch& b : pending_) earliest = std::min(earliest, b.next_attempt_nanos);
+    if (earliest > now) {
+      const auto wait = std::min<std::chrono::nanoseconds>(
+          std::chrono::nanoseconds(earliest - now),
+          std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - std::chrono::steady_clock::now()));
+      if (wait.count() > 0) std::this_thread::sleep_for(std::min<std::chrono::nanoseconds>(wait, std::chrono::milliseconds(200)));
+      continue;
+    }
+    SendDue();
+  }
+  if (!pending_.empty()) {
+    telemetry::Counters counters;
+    for (const Batch& b : pending_) counters.expired += b.gauges;
+    telemetry::Log(telemetry::Level::kError, "shutdown deadline passed; queued gauges dropped",
+                   {{"gauges", std::to_string(counters.expired)}});
+    metrics_.Add(counters);
+    pending_.clear();
+  }
+}
+
+}  // namespace drainmet::emit

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages drainmet builds, tests and runs with.
+# Idempotent and fast when everything is present (one dpkg query, no apt call).
+set -euo pipefail
+
+PACKAGES=(
+  # toolchain
+  g++ cmake ninja-build pkg-config clang-format
+  # libraries (DESIGN.md "Libraries"; spec/TOOLCHAIN.md)
+  libboost-dev libboost-system-dev       # Asio + Beast: the HTTP server
+  libcurl4-openssl-dev                   # Librato client
+  libssl-dev                             # SHA-256 token hashes, random tokens
+  prometheus-cpp-dev                     # /metrics
+  libabsl-dev                            # Status, flat_hash_map, strings
+  libfmt-dev                             # shortest round-trip number formatting
+  nlohmann-json3-dev                     # JSON (stats, tests)
+  libyaml-cpp-dev                        # config files (YAML and JSON)
+  libcli11-dev                           # command-line flags
+  # tests and benchmarks
+  libgtest-dev libgmock-dev libbenchmark-dev
+  curl python3
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+echo "bootstrap: installing ${missing[*]}" >&2
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

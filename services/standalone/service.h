@@ -1,0 +1,62 @@
+#pragma once
+// `drainmet run`: the whole pipeline in one process on the in-memory store: the drain
+// endpoint, health and metrics endpoints, and the outlet thread.
+
+#include <cstdio>
+#include <memory>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "common/base/clock.h"
+#include "common/config/config.h"
+#include "common/drain/handler.h"
+#include "common/emit/outlet.h"
+#include "common/emit/sink.h"
+#include "common/http/server.h"
+#include "common/store/memory_store.h"
+#include "common/telemetry/metrics.h"
+
+namespace drainmet::standalone {
+
+struct ServiceOptions {
+  std::FILE* out = stdout;                 ///< Where stdout tenants' request bodies go.
+  std::int64_t shutdown_timeout_ms = 25000;  ///< Flush budget at Stop().
+};
+
+/// The running service. Start() returns once it listens; Stop() shuts it down
+/// gracefully. Thread-safe: Stop() may be called from any thread, once.
+class Service {
+ public:
+  /// Validates `config`, binds config.listen and starts serving and emitting.
+  /// InvalidArgument for a bad config, Unavailable when the address cannot be bound.
+  static absl::StatusOr<std::unique_ptr<Service>> Start(config::Config config, const base::Clock& clock,
+                                                        const ServiceOptions& options = {});
+  ~Service();
+
+  std::uint16_t port() const { return server_->port(); }
+  telemetry::Metrics& metrics() { return metrics_; }
+
+  /// SIGTERM: marks not ready, stops accepting, lets requests in flight finish, then
+  /// flushes every open window to the outputs (retrying until the shutdown timeout).
+  void Stop();
+
+ private:
+  Service(std::shared_ptr<const drain::TenantDirectory> directory, const base::Clock& clock,
+          const ServiceOptions& options);
+  http::Response Route(const http::Request& request);
+
+  std::shared_ptr<const drain::TenantDirectory> directory_;
+  const base::Clock& clock_;
+  ServiceOptions options_;
+  telemetry::Metrics metrics_;
+  store::MemoryStore store_;
+  drain::DrainHandler handler_;
+  emit::TenantSink sink_;
+  emit::Outlet outlet_;
+  std::unique_ptr<http::Server> server_;
+  std::jthread outlet_thread_;
+  std::atomic<bool> ready_{false};
+  std::atomic<bool> stopped_{false};
+};
+
+}  // namespace drainmet::standalone

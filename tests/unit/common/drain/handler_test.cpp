@@ -1,0 +1,152 @@
+// DrainHandler: status codes of FORMATS.md §1.6 / issue "Standalone drainmet" (405, 401,
+// 400 for a bad option, 204), tenant from Basic auth, Logplex-Frame-Id de-duplication.
+
+#include "common/drain/handler.h"
+
+#include "absl/strings/escaping.h"
+#include "common/store/memory_store.h"
+#include "gtest/gtest.h"
+
+namespace drainmet::drain {
+namespace {
+
+constexpr std::int64_t kSec = 1'000'000'000;
+constexpr std::int64_t kNow = 1709633760;  // 2024-03-05T10:16:00Z
+
+std::string Framed(std::string_view msg) { return std::to_string(msg.size()) + " " + std::string(msg); }
+std::string Basic(std::string_view user_pass) { return "Basic " + absl::Base64Escape(user_pass); }
+
+class DrainHandlerTest : public ::testing::Test {
+ protected:
+  DrainHandlerTest() {
+    config::Config c;
+    for (const char* id : {"acme", "globex"}) {
+      config::Tenant t;
+      t.id = id;
+      t.token_hashes.push_back(config::HashToken(std::string("token-") + id));
+      t.output = config::OutputKind::kStdout;
+      c.tenants.push_back(t);
+    }
+    directory_ = std::make_shared<const TenantDirectory>(std::move(c));
+    handler_ = std::make_unique<DrainHandler>(directory_, store_, clock_, metrics_);
+  }
+
+  http::Request Drain(std::string auth, std::string body, std::string target = "/logs") {
+    http::Request r;
+    r.method = "POST";
+    r.target = std::move(target);
+    if (!auth.empty()) r.headers.emplace_back("Authorization", std::move(auth));
+    r.headers.emplace_back("Content-Type", "application/logplex-1");
+    r.body = std::move(body);
+    return r;
+  }
+
+  base::FakeClock clock_{kNow * kSec};
+  store::MemoryStore store_{clock_, {}};
+  telemetry::Metrics metrics_;
+  std::shared_ptr<const TenantDirectory> directory_;
+  std::unique_ptr<DrainHandler> handler_;
+  const std::string body_ = Framed("<190>1 2024-03-05T10:15:01+00:00 host app web.1 - count#a=2");
+};
+
+TEST_F(DrainHandlerTest, TokenAsUserIsAccepted) {
+  EXPECT_EQ(handler_->Handle(Drain(Basic("token-acme:"), body_)).status, 204u);
+  EXPECT_EQ(metrics_.Snapshot().points, 1u);
+  auto closed = store_.TakeClosed(true);
+  ASSERT_EQ(closed->size(), 1u);
+  EXPECT_EQ((*closed)[0].key.tenant, "acme");
+}
+
+TEST_F(DrainHandlerTest, TenantAndTokenFormIsAccepted) {
+  EXPECT_EQ(handler_->Handle(Drain(Basic("globex:token-globex"), body_)).status, 204u);
+  auto closed = store_.TakeClosed(true);
+  ASSERT_EQ(closed->size(), 1u);
+  EXPECT_EQ((*closed)[0].key.tenant, "globex");
+}
+
+TEST_F(DrainHandlerTest, MissingOrWrongCredentialsAre401NeverOther4xx) {
+  for (const std::string& auth : {std::string(), Basic("nope:"), Basic("acme:token-globex"), std::string("Bearer x"),
+                                  std::string("Basic !!!")}) {
+    const http::Response r = handler_->Handle(Drain(auth, body_));
+    EXPECT_EQ(r.status, 401u) << auth;
+    bool challenge = false;
+    for (const auto& [k, v] : r.headers) challenge |= k == "WWW-Authenticate";
+    EXPECT_TRUE(challenge);
+  }
+  EXPECT_EQ(metrics_.Snapshot().points, 0u);
+}
+
+TEST_F(DrainHandlerTest, WrongMethodIs405) {
+  http::Request r = Drain(Basic("token-acme:"), body_);
+  r.method = "GET";
+  EXPECT_EQ(handler_->Handle(r).status, 405u);
+  EXPECT_EQ(handler_->CheckHeaders(r)->status, 405u);
+}
+
+// SEMANTICS §4.7: an unknown resolution answers 400 with a reason.
+TEST_F(DrainHandlerTest, UnknownResolutionIs400WithReason) {
+  const http::Response r = handler_->Handle(Drain(Basic("token-acme:"), body_, "/logs?resolution=7"));
+  EXPECT_EQ(r.status, 400u);
+  EXPECT_NE(r.body.find("resolution"), std::string::npos) << r.body;
+}
+
+TEST_F(DrainHandlerTest, CheckHeadersPassesGoodRequests) {
+  EXPECT_FALSE(handler_->CheckHeaders(Drain(Basic("token-acme:"), "", "/logs?resolution=5")).has_value());
+}
+
+// Malformed frames inside a good request: 2xx, counted (SEMANTICS §1.2).
+TEST_F(DrainHandlerTest, MalformedFramesStill204) {
+  EXPECT_EQ(handler_->Handle(Drain(Basic("token-acme:"), body_ + "77 short")).status, 204u);
+  const telemetry::Counters c = metrics_.Snapshot();
+  EXPECT_EQ(c.frames, 1u);
+  EXPECT_EQ(c.bad_frame, 1u);
+  EXPECT_EQ(c.points, 1u);
+}
+
+// A retried request with the same Logplex-Frame-Id is answered 2xx and not counted twice.
+TEST_F(DrainHandlerTest, RetriedFrameIdCountsOnce) {
+  http::Request r = Drain(Basic("token-acme:"), body_);
+  r.headers.emplace_back("Logplex-Frame-Id", "0F3A9C2E7B4D41A8A1C6E5D4B3A29180");
+  EXPECT_EQ(handler_->Handle(r).status, 204u);
+  EXPECT_EQ(handler_->Handle(r).status, 204u);
+  const telemetry::Counters c = metrics_.Snapshot();
+  EXPECT_EQ(c.duplicate_request, 1u);
+  EXPECT_EQ(c.frames, 1u);
+  EXPECT_EQ(c.points, 1u);
+  auto closed = store_.TakeClosed(true);
+  ASSERT_EQ(closed->size(), 1u);
+  EXPECT_EQ((*closed)[0].bucket.sum, 2);
+}
+
+TEST_F(DrainHandlerTest, SameFrameIdOfAnotherTenantIsNotADuplicate) {
+  http::Request a = Drain(Basic("token-acme:"), body_);
+  a.headers.emplace_back("Logplex-Frame-Id", "F");
+  http::Request b = Drain(Basic("token-globex:"), body_);
+  b.headers.emplace_back("Logplex-Frame-Id", "F");
+  handler_->Handle(a);
+  handler_->Handle(b);
+  EXPECT_EQ(metrics_.Snapshot().duplicate_request, 0u);
+  EXPECT_EQ(store_.TakeClosed(true)->size(), 2u);
+}
+
+// SEMANTICS §6.5: late and future points are counted through the handler.
+TEST_F(DrainHandlerTest, LateAndFuturePointsAreCounted) {
+  const std::string body = Framed("<190>1 2024-03-05T10:13:01+00:00 host app web.1 - count#old=1") +
+                           Framed("<190>1 2024-03-05T10:18:00+00:00 host app web.1 - count#ahead=1");
+  EXPECT_EQ(handler_->Handle(Drain(Basic("token-acme:"), body)).status, 204u);
+  const telemetry::Counters c = metrics_.Snapshot();
+  EXPECT_EQ(c.late, 1u);
+  EXPECT_EQ(c.future, 1u);
+  EXPECT_EQ(c.points, 0u);
+}
+
+// A token maps to one tenant whatever the query says: no option selects a tenant.
+TEST_F(DrainHandlerTest, QueryCannotSelectAnotherTenant) {
+  handler_->Handle(Drain(Basic("token-acme:"), body_, "/logs?tenant=globex&auth=token-globex"));
+  auto closed = store_.TakeClosed(true);
+  ASSERT_EQ(closed->size(), 1u);
+  EXPECT_EQ((*closed)[0].key.tenant, "acme");
+}
+
+}  // namespace
+}  // namespace drainmet::drain
