@@ -1,0 +1,138 @@
+#pragma once
+// The configuration of `drainmet run` and of the distributed services: listener, limits,
+// the outlet's pacing and retries, and the tenants with their tokens and Librato accounts.
+// Read from one YAML or JSON file (docs/configuration.md is the reference of every key).
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace drainmet::config {
+
+/// Where and as whom a tenant's gauges are posted (FORMATS.md §5.1: Basic auth with the
+/// account email as user and the API token as password).
+struct LibratoOutput {
+  /// POST /v1/metrics endpoint; http:// or https://.
+  std::string url = "https://metrics-api.librato.com/v1/metrics";
+  std::string email;  ///< Basic-auth user.
+  /// Basic-auth password, already resolved from `api_token` or `api_token_env`. A secret:
+  /// never log it.
+  std::string api_token;
+
+  bool operator==(const LibratoOutput&) const = default;
+};
+
+/// Where a tenant's gauges go.
+enum class OutputKind : std::uint8_t {
+  kLibrato,  ///< POST to the Librato API (SEMANTICS §7.4).
+  kStdout,   ///< One JSON gauge per line on stdout (local runs and tests).
+};
+
+/// One tenant: who may drain into drainmet (DESIGN rule 6) and where its gauges go.
+struct Tenant {
+  /// Unique, non-empty, [A-Za-z0-9._-]. Also the Basic-auth user of the
+  /// https://TENANT:TOKEN@host drain URL form.
+  std::string id;
+  /// SHA-256 of each drain token this tenant accepts, "sha256:" + 64 lowercase hex digits
+  /// (HashToken in auth.h). A hash belongs to one tenant only.
+  std::vector<std::string> token_hashes;
+  /// Resolution of drains that give no `resolution` option, seconds; one of SEMANTICS
+  /// §4.7's values.
+  int default_resolution_seconds = 60;
+  OutputKind output = OutputKind::kLibrato;
+  LibratoOutput librato;  ///< Used when output == kLibrato.
+
+  bool operator==(const Tenant&) const = default;
+};
+
+/// Bounds on what one process accepts and keeps (DESIGN rule 5). All must be > 0.
+struct Limits {
+  std::uint64_t max_body_bytes = 1 << 20;        ///< Largest drain request body, bytes.
+  std::uint32_t max_header_bytes = 16384;        ///< Largest request line + headers, bytes.
+  std::uint64_t max_open_buckets = 1'000'000;    ///< Open buckets kept; beyond: series_limit.
+  std::int64_t dedupe_window_seconds = 600;      ///< How long a Logplex-Frame-Id is remembered.
+  std::uint64_t dedupe_max_entries = 1'000'000;  ///< Frame ids remembered at most.
+  std::int64_t read_timeout_seconds = 30;        ///< Idle time allowed while reading a request.
+  std::int64_t future_tolerance_seconds = 60;    ///< SEMANTICS §6.5: points further ahead: future.
+
+  bool operator==(const Limits&) const = default;
+};
+
+/// Pacing and retries of the emission to Librato (SEMANTICS §7.4, §7.5).
+struct Outlet {
+  std::int64_t interval_ms = 500;               ///< How often closed buckets are looked for.
+  std::int64_t connect_timeout_ms = 3000;       ///< TCP + TLS connect to the API.
+  std::int64_t request_timeout_ms = 10000;      ///< Whole POST, connect included.
+  int max_gauges_per_request = 300;             ///< 1..300 (SEMANTICS §7.4).
+  std::int64_t retry_initial_backoff_ms = 500;  ///< First retry delay, then doubled (with jitter).
+  std::int64_t retry_max_backoff_ms = 60000;    ///< Cap of the delay; >= the initial backoff.
+
+  bool operator==(const Outlet&) const = default;
+};
+
+/// The whole configuration. A value returned by ParseConfig or LoadConfigFile is valid
+/// (Validate passed). Immutable once built; share it as shared_ptr<const Config>.
+struct Config {
+  std::string listen = "0.0.0.0:8080";       ///< HOST:PORT or [IPv6]:PORT of the drain endpoint.
+  int threads = 0;                           ///< Worker threads; 0 = number of cores.
+  std::int64_t grace_seconds = 5;            ///< SEMANTICS §6.5 grace, 0..3600.
+  std::int64_t retry_horizon_seconds = 900;  ///< SEMANTICS §7.5: then expired.
+  std::string log_level = "info";            ///< debug | info | warn | error.
+  Limits limits;
+  Outlet outlet;
+  std::vector<Tenant> tenants;
+
+  bool operator==(const Config&) const = default;
+};
+
+/// A listen address split into its parts.
+struct HostPort {
+  std::string host;        ///< Name or IPv4 address, or an IPv6 address without its brackets.
+  std::uint16_t port = 0;  ///< 0 lets the system pick a free port (tests).
+};
+
+/// Parses "HOST:PORT" or "[IPv6]:PORT": HOST non-empty, of [A-Za-z0-9.-] (or, inside the
+/// brackets, [0-9A-Fa-f:.]); PORT 0..65535 in decimal. InvalidArgument otherwise.
+absl::StatusOr<HostPort> ParseHostPort(std::string_view text);
+
+/// Looks up an environment variable; std::nullopt when it is not set.
+using EnvLookup = std::function<std::optional<std::string>(std::string_view name)>;
+
+/// Parses a configuration file's text, YAML 1.2 or JSON (a JSON document is YAML), and
+/// validates it. Keys absent take the defaults above; `librato.api_token_env` is resolved
+/// through `env`. Errors are InvalidArgument with a message that starts with the path of
+/// the culprit, e.g. "tenants[1].librato.emial: unknown key", "limits.max_body_bytes:
+/// must be a non-negative integer", or "line 3, column 7: ..." for a syntax error.
+/// Numbers must be plain (unquoted) decimal integers. An empty document is an empty
+/// mapping (and then fails validation: no tenants). Never throws. Thread-safe if `env` is.
+absl::StatusOr<Config> ParseConfig(std::string_view text, const EnvLookup& env);
+
+/// Reads `path` and parses it with ParseConfig. NotFound when the file does not exist,
+/// PermissionDenied / InvalidArgument otherwise; every message starts with `path`.
+absl::StatusOr<Config> LoadConfigFile(const std::string& path, const EnvLookup& env);
+
+/// Checks the rules of docs/configuration.md ("Validation"): at least one tenant; ids
+/// unique, non-empty, [A-Za-z0-9._-]; token hashes well-formed and not shared between
+/// tenants; resolutions one of SEMANTICS §4.7's; a librato output has an email, an API
+/// token and an http(s) URL; limits and timeouts positive; 1 <= max_gauges_per_request
+/// <= 300; 0 <= grace_seconds <= 3600; listen is HOST:PORT; log_level known.
+/// InvalidArgument naming the first offending field path. Pure.
+absl::Status Validate(const Config& config);
+
+/// The process environment (getenv). getenv is not safe against concurrent setenv: use it
+/// at startup.
+EnvLookup ProcessEnv();
+
+/// The values allowed for a resolution (SEMANTICS §4.7), seconds, ascending.
+inline constexpr int kResolutions[] = {1, 5, 10, 15, 20, 30, 60, 120, 300, 600, 900, 1800, 3600};
+
+/// True when `seconds` is one of kResolutions.
+bool IsValidResolution(std::int64_t seconds);
+
+}  // namespace drainmet::config
