@@ -30,15 +30,18 @@ struct DrainOptions {
 };
 
 /// Resolutions a drain may ask for, in seconds (SEMANTICS §4.7).
-inline constexpr int kAllowedResolutions[] = {1,   5,   10,  15,  20,   30,   60,
-                                              120, 300, 600, 900, 1800, 3600};
+inline constexpr int kAllowedResolutions[] = {1, 5, 10, 15, 20, 30, 60, 120, 300, 600, 900, 1800, 3600};
 bool IsAllowedResolution(int seconds);
 
-/// Parses a drain URL query string (without '?'): `resolution`, `prefix`,
-/// `source-prefix`, percent-decoded; other keys are ignored; an empty `prefix=` or
+/// Parses a drain URL query string (without '?'): `&`-separated `key=value` pieces,
+/// keys and values percent-decoded (`%XX`, and `+` is a space as in form encoding).
+/// Reads `resolution`, `prefix`, `source-prefix`; other keys (and their values) are
+/// ignored; when a key repeats, the last occurrence wins. An empty `prefix=` or
 /// `source-prefix=` is absent. `default_resolution_seconds` applies when `resolution` is
-/// absent. InvalidArgument (naming the option and value) for a resolution that is not
-/// an allowed integer.
+/// absent (it is not checked). InvalidArgument, naming the option and the value, for a
+/// `resolution` that is not one of kAllowedResolutions written in decimal digits (an
+/// empty `resolution=` included) and for a malformed percent-escape in a key or in the
+/// value of one of the three options. Pure; thread-safe.
 absl::StatusOr<DrainOptions> ParseDrainQuery(std::string_view query, int default_resolution_seconds);
 
 /// One observation (DESIGN.md "point"). Views are valid only during the sink call.
@@ -71,15 +74,48 @@ class Extractor {
 
   /// Calls `sink` for every point of `frame`'s line, in order, all at `time_unix_nanos`,
   /// and counts bad_value and bad_name in `counters` (points are counted by the caller).
-  void Extract(const logplex::Frame& frame, std::int64_t time_unix_nanos,
-               telemetry::Counters& counters, Sink sink);
+  ///
+  /// - A Logplex/log-shuttle loss notice at the start of the line (SEMANTICS §4.6, any
+  ///   APP-NAME and PROCID) yields one count `logplex.l10|l12|l13` = N without source
+  ///   and nothing else.
+  /// - Otherwise the line's logfmt pairs (SEMANTICS §2; a malformed quoted value ends
+  ///   the line, the pairs before it stand) are visited in order:
+  ///   `measure#`, `count#`, `sample#`, `measure.` keys (§4.1; bare or empty = 1) with
+  ///   the line's source (§4.2); on router lines (APP-NAME `heroku`, PROCID `router`,
+  ///   §4.3) `connect=`, `service=`, `bytes=` (measures, empty = nothing), `status=`
+  ///   (count `router.status.Nxx`) and `code=` (count `router.error.CODE`), without
+  ///   source; every occurrence of a repeated field counts (§2.2). The legacy runtime
+  ///   sample of §4.4 (first `measure=` and first `val=` pair) is emitted at the
+  ///   position of that `val=` pair; its source is the dyno role when the line's
+  ///   source is `heroku.<digits>.<role>.<last>` (role non-empty), else the source.
+  /// - Drain options (§4.7) and §5.1 are applied to every point. A dropped observation
+  ///   counts once: bad_name when its name or source is invalid (checked first), else
+  ///   bad_value.
+  void Extract(const logplex::Frame& frame, std::int64_t time_unix_nanos, telemetry::Counters& counters,
+               Sink sink);
 
  private:
+  // A final source computed at most once per line (lazily: most lines have no points).
+  struct SourceSlot {
+    enum class State : std::uint8_t { kUnset, kOk, kBad };
+    State state = State::kUnset;
+    std::string text;
+  };
+
+  // One observation: builds name and source, parses the value, calls the sink.
+  // `value_text` empty means 1 when `empty_is_one`, else no observation (§3.2).
+  // `units` non-empty overrides the value's own suffix.
+  void Emit(Kind kind, std::string_view name_head, std::string_view name_tail, SourceSlot& source,
+            std::string_view raw_source, std::string_view value_text, bool empty_is_one,
+            std::string_view units, std::int64_t time_unix_nanos, telemetry::Counters& counters, Sink sink);
+
   DrainOptions options_;
-  std::string scratch_;       // logfmt unquoting
+  std::string scratch_;  // logfmt unquoting
   std::vector<logfmt::Pair> pairs_;
   std::string name_;
-  std::string source_;
+  SourceSlot line_source_;    // §4.2: the first source= pair.
+  SourceSlot no_source_;      // Router points and loss notices: only the source-prefix.
+  SourceSlot legacy_source_;  // §4.4: the dyno role.
 };
 
 }  // namespace drainmet::extract

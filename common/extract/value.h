@@ -16,8 +16,12 @@ struct ParsedValue {
 /// followed by digits is part of the units); the rest is the units. Returns false
 /// (bad_value) when no number starts the text, when it starts with 0x/0X (after an
 /// optional sign), or when |value| > 1e126, NaN or infinite (overflow counts as too
-/// large). Underflow gives 0. Empty text is the caller's business (§3.2) and returns false.
-/// Pure; thread-safe; no allocation.
+/// large). Underflow (`1e-400`) gives 0; a zero result is always +0 (never -0). A quoted
+/// value with a leading space has no number at its start and fails. Empty text is the
+/// caller's business (§3.2) and returns false. `*out` is written only on success.
+/// Examples: "4.5ms" -> 4.5 "ms"; "2.5E+3" -> 2500 ""; "5em" -> 5 "em"; "12ms3" -> 12
+/// "ms3"; ".5" -> 0.5; "-3C" -> -3 "C"; "0x1F", "inf", "nan", "-", "1e400" -> false.
+/// Pure; thread-safe; no allocation; locale-independent (std::from_chars).
 bool ParseValue(std::string_view text, ParsedValue* out);
 
 }  // namespace drainmet::extract
