@@ -84,7 +84,7 @@ http::Response DrainHandler::Handle(const http::Request& request) {
   absl::StatusOr<store::IngestResult> ingested = store_.Ingest(tenant, frame_id, partials);
   if (!ingested.ok()) {
     telemetry::Log(telemetry::Level::kError, "store unavailable; drain request answered 503",
-                   {{"tenant", tenant}, {"error", ingested.status().message()}});
+                   {{"tenant", tenant}, {"error", ingested.status().ToString()}});
     http::Response response = Plain(503, "store unavailable, retry later");
     response.headers.emplace_back("Retry-After", "1");
     return response;

@@ -1,5 +1,7 @@
 #include "common/drain/processor.h"
 
+#include <cstdint>
+
 #include "common/logplex/frame_reader.h"
 #include "common/telemetry/log.h"
 
@@ -10,9 +12,9 @@ void ProcessBody(std::string_view tenant, const extract::DrainOptions& options, 
   // One extractor per body: its scratch buffers are reused across the body's frames.
   extract::Extractor extractor(options);
 
-  const std::optional<std::int64_t> future_limit =
-      times.now_nanos ? std::optional<std::int64_t>(*times.now_nanos + times.future_tolerance_nanos)
-                      : std::nullopt;
+  // Without a clock (replay) nothing is future.
+  const std::int64_t future_limit =
+      times.now_nanos ? *times.now_nanos + times.future_tolerance_nanos : INT64_MAX;
   logplex::FrameReader reader(body);
   std::string_view frame_bytes;
   for (;;) {
@@ -42,7 +44,7 @@ void ProcessBody(std::string_view tenant, const extract::DrainOptions& options, 
       time = times.received_at_nanos;
       if (!time) continue;  // Replay without --received-at: no points (§1.4).
     }
-    if (future_limit && *time > *future_limit) {
+    if (*time > future_limit) {
       // Count each point the frame would have yielded as future (§6.5).
       extractor.Extract(*frame, *time, counters, [&](const extract::Point&) { ++counters.future; });
       continue;

@@ -149,7 +149,7 @@ void Outlet::RunOnce(bool take_all) {
   absl::StatusOr<std::vector<bucket::ClosedBucket>> closed = store_.TakeClosed(take_all);
   if (!closed.ok()) {
     telemetry::Log(telemetry::Level::kError, "store unavailable; windows not taken",
-                   {{"error", closed.status().message()}});
+                   {{"error", closed.status().ToString()}});
   } else {
     Enqueue(*std::move(closed));
   }

@@ -5,8 +5,8 @@
 #include <cmath>
 #include <cstring>
 
-#include "absl/strings/str_cat.h"
 #include "common/bucket/partial_bucket.h"
+#include "fmt/format.h"
 #include "common/drain/processor.h"
 #include "common/emit/outlet.h"
 #include "common/librato/gauge.h"
@@ -17,14 +17,14 @@ namespace {
 
 absl::Status ReadFile(const std::string& path, std::string& out) {
   std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (f == nullptr) return absl::NotFoundError(absl::StrCat(path, ": ", std::strerror(errno)));
+  if (f == nullptr) return absl::NotFoundError(fmt::format("{}: {}", path, std::strerror(errno)));
   out.clear();
   char buffer[1 << 16];
   std::size_t n;
   while ((n = std::fread(buffer, 1, sizeof buffer, f)) > 0) out.append(buffer, n);
   const bool failed = std::ferror(f) != 0;
   std::fclose(f);
-  if (failed) return absl::InternalError(absl::StrCat(path, ": read error"));
+  if (failed) return absl::InternalError(fmt::format("{}: read error", path));
   return absl::OkStatus();
 }
 
@@ -38,7 +38,7 @@ absl::StatusOr<std::int64_t> ParseReceivedAt(std::string_view text) {
     return static_cast<std::int64_t>(std::llround(seconds * 1e9));
   }
   return absl::InvalidArgumentError(
-      absl::StrCat("--received-at: want RFC 3339 or Unix seconds, got '", text, "'"));
+      fmt::format("--received-at: want RFC 3339 or Unix seconds, got '{}'", text));
 }
 
 absl::Status Replay(const std::vector<std::string>& files, const ReplayOptions& options, std::FILE* out,

@@ -14,7 +14,7 @@ constexpr std::int64_t kSec = 1'000'000'000;
 constexpr std::int64_t kNow = 1709633760;  // 2024-03-05T10:16:00Z
 
 std::string Framed(std::string_view msg) { return std::to_string(msg.size()) + " " + std::string(msg); }
-std::string Basic(std::string_view user_pass) { return "Basic " + absl::Base64Escape(user_pass); }
+std::string Basic(std::string_view user_pass) { return "Basic " + absl::Base64Escape(std::string(user_pass)); }
 
 class DrainHandlerTest : public ::testing::Test {
  protected:

@@ -18,7 +18,7 @@ constexpr std::int64_t kT0 = 1709633700;
 /// Records every post and answers from a script (then 200).
 class ScriptedSink final : public Sink {
  public:
-  struct Post {
+  struct Record {
     std::size_t tenant;
     std::string body;
     std::int64_t at;
@@ -36,7 +36,7 @@ class ScriptedSink final : public Sink {
     return r;
   }
   std::deque<librato::PostResult> script;
-  std::vector<Post> posts;
+  std::vector<Record> posts;
 
  private:
   const base::Clock& clock_;
