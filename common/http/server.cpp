@@ -1,1 +1,607 @@
-// placeholder: implemented by its owner
+#include "common/http/server.h"
+
+#include <atomic>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <chrono>
+#include <condition_variable>
+#include <exception>
+#include <limits>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include "absl/status/status.h"
+#include "common/telemetry/log.h"
+#include "fmt/format.h"
+
+namespace drainmet::http {
+namespace {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = net::ip::tcp;
+using telemetry::Level;
+using telemetry::Log;
+
+// First read of a request while idle; later reads are sized by Beast.
+constexpr std::size_t kFirstReadBytes = 4096;
+// After an answer that closes the connection, unread request bytes are drained this long
+// before closing, so the kernel does not reset the connection (and destroy the answer in
+// the peer's receive buffer) because of unread data (RFC 9112 §9.6).
+constexpr std::int64_t kLingerMs = 2000;
+constexpr std::size_t kLingerReadBytes = 64 * 1024;
+
+std::string_view ToStd(beast::string_view view) { return std::string_view(view.data(), view.size()); }
+
+// ASCII case-insensitive equality (header names and tokens, RFC 9110 §5.1).
+bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    char x = a[i], y = b[i];
+    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
+    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
+    if (x != y) return false;
+  }
+  return true;
+}
+
+std::string_view TrimOws(std::string_view value) {
+  while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+  while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+  return value;
+}
+
+std::string FormatEndpoint(const tcp::endpoint& endpoint) {
+  const net::ip::address address = endpoint.address();
+  if (address.is_v6()) return fmt::format("[{}]:{}", address.to_string(), endpoint.port());
+  return fmt::format("{}:{}", address.to_string(), endpoint.port());
+}
+
+bool IsHttpSyntaxError(const beast::error_code& ec) {
+  return ec.category() == beast::error_code(bhttp::error::bad_method).category();
+}
+
+bool HasToken(std::string_view value, std::string_view token) {
+  return EqualsIgnoreCase(TrimOws(value), token);
+}
+
+Response PlainResponse(unsigned status, std::string_view text) {
+  Response response;
+  response.status = status;
+  response.body = fmt::format("{}\n", text);
+  return response;
+}
+
+// Header names and values a handler gives must not split the response (CR/LF) and must
+// not override the framing the server owns.
+bool IsWritableHeader(std::string_view name, std::string_view value) {
+  if (name.empty() || name.find_first_of("\r\n: \t") != std::string_view::npos) return false;
+  if (value.find_first_of("\r\n") != std::string_view::npos) return false;
+  return !EqualsIgnoreCase(name, "content-length") && !EqualsIgnoreCase(name, "connection") &&
+         !EqualsIgnoreCase(name, "transfer-encoding");
+}
+
+class Session;
+
+}  // namespace
+
+// Owns the acceptor, the io_context and its threads, and the registry of live sessions.
+class Server::Impl {
+ public:
+  Impl(ServerOptions options, Handler handler, HeaderCheck header_check)
+      : options_(std::move(options)),
+        handler_(std::move(handler)),
+        header_check_(std::move(header_check)),
+        ioc_(options_.threads),
+        acceptor_(ioc_),
+        accept_retry_(ioc_) {}
+
+  ~Impl() { Stop(10000); }
+
+  absl::Status Open();
+  void Run();
+  void Stop(std::int64_t timeout_ms);
+  std::uint16_t port() const { return port_; }
+
+  // For sessions (any thread).
+  const ServerOptions& options() const { return options_; }
+  bool stopping() const { return stopping_.load(std::memory_order_acquire); }
+  void Register(const std::shared_ptr<Session>& session);
+  void Unregister(Session* session);
+  std::optional<Response> CheckHeaders(const Request& request);
+  Response Handle(const Request& request);
+
+ private:
+  void Accept();
+  void OnAccept(beast::error_code ec, tcp::socket socket);
+  void ThreadMain();
+
+  const ServerOptions options_;
+  const Handler handler_;
+  const HeaderCheck header_check_;
+
+  std::mutex sessions_mu_;
+  std::condition_variable sessions_cv_;
+  std::unordered_map<Session*, std::weak_ptr<Session>> sessions_;  // guarded by sessions_mu_
+
+  std::atomic<bool> stopping_{false};
+  std::mutex stop_mu_;    // serialises Stop()
+  bool stopped_ = false;  // guarded by stop_mu_
+  std::uint16_t port_ = 0;
+
+  // Declared after the session registry: destroying the io_context destroys the handlers
+  // that still own sessions, whose destructors unregister themselves.
+  net::io_context ioc_;
+  std::mutex acceptor_mu_;  // the acceptor and its retry timer are used from Stop() too
+  tcp::acceptor acceptor_;
+  net::steady_timer accept_retry_;
+  std::vector<std::thread> threads_;
+};
+
+namespace {
+
+// One connection. Every step runs on the session's strand, so its state needs no lock.
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(Server::Impl& server, tcp::socket socket) : server_(server), stream_(std::move(socket)) {
+    beast::error_code ec;
+    const tcp::endpoint remote = stream_.socket().remote_endpoint(ec);
+    if (!ec) remote_address_ = FormatEndpoint(remote);
+  }
+  ~Session() { server_.Unregister(this); }
+
+  void Start() {
+    server_.Register(shared_from_this());
+    net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->WaitForRequest(); });
+  }
+
+  // Posted by Server::Stop: a connection waiting between requests closes now; one with a
+  // request in flight answers it (with Connection: close) first.
+  void CloseIfIdle() {
+    net::dispatch(stream_.get_executor(), [self = shared_from_this()] {
+      if (self->state_ == State::kIdle) self->CloseNow();
+    });
+  }
+
+ private:
+  enum class State : std::uint8_t { kIdle, kReading, kHandling, kWriting, kLingering, kClosed };
+
+  void WaitForRequest() {
+    state_ = State::kIdle;
+    if (server_.stopping()) return CloseNow();
+    if (buffer_.size() > 0) return ReadHeader();  // a pipelined request is already here
+    stream_.expires_after(std::chrono::milliseconds(server_.options().idle_timeout_ms));
+    stream_.async_read_some(buffer_.prepare(kFirstReadBytes),
+                            beast::bind_front_handler(&Session::OnFirstBytes, shared_from_this()));
+  }
+
+  void OnFirstBytes(beast::error_code ec, std::size_t bytes) {
+    if (ec) {
+      if (ec != net::error::eof && ec != net::error::operation_aborted && ec != beast::error::timeout) {
+        Log(Level::kDebug, "http connection read failed",
+            {{"remote", remote_address_}, {"error", ec.message()}});
+      }
+      return CloseNow();
+    }
+    buffer_.commit(bytes);
+    if (server_.stopping()) return CloseNow();
+    ReadHeader();
+  }
+
+  void ReadHeader() {
+    state_ = State::kReading;
+    version_ = 11;
+    keep_alive_ = false;
+    parser_.emplace();
+    parser_->header_limit(server_.options().max_header_bytes);
+    // The body limit is set once HeaderCheck has run: a Content-Length over the limit
+    // would otherwise fail the header read. (boost::none is not usable: Beast 1.74
+    // compares it as smaller than any length.)
+    parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
+    // One deadline for the whole request, counted from its first byte.
+    stream_.expires_after(std::chrono::milliseconds(server_.options().read_timeout_ms));
+    bhttp::async_read_header(stream_, buffer_, *parser_,
+                             beast::bind_front_handler(&Session::OnHeader, shared_from_this()));
+  }
+
+  void OnHeader(beast::error_code ec, std::size_t /*bytes*/) {
+    if (ec) return OnReadError(ec);
+    auto& message = parser_->get();
+    version_ = message.version();
+    keep_alive_ = message.keep_alive();
+    request_ = Request{};
+    request_.method = std::string(ToStd(message.method_string()));
+    request_.target = std::string(ToStd(message.target()));
+    request_.remote_address = remote_address_;
+    for (const auto& field : message) {
+      request_.headers.emplace_back(std::string(ToStd(field.name_string())),
+                                    std::string(ToStd(field.value())));
+    }
+
+    state_ = State::kHandling;
+    if (std::optional<Response> early = server_.CheckHeaders(request_)) {
+      return Respond(*std::move(early), /*close=*/true);
+    }
+    const boost::optional<std::uint64_t> length = parser_->content_length();
+    if (length && *length > server_.options().max_body_bytes) {
+      return Respond(PlainResponse(413, "request body too large"), /*close=*/true);
+    }
+    parser_->body_limit(server_.options().max_body_bytes);  // bounds chunked bodies
+    if (parser_->is_done()) return OnBody({}, 0);
+
+    state_ = State::kReading;
+    const auto expect = message.find(bhttp::field::expect);
+    if (version_ >= 11 && expect != message.end() && HasToken(ToStd(expect->value()), "100-continue")) {
+      continue_.version(11);
+      continue_.result(bhttp::status::continue_);
+      return bhttp::async_write(stream_, continue_,
+                                beast::bind_front_handler(&Session::OnContinueWritten, shared_from_this()));
+    }
+    ReadBody();
+  }
+
+  void OnContinueWritten(beast::error_code ec, std::size_t /*bytes*/) {
+    if (ec) return OnReadError(ec);
+    ReadBody();
+  }
+
+  void ReadBody() {
+    bhttp::async_read(stream_, buffer_, *parser_,
+                      beast::bind_front_handler(&Session::OnBody, shared_from_this()));
+  }
+
+  void OnBody(beast::error_code ec, std::size_t /*bytes*/) {
+    if (ec) return OnReadError(ec);
+    request_.body = std::move(parser_->get().body());
+    state_ = State::kHandling;
+    Respond(server_.Handle(request_), /*close=*/false);
+  }
+
+  void OnReadError(const beast::error_code& ec) {
+    if (ec == bhttp::error::header_limit) {
+      return Respond(PlainResponse(431, "request header fields too large"), /*close=*/true);
+    }
+    if (ec == bhttp::error::body_limit) {
+      return Respond(PlainResponse(413, "request body too large"), /*close=*/true);
+    }
+    if (ec == bhttp::error::end_of_stream || ec == bhttp::error::partial_message) return CloseNow();
+    if (IsHttpSyntaxError(ec)) {
+      Log(Level::kDebug, "http bad request", {{"remote", remote_address_}, {"error", ec.message()}});
+      return Respond(PlainResponse(400, "bad request"), /*close=*/true);
+    }
+    // Timeout (slowloris), reset, or Stop() closing the socket: nobody to answer.
+    Log(Level::kDebug, "http request read failed", {{"remote", remote_address_}, {"error", ec.message()}});
+    CloseNow();
+  }
+
+  void Respond(Response response, bool close) {
+    state_ = State::kWriting;
+    const bool keep_alive = keep_alive_ && !close && !server_.stopping();
+    try {
+      BuildResponse(std::move(response), keep_alive);
+    } catch (const std::exception& e) {
+      Log(Level::kError, "http response could not be built",
+          {{"remote", remote_address_}, {"error", e.what()}});
+      BuildResponse(PlainResponse(500, "internal server error"), keep_alive);
+    }
+    stream_.expires_after(std::chrono::milliseconds(server_.options().read_timeout_ms));
+    bhttp::async_write(stream_, response_,
+                       beast::bind_front_handler(&Session::OnWritten, shared_from_this(), keep_alive));
+  }
+
+  void BuildResponse(Response response, bool keep_alive) {
+    if (response.status < 200 || response.status > 599) {
+      Log(Level::kError, "http handler returned an invalid status",
+          {{"status", std::to_string(response.status)}, {"path", request_.Path()}});
+      response = PlainResponse(500, "internal server error");
+    }
+    response_ = {};
+    response_.version(version_ == 10 ? 10 : 11);
+    response_.result(response.status);
+    for (const auto& [name, value] : response.headers) {
+      if (!IsWritableHeader(name, value)) {
+        Log(Level::kWarn, "http handler header dropped", {{"header", name}});
+        continue;
+      }
+      response_.insert(name, value);
+    }
+    if (!response.content_type.empty()) response_.set(bhttp::field::content_type, response.content_type);
+    response_.keep_alive(keep_alive);
+    if (response.status == 204 || response.status == 304) return;  // no body, no Content-Length
+    response_.body() = std::move(response.body);
+    response_.prepare_payload();
+  }
+
+  void OnWritten(bool keep_alive, beast::error_code ec, std::size_t /*bytes*/) {
+    if (ec) {
+      Log(Level::kDebug, "http response write failed",
+          {{"remote", remote_address_}, {"error", ec.message()}});
+      return CloseNow();
+    }
+    if (!keep_alive) return LingerThenClose();
+    WaitForRequest();
+  }
+
+  // Half-closes, then drains what the peer still sends (a body we did not read) until it
+  // closes or kLingerMs pass.
+  void LingerThenClose() {
+    state_ = State::kLingering;
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    if (ec) return CloseNow();
+    buffer_.clear();
+    stream_.expires_after(std::chrono::milliseconds(kLingerMs));
+    Drain();
+  }
+
+  void Drain() {
+    stream_.async_read_some(buffer_.prepare(kLingerReadBytes),
+                            [self = shared_from_this()](beast::error_code ec, std::size_t /*bytes*/) {
+                              if (ec) return self->CloseNow();
+                              self->buffer_.clear();
+                              self->Drain();
+                            });
+  }
+
+  void CloseNow() {
+    state_ = State::kClosed;
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+    stream_.close();
+  }
+
+  Server::Impl& server_;
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+  bhttp::response<bhttp::empty_body> continue_;
+  bhttp::response<bhttp::string_body> response_;
+  Request request_;
+  std::string remote_address_;
+  State state_ = State::kIdle;
+  unsigned version_ = 11;
+  bool keep_alive_ = false;
+};
+
+}  // namespace
+
+absl::Status Server::Impl::Open() {
+  beast::error_code ec;
+  const net::ip::address address = net::ip::make_address(options_.address, ec);
+  if (ec) {
+    return absl::InvalidArgumentError(
+        fmt::format("http: listen address \"{}\" is not an IP address: {}", options_.address, ec.message()));
+  }
+  const tcp::endpoint endpoint(address, options_.port);
+  const std::string where = FormatEndpoint(endpoint);
+  acceptor_.open(endpoint.protocol(), ec);
+  if (!ec) acceptor_.set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor_.bind(endpoint, ec);
+  if (!ec) acceptor_.listen(net::socket_base::max_listen_connections, ec);
+  if (ec) return absl::UnavailableError(fmt::format("http: cannot listen on {}: {}", where, ec.message()));
+  const tcp::endpoint bound = acceptor_.local_endpoint(ec);
+  if (ec) return absl::UnavailableError(fmt::format("http: cannot read the bound port: {}", ec.message()));
+  port_ = bound.port();
+  return absl::OkStatus();
+}
+
+void Server::Impl::Run() {
+  Accept();
+  threads_.reserve(static_cast<std::size_t>(options_.threads));
+  for (int i = 0; i < options_.threads; ++i) threads_.emplace_back([this] { ThreadMain(); });
+  Log(Level::kInfo, "http server listening",
+      {{"address", options_.address},
+       {"port", std::to_string(port_)},
+       {"threads", std::to_string(options_.threads)}});
+}
+
+void Server::Impl::ThreadMain() {
+  // No exception leaves a server thread: log it and go on serving.
+  for (;;) {
+    try {
+      ioc_.run();
+      return;
+    } catch (const std::exception& e) {
+      Log(Level::kError, "http server thread caught an exception", {{"error", e.what()}});
+    } catch (...) {
+      Log(Level::kError, "http server thread caught an exception", {{"error", "unknown"}});
+    }
+  }
+}
+
+void Server::Impl::Accept() {
+  std::lock_guard<std::mutex> lock(acceptor_mu_);
+  if (!acceptor_.is_open()) return;
+  // Each connection gets its own strand: its handlers never run concurrently.
+  acceptor_.async_accept(net::make_strand(ioc_), beast::bind_front_handler(&Impl::OnAccept, this));
+}
+
+void Server::Impl::OnAccept(beast::error_code ec, tcp::socket socket) {
+  if (ec) {
+    std::lock_guard<std::mutex> lock(acceptor_mu_);
+    if (ec == net::error::operation_aborted || !acceptor_.is_open()) return;
+    // E.g. EMFILE: retry shortly rather than spin.
+    Log(Level::kWarn, "http accept failed", {{"error", ec.message()}});
+    accept_retry_.expires_after(std::chrono::milliseconds(100));
+    accept_retry_.async_wait([this](beast::error_code wait_ec) {
+      if (!wait_ec) Accept();
+    });
+    return;
+  }
+  std::make_shared<Session>(*this, std::move(socket))->Start();
+  Accept();
+}
+
+void Server::Impl::Register(const std::shared_ptr<Session>& session) {
+  std::lock_guard<std::mutex> lock(sessions_mu_);
+  sessions_.emplace(session.get(), session);
+}
+
+void Server::Impl::Unregister(Session* session) {
+  std::lock_guard<std::mutex> lock(sessions_mu_);
+  if (sessions_.erase(session) > 0 && sessions_.empty()) sessions_cv_.notify_all();
+}
+
+std::optional<Response> Server::Impl::CheckHeaders(const Request& request) {
+  if (!header_check_) return std::nullopt;
+  try {
+    return header_check_(request);
+  } catch (const std::exception& e) {
+    Log(Level::kError, "http header check threw",
+        {{"method", request.method}, {"path", request.Path()}, {"error", e.what()}});
+  } catch (...) {
+    Log(Level::kError, "http header check threw", {{"method", request.method}, {"path", request.Path()}});
+  }
+  return PlainResponse(500, "internal server error");
+}
+
+Response Server::Impl::Handle(const Request& request) {
+  // The query is not logged: drain URLs may carry credentials there.
+  try {
+    return handler_(request);
+  } catch (const std::exception& e) {
+    Log(Level::kError, "http handler threw",
+        {{"method", request.method}, {"path", request.Path()}, {"error", e.what()}});
+  } catch (...) {
+    Log(Level::kError, "http handler threw", {{"method", request.method}, {"path", request.Path()}});
+  }
+  return PlainResponse(500, "internal server error");
+}
+
+void Server::Impl::Stop(std::int64_t timeout_ms) {
+  std::lock_guard<std::mutex> stop_lock(stop_mu_);
+  if (stopped_) return;
+  for (const std::thread& thread : threads_) {
+    if (thread.get_id() == std::this_thread::get_id()) {
+      Log(Level::kError, "http server Stop called from a server thread; ignored");
+      return;
+    }
+  }
+  stopped_ = true;
+  stopping_.store(true, std::memory_order_release);
+  if (threads_.empty()) return;  // never started (Open failed)
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(std::max<std::int64_t>(timeout_ms, 0));
+
+  {
+    // Closed from this thread, not posted: every server thread may be busy in a handler,
+    // and new connections must be refused at once.
+    std::lock_guard<std::mutex> lock(acceptor_mu_);
+    beast::error_code ec;
+    acceptor_.close(ec);
+    accept_retry_.cancel();
+  }
+
+  std::vector<std::shared_ptr<Session>> live;
+  {
+    std::lock_guard<std::mutex> lock(sessions_mu_);
+    live.reserve(sessions_.size());
+    for (const auto& [raw, weak] : sessions_) {
+      if (auto session = weak.lock()) live.push_back(std::move(session));
+    }
+  }
+  for (const auto& session : live) session->CloseIfIdle();
+  live.clear();  // the posted steps own what they need
+
+  {
+    std::unique_lock<std::mutex> lock(sessions_mu_);
+    if (!sessions_cv_.wait_until(lock, deadline, [this] { return sessions_.empty(); })) {
+      Log(Level::kWarn, "http server stop timed out; closing connections in flight",
+          {{"connections", std::to_string(sessions_.size())}});
+    }
+  }
+  ioc_.stop();
+  for (std::thread& thread : threads_) {
+    if (thread.joinable()) thread.join();
+  }
+  Log(Level::kInfo, "http server stopped", {{"port", std::to_string(port_)}});
+}
+
+absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options, Handler handler,
+                                                      HeaderCheck header_check) {
+  if (!handler) return absl::InvalidArgumentError("http: a handler is required");
+  if (options.threads < 1) return absl::InvalidArgumentError("http.threads: must be >= 1");
+  if (options.read_timeout_ms <= 0) return absl::InvalidArgumentError("http.read_timeout_ms: must be > 0");
+  if (options.idle_timeout_ms <= 0) return absl::InvalidArgumentError("http.idle_timeout_ms: must be > 0");
+  if (options.max_header_bytes == 0) return absl::InvalidArgumentError("http.max_header_bytes: must be > 0");
+  auto impl = std::make_unique<Impl>(options, std::move(handler), std::move(header_check));
+  if (absl::Status status = impl->Open(); !status.ok()) return status;
+  impl->Run();
+  return std::unique_ptr<Server>(new Server(std::move(impl)));
+}
+
+Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Server::~Server() = default;  // Impl's destructor stops
+
+std::uint16_t Server::port() const { return impl_->port(); }
+
+void Server::Stop(std::int64_t timeout_ms) { impl_->Stop(timeout_ms); }
+
+std::optional<std::string_view> Request::Header(std::string_view name) const {
+  for (const auto& [key, value] : headers) {
+    if (EqualsIgnoreCase(key, name)) return std::string_view(value);
+  }
+  return std::nullopt;
+}
+
+std::string_view Request::Path() const {
+  const std::string_view view(target);
+  return view.substr(0, view.find('?'));
+}
+
+std::string_view Request::Query() const {
+  const std::string_view view(target);
+  const std::size_t question = view.find('?');
+  return question == std::string_view::npos ? std::string_view() : view.substr(question + 1);
+}
+
+absl::StatusOr<std::pair<std::string, std::uint16_t>> ParseListenAddress(std::string_view text) {
+  const auto invalid = [text](std::string_view why) {
+    return absl::InvalidArgumentError(fmt::format("listen address \"{}\": {}", text, why));
+  };
+  std::string host;
+  std::string_view port_text;
+  beast::error_code ec;
+  if (!text.empty() && text.front() == '[') {
+    const std::size_t close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      return invalid("expected [v6-address]:port");
+    }
+    host = std::string(text.substr(1, close - 1));
+    port_text = text.substr(close + 2);
+    net::ip::make_address_v6(host, ec);
+    if (ec) return invalid("not an IPv6 address");
+  } else {
+    const std::size_t colon = text.rfind(':');
+    if (colon == std::string_view::npos) return invalid("expected host:port");
+    host = std::string(text.substr(0, colon));
+    port_text = text.substr(colon + 1);
+    if (host.empty()) {
+      host = "0.0.0.0";
+    } else {
+      if (host.find(':') != std::string::npos) return invalid("an IPv6 address needs brackets: [addr]:port");
+      net::ip::make_address_v4(host, ec);
+      if (ec) return invalid("host must be an IP address");
+    }
+  }
+  if (port_text.empty() || port_text.size() > 5 ||
+      port_text.find_first_not_of("0123456789") != std::string_view::npos) {
+    return invalid("port must be a decimal number 0..65535");
+  }
+  std::uint32_t port = 0;
+  for (const char digit : port_text) port = port * 10 + static_cast<std::uint32_t>(digit - '0');
+  if (port > 65535) return invalid("port must be 0..65535");
+  return std::make_pair(std::move(host), static_cast<std::uint16_t>(port));
+}
+
+}  // namespace drainmet::http
