@@ -1,1 +1,207 @@
-// placeholder: implemented by its owner
+#include "common/librato/client.h"
+
+#include <curl/curl.h>
+
+#include <algorithm>
+#include <limits>
+#include <mutex>
+
+#include "absl/status/status.h"
+#include "fmt/format.h"
+
+namespace drainmet::librato {
+namespace {
+
+static_assert(CURL_ERROR_SIZE <= 256, "Client::error_ must hold CURL_ERROR_SIZE bytes");
+
+bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    char x = a[i], y = b[i];
+    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
+    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
+    if (x != y) return false;
+  }
+  return true;
+}
+
+// Removes optional whitespace (RFC 9110 §5.6.3) and the CRLF libcurl leaves on header lines.
+std::string_view Trim(std::string_view value) {
+  constexpr std::string_view kSpace = " \t\r\n";
+  const std::size_t first = value.find_first_not_of(kSpace);
+  if (first == std::string_view::npos) return {};
+  return value.substr(first, value.find_last_not_of(kSpace) - first + 1);
+}
+
+// curl_global_init is not thread-safe and must run once per process, before any handle.
+absl::Status GlobalInit() {
+  static std::once_flag once;
+  static CURLcode code = CURLE_OK;
+  std::call_once(once, [] { code = curl_global_init(CURL_GLOBAL_DEFAULT); });
+  if (code != CURLE_OK)
+    return absl::InternalError(fmt::format("librato: curl_global_init: {}", curl_easy_strerror(code)));
+  return absl::OkStatus();
+}
+
+// Scheme check with libcurl's own parser, so what we accept is what it will request.
+absl::Status ValidateUrl(const std::string& url) {
+  if (url.empty()) return absl::InvalidArgumentError("librato.url: required");
+  CURLU* parsed = curl_url();
+  if (parsed == nullptr) return absl::InternalError("librato: curl_url failed");
+  absl::Status status = absl::OkStatus();
+  char* scheme = nullptr;
+  if (curl_url_set(parsed, CURLUPART_URL, url.c_str(), 0) != CURLUE_OK) {
+    status = absl::InvalidArgumentError("librato.url: not a valid URL");
+  } else if (curl_url_get(parsed, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK || scheme == nullptr ||
+             (!EqualsIgnoreCase(scheme, "http") && !EqualsIgnoreCase(scheme, "https"))) {
+    status = absl::InvalidArgumentError("librato.url: scheme must be http or https");
+  }
+  curl_free(scheme);
+  curl_url_cleanup(parsed);
+  return status;
+}
+
+// CURLOPT_WRITEFUNCTION: keeps the first kMaxBodyBytes of the answer and discards the rest
+// (returning less than given would abort the transfer). Must not throw into C code.
+std::size_t OnBody(char* data, std::size_t size, std::size_t count, void* user) noexcept {
+  const std::size_t bytes = size * count;
+  auto* result = static_cast<PostResult*>(user);
+  const std::size_t room =
+      PostResult::kMaxBodyBytes - std::min(result->body.size(), PostResult::kMaxBodyBytes);
+  try {
+    result->body.append(data, std::min(bytes, room));
+  } catch (...) {
+    return 0;  // out of memory: abort this transfer
+  }
+  return bytes;
+}
+
+// CURLOPT_HEADERFUNCTION: called once per header line, status lines included.
+std::size_t OnHeader(char* data, std::size_t size, std::size_t count, void* user) noexcept {
+  const std::size_t bytes = size * count;
+  auto* result = static_cast<PostResult*>(user);
+  const std::string_view line(data, bytes);
+  if (line.substr(0, 5) == "HTTP/") {
+    result->retry_after_seconds.reset();  // a new answer begins (e.g. after 100 Continue)
+    return bytes;
+  }
+  const std::size_t colon = line.find(':');
+  if (colon != std::string_view::npos && EqualsIgnoreCase(Trim(line.substr(0, colon)), "retry-after")) {
+    result->retry_after_seconds = ParseRetryAfterSeconds(Trim(line.substr(colon + 1)));
+  }
+  return bytes;
+}
+
+template <typename T>
+bool SetOption(CURL* curl, CURLoption option, T value) {
+  return curl_easy_setopt(curl, option, value) == CURLE_OK;
+}
+
+}  // namespace
+
+Delivery Classify(long http_status) {
+  if (http_status >= 200 && http_status <= 299) return Delivery::kAccepted;
+  if (http_status == 0 || http_status == 429 || (http_status >= 500 && http_status <= 599)) {
+    return Delivery::kRetry;
+  }
+  // 1xx (never final), 3xx (we do not follow redirects; the API sends none), other 4xx,
+  // and anything outside HTTP's range: resending the same request cannot help.
+  return Delivery::kRejected;
+}
+
+std::optional<std::int64_t> ParseRetryAfterSeconds(std::string_view value) {
+  value = Trim(value);
+  if (value.empty()) return std::nullopt;
+  std::int64_t seconds = 0;
+  for (const char c : value) {
+    if (c < '0' || c > '9') return std::nullopt;
+    const int digit = c - '0';
+    if (seconds > (std::numeric_limits<std::int64_t>::max() - digit) / 10) return std::nullopt;
+    seconds = seconds * 10 + digit;
+  }
+  return seconds;
+}
+
+absl::StatusOr<std::unique_ptr<Client>> Client::Create(const ClientOptions& options) {
+  if (options.connect_timeout_ms <= 0)
+    return absl::InvalidArgumentError("librato.connect_timeout_ms: must be > 0");
+  if (options.request_timeout_ms <= 0)
+    return absl::InvalidArgumentError("librato.request_timeout_ms: must be > 0");
+  if (absl::Status status = GlobalInit(); !status.ok()) return status;
+  if (absl::Status status = ValidateUrl(options.url); !status.ok()) return status;
+
+  CURL* curl = curl_easy_init();
+  if (curl == nullptr) return absl::InternalError("librato: curl_easy_init failed");
+  curl_slist* headers = nullptr;
+  for (const char* header : {"Content-Type: application/json", "Accept: application/json",
+                             "Expect:"}) {  // "Expect:" drops curl's 100-continue round trip
+    curl_slist* appended = curl_slist_append(headers, header);
+    if (appended == nullptr) {
+      curl_slist_free_all(headers);
+      curl_easy_cleanup(curl);
+      return absl::InternalError("librato: curl_slist_append failed");
+    }
+    headers = appended;
+  }
+  // From here the Client owns both, so every early return cleans up.
+  std::unique_ptr<Client> client(new Client(options, curl, headers));
+  const ClientOptions& kept = client->options_;  // the strings libcurl copies come from here
+  const bool ok = SetOption(curl, CURLOPT_URL, kept.url.c_str()) &&
+                  SetOption(curl, CURLOPT_PROTOCOLS_STR, "http,https") && SetOption(curl, CURLOPT_POST, 1L) &&
+                  SetOption(curl, CURLOPT_HTTPHEADER, headers) &&
+                  SetOption(curl, CURLOPT_HTTPAUTH, static_cast<long>(CURLAUTH_BASIC)) &&
+                  SetOption(curl, CURLOPT_USERNAME, kept.email.c_str()) &&
+                  SetOption(curl, CURLOPT_PASSWORD, kept.api_token.c_str()) &&
+                  SetOption(curl, CURLOPT_USERAGENT, kept.user_agent.c_str()) &&
+                  SetOption(curl, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(kept.connect_timeout_ms)) &&
+                  SetOption(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(kept.request_timeout_ms)) &&
+                  SetOption(curl, CURLOPT_NOSIGNAL, 1L) &&  // timeouts without SIGALRM: we are threaded
+                  SetOption(curl, CURLOPT_TCP_KEEPALIVE, 1L) && SetOption(curl, CURLOPT_FOLLOWLOCATION, 0L) &&
+                  SetOption(curl, CURLOPT_ERRORBUFFER, client->error_.data()) &&
+                  SetOption(curl, CURLOPT_WRITEFUNCTION, &OnBody) &&
+                  SetOption(curl, CURLOPT_HEADERFUNCTION, &OnHeader);
+  if (!ok) return absl::InternalError("librato: curl_easy_setopt failed");
+  return client;
+}
+
+Client::Client(const ClientOptions& options, void* curl, void* headers)
+    : options_(options), curl_(curl), headers_(headers) {}
+
+Client::~Client() {
+  curl_easy_cleanup(static_cast<CURL*>(curl_));
+  curl_slist_free_all(static_cast<curl_slist*>(headers_));
+}
+
+PostResult Client::Post(std::string_view json_body) {
+  PostResult result;
+  CURL* curl = static_cast<CURL*>(curl_);
+  error_[0] = '\0';
+  // A null POSTFIELDS would make libcurl read the body from stdin.
+  static constexpr char kEmpty[] = "";
+  curl_easy_setopt(curl, CURLOPT_POSTFIELDS, json_body.empty() ? kEmpty : json_body.data());
+  curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(json_body.size()));
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &result);
+  curl_easy_setopt(curl, CURLOPT_HEADERDATA, &result);
+
+  const CURLcode code = curl_easy_perform(curl);
+
+  curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(0));
+  curl_easy_setopt(curl, CURLOPT_POSTFIELDS, kEmpty);  // drop pointers into the caller's data
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, nullptr);
+  curl_easy_setopt(curl, CURLOPT_HEADERDATA, nullptr);
+  if (code != CURLE_OK) {
+    // Timeout, refused, reset, TLS failure, or an answer cut short: no answer to act on.
+    result.delivery = Delivery::kRetry;
+    result.http_status = 0;
+    result.retry_after_seconds.reset();
+    result.error = error_[0] != '\0' ? std::string(error_.data()) : std::string(curl_easy_strerror(code));
+    return result;
+  }
+  long status = 0;
+  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+  result.http_status = status;
+  result.delivery = Classify(status);
+  return result;
+}
+
+}  // namespace drainmet::librato

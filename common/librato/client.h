@@ -2,6 +2,8 @@
 // HTTP client for Librato's POST /v1/metrics (FORMATS.md §5.1-5.2) over libcurl, with the
 // answer classified for retries (SEMANTICS.md §7.5).
 
+#include <array>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -19,19 +21,27 @@ enum class Delivery : std::uint8_t {
   kRejected,  ///< Any other status: permanent; log the API's body, do not retry.
 };
 
-/// Classifies an HTTP status (0 = no answer: transport error or timeout).
+/// Classifies an HTTP status (SEMANTICS §7.5): 200-299 kAccepted; 0 (no answer: transport
+/// error or timeout), 429 and 500-599 kRetry; anything else kRejected. 3xx is rejected: the
+/// API never redirects and the client does not follow redirects, so a 3xx means a wrong URL
+/// (or a proxy in the way), which no retry of the same request fixes.
 Delivery Classify(long http_status);
 
 /// The outcome of one POST.
 struct PostResult {
   Delivery delivery = Delivery::kRetry;
-  long http_status = 0;  ///< 0 when no answer arrived.
-  std::string body;      ///< The answer's body, at most 4 KiB kept.
-  std::optional<std::int64_t> retry_after_seconds;  ///< From Retry-After (seconds form).
-  std::string error;     ///< curl's message when http_status == 0.
+  long http_status = 0;  ///< 0 when no complete answer arrived (then delivery is kRetry).
+  std::string body;      ///< The answer's body, at most its first 4 KiB (kMaxBodyBytes).
+  /// From the answer's Retry-After header (seconds form, RFC 9110 §10.2.3); unset when
+  /// absent or not delta-seconds, and when http_status == 0.
+  std::optional<std::int64_t> retry_after_seconds;
+  std::string error;  ///< curl's message when http_status == 0; empty otherwise.
+
+  static constexpr std::size_t kMaxBodyBytes = 4096;
 };
 
 struct ClientOptions {
+  /// http:// or https:// (any case); the API itself is HTTPS only (FORMATS §5.1).
   std::string url = "https://metrics-api.librato.com/v1/metrics";
   std::string email;      ///< Basic-auth user.
   std::string api_token;  ///< Basic-auth password. Never logged.
@@ -40,27 +50,34 @@ struct ClientOptions {
   std::string user_agent = "drainmet/0.1";
 };
 
-/// One keep-alive connection to the API (an easy handle). Not thread-safe: one per
-/// thread. Post() blocks up to the request timeout and never throws.
+/// One keep-alive connection to the API (a libcurl easy handle). Not thread-safe: one per
+/// thread. Post() blocks up to the request timeout and never throws. Neither the token nor
+/// the Authorization header is ever logged.
 class Client {
  public:
-  /// InvalidArgument when the URL is empty or not http(s).
+  /// InvalidArgument when the URL is empty, unparsable or not http(s), or a timeout is
+  /// not > 0; Internal when libcurl cannot be initialised.
   static absl::StatusOr<std::unique_ptr<Client>> Create(const ClientOptions& options);
   ~Client();
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
-  /// POSTs `json_body` with Content-Type application/json and Basic auth.
+  /// POSTs `json_body` with Content-Type application/json and Basic auth, on the kept-alive
+  /// connection when there is one. Blocks up to connect_timeout_ms + request_timeout_ms at
+  /// most; never throws. `json_body` is only read during the call.
   PostResult Post(std::string_view json_body);
 
  private:
-  explicit Client(const ClientOptions& options, void* curl);
+  Client(const ClientOptions& options, void* curl, void* headers);
   ClientOptions options_;
-  void* curl_;  // CURL*
+  void* curl_;                     // CURL*, owned.
+  void* headers_;                  // curl_slist* of the fixed request headers, owned; used by curl_.
+  std::array<char, 256> error_{};  // CURLOPT_ERRORBUFFER (CURL_ERROR_SIZE bytes).
 };
 
-/// Parses a Retry-After value in seconds ("120"); std::nullopt for anything else
-/// (HTTP-dates are not used by Librato).
+/// Parses a Retry-After value in delta-seconds ("120", surrounding spaces/tabs allowed;
+/// RFC 9110 §10.2.3); std::nullopt for anything else, including negative, fractional and
+/// out-of-range values and HTTP-dates (not used by Librato).
 std::optional<std::int64_t> ParseRetryAfterSeconds(std::string_view value);
 
 }  // namespace drainmet::librato
