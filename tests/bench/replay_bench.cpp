@@ -15,6 +15,7 @@
 #include "common/emit/outlet.h"
 #include "common/librato/gauge.h"
 #include "common/logplex/frame_reader.h"
+#include "tests/support/allocation_counter.h"
 
 namespace drainmet {
 namespace {
@@ -50,7 +51,9 @@ const DataSet& Load(const std::string& name) {
   return sets->emplace(name, std::move(set)).first->second;
 }
 
-void Report(benchmark::State& state, const DataSet& set) {
+void Report(benchmark::State& state, const DataSet& set, long allocations) {
+  state.counters["allocs/line"] =
+      static_cast<double>(allocations) / static_cast<double>(state.iterations() * set.frames);
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * set.bytes));
   state.counters["lines/s"] = benchmark::Counter(static_cast<double>(state.iterations() * set.frames),
                                                  benchmark::Counter::kIsRate);
@@ -58,6 +61,7 @@ void Report(benchmark::State& state, const DataSet& set) {
 
 void BM_Framing(benchmark::State& state) {
   const DataSet& set = Load("heroku-sample");
+  const long allocations_before = testing_support::AllocationCount();
   for (auto _ : state) {
     std::size_t n = 0;
     for (const std::string& body : set.bodies) {
@@ -70,12 +74,13 @@ void BM_Framing(benchmark::State& state) {
     }
     benchmark::DoNotOptimize(n);
   }
-  Report(state, set);
+  Report(state, set, testing_support::AllocationCount() - allocations_before);
 }
 BENCHMARK(BM_Framing);
 
 void BM_ParseAndAggregate(benchmark::State& state) {
   const DataSet& set = Load("heroku-sample");
+  const long allocations_before = testing_support::AllocationCount();
   for (auto _ : state) {
     telemetry::Counters counters;
     bucket::BucketMap request;
@@ -85,7 +90,7 @@ void BM_ParseAndAggregate(benchmark::State& state) {
     }
     benchmark::DoNotOptimize(counters.frames);
   }
-  Report(state, set);
+  Report(state, set, testing_support::AllocationCount() - allocations_before);
 }
 BENCHMARK(BM_ParseAndAggregate);
 
@@ -94,6 +99,7 @@ BENCHMARK(BM_ParseAndAggregate);
 void BM_Replay(benchmark::State& state, const std::string& name, const std::string& query) {
   const DataSet& set = Load(name);
   const extract::DrainOptions options = *extract::ParseDrainQuery(query, 60);
+  const long allocations_before = testing_support::AllocationCount();
   for (auto _ : state) {
     telemetry::Counters counters;
     bucket::BucketMap all;
@@ -111,7 +117,7 @@ void BM_Replay(benchmark::State& state, const std::string& name, const std::stri
     });
     benchmark::DoNotOptimize(out);
   }
-  Report(state, set);
+  Report(state, set, testing_support::AllocationCount() - allocations_before);
 }
 BENCHMARK_CAPTURE(BM_Replay, heroku_sample, std::string("heroku-sample"), std::string(""));
 BENCHMARK_CAPTURE(BM_Replay, legacy_runtime, std::string("legacy-runtime"),

@@ -8,7 +8,7 @@
 #include "absl/status/status.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/unit/common/extract/allocation_counter.h"
+#include "tests/support/allocation_counter.h"
 
 namespace drainmet::extract {
 namespace {

@@ -3,7 +3,7 @@
 // unit so that the compiler cannot inline malloc/free pairs into callers, which GCC's
 // -Wmismatched-new-delete would flag.
 
-#include "tests/unit/common/extract/allocation_counter.h"
+#include "tests/support/allocation_counter.h"
 
 #include <atomic>
 #include <cstdlib>
