@@ -5,11 +5,11 @@
 #include <cstdio>
 #include <cstdlib>
 
-#define DRAINMET_CHECK(cond)                                                               \
-  do {                                                                                     \
-    if (!(cond)) {                                                                         \
-      std::fprintf(stderr, "level=fatal msg=\"check failed\" cond=\"%s\" at=%s:%d\n", #cond, \
-                   __FILE__, __LINE__);                                                    \
-      std::abort();                                                                        \
-    }                                                                                      \
+#define DRAINMET_CHECK(cond)                                                                           \
+  do {                                                                                                 \
+    if (!(cond)) {                                                                                     \
+      std::fprintf(stderr, "level=fatal msg=\"check failed\" cond=\"%s\" at=%s:%d\n", #cond, __FILE__, \
+                   __LINE__);                                                                          \
+      std::abort();                                                                                    \
+    }                                                                                                  \
   } while (0)

@@ -9,9 +9,9 @@
 #define DRAINMET_STATUS_CONCAT_(a, b) DRAINMET_STATUS_CONCAT_INNER_(a, b)
 
 /// Evaluates `expr` (an absl::Status); returns it from the caller when not OK.
-#define DRAINMET_RETURN_IF_ERROR(expr)                 \
-  do {                                                 \
-    ::absl::Status drainmet_status_ = (expr);          \
+#define DRAINMET_RETURN_IF_ERROR(expr)                   \
+  do {                                                   \
+    ::absl::Status drainmet_status_ = (expr);            \
     if (!drainmet_status_.ok()) return drainmet_status_; \
   } while (0)
 

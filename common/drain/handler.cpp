@@ -17,7 +17,8 @@ http::Response Plain(unsigned status, std::string body) {
 }
 
 http::Response Unauthorized() {
-  http::Response response = Plain(401, "unauthorized: the drain URL needs a valid token (https://TOKEN@host/logs)");
+  http::Response response =
+      Plain(401, "unauthorized: the drain URL needs a valid token (https://TOKEN@host/logs)");
   response.headers.emplace_back("WWW-Authenticate", "Basic realm=\"drainmet\"");
   return response;
 }
@@ -28,7 +29,8 @@ DrainHandler::DrainHandler(std::shared_ptr<const TenantDirectory> directory, sto
                            const base::Clock& clock, telemetry::Metrics& metrics)
     : directory_(std::move(directory)), store_(store), clock_(clock), metrics_(metrics) {}
 
-std::variant<DrainHandler::Resolved, http::Response> DrainHandler::Resolve(const http::Request& request) const {
+std::variant<DrainHandler::Resolved, http::Response> DrainHandler::Resolve(
+    const http::Request& request) const {
   if (request.method != "POST") {
     http::Response response = Plain(405, "method not allowed: drains POST to /logs");
     response.headers.emplace_back("Allow", "POST");

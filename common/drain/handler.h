@@ -28,8 +28,8 @@ struct TenantDirectory {
 /// (the store and metrics are thread-safe; the directory is immutable).
 class DrainHandler {
  public:
-  DrainHandler(std::shared_ptr<const TenantDirectory> directory, store::Store& store, const base::Clock& clock,
-               telemetry::Metrics& metrics);
+  DrainHandler(std::shared_ptr<const TenantDirectory> directory, store::Store& store,
+               const base::Clock& clock, telemetry::Metrics& metrics);
 
   /// Checks what the headers decide, before the body is read: 405 for a method other than
   /// POST, 401 (with WWW-Authenticate) for missing or unknown credentials, 400 naming the

@@ -60,7 +60,8 @@ void Outlet::Enqueue(std::vector<bucket::ClosedBucket> closed) {
     batch.gauges = chunk.size();
     batch.window_end_nanos = INT64_MAX;
     for (const librato::Gauge& g : chunk) {
-      batch.window_end_nanos = std::min(batch.window_end_nanos, (g.measure_time + g.period) * base::kNanosPerSecond);
+      batch.window_end_nanos =
+          std::min(batch.window_end_nanos, (g.measure_time + g.period) * base::kNanosPerSecond);
     }
     batch.next_attempt_nanos = now;
     pending_.push_back(std::move(batch));
@@ -100,8 +101,8 @@ std::int64_t Outlet::SendDue() {
     switch (result.delivery) {
       case librato::Delivery::kAccepted:
         counters.posted += batch.gauges;
-        metrics_.ObserveEmissionDelaySeconds(
-            static_cast<double>(after - batch.window_end_nanos) / static_cast<double>(base::kNanosPerSecond));
+        metrics_.ObserveEmissionDelaySeconds(static_cast<double>(after - batch.window_end_nanos) /
+                                             static_cast<double>(base::kNanosPerSecond));
         break;
       case librato::Delivery::kRejected:
         counters.rejected += batch.gauges;
@@ -180,7 +181,8 @@ void Outlet::Flush(std::int64_t timeout_ms) {
       const auto wait = std::min<std::chrono::nanoseconds>(
           std::chrono::nanoseconds(earliest - now),
           std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - std::chrono::steady_clock::now()));
-      if (wait.count() > 0) std::this_thread::sleep_for(std::min<std::chrono::nanoseconds>(wait, std::chrono::milliseconds(200)));
+      if (wait.count() > 0)
+        std::this_thread::sleep_for(std::min<std::chrono::nanoseconds>(wait, std::chrono::milliseconds(200)));
       continue;
     }
     SendDue();

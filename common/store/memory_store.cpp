@@ -113,7 +113,8 @@ absl::StatusOr<std::vector<bucket::ClosedBucket>> MemoryStore::TakeClosed(bool a
   std::sort(closed.begin(), closed.end(), [](const bucket::ClosedBucket& a, const bucket::ClosedBucket& b) {
     return std::tie(a.key.tenant, a.key.name, a.key.source, a.key.kind, a.key.resolution_seconds,
                     a.key.window_unix_seconds) < std::tie(b.key.tenant, b.key.name, b.key.source, b.key.kind,
-                                                          b.key.resolution_seconds, b.key.window_unix_seconds);
+                                                          b.key.resolution_seconds,
+                                                          b.key.window_unix_seconds);
   });
   return closed;
 }

@@ -17,10 +17,10 @@
 namespace drainmet::store {
 
 struct MemoryStoreOptions {
-  std::int64_t grace_seconds = 5;                   ///< SEMANTICS §6.5.
-  std::uint64_t max_open_buckets = 1'000'000;       ///< Bound on buckets held.
-  std::int64_t dedupe_window_seconds = 600;         ///< How long a frame id is remembered.
-  std::uint64_t dedupe_max_entries = 1'000'000;     ///< Oldest ids are forgotten past this.
+  std::int64_t grace_seconds = 5;                ///< SEMANTICS §6.5.
+  std::uint64_t max_open_buckets = 1'000'000;    ///< Bound on buckets held.
+  std::int64_t dedupe_window_seconds = 600;      ///< How long a frame id is remembered.
+  std::uint64_t dedupe_max_entries = 1'000'000;  ///< Oldest ids are forgotten past this.
 };
 
 /// Thread-safe (one mutex). The clock must outlive the store.

@@ -6,9 +6,11 @@ namespace drainmet::telemetry {
 
 // One list of fields, used by both functions below, so that a new counter cannot be
 // forgotten in one of them.
-#define DRAINMET_COUNTER_FIELDS(X) \
-  X(frames) X(bad_frame) X(bad_timestamp) X(bad_value) X(bad_name) X(name_conflict) X(points) \
+// clang-format off
+#define DRAINMET_COUNTER_FIELDS(X)                                                                  \
+  X(frames) X(bad_frame) X(bad_timestamp) X(bad_value) X(bad_name) X(name_conflict) X(points)       \
   X(late) X(future) X(series_limit) X(duplicate_request) X(posted) X(rejected) X(expired) X(retried)
+// clang-format on
 
 Counters& Counters::operator+=(const Counters& other) {
 #define DRAINMET_ADD(f) f += other.f;

@@ -12,49 +12,72 @@ using prometheus::BuildHistogram;
 
 Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
   auto& r = *registry_;
-  http_requests_ = &BuildCounter().Name("drainmet_http_requests_total")
-                        .Help("HTTP answers by status code.").Register(r);
-  librato_requests_ = &BuildCounter().Name("drainmet_librato_requests_total")
-                           .Help("Librato POST /v1/metrics requests by result.").Register(r);
-  frames_ = &BuildCounter().Name("drainmet_frames_total")
-                 .Help("Frames delimited by a valid length (SEMANTICS 8).").Register(r).Add({});
-  points_ = &BuildCounter().Name("drainmet_points_total")
-                 .Help("Points that reached a bucket (SEMANTICS 8).").Register(r).Add({});
-  duplicate_requests_ = &BuildCounter().Name("drainmet_duplicate_requests_total")
+  http_requests_ =
+      &BuildCounter().Name("drainmet_http_requests_total").Help("HTTP answers by status code.").Register(r);
+  librato_requests_ = &BuildCounter()
+                           .Name("drainmet_librato_requests_total")
+                           .Help("Librato POST /v1/metrics requests by result.")
+                           .Register(r);
+  frames_ = &BuildCounter()
+                 .Name("drainmet_frames_total")
+                 .Help("Frames delimited by a valid length (SEMANTICS 8).")
+                 .Register(r)
+                 .Add({});
+  points_ = &BuildCounter()
+                 .Name("drainmet_points_total")
+                 .Help("Points that reached a bucket (SEMANTICS 8).")
+                 .Register(r)
+                 .Add({});
+  duplicate_requests_ = &BuildCounter()
+                             .Name("drainmet_duplicate_requests_total")
                              .Help("Drain requests ignored as a retried Logplex-Frame-Id.")
-                             .Register(r).Add({});
-  auto& input = BuildCounter().Name("drainmet_input_rejected_total")
-                    .Help("Frames, values and names rejected while parsing, by reason "
-                          "(SEMANTICS 1.2, 1.4, 1.5, 3.3, 4.1, 5.1). bad_timestamp frames are "
-                          "still used, at the receive time.")
+                             .Register(r)
+                             .Add({});
+  auto& input = BuildCounter()
+                    .Name("drainmet_input_rejected_total")
+                    .Help(
+                        "Frames, values and names rejected while parsing, by reason "
+                        "(SEMANTICS 1.2, 1.4, 1.5, 3.3, 4.1, 5.1). bad_timestamp frames are "
+                        "still used, at the receive time.")
                     .Register(r);
   bad_frame_ = &input.Add({{"reason", "bad_frame"}});
   bad_timestamp_ = &input.Add({{"reason", "bad_timestamp"}});
   bad_value_ = &input.Add({{"reason", "bad_value"}});
   bad_name_ = &input.Add({{"reason", "bad_name"}});
-  auto& dropped = BuildCounter().Name("drainmet_points_dropped_total")
-                      .Help("Points dropped before reaching a bucket, by reason (SEMANTICS 6.5; "
-                            "series_limit: the store's open-bucket bound).")
+  auto& dropped = BuildCounter()
+                      .Name("drainmet_points_dropped_total")
+                      .Help(
+                          "Points dropped before reaching a bucket, by reason (SEMANTICS 6.5; "
+                          "series_limit: the store's open-bucket bound).")
                       .Register(r);
   late_ = &dropped.Add({{"reason", "late"}});
   future_ = &dropped.Add({{"reason", "future"}});
   series_limit_ = &dropped.Add({{"reason", "series_limit"}});
-  auto& gauges = BuildCounter().Name("drainmet_gauges_total")
-                     .Help("Librato gauges by outcome (SEMANTICS 7.4-7.6).").Register(r);
+  auto& gauges = BuildCounter()
+                     .Name("drainmet_gauges_total")
+                     .Help("Librato gauges by outcome (SEMANTICS 7.4-7.6).")
+                     .Register(r);
   posted_ = &gauges.Add({{"result", "posted"}});
   rejected_ = &gauges.Add({{"result", "rejected"}});
   expired_ = &gauges.Add({{"result", "expired"}});
   retried_ = &gauges.Add({{"result", "retried"}});
   name_conflict_ = &gauges.Add({{"result", "name_conflict"}});
-  emission_delay_ = &BuildHistogram().Name("drainmet_emission_delay_seconds")
+  emission_delay_ = &BuildHistogram()
+                         .Name("drainmet_emission_delay_seconds")
                          .Help("Time from a window's end to the API's 2xx for its gauges.")
                          .Register(r)
-                         .Add({}, prometheus::Histogram::BucketBoundaries{
-                                      0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900});
-  open_buckets_ = &BuildGauge().Name("drainmet_open_buckets")
-                       .Help("Buckets held in the store, not yet closed.").Register(r).Add({});
-  pending_gauges_ = &BuildGauge().Name("drainmet_pending_gauges")
-                         .Help("Gauges waiting for delivery or a retry.").Register(r).Add({});
+                         .Add({}, prometheus::Histogram::BucketBoundaries{0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60,
+                                                                          120, 300, 900});
+  open_buckets_ = &BuildGauge()
+                       .Name("drainmet_open_buckets")
+                       .Help("Buckets held in the store, not yet closed.")
+                       .Register(r)
+                       .Add({});
+  pending_gauges_ = &BuildGauge()
+                         .Name("drainmet_pending_gauges")
+                         .Help("Gauges waiting for delivery or a retry.")
+                         .Register(r)
+                         .Add({});
 }
 
 void Metrics::Add(const Counters& c) {

@@ -84,7 +84,8 @@ int RunCommand(const std::string& config_path, const std::string& listen, int th
   telemetry::Level level;
   const std::string& wanted = log_level.empty() ? config.log_level : log_level;
   if (!telemetry::ParseLogLevel(wanted, &level)) {
-    return Fail(absl::InvalidArgumentError("log_level: want debug, info, warn or error, got '" + wanted + "'"));
+    return Fail(
+        absl::InvalidArgumentError("log_level: want debug, info, warn or error, got '" + wanted + "'"));
   }
   telemetry::SetLogLevel(level);
 
@@ -105,8 +106,10 @@ int ReplayCommand(const std::vector<std::string>& files, int resolution, const s
                   const std::string& source_prefix, const std::string& received_at, bool stats) {
   ReplayOptions options;
   if (!extract::IsAllowedResolution(resolution)) {
-    return Fail(absl::InvalidArgumentError("--resolution: must be one of 1, 5, 10, 15, 20, 30, 60, 120, 300, "
-                                           "600, 900, 1800, 3600, got " + std::to_string(resolution)));
+    return Fail(
+        absl::InvalidArgumentError("--resolution: must be one of 1, 5, 10, 15, 20, 30, 60, 120, 300, "
+                                   "600, 900, 1800, 3600, got " +
+                                   std::to_string(resolution)));
   }
   options.drain.resolution_seconds = resolution;
   options.drain.prefix = prefix;
@@ -127,26 +130,30 @@ int ReplayCommand(const std::vector<std::string>& files, int resolution, const s
 
 int main(int argc, char** argv) {
   using namespace drainmet::standalone;
-  CLI::App app{"drainmet: Heroku Logplex drains in, Librato gauges out.\n"
-               "See docs/cli.md for every command and flag."};
+  CLI::App app{
+      "drainmet: Heroku Logplex drains in, Librato gauges out.\n"
+      "See docs/cli.md for every command and flag."};
   app.set_version_flag("--version", "drainmet 0.1.0");
   app.require_subcommand(1);
 
   std::string config_path, listen, log_level;
   int threads = 0;
   std::int64_t shutdown_timeout_s = 25;
-  CLI::App* run = app.add_subcommand("run", "Serve drains on HTTP and emit gauges (standalone, in-memory store).");
+  CLI::App* run =
+      app.add_subcommand("run", "Serve drains on HTTP and emit gauges (standalone, in-memory store).");
   run->add_option("--config", config_path, "Config file (YAML or JSON). Without it: the embedded default.")
       ->check(CLI::ExistingFile);
   run->add_option("--listen", listen, "HOST:PORT to listen on (overrides the config; default 0.0.0.0:8080).");
   run->add_option("--threads", threads, "HTTP threads (overrides the config; default: one per core).")
       ->check(CLI::NonNegativeNumber);
-  run->add_option("--log-level", log_level, "debug, info, warn or error (overrides the config; default info).");
+  run->add_option("--log-level", log_level,
+                  "debug, info, warn or error (overrides the config; default info).");
   run->add_option("--shutdown-timeout", shutdown_timeout_s,
                   "Seconds allowed at SIGTERM to flush open windows and post them (default 25).")
       ->check(CLI::PositiveNumber);
 
-  CLI::App* token = app.add_subcommand("token", "Print a new random drain token and the hash for the config file.");
+  CLI::App* token =
+      app.add_subcommand("token", "Print a new random drain token and the hash for the config file.");
 
   std::vector<std::string> files;
   int resolution = 60;

@@ -6,11 +6,11 @@
 #include <cstring>
 
 #include "common/bucket/partial_bucket.h"
-#include "fmt/format.h"
 #include "common/drain/processor.h"
 #include "common/emit/outlet.h"
 #include "common/librato/gauge.h"
 #include "common/logplex/frame_reader.h"
+#include "fmt/format.h"
 
 namespace drainmet::standalone {
 namespace {
@@ -34,7 +34,8 @@ absl::StatusOr<std::int64_t> ParseReceivedAt(std::string_view text) {
   if (std::optional<std::int64_t> t = logplex::ParseRfc3339Nanos(text)) return *t;
   double seconds = 0;
   auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), seconds);
-  if (ec == std::errc() && ptr == text.data() + text.size() && std::isfinite(seconds) && std::fabs(seconds) < 9e9) {
+  if (ec == std::errc() && ptr == text.data() + text.size() && std::isfinite(seconds) &&
+      std::fabs(seconds) < 9e9) {
     return static_cast<std::int64_t>(std::llround(seconds * 1e9));
   }
   return absl::InvalidArgumentError(

@@ -45,21 +45,21 @@ absl::StatusOr<std::unique_ptr<Service>> Service::Start(config::Config config, c
   http::ServerOptions server_options;
   server_options.address = listen.first;
   server_options.port = listen.second;
-  server_options.threads = c.threads > 0 ? c.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  server_options.threads =
+      c.threads > 0 ? c.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   server_options.max_body_bytes = c.limits.max_body_bytes;
   server_options.max_header_bytes = c.limits.max_header_bytes;
   server_options.read_timeout_ms = c.limits.read_timeout_seconds * 1000;
   Service* self = service.get();
-  DRAINMET_ASSIGN_OR_RETURN(
-      service->server_,
-      http::Server::Start(
-          server_options, [self](const http::Request& r) { return self->Route(r); },
-          [self](const http::Request& r) -> std::optional<http::Response> {
-            if (r.Path() != drain::kDrainPath) return std::nullopt;
-            std::optional<http::Response> refused = self->handler_.CheckHeaders(r);
-            if (refused) self->metrics_.CountHttpResponse(refused->status);
-            return refused;
-          }));
+  DRAINMET_ASSIGN_OR_RETURN(service->server_,
+                            http::Server::Start(
+                                server_options, [self](const http::Request& r) { return self->Route(r); },
+                                [self](const http::Request& r) -> std::optional<http::Response> {
+                                  if (r.Path() != drain::kDrainPath) return std::nullopt;
+                                  std::optional<http::Response> refused = self->handler_.CheckHeaders(r);
+                                  if (refused) self->metrics_.CountHttpResponse(refused->status);
+                                  return refused;
+                                }));
   service->outlet_thread_ = std::jthread([self, timeout = options.shutdown_timeout_ms](std::stop_token stop) {
     self->outlet_.Run(stop, timeout);
   });
@@ -102,7 +102,8 @@ void Service::Stop() {
   outlet_thread_.join();
   const telemetry::Counters c = metrics_.Snapshot();
   telemetry::Log(telemetry::Level::kInfo, "stopped",
-                 {{"points", std::to_string(c.points)}, {"posted", std::to_string(c.posted)},
+                 {{"points", std::to_string(c.points)},
+                  {"posted", std::to_string(c.posted)},
                   {"expired", std::to_string(c.expired)}});
 }
 

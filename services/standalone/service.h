@@ -19,7 +19,7 @@
 namespace drainmet::standalone {
 
 struct ServiceOptions {
-  std::FILE* out = stdout;                 ///< Where stdout tenants' request bodies go.
+  std::FILE* out = stdout;                   ///< Where stdout tenants' request bodies go.
   std::int64_t shutdown_timeout_ms = 25000;  ///< Flush budget at Stop().
 };
 

@@ -55,8 +55,8 @@ void Report(benchmark::State& state, const DataSet& set, long allocations) {
   state.counters["allocs/line"] =
       static_cast<double>(allocations) / static_cast<double>(state.iterations() * set.frames);
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * set.bytes));
-  state.counters["lines/s"] = benchmark::Counter(static_cast<double>(state.iterations() * set.frames),
-                                                 benchmark::Counter::kIsRate);
+  state.counters["lines/s"] =
+      benchmark::Counter(static_cast<double>(state.iterations() * set.frames), benchmark::Counter::kIsRate);
 }
 
 void BM_Framing(benchmark::State& state) {

@@ -15,7 +15,8 @@ namespace drainmet::testing {
 using GaugeId = std::tuple<std::string, std::string, std::int64_t>;
 
 inline GaugeId IdOf(const nlohmann::json& g) {
-  return {g.at("name").get<std::string>(), g.value("source", std::string()), g.at("measure_time").get<std::int64_t>()};
+  return {g.at("name").get<std::string>(), g.value("source", std::string()),
+          g.at("measure_time").get<std::int64_t>()};
 }
 
 inline std::string IdText(const GaugeId& id) {
@@ -60,7 +61,8 @@ inline std::vector<std::string> DiffGauges(const std::vector<nlohmann::json>& wa
       }
     }
     for (const auto& [field, value] : y.items()) {
-      if (!x.contains(field)) diffs.push_back(IdText(id) + ": unexpected field " + field + "=" + value.dump());
+      if (!x.contains(field))
+        diffs.push_back(IdText(id) + ": unexpected field " + field + "=" + value.dump());
     }
   }
   for (const auto& [id, y] : g) {

@@ -83,7 +83,8 @@ class DataSetTest : public ::testing::TestWithParam<std::string> {};
 TEST_P(DataSetTest, ReplayGivesExpectedGaugesAndStats) {
   const fs::path set = kFixtures / "data" / GetParam();
   const json drain = json::parse(ReadAll(set / "drain.json"));
-  absl::StatusOr<extract::DrainOptions> options = extract::ParseDrainQuery(drain.at("query").get<std::string>(), 60);
+  absl::StatusOr<extract::DrainOptions> options =
+      extract::ParseDrainQuery(drain.at("query").get<std::string>(), 60);
   ASSERT_TRUE(options.ok()) << options.status();
   ReplayOptions replay;
   replay.drain = *options;
@@ -132,7 +133,8 @@ TEST_P(CaseReplayTest, GivesExpectedGaugesAndStats) {
   const json c = json::parse(ReadAll(dir / "case.json"));
   if (!c.value("replay", false)) GTEST_SKIP() << GetParam() << " is not a replay case";
   SCOPED_TRACE(GetParam() + ": " + c.at("title").get<std::string>());
-  absl::StatusOr<extract::DrainOptions> options = extract::ParseDrainQuery(c.at("query").get<std::string>(), 60);
+  absl::StatusOr<extract::DrainOptions> options =
+      extract::ParseDrainQuery(c.at("query").get<std::string>(), 60);
   ASSERT_TRUE(options.ok()) << options.status();
   ReplayOptions replay;
   replay.drain = *options;

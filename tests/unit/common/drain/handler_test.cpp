@@ -14,7 +14,9 @@ constexpr std::int64_t kSec = 1'000'000'000;
 constexpr std::int64_t kNow = 1709633760;  // 2024-03-05T10:16:00Z
 
 std::string Framed(std::string_view msg) { return std::to_string(msg.size()) + " " + std::string(msg); }
-std::string Basic(std::string_view user_pass) { return "Basic " + absl::Base64Escape(std::string(user_pass)); }
+std::string Basic(std::string_view user_pass) {
+  return "Basic " + absl::Base64Escape(std::string(user_pass));
+}
 
 class DrainHandlerTest : public ::testing::Test {
  protected:
@@ -65,8 +67,8 @@ TEST_F(DrainHandlerTest, TenantAndTokenFormIsAccepted) {
 }
 
 TEST_F(DrainHandlerTest, MissingOrWrongCredentialsAre401NeverOther4xx) {
-  for (const std::string& auth : {std::string(), Basic("nope:"), Basic("acme:token-globex"), std::string("Bearer x"),
-                                  std::string("Basic !!!")}) {
+  for (const std::string& auth : {std::string(), Basic("nope:"), Basic("acme:token-globex"),
+                                  std::string("Bearer x"), std::string("Basic !!!")}) {
     const http::Response r = handler_->Handle(Drain(auth, body_));
     EXPECT_EQ(r.status, 401u) << auth;
     bool challenge = false;

@@ -72,8 +72,8 @@ TEST(ProcessBodyTest, ZeroLengthFrameIsBadButFramingGoesOn) {
 
 // §1.4: "-" or an unparsable timestamp means the receive time, counted bad_timestamp.
 TEST(ProcessBodyTest, BadTimestampUsesReceiveTime) {
-  const std::string body = Framed("<190>1 - host app web.1 - count#a=1") +
-                           Framed("<190>1 yesterday host app web.1 - count#a=1");
+  const std::string body =
+      Framed("<190>1 - host app web.1 - count#a=1") + Framed("<190>1 yesterday host app web.1 - count#a=1");
   bucket::BucketMap partials;
   telemetry::Counters counters;
   BodyTimes times;
@@ -101,7 +101,7 @@ TEST(ProcessBodyTest, FuturePointsAreCountedAndDropped) {
   bucket::BucketMap partials;
   telemetry::Counters counters;
   BodyTimes times;
-  times.now_nanos = (kT0) * kSec;  // 10:15:00; 10:16:00 is exactly 60 s ahead: allowed
+  times.now_nanos = (kT0)*kSec;  // 10:15:00; 10:16:00 is exactly 60 s ahead: allowed
   ProcessBody("t", {}, body, times, partials, counters);
   EXPECT_EQ(counters.future, 2u);
   EXPECT_EQ(Points(partials), 1u);
@@ -113,8 +113,8 @@ TEST(ProcessBodyTest, OptionsApplyResolutionAndPrefixes) {
   options.prefix = "eu";
   bucket::BucketMap partials;
   telemetry::Counters counters;
-  ProcessBody("t", options, Framed("<190>1 2024-03-05T10:15:45+00:00 host app web.1 - count#a=1"), {}, partials,
-              counters);
+  ProcessBody("t", options, Framed("<190>1 2024-03-05T10:15:45+00:00 host app web.1 - count#a=1"), {},
+              partials, counters);
   ASSERT_EQ(partials.size(), 1u);
   bucket::BucketKey key;
   ASSERT_TRUE(bucket::DecodeBucketKey(partials.map().begin()->first, &key));
@@ -125,8 +125,16 @@ TEST(ProcessBodyTest, OptionsApplyResolutionAndPrefixes) {
 }
 
 TEST(ProcessBodyTest, GarbageBodiesNeverCrash) {
-  const std::string bodies[] = {"", "\n\r \n", "abc", "12", "12 ", "1 x", "000000 ", "9999999 x",
-                                std::string(1000, '9'), std::string("5 <1>1 \0\0", 10)};
+  const std::string bodies[] = {"",
+                                "\n\r \n",
+                                "abc",
+                                "12",
+                                "12 ",
+                                "1 x",
+                                "000000 ",
+                                "9999999 x",
+                                std::string(1000, '9'),
+                                std::string("5 <1>1 \0\0", 10)};
   for (const std::string& body : bodies) {
     bucket::BucketMap partials;
     telemetry::Counters counters;

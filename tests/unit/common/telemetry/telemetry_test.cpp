@@ -20,9 +20,9 @@ TEST(CountersTest, AddAndJsonCarryEveryField) {
   EXPECT_EQ(j["bad_value"], 1);
   EXPECT_EQ(j["retried"], 4);
   // SEMANTICS §8's names, all present.
-  for (const char* key : {"frames", "bad_frame", "bad_timestamp", "bad_value", "bad_name", "name_conflict",
-                          "points", "late", "future", "duplicate_request", "posted", "rejected", "expired",
-                          "retried"}) {
+  for (const char* key :
+       {"frames", "bad_frame", "bad_timestamp", "bad_value", "bad_name", "name_conflict", "points", "late",
+        "future", "duplicate_request", "posted", "rejected", "expired", "retried"}) {
     EXPECT_TRUE(j.contains(key)) << key;
   }
 }
