@@ -1,7 +1,7 @@
 #pragma once
-// Small string helpers private to common/config. Debian 12's Abseil is built with its own
+// Small string helpers shared by every library. Debian 12's Abseil is built with its own
 // absl::string_view (ABSL_OPTION_USE_STD_STRING_VIEW 0), so absl/strings functions do not
-// take std::string_view; these do.
+// take std::string_view; these do. All are pure and thread-safe.
 
 #include <iterator>
 #include <string>
@@ -9,7 +9,7 @@
 
 #include "fmt/format.h"
 
-namespace drainmet::config::internal {
+namespace drainmet::base {
 
 /// Concatenates the fmt-formatted `args` ("{}" each).
 template <typename... Args>
@@ -23,6 +23,15 @@ inline char AsciiLower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>
 
 inline bool StartsWith(std::string_view text, std::string_view prefix) {
   return text.substr(0, prefix.size()) == prefix;
+}
+
+/// ASCII case-insensitive equality (HTTP header names and tokens, RFC 9110 §5.1).
+inline bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (AsciiLower(a[i]) != AsciiLower(b[i])) return false;
+  }
+  return true;
 }
 
 /// ASCII case-insensitive StartsWith.
@@ -41,4 +50,4 @@ inline std::string_view StripBlanks(std::string_view text) {
   return text;
 }
 
-}  // namespace drainmet::config::internal
+}  // namespace drainmet::base

@@ -8,14 +8,14 @@
 #include <array>
 
 #include "common/base/check.h"
-#include "common/config/string_util.h"
+#include "common/base/strings.h"
 
 namespace drainmet::config {
 namespace {
 
-using internal::StartsWith;
-using internal::StartsWithIgnoreCase;
-using internal::StripBlanks;
+using base::StartsWith;
+using base::StartsWithIgnoreCase;
+using base::StripBlanks;
 
 constexpr char kHexDigits[] = "0123456789abcdef";
 constexpr std::string_view kHashPrefix = "sha256:";

@@ -17,16 +17,16 @@
 #include <utility>
 
 #include "absl/strings/ascii.h"
-#include "common/config/string_util.h"
+#include "common/base/strings.h"
 #include "common/telemetry/log.h"
 #include "yaml-cpp/yaml.h"
 
 namespace drainmet::config {
 namespace {
 
-using internal::Cat;
-using internal::StartsWith;
-using internal::StartsWithIgnoreCase;
+using base::Cat;
+using base::StartsWith;
+using base::StartsWithIgnoreCase;
 
 // A config file larger than this is certainly a mistake (a log file given as config).
 constexpr std::size_t kMaxFileBytes = 16 << 20;

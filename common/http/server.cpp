@@ -19,6 +19,7 @@
 #include <unordered_map>
 
 #include "absl/status/status.h"
+#include "common/base/strings.h"
 #include "common/telemetry/log.h"
 #include "fmt/format.h"
 
@@ -42,24 +43,6 @@ constexpr std::size_t kLingerReadBytes = 64 * 1024;
 
 std::string_view ToStd(beast::string_view view) { return std::string_view(view.data(), view.size()); }
 
-// ASCII case-insensitive equality (header names and tokens, RFC 9110 §5.1).
-bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
-    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
-    if (x != y) return false;
-  }
-  return true;
-}
-
-std::string_view TrimOws(std::string_view value) {
-  while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
-  while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
-  return value;
-}
-
 std::string FormatEndpoint(const tcp::endpoint& endpoint) {
   const net::ip::address address = endpoint.address();
   if (address.is_v6()) return fmt::format("[{}]:{}", address.to_string(), endpoint.port());
@@ -71,7 +54,7 @@ bool IsHttpSyntaxError(const beast::error_code& ec) {
 }
 
 bool HasToken(std::string_view value, std::string_view token) {
-  return EqualsIgnoreCase(TrimOws(value), token);
+  return base::EqualsIgnoreCase(base::StripBlanks(value), token);
 }
 
 Response PlainResponse(unsigned status, std::string_view text) {
@@ -86,8 +69,8 @@ Response PlainResponse(unsigned status, std::string_view text) {
 bool IsWritableHeader(std::string_view name, std::string_view value) {
   if (name.empty() || name.find_first_of("\r\n: \t") != std::string_view::npos) return false;
   if (value.find_first_of("\r\n") != std::string_view::npos) return false;
-  return !EqualsIgnoreCase(name, "content-length") && !EqualsIgnoreCase(name, "connection") &&
-         !EqualsIgnoreCase(name, "transfer-encoding");
+  return !base::EqualsIgnoreCase(name, "content-length") && !base::EqualsIgnoreCase(name, "connection") &&
+         !base::EqualsIgnoreCase(name, "transfer-encoding");
 }
 
 class Session;
@@ -549,7 +532,7 @@ void Server::Stop(std::int64_t timeout_ms) { impl_->Stop(timeout_ms); }
 
 std::optional<std::string_view> Request::Header(std::string_view name) const {
   for (const auto& [key, value] : headers) {
-    if (EqualsIgnoreCase(key, name)) return std::string_view(value);
+    if (base::EqualsIgnoreCase(key, name)) return std::string_view(value);
   }
   return std::nullopt;
 }

@@ -7,23 +7,13 @@
 #include <mutex>
 
 #include "absl/status/status.h"
+#include "common/base/strings.h"
 #include "fmt/format.h"
 
 namespace drainmet::librato {
 namespace {
 
 static_assert(CURL_ERROR_SIZE <= 256, "Client::error_ must hold CURL_ERROR_SIZE bytes");
-
-bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
-    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
-    if (x != y) return false;
-  }
-  return true;
-}
 
 // Removes optional whitespace (RFC 9110 §5.6.3) and the CRLF libcurl leaves on header lines.
 std::string_view Trim(std::string_view value) {
@@ -53,7 +43,7 @@ absl::Status ValidateUrl(const std::string& url) {
   if (curl_url_set(parsed, CURLUPART_URL, url.c_str(), 0) != CURLUE_OK) {
     status = absl::InvalidArgumentError("librato.url: not a valid URL");
   } else if (curl_url_get(parsed, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK || scheme == nullptr ||
-             (!EqualsIgnoreCase(scheme, "http") && !EqualsIgnoreCase(scheme, "https"))) {
+             (!base::EqualsIgnoreCase(scheme, "http") && !base::EqualsIgnoreCase(scheme, "https"))) {
     status = absl::InvalidArgumentError("librato.url: scheme must be http or https");
   }
   curl_free(scheme);
@@ -86,7 +76,7 @@ std::size_t OnHeader(char* data, std::size_t size, std::size_t count, void* user
     return bytes;
   }
   const std::size_t colon = line.find(':');
-  if (colon != std::string_view::npos && EqualsIgnoreCase(Trim(line.substr(0, colon)), "retry-after")) {
+  if (colon != std::string_view::npos && base::EqualsIgnoreCase(Trim(line.substr(0, colon)), "retry-after")) {
     result->retry_after_seconds = ParseRetryAfterSeconds(Trim(line.substr(colon + 1)));
   }
   return bytes;

@@ -1,44 +1,14 @@
 #include "tests/support/fake_librato.h"
 
-#include "absl/strings/escaping.h"
+#include "common/base/strings.h"
+#include "common/config/auth.h"
 #include "fmt/format.h"
 
 namespace drainmet::support {
-namespace {
-
-bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
-    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
-    if (x != y) return false;
-  }
-  return true;
-}
-
-// `Authorization: Basic base64(user:password)` (RFC 7617); false for anything else.
-bool ParseBasicAuth(std::string_view value, std::string* user, std::string* password) {
-  constexpr std::string_view kScheme = "basic ";
-  if (value.size() < kScheme.size() || !EqualsIgnoreCase(value.substr(0, kScheme.size()), kScheme))
-    return false;
-  std::string_view encoded = value.substr(kScheme.size());
-  while (!encoded.empty() && encoded.front() == ' ') encoded.remove_prefix(1);
-  while (!encoded.empty() && encoded.back() == ' ') encoded.remove_suffix(1);
-  std::string decoded;
-  if (!absl::Base64Unescape(absl::string_view(encoded.data(), encoded.size()), &decoded)) return false;
-  const std::size_t colon = decoded.find(':');
-  if (colon == std::string::npos) return false;
-  *user = decoded.substr(0, colon);
-  *password = decoded.substr(colon + 1);
-  return true;
-}
-
-}  // namespace
 
 std::optional<std::string_view> RecordedRequest::Header(std::string_view name) const {
   for (const auto& [key, value] : headers) {
-    if (EqualsIgnoreCase(key, name)) return std::string_view(value);
+    if (base::EqualsIgnoreCase(key, name)) return std::string_view(value);
   }
   return std::nullopt;
 }
@@ -112,7 +82,13 @@ http::Response FakeLibrato::Handle(const http::Request& request) {
   record.body = request.body;
   record.remote_address = request.remote_address;
   if (const auto authorization = request.Header("Authorization")) {
-    record.basic_auth = ParseBasicAuth(*authorization, &record.user, &record.password);
+    // The same parser the service uses for drains: RFC 7617, both base64 alphabets.
+    if (std::optional<config::BasicCredentials> credentials =
+            config::ParseBasicAuthorization(*authorization)) {
+      record.basic_auth = true;
+      record.user = credentials->user;
+      record.password = credentials->password;
+    }
   }
 
   Answer answer;

@@ -6,6 +6,7 @@
 #include <boost/beast/http.hpp>
 
 #include "absl/status/status.h"
+#include "common/base/strings.h"
 #include "fmt/format.h"
 
 namespace drainmet::support {
@@ -21,17 +22,6 @@ constexpr std::uint64_t kMaxReplyBodyBytes = 64ull << 20;
 std::string_view ToStd(beast::string_view view) { return std::string_view(view.data(), view.size()); }
 beast::string_view ToBeast(std::string_view view) { return beast::string_view(view.data(), view.size()); }
 
-bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
-    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
-    if (x != y) return false;
-  }
-  return true;
-}
-
 HttpReply Failed(std::string what, const beast::error_code& ec) {
   HttpReply reply;
   reply.error = fmt::format("{}: {}", what, ec.message());
@@ -42,7 +32,7 @@ HttpReply Failed(std::string what, const beast::error_code& ec) {
 
 std::optional<std::string_view> HttpReply::Header(std::string_view name) const {
   for (const auto& [key, value] : headers) {
-    if (EqualsIgnoreCase(key, name)) return std::string_view(value);
+    if (base::EqualsIgnoreCase(key, name)) return std::string_view(value);
   }
   return std::nullopt;
 }
