@@ -19,6 +19,14 @@ std::string_view ResultLabel(const librato::PostResult& result) {
   return "4xx";
 }
 
+/// What went wrong, for a log line: curl's message, else the API's answer body (truncated
+/// by the client), else the status.
+std::string FailureText(const librato::PostResult& result) {
+  if (!result.error.empty()) return result.error;
+  if (!result.body.empty()) return result.body;
+  return "HTTP " + std::to_string(result.http_status);
+}
+
 }  // namespace
 
 void ForEachRequest(std::span<const librato::Gauge> gauges, std::size_t max_per_request,
@@ -110,7 +118,7 @@ std::int64_t Outlet::SendDue() {
                        {{"tenant", tenant},
                         {"status", std::to_string(result.http_status)},
                         {"gauges", std::to_string(batch.gauges)},
-                        {"body", result.body.empty() ? result.error : result.body}});
+                        {"body", FailureText(result)}});
         break;
       case librato::Delivery::kRetry: {
         std::int64_t wait = BackoffNanos(batch.attempts - 1);
@@ -124,14 +132,15 @@ std::int64_t Outlet::SendDue() {
                          {{"tenant", tenant},
                           {"status", std::to_string(result.http_status)},
                           {"gauges", std::to_string(batch.gauges)},
-                          {"error", result.error}});
+                          {"error", FailureText(result)}});
           break;
         }
         telemetry::Log(telemetry::Level::kWarn, "Librato request failed; will retry",
                        {{"tenant", tenant},
                         {"status", std::to_string(result.http_status)},
                         {"attempt", std::to_string(batch.attempts)},
-                        {"error", result.error}});
+                        {"retry_in_ms", std::to_string(wait / kNanosPerMilli)},
+                        {"error", FailureText(result)}});
         next = std::min(next, batch.next_attempt_nanos);
         keep.push_back(std::move(batch));
         break;
