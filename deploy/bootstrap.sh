@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages drainmet builds, tests and runs with.
+# Installs the Debian 12 packages drainmet builds and runs with (`bootstrap.sh run`), and
+# those its test suite needs too (`bootstrap.sh test`, the default).
 # Idempotent and fast when everything is present (one dpkg query, no apt call).
 set -euo pipefail
+mode=${1:-test}
 
 PACKAGES=(
   # toolchain
-  g++ cmake ninja-build pkg-config clang-format
+  g++ cmake ninja-build pkg-config
   # libraries (DESIGN.md "Libraries"; spec/TOOLCHAIN.md)
   libboost-dev libboost-system-dev       # Asio + Beast: the HTTP server
   libcurl4-openssl-dev                   # Librato client
@@ -16,10 +18,14 @@ PACKAGES=(
   nlohmann-json3-dev                     # JSON (stats, tests)
   libyaml-cpp-dev                        # config files (YAML and JSON)
   libcli11-dev                           # command-line flags
-  # tests and benchmarks
-  libgtest-dev libgmock-dev libbenchmark-dev
-  curl python3
+  curl python3                           # README's quick start (curl, deploy/restamp.py)
 )
+if [ "$mode" = test ]; then
+  PACKAGES+=(libgtest-dev libgmock-dev libbenchmark-dev clang-format)  # tests, benchmarks, format check
+elif [ "$mode" != run ]; then
+  echo "usage: deploy/bootstrap.sh [run|test]" >&2
+  exit 2
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

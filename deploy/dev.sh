@@ -18,12 +18,13 @@ build() {  # build <dir> [cmake args...]
 
 case "$cmd" in
   run)
-    deploy/bootstrap.sh
-    build build-release -DCMAKE_BUILD_TYPE=Release -DDRAINMET_BUILD_TESTS=OFF
+    # Build output goes to stderr: stdout carries the gauges (one JSON line per request body).
+    deploy/bootstrap.sh run >&2
+    build build-release -DCMAKE_BUILD_TYPE=Release -DDRAINMET_BUILD_TESTS=OFF >&2
     exec build-release/services/standalone/drainmet run "$@"
     ;;
   test)
-    deploy/bootstrap.sh
+    deploy/bootstrap.sh test
     build build -DCMAKE_BUILD_TYPE=RelWithDebInfo
     ctest --test-dir build --output-on-failure -j"$jobs" --timeout 300
     if [ "${DRAINMET_SKIP_SANITIZERS:-0}" != "1" ]; then

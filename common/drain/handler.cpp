@@ -23,6 +23,29 @@ http::Response Unauthorized() {
   return response;
 }
 
+/// "Log it once with a reason": the first request of the process with each kind of
+/// problem logs at warn, later ones at debug (telemetry::LogOnce).
+void LogProblems(const std::string& tenant, const telemetry::Counters& c) {
+  struct Problem {
+    std::uint64_t count;
+    const char* reason;
+    const char* what;
+  };
+  const Problem problems[] = {
+      {c.bad_timestamp, "bad_timestamp",
+       "frames with a missing or unparsable timestamp used the receive time"},
+      {c.bad_value, "bad_value", "values that are not numbers (or NaN, infinite, hex, > 1e126) skipped"},
+      {c.bad_name, "bad_name", "points with an empty name or a name or source over 255 bytes dropped"},
+      {c.late, "late", "points for a window already closed dropped"},
+      {c.future, "future", "points more than the tolerance ahead of the clock dropped"},
+      {c.series_limit, "series_limit", "open-bucket limit reached; points of new series dropped"},
+  };
+  for (const Problem& p : problems) {
+    if (p.count > 0)
+      telemetry::LogOnce(p.reason, p.what, {{"tenant", tenant}, {"count", std::to_string(p.count)}});
+  }
+}
+
 }  // namespace
 
 DrainHandler::DrainHandler(std::shared_ptr<const TenantDirectory> directory, store::Store& store,
@@ -101,10 +124,7 @@ http::Response DrainHandler::Handle(const http::Request& request) {
   counters.points += ingested->applied_points;
   counters.late += ingested->late_points;
   counters.series_limit += ingested->series_limit_points;
-  if (ingested->series_limit_points > 0) {
-    telemetry::LogOnce("series_limit", "open-bucket limit reached; points of new series dropped",
-                       {{"tenant", tenant}});
-  }
+  LogProblems(tenant, counters);
   metrics_.Add(counters);
   return Plain(204, "");
 }

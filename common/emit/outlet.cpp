@@ -19,6 +19,11 @@ std::string_view ResultLabel(const librato::PostResult& result) {
   return "4xx";
 }
 
+/// The HTTP status for a log line; "none" when no answer arrived (transport error).
+std::string StatusText(const librato::PostResult& result) {
+  return result.http_status == 0 ? "none" : std::to_string(result.http_status);
+}
+
 /// What went wrong, for a log line: curl's message, else the API's answer body (truncated
 /// by the client), else the status.
 std::string FailureText(const librato::PostResult& result) {
@@ -103,7 +108,7 @@ std::int64_t Outlet::SendDue() {
     if (batch.attempts > 0) counters.retried += batch.gauges;
     const librato::PostResult result = sink_.Post(batch.tenant, batch.body);
     ++batch.attempts;
-    metrics_.CountLibratoRequest(ResultLabel(result));
+    metrics_.CountOutputRequest(sink_.OutputName(batch.tenant), ResultLabel(result));
     const std::string& tenant = config_.tenants[batch.tenant].id;
     const std::int64_t after = clock_.NowUnixNanos();
     switch (result.delivery) {
@@ -116,7 +121,7 @@ std::int64_t Outlet::SendDue() {
         counters.rejected += batch.gauges;
         telemetry::Log(telemetry::Level::kError, "Librato rejected a request; its gauges are dropped",
                        {{"tenant", tenant},
-                        {"status", std::to_string(result.http_status)},
+                        {"status", StatusText(result)},
                         {"gauges", std::to_string(batch.gauges)},
                         {"body", FailureText(result)}});
         break;
@@ -130,14 +135,14 @@ std::int64_t Outlet::SendDue() {
           counters.expired += batch.gauges;
           telemetry::Log(telemetry::Level::kError, "gauges expired: retry horizon passed",
                          {{"tenant", tenant},
-                          {"status", std::to_string(result.http_status)},
+                          {"status", StatusText(result)},
                           {"gauges", std::to_string(batch.gauges)},
                           {"error", FailureText(result)}});
           break;
         }
         telemetry::Log(telemetry::Level::kWarn, "Librato request failed; will retry",
                        {{"tenant", tenant},
-                        {"status", std::to_string(result.http_status)},
+                        {"status", StatusText(result)},
                         {"attempt", std::to_string(batch.attempts)},
                         {"retry_in_ms", std::to_string(wait / kNanosPerMilli)},
                         {"error", FailureText(result)}});

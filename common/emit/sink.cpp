@@ -43,6 +43,12 @@ librato::PostResult StdoutSink::Post(std::size_t, std::string_view json_body) {
 TenantSink::TenantSink(const config::Config& config, std::FILE* out)
     : config_(config), librato_(config), stdout_(out) {}
 
+std::string_view TenantSink::OutputName(std::size_t tenant_index) const {
+  return config_.tenants.at(tenant_index).output == config::OutputKind::kStdout
+             ? stdout_.OutputName(tenant_index)
+             : librato_.OutputName(tenant_index);
+}
+
 librato::PostResult TenantSink::Post(std::size_t tenant_index, std::string_view json_body) {
   if (config_.tenants.at(tenant_index).output == config::OutputKind::kStdout) {
     return stdout_.Post(tenant_index, json_body);

@@ -19,6 +19,8 @@ class Sink {
  public:
   virtual ~Sink() = default;
   virtual librato::PostResult Post(std::size_t tenant_index, std::string_view json_body) = 0;
+  /// The output's name for metrics: "librato" or "stdout".
+  virtual std::string_view OutputName(std::size_t tenant_index) const = 0;
 };
 
 /// Posts to each tenant's Librato URL with its credentials (one keep-alive client per
@@ -27,6 +29,7 @@ class LibratoSink final : public Sink {
  public:
   explicit LibratoSink(const config::Config& config);
   librato::PostResult Post(std::size_t tenant_index, std::string_view json_body) override;
+  std::string_view OutputName(std::size_t) const override { return "librato"; }
 
  private:
   const config::Config& config_;
@@ -38,6 +41,7 @@ class StdoutSink final : public Sink {
  public:
   explicit StdoutSink(std::FILE* out = stdout) : out_(out) {}
   librato::PostResult Post(std::size_t tenant_index, std::string_view json_body) override;
+  std::string_view OutputName(std::size_t) const override { return "stdout"; }
 
  private:
   std::FILE* out_;
@@ -49,6 +53,7 @@ class TenantSink final : public Sink {
  public:
   explicit TenantSink(const config::Config& config, std::FILE* out = stdout);
   librato::PostResult Post(std::size_t tenant_index, std::string_view json_body) override;
+  std::string_view OutputName(std::size_t tenant_index) const override;
 
  private:
   const config::Config& config_;

@@ -14,10 +14,11 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
   auto& r = *registry_;
   http_requests_ =
       &BuildCounter().Name("drainmet_http_requests_total").Help("HTTP answers by status code.").Register(r);
-  librato_requests_ = &BuildCounter()
-                           .Name("drainmet_librato_requests_total")
-                           .Help("Librato POST /v1/metrics requests by result.")
-                           .Register(r);
+  output_requests_ =
+      &BuildCounter()
+           .Name("drainmet_output_requests_total")
+           .Help("Request bodies sent to an output (librato: POST /v1/metrics; stdout), by result.")
+           .Register(r);
   frames_ = &BuildCounter()
                  .Name("drainmet_frames_total")
                  .Help("Frames delimited by a valid length (SEMANTICS 8).")
@@ -102,8 +103,8 @@ void Metrics::CountHttpResponse(unsigned status) {
   http_requests_->Add({{"code", std::to_string(status)}}).Increment();
 }
 
-void Metrics::CountLibratoRequest(std::string_view result) {
-  librato_requests_->Add({{"result", std::string(result)}}).Increment();
+void Metrics::CountOutputRequest(std::string_view output, std::string_view result) {
+  output_requests_->Add({{"output", std::string(output)}, {"result", std::string(result)}}).Increment();
 }
 
 void Metrics::ObserveEmissionDelaySeconds(double seconds) { emission_delay_->Observe(seconds); }

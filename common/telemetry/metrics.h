@@ -27,8 +27,9 @@ class Metrics {
   void Add(const Counters& counters);
   /// Counts one HTTP answer by status code (drainmet_http_requests_total{code}).
   void CountHttpResponse(unsigned status);
-  /// Counts one Librato request by answer ("2xx", "429", "4xx", "5xx", "transport").
-  void CountLibratoRequest(std::string_view result);
+  /// Counts one request body sent to an output ("librato" or "stdout") by answer ("2xx",
+  /// "429", "4xx", "5xx", "transport"): drainmet_output_requests_total{output,result}.
+  void CountOutputRequest(std::string_view output, std::string_view result);
   /// Records the delay between a window's close (window + resolution) and the API's 2xx.
   void ObserveEmissionDelaySeconds(double seconds);
   /// Sets the number of open buckets held by the store.
@@ -46,7 +47,7 @@ class Metrics {
  private:
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Family<prometheus::Counter>* http_requests_;
-  prometheus::Family<prometheus::Counter>* librato_requests_;
+  prometheus::Family<prometheus::Counter>* output_requests_;
   prometheus::Counter* frames_;
   prometheus::Counter* points_;
   prometheus::Counter* duplicate_requests_;

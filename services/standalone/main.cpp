@@ -45,13 +45,18 @@ config::Config EmbeddedDefault() {
   t.token_hashes.push_back(config::HashToken(*token));
   std::optional<std::string> email = Env("LIBRATO_EMAIL");
   std::optional<std::string> api_token = Env("LIBRATO_TOKEN");
+  if (email.has_value() != api_token.has_value()) {
+    Log(Level::kWarn, "only one of LIBRATO_EMAIL and LIBRATO_TOKEN is set; gauges go to stdout");
+  }
   if (email && api_token) {
     t.output = config::OutputKind::kLibrato;
     t.librato.email = *email;
     t.librato.api_token = *api_token;
     if (std::optional<std::string> url = Env("LIBRATO_URL")) t.librato.url = *url;
+    Log(Level::kInfo, "embedded default: gauges are posted to Librato", {{"url", t.librato.url}});
   } else {
     t.output = config::OutputKind::kStdout;
+    Log(Level::kInfo, "embedded default: gauges are printed on stdout, one request body per line");
   }
   c.tenants.push_back(std::move(t));
   return c;
@@ -141,11 +146,10 @@ int main(int argc, char** argv) {
   std::int64_t shutdown_timeout_s = 25;
   CLI::App* run =
       app.add_subcommand("run", "Serve drains on HTTP and emit gauges (standalone, in-memory store).");
-  run->add_option("--config", config_path, "Config file (YAML or JSON). Without it: the embedded default.")
-      ->check(CLI::ExistingFile);
+  run->add_option("--config", config_path, "Config file (YAML or JSON). Without it: the embedded default.");
   run->add_option("--listen", listen, "HOST:PORT to listen on (overrides the config; default 0.0.0.0:8080).");
   run->add_option("--threads", threads, "HTTP threads (overrides the config; default: one per core).")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(0, 1024));
   run->add_option("--log-level", log_level,
                   "debug, info, warn or error (overrides the config; default info).");
   run->add_option("--shutdown-timeout", shutdown_timeout_s,
@@ -172,7 +176,13 @@ int main(int argc, char** argv) {
       ->required()
       ->check(CLI::ExistingFile);
 
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help and --version exit 0; every command-line error exits 2 (docs/cli.md).
+    const int code = app.exit(e);
+    return code == 0 ? 0 : 2;
+  }
   if (*run) return RunCommand(config_path, listen, threads, log_level, shutdown_timeout_s);
   if (*token) {
     const std::string t = drainmet::config::NewToken();

@@ -77,7 +77,7 @@ http::Response Service::Route(const http::Request& request) {
     response = handler_.Handle(request);
   } else if (request.method != "GET" && request.method != "HEAD") {
     response = Text(405, "method not allowed\n");
-    response.headers.emplace_back("Allow", "GET");
+    response.headers.emplace_back("Allow", "GET, HEAD");
   } else if (path == "/healthz") {
     response = Text(200, "ok\n");
   } else if (path == "/readyz") {
@@ -94,6 +94,8 @@ http::Response Service::Route(const http::Request& request) {
 
 void Service::Stop() {
   if (stopped_.exchange(true)) return;
+  // A service whose Start() failed half-way has no server and no outlet thread.
+  if (server_ == nullptr) return;
   ready_ = false;
   telemetry::Log(telemetry::Level::kInfo, "shutting down: finishing requests in flight");
   server_->Stop();

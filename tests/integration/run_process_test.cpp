@@ -574,10 +574,12 @@ TEST_F(RunProcessTest, RetriesOn5xxAnd429HonouringRetryAfter) {
   const std::vector<std::string> diffs = testing::DiffGauges(ExpectedGauges(base, lines, 1), fake_->Gauges());
   EXPECT_TRUE(diffs.empty()) << ::testing::PrintToString(diffs);
 
-  EXPECT_EQ(WaitForMetric(R"(drainmet_librato_requests_total{result="2xx"})", 1, milliseconds(5000)), 1.0);
+  EXPECT_EQ(WaitForMetric(R"(drainmet_output_requests_total{output="librato",result="2xx"})", 1,
+                          milliseconds(5000)),
+            1.0);
   const std::string metrics = support::HttpGet(port_, "/metrics").body;
-  EXPECT_EQ(MetricValue(metrics, R"(drainmet_librato_requests_total{result="5xx"})"), 1.0);
-  EXPECT_EQ(MetricValue(metrics, R"(drainmet_librato_requests_total{result="429"})"), 1.0);
+  EXPECT_EQ(MetricValue(metrics, R"(drainmet_output_requests_total{output="librato",result="5xx"})"), 1.0);
+  EXPECT_EQ(MetricValue(metrics, R"(drainmet_output_requests_total{output="librato",result="429"})"), 1.0);
   // One gauge, sent again twice: `retried` counts gauges per repeated send (SEMANTICS 8).
   EXPECT_EQ(MetricValue(metrics, R"(drainmet_gauges_total{result="retried"})"), 2.0);
   EXPECT_EQ(MetricValue(metrics, R"(drainmet_gauges_total{result="posted"})"), 1.0);
@@ -609,7 +611,7 @@ TEST_F(RunProcessTest, Rejected400IsLoggedAndNotRetried) {
 
   EXPECT_EQ(WaitForMetric(R"(drainmet_gauges_total{result="rejected"})", 1, milliseconds(5000)), 1.0);
   const std::string metrics = support::HttpGet(port_, "/metrics").body;
-  EXPECT_EQ(MetricValue(metrics, R"(drainmet_librato_requests_total{result="4xx"})"), 1.0);
+  EXPECT_EQ(MetricValue(metrics, R"(drainmet_output_requests_total{output="librato",result="4xx"})"), 1.0);
   EXPECT_EQ(MetricValue(metrics, R"(drainmet_gauges_total{result="retried"})"), 0.0);
   EXPECT_EQ(MetricValue(metrics, R"(drainmet_gauges_total{result="posted"})"), 0.0);
 }

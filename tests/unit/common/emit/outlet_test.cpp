@@ -35,6 +35,7 @@ class ScriptedSink final : public Sink {
     r.delivery = librato::Classify(r.http_status);
     return r;
   }
+  std::string_view OutputName(std::size_t) const override { return "scripted"; }
   std::deque<librato::PostResult> script;
   std::vector<Record> posts;
 

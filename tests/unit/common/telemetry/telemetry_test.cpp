@@ -36,7 +36,7 @@ TEST(MetricsTest, SnapshotAndTextReflectCounters) {
   m.Add(c);
   m.Add(c);
   m.CountHttpResponse(204);
-  m.CountLibratoRequest("429");
+  m.CountOutputRequest("librato", "429");
   const Counters s = m.Snapshot();
   EXPECT_EQ(s.frames, 14u);
   EXPECT_EQ(s.late, 4u);
@@ -45,7 +45,8 @@ TEST(MetricsTest, SnapshotAndTextReflectCounters) {
   EXPECT_NE(text.find("drainmet_frames_total 14"), std::string::npos) << text;
   EXPECT_NE(text.find("drainmet_points_dropped_total{reason=\"late\"} 4"), std::string::npos);
   EXPECT_NE(text.find("drainmet_http_requests_total{code=\"204\"} 1"), std::string::npos);
-  EXPECT_NE(text.find("drainmet_librato_requests_total{result=\"429\"} 1"), std::string::npos);
+  EXPECT_NE(text.find("drainmet_output_requests_total{output=\"librato\",result=\"429\"} 1"),
+            std::string::npos);
   EXPECT_NE(text.find("drainmet_emission_delay_seconds_bucket"), std::string::npos);
 }
 
