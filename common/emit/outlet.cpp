@@ -173,12 +173,18 @@ void Outlet::RunOnce(bool take_all) {
 }
 
 void Outlet::Run(std::stop_token stop, std::int64_t shutdown_timeout_ms) {
-  std::mutex mu;
-  std::condition_variable_any cv;
+  // Relative sleeps in short slices rather than a timed condition-variable wait: a
+  // timed wait takes an absolute CLOCK_MONOTONIC deadline, which clock-shifting test
+  // tools (faketime) can move so that it never arrives; a stop is still seen within 50 ms.
+  constexpr auto kSlice = std::chrono::milliseconds(50);
   while (!stop.stop_requested()) {
     RunOnce();
-    std::unique_lock<std::mutex> lock(mu);
-    cv.wait_for(lock, stop, std::chrono::milliseconds(config_.outlet.interval_ms), [] { return false; });
+    auto left = std::chrono::milliseconds(config_.outlet.interval_ms);
+    while (left.count() > 0 && !stop.stop_requested()) {
+      const auto step = std::min<std::chrono::milliseconds>(left, kSlice);
+      std::this_thread::sleep_for(step);
+      left -= step;
+    }
   }
   Flush(shutdown_timeout_ms);
 }

@@ -4,7 +4,6 @@
 // (exponential backoff with full jitter, Retry-After honoured) until the retry horizon.
 // Shared by the standalone service and the outlet.
 
-#include <condition_variable>
 #include <cstdint>
 #include <mutex>
 #include <random>

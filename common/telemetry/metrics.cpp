@@ -71,7 +71,7 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                                                                           120, 300, 900});
   open_buckets_ = &BuildGauge()
                        .Name("drainmet_open_buckets")
-                       .Help("Buckets held in the store, not yet closed.")
+                       .Help("Buckets held in the store, not yet closed (sampled every outlet interval).")
                        .Register(r)
                        .Add({});
   pending_gauges_ = &BuildGauge()
