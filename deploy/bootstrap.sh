@@ -18,10 +18,13 @@ PACKAGES=(
   nlohmann-json3-dev                     # JSON (stats, tests)
   libyaml-cpp-dev                        # config files (YAML and JSON)
   libcli11-dev                           # command-line flags
+  protobuf-compiler libprotobuf-dev      # partial buckets on the wire (proto/drainmet/v1)
+  libhiredis-dev                         # Redis store (distributed mode)
   curl python3                           # README's quick start (curl, deploy/restamp.py)
 )
 if [ "$mode" = test ]; then
-  PACKAGES+=(libgtest-dev libgmock-dev libbenchmark-dev clang-format)  # tests, benchmarks, format check
+  # tests, benchmarks, format check; a private redis-server per integration test binary
+  PACKAGES+=(libgtest-dev libgmock-dev libbenchmark-dev clang-format redis-server)
 elif [ "$mode" != run ]; then
   echo "usage: deploy/bootstrap.sh [run|test]" >&2
   exit 2
