@@ -3,6 +3,10 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <string>
+#include <utility>
+
+#include "absl/status/status.h"
 
 namespace drainmet::bucket {
 namespace {
@@ -58,6 +62,46 @@ void DDSketch::Merge(const DDSketch& other) {
   count_ += other.count_;
 }
 
+int DDSketch::MinIndex() {
+  static const int min_index = IndexOf(kMinIndexable);
+  return min_index;
+}
+
+int DDSketch::MaxIndex() {
+  static const int max_index = IndexOf(std::numeric_limits<double>::max());
+  return max_index;
+}
+
+absl::StatusOr<DDSketch> DDSketch::FromStores(std::map<int, std::uint64_t> positive,
+                                              std::map<int, std::uint64_t> negative,
+                                              std::uint64_t zero_count) {
+  std::uint64_t total = zero_count;
+  for (const auto* store : {&positive, &negative}) {
+    const char* side = store == &positive ? "positive" : "negative";
+    for (const auto& [index, n] : *store) {
+      if (index < MinIndex() || index > MaxIndex()) {
+        return absl::InvalidArgumentError(std::string("sketch: ") + side + " bucket index " +
+                                          std::to_string(index) + " outside [" + std::to_string(MinIndex()) +
+                                          ", " + std::to_string(MaxIndex()) + "]");
+      }
+      if (n == 0) {
+        return absl::InvalidArgumentError(std::string("sketch: ") + side + " bucket " +
+                                          std::to_string(index) + " has count 0");
+      }
+      if (n > std::numeric_limits<std::uint64_t>::max() - total) {
+        return absl::InvalidArgumentError("sketch: total count overflows uint64");
+      }
+      total += n;
+    }
+  }
+  DDSketch sketch;
+  sketch.positive_ = std::move(positive);
+  sketch.negative_ = std::move(negative);
+  sketch.zero_count_ = zero_count;
+  sketch.count_ = total;
+  return sketch;
+}
+
 double DDSketch::ValueAtRank(std::uint64_t rank) const {
   if (count_ == 0) return 0;
   if (rank >= count_) rank = count_ - 1;
@@ -99,6 +143,27 @@ void Distribution::Merge(const Distribution& other) {
   } else {
     for (double v : other.values_) sketch_.Add(v);
   }
+}
+
+absl::StatusOr<Distribution> Distribution::FromExact(std::vector<double> values) {
+  if (values.size() > kExactCap) {
+    return absl::InvalidArgumentError("distribution: " + std::to_string(values.size()) +
+                                      " exact values, more than " + std::to_string(kExactCap));
+  }
+  Distribution distribution;
+  distribution.values_ = std::move(values);
+  return distribution;
+}
+
+absl::StatusOr<Distribution> Distribution::FromSketch(DDSketch sketch) {
+  if (sketch.count() <= kExactCap) {
+    return absl::InvalidArgumentError("distribution: sketch of " + std::to_string(sketch.count()) +
+                                      " values; at most " + std::to_string(kExactCap) + " are kept exact");
+  }
+  Distribution distribution;
+  distribution.sketch_ = std::move(sketch);
+  distribution.sketched_ = true;
+  return distribution;
 }
 
 std::uint64_t Distribution::count() const { return sketched_ ? sketch_.count() : values_.size(); }

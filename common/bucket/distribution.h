@@ -8,6 +8,8 @@
 #include <map>
 #include <vector>
 
+#include "absl/status/statusor.h"
+
 namespace drainmet::bucket {
 
 /// A strict total order on doubles used wherever a bucket picks one value among equals, so
@@ -41,6 +43,19 @@ class DDSketch {
   const std::map<int, std::uint64_t>& negative() const { return negative_; }
   std::uint64_t zero_count() const { return zero_count_; }
 
+  /// Smallest and greatest bucket index any value can have: those of the magnitudes
+  /// kMinIndexable and DBL_MAX (-34537 and 35488). Pure.
+  static int MinIndex();
+  static int MaxIndex();
+
+  /// Rebuilds a sketch from its stored buckets (the inverse of positive(), negative() and
+  /// zero_count()), for decoding partial buckets (common/bucket/codec.h). The result equals
+  /// the sketch the buckets were read from. InvalidArgument, naming the culprit, when an
+  /// index lies outside [MinIndex(), MaxIndex()], a bucket count is 0 (Add never stores
+  /// one), or the total count overflows uint64.
+  static absl::StatusOr<DDSketch> FromStores(std::map<int, std::uint64_t> positive,
+                                             std::map<int, std::uint64_t> negative, std::uint64_t zero_count);
+
   bool operator==(const DDSketch& other) const = default;
 
  private:
@@ -68,6 +83,14 @@ class Distribution {
   /// otherwise). Sorts the exact values in place (once; Add and Merge unsort them), in
   /// TotalLess order.
   double Percentile(int p);
+
+  /// An exact distribution holding `values` in the given order (values() returns them so
+  /// until Percentile sorts them), for decoding partial buckets. InvalidArgument when there
+  /// are more than kExactCap values; the values themselves are not checked (the codec does).
+  static absl::StatusOr<Distribution> FromExact(std::vector<double> values);
+  /// A sketched distribution holding `sketch`, for decoding partial buckets.
+  /// InvalidArgument when sketch.count() <= kExactCap: such a distribution is always exact.
+  static absl::StatusOr<Distribution> FromSketch(DDSketch sketch);
 
   /// Exact values (in no particular order) while exact().
   const std::vector<double>& values() const { return values_; }

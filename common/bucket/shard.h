@@ -1,0 +1,48 @@
+#pragma once
+// The stable shard function: which of the S logical shards a series' partial buckets go to.
+// Receivers and outlets of any build, version or platform must agree on it, so it is a
+// fixed byte encoding hashed with FNV-1a 64, not std::hash and not protobuf bytes (neither
+// is guaranteed stable). Specified in docs/redis-layout.md "Shard function".
+
+#include <cstdint>
+#include <string_view>
+
+namespace drainmet::bucket {
+
+/// The FNV-1a 64 hash of no bytes (its "offset basis").
+inline constexpr std::uint64_t kFnv1a64OffsetBasis = 0xcbf29ce484222325ULL;
+
+/// FNV-1a 64 (Fowler/Noll/Vo; prime 0x100000001b3) of `bytes`, continuing from `hash` (pass
+/// a previous result to hash a concatenation in pieces). Pure; thread-safe.
+std::uint64_t Fnv1a64(std::string_view bytes, std::uint64_t hash = kFnv1a64OffsetBasis);
+
+/// The part of a metric name the shard function hashes: `name` with every trailing
+/// ".median", ".perc95" or ".perc99" removed, repeatedly ("x.perc95.median" -> "x").
+/// Derived gauges of a measure x are named x.median/x.perc95/x.perc99 (SEMANTICS §7.1), so
+/// the series that may post the same gauge identity (§7.6) have names that agree once
+/// stripped; repeating the strip makes the relation transitive (measure#x.perc95 posts
+/// x.perc95.median, which sample#x.perc95.median also posts). A view into `name`. Pure.
+std::string_view ShardName(std::string_view name);
+
+/// The 64-bit hash of a series: FNV-1a 64 over the bytes of `tenant`, one 0x00 byte,
+/// ShardName(`name`), one 0x00 byte, the bytes of `source` (empty when the series has no
+/// source). The kind is not hashed, so count#x and sample#x (which post the same gauge,
+/// §7.6) share a shard, as do measure#x and sample#x.median. Pure; thread-safe.
+std::uint64_t SeriesHash(std::string_view tenant, std::string_view name, std::string_view source);
+
+/// MurmurHash3's 64-bit finalizer (Appleby, public domain): xor-shift 33, multiply by
+/// 0xff51afd7ed558ccd, xor-shift 33, multiply by 0xc4ceb9fe1a85ec53, xor-shift 33. A
+/// bijection in which every input bit affects every output bit. Pure.
+std::uint64_t Fmix64(std::uint64_t hash);
+
+/// Shard of a series in [0, num_shards): Fmix64(SeriesHash(tenant, name, source)) mod
+/// num_shards. Every bucket that could collide under §7.6 lands in the same shard, so one
+/// outlet resolves the conflict. The finalizer matters because S is usually a power of two
+/// (default 64) and FNV's multiply carries only upward: plain FNV mod 2^k depends on the
+/// low k bits of each input byte alone ('0' and 'p' alike, so web.0 and web.p would always
+/// share a shard), and the last bytes reach few of the high bits. `num_shards` 0 is
+/// treated as 1. Pure; thread-safe.
+std::uint32_t ShardOf(std::string_view tenant, std::string_view name, std::string_view source,
+                      std::uint32_t num_shards);
+
+}  // namespace drainmet::bucket

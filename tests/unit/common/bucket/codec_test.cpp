@@ -1,0 +1,644 @@
+#include "common/bucket/codec.h"
+
+#include <gtest/gtest.h>
+
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "common/bucket/distribution.h"
+#include "proto/drainmet/v1/partial_bucket.pb.h"
+
+namespace drainmet::bucket {
+namespace {
+
+using extract::Kind;
+
+constexpr std::int64_t kSecond = 1'000'000'000;
+constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+constexpr double kDenormMin = std::numeric_limits<double>::denorm_min();
+
+std::uint64_t Bits(double d) { return std::bit_cast<std::uint64_t>(d); }
+
+std::vector<std::uint64_t> Bits(const std::vector<double>& values) {
+  std::vector<std::uint64_t> bits;
+  for (double v : values) bits.push_back(Bits(v));
+  return bits;
+}
+
+// Field for field, doubles by bit pattern, the distribution in the same state.
+void ExpectSameBucket(const PartialBucket& want, const PartialBucket& got) {
+  EXPECT_EQ(want.count, got.count);
+  EXPECT_EQ(Bits(want.sum), Bits(got.sum)) << want.sum << " vs " << got.sum;
+  EXPECT_EQ(Bits(want.sum_squares), Bits(got.sum_squares)) << want.sum_squares << " vs " << got.sum_squares;
+  EXPECT_EQ(Bits(want.min), Bits(got.min)) << want.min << " vs " << got.min;
+  EXPECT_EQ(Bits(want.max), Bits(got.max)) << want.max << " vs " << got.max;
+  EXPECT_EQ(Bits(want.last), Bits(got.last)) << want.last << " vs " << got.last;
+  EXPECT_EQ(want.last_unix_nanos, got.last_unix_nanos);
+  EXPECT_EQ(want.units, got.units);
+  ASSERT_EQ(want.values.exact(), got.values.exact());
+  EXPECT_EQ(want.values.count(), got.values.count());
+  if (want.values.exact()) {
+    EXPECT_EQ(Bits(want.values.values()), Bits(got.values.values()));
+  } else {
+    EXPECT_TRUE(want.values.sketch() == got.values.sketch());
+  }
+}
+
+BucketKey Key(Kind kind, std::int64_t window = 1'714'557'600, std::int32_t resolution = 60) {
+  return BucketKey{"acme", "db.latency", "web.1", kind, resolution, window};
+}
+
+// A bucket as a receiver builds it: one Add per point, a distribution for measures.
+PartialBucket Build(Kind kind, const std::vector<double>& values, std::string_view units = "ms",
+                    std::int64_t t0 = 1'714'557'600 * kSecond) {
+  PartialBucket b;
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    b.Add(values[i], t0 + static_cast<std::int64_t>(i % 7), units, kind == Kind::kMeasure);
+  }
+  return b;
+}
+
+BucketRecord RoundTrip(const BucketKey& key, const PartialBucket& bucket) {
+  std::string bytes;
+  EncodeRecord(key, bucket, bytes);
+  absl::StatusOr<BucketRecord> decoded = DecodeRecord(bytes);
+  EXPECT_TRUE(decoded.ok()) << decoded.status();
+  if (!decoded.ok()) return {};
+  return *std::move(decoded);
+}
+
+void ExpectRoundTrip(const BucketKey& key, const PartialBucket& bucket) {
+  const BucketRecord got = RoundTrip(key, bucket);
+  EXPECT_EQ(got.key, key);
+  ExpectSameBucket(bucket, got.bucket);
+}
+
+std::vector<double> Range(int from, int to) {
+  std::vector<double> v;
+  for (int i = from; i <= to; ++i) v.push_back(i);
+  return v;
+}
+
+// ---------------------------------------------------------------------------------------
+// Round trips: Decode(Encode(b)) == b field for field (SEMANTICS §6.3).
+
+TEST(CodecRoundTrip, EveryKind) {
+  for (Kind kind : {Kind::kMeasure, Kind::kCount, Kind::kSample}) {
+    SCOPED_TRACE(static_cast<int>(kind));
+    ExpectRoundTrip(Key(kind), Build(kind, {4.5, -2, 10, 0.25}));
+    ExpectRoundTrip(Key(kind), Build(kind, {1}));
+  }
+}
+
+TEST(CodecRoundTrip, ExactAtCapAndSketchedAboveIt) {
+  const PartialBucket at_cap = Build(Kind::kMeasure, Range(1, 4096));
+  ASSERT_TRUE(at_cap.values.exact());
+  ExpectRoundTrip(Key(Kind::kMeasure), at_cap);
+
+  const PartialBucket above = Build(Kind::kMeasure, Range(-2000, 2096));  // 4097 values, one 0.
+  ASSERT_FALSE(above.values.exact());
+  ASSERT_EQ(above.values.sketch().zero_count(), 1u);
+  ASSERT_FALSE(above.values.sketch().negative().empty());
+  ExpectRoundTrip(Key(Kind::kMeasure), above);
+
+  std::mt19937_64 rng(7);
+  std::lognormal_distribution<double> lognormal(0, 3);
+  std::vector<double> many;
+  for (int i = 0; i < 100'000; ++i) many.push_back(i % 3 == 0 ? -lognormal(rng) : lognormal(rng));
+  ExpectRoundTrip(Key(Kind::kMeasure), Build(Kind::kMeasure, many));
+}
+
+TEST(CodecRoundTrip, EmptyUnitsSourceAndTenant) {
+  for (Kind kind : {Kind::kMeasure, Kind::kCount, Kind::kSample}) {
+    BucketKey key = Key(kind);
+    key.tenant.clear();
+    key.source.clear();
+    ExpectRoundTrip(key, Build(kind, {1, 2, 3}, ""));
+  }
+}
+
+// Units are whatever followed the number (§3.1): not necessarily UTF-8.
+TEST(CodecRoundTrip, StringsAreBytesNotUtf8) {
+  BucketKey key = Key(Kind::kSample);
+  key.tenant = "t\xc3\xbc";
+  key.source = "web.\xff";
+  ExpectRoundTrip(key, Build(Kind::kSample, {3},
+                             "\xff\xfe"
+                             "ms"));
+}
+
+// §6.2 windows are floors, so before 1970 they are negative; timestamps likewise.
+TEST(CodecRoundTrip, NegativeWindowsAndTimestamps) {
+  ExpectRoundTrip(Key(Kind::kMeasure, -120, 60), Build(Kind::kMeasure, {1, 2}, "ms", -90 * kSecond));
+  const std::int64_t min_ns = std::numeric_limits<std::int64_t>::min();
+  PartialBucket earliest;
+  earliest.Add(5, min_ns, "", false);
+  ExpectRoundTrip(Key(Kind::kSample, WindowOf(min_ns, 3600), 3600), earliest);
+  ExpectRoundTrip(Key(Kind::kCount, WindowOf(std::numeric_limits<std::int64_t>::max(), 1), 1),
+                  Build(Kind::kCount, {1}));
+}
+
+TEST(CodecRoundTrip, ExtremeDoubles) {
+  const std::vector<double> extremes = {0.0,
+                                        -0.0,
+                                        kDenormMin,
+                                        -kDenormMin,
+                                        std::numeric_limits<double>::min(),
+                                        1e-300,
+                                        std::nextafter(1e-300, 0.0),
+                                        1e126,
+                                        -1e126,
+                                        0.1,
+                                        1.0 / 3};
+  for (Kind kind : {Kind::kMeasure, Kind::kCount, Kind::kSample}) {
+    SCOPED_TRACE(static_cast<int>(kind));
+    ExpectRoundTrip(Key(kind), Build(kind, extremes));
+    for (double v : extremes) ExpectRoundTrip(Key(kind), Build(kind, {v}));
+  }
+  // Sketched: the extremes land in the zero count and the outermost buckets.
+  std::vector<double> sketched;
+  for (int i = 0; i < 400; ++i) sketched.insert(sketched.end(), extremes.begin(), extremes.end());
+  const PartialBucket b = Build(Kind::kMeasure, sketched);
+  ASSERT_FALSE(b.values.exact());
+  ExpectRoundTrip(Key(Kind::kMeasure), b);
+}
+
+TEST(CodecRoundTrip, NegativeZeroStaysNegative) {
+  const BucketRecord got = RoundTrip(Key(Kind::kMeasure), Build(Kind::kMeasure, {-0.0}));
+  EXPECT_TRUE(std::signbit(got.bucket.min));
+  EXPECT_TRUE(std::signbit(got.bucket.max));
+  EXPECT_TRUE(std::signbit(got.bucket.last));
+  ASSERT_EQ(got.bucket.values.values().size(), 1u);
+  EXPECT_TRUE(std::signbit(got.bucket.values.values()[0]));
+}
+
+// Percentile sorts the exact values in place; the encoding keeps the order held, whatever it is.
+TEST(CodecRoundTrip, AfterPercentileSortedTheValues) {
+  PartialBucket b = Build(Kind::kMeasure, {5, 1, 4, 2, 3});
+  EXPECT_EQ(b.values.Percentile(50), 3);
+  ExpectRoundTrip(Key(Kind::kMeasure), b);
+  BucketRecord got = RoundTrip(Key(Kind::kMeasure), b);
+  EXPECT_EQ(got.bucket.values.Percentile(95), 5);
+}
+
+TEST(CodecEncode, ClearsAndReusesTheBufferDeterministically) {
+  const PartialBucket b = Build(Kind::kMeasure, Range(1, 50));
+  std::string first = "stale bytes that must go";
+  EncodeRecord(Key(Kind::kMeasure), b, first);
+  std::string second;
+  EncodeRecord(Key(Kind::kMeasure), b, second);
+  EXPECT_EQ(first, second);
+  // 50 values of 8 bytes plus the key and aggregate.
+  EXPECT_GT(first.size(), 400u);
+  EXPECT_LT(first.size(), 500u);
+  const std::size_t capacity = second.capacity();
+  EncodeRecord(Key(Kind::kCount), Build(Kind::kCount, {1}), second);
+  EXPECT_EQ(second.capacity(), capacity);
+  EXPECT_LT(second.size(), 100u);
+}
+
+// ---------------------------------------------------------------------------------------
+// Merging decoded partials equals merging the originals (DESIGN rule 4, SEMANTICS §6.3).
+
+struct RandomBuckets {
+  Kind kind;
+  std::vector<PartialBucket> partials;
+};
+
+RandomBuckets MakeRandomBuckets(std::mt19937_64& rng, std::size_t max_points_per_partial) {
+  std::uniform_int_distribution<int> kind_of(0, 2);
+  std::uniform_int_distribution<int> partials_of(1, 6);
+  std::uniform_int_distribution<std::size_t> points_of(1, max_points_per_partial);
+  std::uniform_int_distribution<int> shape_of(0, 5);
+  std::uniform_int_distribution<int> tick_of(0, 3);  // Few timestamps: ties of §6.3.
+  std::lognormal_distribution<double> lognormal(0, 2);
+  std::uniform_real_distribution<double> uniform(-1000, 1000);
+  static constexpr std::string_view kUnits[] = {"", "ms", "s", "MB"};
+  RandomBuckets out;
+  out.kind = static_cast<Kind>(kind_of(rng));
+  const int partials = partials_of(rng);
+  for (int p = 0; p < partials; ++p) {
+    PartialBucket b;
+    const std::size_t points = points_of(rng);
+    const std::string_view units = kUnits[rng() % 4];
+    for (std::size_t i = 0; i < points; ++i) {
+      double v = 0;
+      switch (shape_of(rng)) {
+        case 0:
+          v = lognormal(rng);
+          break;
+        case 1:
+          v = -lognormal(rng);
+          break;
+        case 2:
+          v = uniform(rng);
+          break;
+        case 3:
+          v = std::round(uniform(rng));
+          break;
+        case 4:
+          v = (rng() % 2) ? 0.0 : -0.0;
+          break;
+        default:
+          v = kDenormMin * static_cast<double>(rng() % 1000);
+          break;
+      }
+      b.Add(v, 1'714'557'600 * kSecond + tick_of(rng), units, out.kind == Kind::kMeasure);
+    }
+    out.partials.push_back(std::move(b));
+  }
+  return out;
+}
+
+void ExpectMergeAfterDecodeEqualsMergeBeforeEncode(std::uint64_t seed, std::size_t max_points_per_partial,
+                                                   int trials) {
+  std::mt19937_64 rng(seed);
+  for (int trial = 0; trial < trials; ++trial) {
+    SCOPED_TRACE(trial);
+    const RandomBuckets r = MakeRandomBuckets(rng, max_points_per_partial);
+    const BucketKey key = Key(r.kind);
+    PartialBucket before;
+    PartialBucket after;
+    std::string bytes;
+    for (const PartialBucket& partial : r.partials) {
+      before.Merge(partial);
+      EncodeRecord(key, partial, bytes);
+      absl::StatusOr<BucketRecord> decoded = DecodeRecord(bytes);
+      ASSERT_TRUE(decoded.ok()) << decoded.status();
+      ASSERT_EQ(decoded->key, key);
+      after.Merge(decoded->bucket);
+    }
+    ExpectSameBucket(before, after);
+    if (r.kind == Kind::kMeasure) {
+      for (int p : {50, 95, 99})
+        EXPECT_EQ(Bits(before.values.Percentile(p)), Bits(after.values.Percentile(p)));
+    }
+    // The merged bucket itself travels too.
+    ExpectRoundTrip(key, after);
+  }
+}
+
+TEST(CodecMergeProperty, MergeAfterDecodeEqualsMergeBeforeEncodeBelowExactCap) {
+  ExpectMergeAfterDecodeEqualsMergeBeforeEncode(/*seed=*/1, /*max_points_per_partial=*/600, /*trials=*/200);
+}
+
+TEST(CodecMergeProperty, MergeAfterDecodeEqualsMergeBeforeEncodeAboveExactCap) {
+  // Partials of up to 6000 points: some sketched themselves, most merges pass 4096.
+  ExpectMergeAfterDecodeEqualsMergeBeforeEncode(/*seed=*/2, /*max_points_per_partial=*/6000, /*trials=*/30);
+}
+
+// ---------------------------------------------------------------------------------------
+// Untrusted bytes (Redis content): rejected with InvalidArgument, never a crash.
+
+std::vector<std::pair<std::string, std::string>> ValidEncodings() {
+  std::vector<std::pair<std::string, std::string>> out;
+  auto add = [&](std::string name, const BucketKey& key, const PartialBucket& b) {
+    std::string bytes;
+    EncodeRecord(key, b, bytes);
+    out.emplace_back(std::move(name), std::move(bytes));
+  };
+  add("measure", Key(Kind::kMeasure), Build(Kind::kMeasure, {4.5, -2, 10}));
+  add("measure_one_zero", Key(Kind::kMeasure), Build(Kind::kMeasure, {0.0}, ""));
+  add("count", Key(Kind::kCount), Build(Kind::kCount, {1, 1}));
+  add("sample_no_units", Key(Kind::kSample), Build(Kind::kSample, {3}, ""));
+  add("sketched", Key(Kind::kMeasure), Build(Kind::kMeasure, Range(-100, 4100)));
+  BucketKey bare{"", "x", "", Kind::kCount, 1, 0};
+  PartialBucket zero_time;
+  zero_time.Add(0.0, 0, "", false);
+  add("count_all_defaults", bare, zero_time);
+  return out;
+}
+
+// A proper prefix of a record always loses or breaks `count` (the last field but the
+// sketch) or the sketch that a count > 4096 needs (partial_bucket.proto).
+TEST(CodecDecode, RejectsEveryTruncation) {
+  for (const auto& [name, bytes] : ValidEncodings()) {
+    SCOPED_TRACE(name);
+    ASSERT_TRUE(DecodeRecord(bytes).ok()) << DecodeRecord(bytes).status();
+    for (std::size_t n = 0; n < bytes.size(); ++n) {
+      const absl::StatusOr<BucketRecord> got = DecodeRecord(std::string_view(bytes).substr(0, n));
+      ASSERT_FALSE(got.ok()) << "prefix of " << n << " of " << bytes.size() << " bytes accepted";
+      EXPECT_EQ(got.status().code(), absl::StatusCode::kInvalidArgument);
+    }
+  }
+}
+
+TEST(CodecDecode, RejectsRandomBytes) {
+  std::mt19937_64 rng(42);
+  std::uniform_int_distribution<int> length_of(0, 300);
+  for (int i = 0; i < 20'000; ++i) {
+    std::string bytes(static_cast<std::size_t>(length_of(rng)), '\0');
+    for (char& c : bytes) c = static_cast<char>(rng());
+    const absl::StatusOr<BucketRecord> got = DecodeRecord(bytes);
+    ASSERT_FALSE(got.ok()) << "random input " << i << " accepted";
+    EXPECT_EQ(got.status().code(), absl::StatusCode::kInvalidArgument);
+  }
+}
+
+// Bit flips may give another valid record (a different mantissa); whatever is accepted must
+// be a bucket that encodes and decodes again like any other.
+TEST(CodecDecode, BitFlipsNeverYieldAnInconsistentBucket) {
+  for (const auto& [name, bytes] : ValidEncodings()) {
+    SCOPED_TRACE(name);
+    for (std::size_t bit = 0; bit < bytes.size() * 8; ++bit) {
+      std::string flipped = bytes;
+      flipped[bit / 8] = static_cast<char>(flipped[bit / 8] ^ (1 << (bit % 8)));
+      const absl::StatusOr<BucketRecord> got = DecodeRecord(flipped);
+      if (!got.ok()) {
+        EXPECT_EQ(got.status().code(), absl::StatusCode::kInvalidArgument);
+        continue;
+      }
+      ExpectRoundTrip(got->key, got->bucket);
+    }
+  }
+}
+
+// A valid record as a proto, for the constraint cases below.
+v1::PartialBucketRecord ValidProto(Kind kind, const std::vector<double>& values) {
+  std::string bytes;
+  EncodeRecord(Key(kind), Build(kind, values), bytes);
+  v1::PartialBucketRecord record;
+  EXPECT_TRUE(record.ParseFromString(bytes));
+  return record;
+}
+
+struct Violation {
+  std::string name;
+  Kind kind;
+  std::vector<double> values;
+  std::function<void(v1::PartialBucketRecord&)> mutate;
+  std::string message;  // A substring of the status message naming the culprit.
+};
+
+class CodecDecodeRejectsTest : public testing::TestWithParam<Violation> {};
+
+TEST_P(CodecDecodeRejectsTest, WithInvalidArgumentNamingTheField) {
+  const Violation& v = GetParam();
+  v1::PartialBucketRecord record = ValidProto(v.kind, v.values);
+  {
+    const std::string valid = record.SerializeAsString();
+    ASSERT_TRUE(DecodeRecord(valid).ok()) << DecodeRecord(valid).status();
+  }
+  v.mutate(record);
+  const absl::StatusOr<BucketRecord> got = DecodeRecord(record.SerializeAsString());
+  ASSERT_FALSE(got.ok());
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(std::string(got.status().message()).find(v.message), std::string::npos) << got.status();
+}
+
+using R = v1::PartialBucketRecord;
+const std::vector<double> kThree = {4.5, -2, 10};
+
+std::vector<double> Sketched() { return Range(-100, 4100); }  // 4201 values: min -100, max 4100.
+
+// Each constraint of partial_bucket.proto, violated alone.
+INSTANTIATE_TEST_SUITE_P(
+    Constraints, CodecDecodeRejectsTest,
+    testing::Values(
+        Violation{"KindUnspecified", Kind::kCount, {1}, [](R& r) { r.set_kind(v1::KIND_UNSPECIFIED); }, "kind"},
+        Violation{"KindOutOfRange", Kind::kCount, {1}, [](R& r) { r.set_kind(static_cast<v1::Kind>(7)); }, "kind"},
+        Violation{"KindNegative", Kind::kCount, {1}, [](R& r) { r.set_kind(static_cast<v1::Kind>(-1)); }, "kind"},
+        Violation{"ResolutionZero", Kind::kCount, {1}, [](R& r) { r.set_resolution_seconds(0); },
+                  "resolution_seconds"},
+        Violation{"ResolutionNegative", Kind::kCount, {1},
+                  [](R& r) {
+                    r.set_resolution_seconds(-60);
+                    r.set_window_unix_seconds(-60);
+                  },
+                  "resolution_seconds"},
+        Violation{"WindowNotAMultiple", Kind::kCount, {1},
+                  [](R& r) { r.set_window_unix_seconds(r.window_unix_seconds() + 1); }, "window_unix_seconds"},
+        Violation{"NameEmpty", Kind::kCount, {1}, [](R& r) { r.clear_name(); }, "name"},
+        Violation{"NulInTenant", Kind::kCount, {1}, [](R& r) { r.set_tenant(std::string("a\0b", 3)); }, "tenant"},
+        Violation{"NulInName", Kind::kCount, {1}, [](R& r) { r.set_name(std::string("a\0b", 3)); }, "name"},
+        Violation{"NulInSource", Kind::kCount, {1}, [](R& r) { r.set_source(std::string("\0", 1)); }, "source"},
+        Violation{"CountZero", Kind::kCount, {1}, [](R& r) { r.set_count(0); }, "count"},
+        Violation{"SumNaN", Kind::kCount, {1}, [](R& r) { r.set_sum(kNaN); }, "sum"},
+        Violation{"SumInfinite", Kind::kCount, {1}, [](R& r) { r.set_sum(kInf); }, "sum"},
+        Violation{"SumSquaresMinusInfinity", Kind::kCount, {1}, [](R& r) { r.set_sum_squares(-kInf); },
+                  "sum_squares"},
+        Violation{"SumSquaresNegative", Kind::kCount, {1}, [](R& r) { r.set_sum_squares(-1); }, "sum_squares"},
+        Violation{"MinNaN", Kind::kSample, {1}, [](R& r) { r.set_min(kNaN); }, "min"},
+        Violation{"MaxInfinite", Kind::kSample, {1}, [](R& r) { r.set_max(kInf); }, "max"},
+        Violation{"LastNaN", Kind::kSample, {1}, [](R& r) { r.set_last(-kNaN); }, "last"},
+        Violation{"MinAboveMax", Kind::kSample, {1, 2},
+                  [](R& r) {
+                    r.set_min(3);
+                    r.set_last(3);
+                  },
+                  "min"},
+        Violation{"NegativeZeroMaxBelowPositiveZeroMin", Kind::kSample, {0},
+                  [](R& r) {
+                    r.set_min(0.0);
+                    r.set_max(-0.0);
+                    r.set_last(-0.0);
+                  },
+                  "min"},
+        Violation{"LastOutsideMinMax", Kind::kSample, {1, 2}, [](R& r) { r.set_last(2.5); }, "last"},
+        Violation{"ValuesOnACount", Kind::kCount, {1}, [](R& r) { r.add_values(1); }, "only measures"},
+        Violation{"SketchOnASample", Kind::kSample, {1}, [](R& r) { r.mutable_sketch()->set_zero_count(1); },
+                  "only measures"},
+        Violation{"MeasureWithoutValues", Kind::kMeasure, kThree, [](R& r) { r.clear_values(); }, "values"},
+        Violation{"MoreValuesThanCount", Kind::kMeasure, kThree, [](R& r) { r.add_values(1); }, "values"},
+        Violation{"FewerValuesThanCount", Kind::kMeasure, kThree, [](R& r) { r.set_count(4); }, "values"},
+        Violation{"ValueNaN", Kind::kMeasure, kThree, [](R& r) { r.set_values(1, kNaN); }, "values"},
+        Violation{"ValueInfinite", Kind::kMeasure, kThree, [](R& r) { r.set_values(2, -kInf); }, "values"},
+        Violation{"ValueOutsideMinMax", Kind::kMeasure, kThree, [](R& r) { r.set_values(0, 11); }, "values"},
+        Violation{"MoreThan4096ExactValues", Kind::kMeasure, Range(1, 4096),
+                  [](R& r) {
+                    r.add_values(1);
+                    r.set_count(4097);
+                  },
+                  "sketch: missing"},
+        Violation{"ValuesAndSketch", Kind::kMeasure, kThree,
+                  [](R& r) { r.mutable_sketch()->set_zero_count(3); }, "both"},
+        Violation{"SketchForAFewValues", Kind::kMeasure, kThree,
+                  [](R& r) {
+                    r.clear_values();
+                    r.mutable_sketch()->set_zero_count(3);
+                  },
+                  "sketch"},
+        Violation{"SketchMissing", Kind::kMeasure, Sketched(), [](R& r) { r.clear_sketch(); }, "sketch: missing"},
+        Violation{"SketchCountBelowCount", Kind::kMeasure, Sketched(),
+                  [](R& r) { r.set_count(r.count() + 1); }, "sketch: holds"},
+        Violation{"SketchArraysOfDifferentLengths", Kind::kMeasure, Sketched(),
+                  [](R& r) { r.mutable_sketch()->mutable_positive()->add_count(1); }, "sketch.positive"},
+        Violation{"SketchBucketOfZero", Kind::kMeasure, Sketched(),
+                  [](R& r) {
+                    v1::SketchStore& s = *r.mutable_sketch()->mutable_negative();
+                    s.set_count(0, 0);
+                  },
+                  "count 0"},
+        Violation{"SketchIndexRepeated", Kind::kMeasure, Sketched(),
+                  [](R& r) {
+                    v1::SketchStore& s = *r.mutable_sketch()->mutable_positive();
+                    s.set_index(1, s.index(0));
+                  },
+                  "strictly ascending"},
+        Violation{"SketchIndexDescending", Kind::kMeasure, Sketched(),
+                  [](R& r) {
+                    v1::SketchStore& s = *r.mutable_sketch()->mutable_positive();
+                    s.set_index(0, s.index(s.index_size() - 1) + 1);
+                  },
+                  "strictly ascending"},
+        Violation{"SketchIndexAboveMax", Kind::kMeasure, Sketched(),
+                  [](R& r) {
+                    v1::SketchStore& s = *r.mutable_sketch()->mutable_positive();
+                    s.set_index(s.index_size() - 1, DDSketch::MaxIndex() + 1);
+                  },
+                  "outside"},
+        Violation{"SketchIndexBelowMin", Kind::kMeasure, Sketched(),
+                  [](R& r) {
+                    v1::SketchStore& s = *r.mutable_sketch()->mutable_negative();
+                    s.set_index(0, DDSketch::MinIndex() - 1);
+                  },
+                  "outside"},
+        Violation{"SketchCountOverflows", Kind::kMeasure, Sketched(),
+                  [](R& r) {
+                    v1::SketchStore& s = *r.mutable_sketch()->mutable_positive();
+                    s.set_count(0, std::numeric_limits<std::uint64_t>::max());
+                  },
+                  "overflows"},
+        // A negative count written by a signed writer is a huge uint64: the sum no longer matches.
+        Violation{"SketchNegativeCount", Kind::kMeasure, Sketched(),
+                  [](R& r) {
+                    v1::SketchStore& s = *r.mutable_sketch()->mutable_positive();
+                    s.set_count(0, static_cast<std::uint64_t>(std::int64_t{-1}));
+                    s.set_count(1, 2);
+                  },
+                  "sketch"}),
+    [](const testing::TestParamInfo<Violation>& info) { return info.param.name; });
+
+// ---------------------------------------------------------------------------------------
+// Batches: one Redis value per request and shard; batches concatenate.
+
+TEST(CodecBatch, AppendedRecordsDecodeInOrder) {
+  std::string batch;
+  const std::vector<std::pair<BucketKey, PartialBucket>> records = {
+      {Key(Kind::kMeasure), Build(Kind::kMeasure, Range(1, 50))},
+      {Key(Kind::kCount, 1'714'557'660), Build(Kind::kCount, {1})},
+      {Key(Kind::kMeasure), Build(Kind::kMeasure, Range(1, 5000))}};
+  for (const auto& [key, bucket] : records) AppendRecordToBatch(key, bucket, batch);
+  absl::StatusOr<std::vector<BucketRecord>> got = DecodeBatch(batch);
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_EQ(got->size(), records.size());
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    SCOPED_TRACE(i);
+    EXPECT_EQ((*got)[i].key, records[i].first);
+    ExpectSameBucket(records[i].second, (*got)[i].bucket);
+  }
+}
+
+TEST(CodecBatch, ConcatenatedBatchesAreOneBatch) {
+  std::string a;
+  std::string b;
+  AppendRecordToBatch(Key(Kind::kSample), Build(Kind::kSample, {1}), a);
+  AppendRecordToBatch(Key(Kind::kSample), Build(Kind::kSample, {2}), b);
+  AppendRecordToBatch(Key(Kind::kSample), Build(Kind::kSample, {3}), b);
+  absl::StatusOr<std::vector<BucketRecord>> got = DecodeBatch(a + b);
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_EQ(got->size(), 3u);
+  EXPECT_EQ((*got)[0].bucket.last, 1);
+  EXPECT_EQ((*got)[2].bucket.last, 3);
+}
+
+TEST(CodecBatch, EmptyBytesAreAnEmptyBatch) {
+  absl::StatusOr<std::vector<BucketRecord>> got = DecodeBatch("");
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_TRUE(got->empty());
+}
+
+TEST(CodecBatch, OneBadRecordRejectsTheBatchNamingIt) {
+  v1::PartialBucketBatch batch;
+  *batch.add_records() = ValidProto(Kind::kCount, {1});
+  *batch.add_records() = ValidProto(Kind::kCount, {1});
+  batch.mutable_records(1)->set_count(0);
+  absl::StatusOr<std::vector<BucketRecord>> got = DecodeBatch(batch.SerializeAsString());
+  ASSERT_FALSE(got.ok());
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(std::string(got.status().message()).find("record 1: count"), std::string::npos) << got.status();
+}
+
+// Cut inside a record: rejected. Cut at a record boundary: a valid shorter batch (the format
+// cannot tell; whole values are written atomically, partial_bucket.proto).
+TEST(CodecBatch, TruncationInsideARecordIsRejected) {
+  std::string batch;
+  AppendRecordToBatch(Key(Kind::kMeasure), Build(Kind::kMeasure, {1, 2, 3}), batch);
+  const std::size_t first = batch.size();
+  AppendRecordToBatch(Key(Kind::kCount), Build(Kind::kCount, {1}), batch);
+  for (std::size_t n = 1; n < batch.size(); ++n) {
+    SCOPED_TRACE(n);
+    absl::StatusOr<std::vector<BucketRecord>> got = DecodeBatch(std::string_view(batch).substr(0, n));
+    if (n == first) {
+      ASSERT_TRUE(got.ok()) << got.status();
+      EXPECT_EQ(got->size(), 1u);
+    } else {
+      EXPECT_FALSE(got.ok());
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Restoring distributions (distribution.h factories the codec uses).
+
+TEST(DistributionRestore, FromExactKeepsOrderUpToTheCap) {
+  absl::StatusOr<Distribution> d = Distribution::FromExact({3, -0.0, 1});
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_TRUE(d->exact());
+  EXPECT_EQ(Bits(d->values()), Bits(std::vector<double>{3, -0.0, 1}));
+  EXPECT_EQ(d->Percentile(50), 1);  // Of -0, 1, 3 (§6.4).
+  EXPECT_TRUE(Distribution::FromExact(std::vector<double>(Distribution::kExactCap, 1.0)).ok());
+  EXPECT_EQ(Distribution::FromExact(std::vector<double>(Distribution::kExactCap + 1, 1.0)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(DistributionRestore, FromSketchNeedsMoreThanTheCap) {
+  DDSketch small;
+  small.Add(1, Distribution::kExactCap);
+  EXPECT_EQ(Distribution::FromSketch(small).status().code(), absl::StatusCode::kInvalidArgument);
+  DDSketch big;
+  big.Add(1, Distribution::kExactCap + 1);
+  absl::StatusOr<Distribution> d = Distribution::FromSketch(big);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_FALSE(d->exact());
+  EXPECT_EQ(d->count(), Distribution::kExactCap + 1);
+  EXPECT_TRUE(d->sketch() == big);
+}
+
+TEST(DistributionRestore, FromStoresInvertsTheAccessors) {
+  DDSketch sketch;
+  for (double v : {-3.0, 0.0, 1e-310, 2.0, 2.0, 1e126, -1e126}) sketch.Add(v);
+  absl::StatusOr<DDSketch> restored =
+      DDSketch::FromStores(sketch.positive(), sketch.negative(), sketch.zero_count());
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  EXPECT_TRUE(*restored == sketch);
+  EXPECT_EQ(restored->count(), 7u);
+  EXPECT_EQ(restored->ValueAtRank(6), sketch.ValueAtRank(6));
+}
+
+TEST(DistributionRestore, IndexRangeIsThatOfTheExtremeMagnitudes) {
+  EXPECT_EQ(DDSketch::MinIndex(), -34537);
+  EXPECT_EQ(DDSketch::MaxIndex(), 35488);
+  DDSketch sketch;
+  sketch.Add(DDSketch::kMinIndexable);
+  sketch.Add(std::numeric_limits<double>::max());
+  sketch.Add(-kInf);
+  EXPECT_EQ(sketch.positive().begin()->first, DDSketch::MinIndex());
+  EXPECT_EQ(sketch.positive().rbegin()->first, DDSketch::MaxIndex());
+  EXPECT_EQ(sketch.negative().begin()->first, DDSketch::MaxIndex());
+  EXPECT_TRUE(DDSketch::FromStores({{DDSketch::MinIndex(), 1}, {DDSketch::MaxIndex(), 1}}, {}, 0).ok());
+  EXPECT_FALSE(DDSketch::FromStores({{DDSketch::MaxIndex() + 1, 1}}, {}, 0).ok());
+  EXPECT_FALSE(DDSketch::FromStores({}, {{DDSketch::MinIndex() - 1, 1}}, 0).ok());
+  EXPECT_FALSE(DDSketch::FromStores({{0, 0}}, {}, 0).ok());
+  EXPECT_FALSE(DDSketch::FromStores({{0, 1}}, {}, std::numeric_limits<std::uint64_t>::max()).ok());
+}
+
+}  // namespace
+}  // namespace drainmet::bucket
