@@ -1,0 +1,66 @@
+#!lua
+-- ingest.lua: a receiver's atomic write to one shard (docs/redis-layout.md, "Shard
+-- protocol"; RELIABILITY.md §3.3 receiver step 4). One call carries one or more drain
+-- requests, each with its frame id and its records for this shard.
+--
+-- The "#!lua" shebang (Redis 7 script flags) makes Redis refuse the whole call up front
+-- with -OOM when it is over maxmemory, instead of failing half-way through.
+--
+-- KEYS[1]  <prefix>pending (zset of window close times), declared for routing.
+-- ARGV[1]  <prefix>, "dm:{s<shard>}:"; every key used below starts with it.
+-- ARGV[2]  de-duplication TTL, seconds.
+-- ARGV[3]  window TTL, seconds after the close time (safety net for lists never sealed).
+-- ARGV[4]  number of requests R; then per request:
+--          tenant, frame id ("" = no de-duplication), record count n,
+--          then n pairs (close time in unix seconds, record bytes).
+-- Returns R arrays {applied, late, duplicate (0|1)}, in request order.
+local prefix = ARGV[1]
+local dedupe_ttl = ARGV[2]
+local window_ttl = tonumber(ARGV[3])
+local request_count = tonumber(ARGV[4])
+local now = tonumber(redis.call('TIME')[1])
+
+local results = {}
+local appended = {}  -- close -> true for every list this call appended to
+local sealed = {}    -- close -> whether sealed:<close> exists (one EXISTS per close)
+local at = 5
+for r = 1, request_count do
+  local tenant, frame, count = ARGV[at], ARGV[at + 1], tonumber(ARGV[at + 2])
+  at = at + 3
+  local duplicate = 0
+  if frame ~= '' then
+    local key = prefix .. 'dedupe:' .. tenant .. ':' .. frame
+    if not redis.call('SET', key, '1', 'NX', 'EX', dedupe_ttl) then
+      duplicate = 1
+    end
+  end
+  local applied, late = 0, 0
+  if duplicate == 0 then
+    for k = 0, count - 1 do
+      local close = ARGV[at + 2 * k]
+      local closed = tonumber(close) <= now
+      if not closed then
+        closed = sealed[close]
+        if closed == nil then
+          closed = redis.call('EXISTS', prefix .. 'sealed:' .. close) == 1
+          sealed[close] = closed
+        end
+      end
+      if closed then
+        late = late + 1
+      else
+        redis.call('RPUSH', prefix .. 'pts:' .. close, ARGV[at + 2 * k + 1])
+        appended[close] = true
+        applied = applied + 1
+      end
+    end
+  end
+  at = at + 2 * count
+  results[r] = {applied, late, duplicate}
+end
+
+for close in pairs(appended) do
+  redis.call('ZADD', KEYS[1], close, close)
+  redis.call('EXPIREAT', prefix .. 'pts:' .. close, tonumber(close) + window_ttl)
+end
+return results

@@ -1,0 +1,332 @@
+#include "common/store/redis_scripts.h"
+
+#include <deque>
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "ack_lua.h"
+#include "common/base/status_macros.h"
+#include "common/base/strings.h"
+#include "ingest_lua.h"
+#include "lease_acquire_lua.h"
+#include "lease_release_lua.h"
+#include "lease_renew_lua.h"
+#include "mark_sent_lua.h"
+#include "seal_lua.h"
+
+namespace drainmet::store {
+namespace {
+
+// The scripts, built once (their SHA-1 is computed on first use).
+const RedisScript& IngestScript() {
+  static const RedisScript script("ingest.lua", std::string(lua::kIngest));
+  return script;
+}
+const RedisScript& LeaseAcquireScript() {
+  static const RedisScript script("lease_acquire.lua", std::string(lua::kLeaseAcquire));
+  return script;
+}
+const RedisScript& LeaseRenewScript() {
+  static const RedisScript script("lease_renew.lua", std::string(lua::kLeaseRenew));
+  return script;
+}
+const RedisScript& LeaseReleaseScript() {
+  static const RedisScript script("lease_release.lua", std::string(lua::kLeaseRelease));
+  return script;
+}
+const RedisScript& SealScript() {
+  static const RedisScript script("seal.lua", std::string(lua::kSeal));
+  return script;
+}
+const RedisScript& MarkSentScript() {
+  static const RedisScript script("mark_sent.lua", std::string(lua::kMarkSent));
+  return script;
+}
+const RedisScript& AckScript() {
+  static const RedisScript script("ack.lua", std::string(lua::kAck));
+  return script;
+}
+
+// Arguments of one call: views, plus storage for the numbers formatted here (a deque
+// never moves its elements, so views into them stay valid).
+class Args {
+ public:
+  void Add(std::string_view value) { views_.push_back(value); }
+  void Add(std::int64_t value) {
+    owned_.push_back(std::to_string(value));
+    views_.push_back(owned_.back());
+  }
+  absl::Span<const std::string_view> views() const { return views_; }
+
+ private:
+  std::deque<std::string> owned_;
+  std::vector<std::string_view> views_;
+};
+
+absl::Status Fenced(absl::Status status) {
+  if (RedisErrorCode(status) == "FENCED") return absl::AbortedError(status.message());
+  return status;
+}
+
+absl::Status BadShape(std::string_view script, const Reply& reply) {
+  return absl::InternalError(base::Cat("redis ", script, ": unexpected reply ", reply.DebugString()));
+}
+
+absl::StatusOr<std::vector<std::int64_t>> ParseCloses(std::string_view script, const Reply& reply) {
+  if (!reply.is_array()) return BadShape(script, reply);
+  std::vector<std::int64_t> closes;
+  closes.reserve(reply.elements.size());
+  for (const Reply& element : reply.elements) {
+    std::int64_t close = 0;
+    if (!element.is_string() || !absl::SimpleAtoi(element.str, &close)) {
+      return BadShape(script, reply);
+    }
+    closes.push_back(close);
+  }
+  return closes;
+}
+
+absl::StatusOr<std::vector<std::string>> ParseStrings(std::string_view command, const Reply& reply) {
+  if (!reply.is_array()) return BadShape(command, reply);
+  std::vector<std::string> strings;
+  strings.reserve(reply.elements.size());
+  for (const Reply& element : reply.elements) {
+    if (!element.is_string()) return BadShape(command, reply);
+    strings.push_back(element.str);
+  }
+  return strings;
+}
+
+absl::StatusOr<std::vector<IngestResult>> ParseIngest(const Reply& reply, std::size_t requests) {
+  if (reply.is_error()) return ErrorReplyStatus(reply.str);
+  if (!reply.is_array() || reply.elements.size() != requests) return BadShape("ingest.lua", reply);
+  std::vector<IngestResult> results;
+  results.reserve(requests);
+  for (const Reply& element : reply.elements) {
+    if (!element.is_array() || element.elements.size() != 3) return BadShape("ingest.lua", reply);
+    for (const Reply& field : element.elements) {
+      if (!field.is_integer()) return BadShape("ingest.lua", reply);
+    }
+    results.push_back(IngestResult{element.elements[0].integer, element.elements[1].integer,
+                                   element.elements[2].integer != 0});
+  }
+  return results;
+}
+
+}  // namespace
+
+std::string Lease::Value() const { return base::Cat(owner, ":", token); }
+
+ShardProtocol::ShardProtocol(ShardProtocolOptions options) : options_(options) {}
+
+std::string ShardProtocol::KeyPrefix(std::uint32_t shard) { return base::Cat("dm:{s", shard, "}:"); }
+
+std::string ShardProtocol::Key(std::uint32_t shard, std::string_view suffix) {
+  return base::Cat("dm:{s", shard, "}:", suffix);
+}
+
+bool ShardProtocol::IsFenced(const absl::Status& status) {
+  return status.code() == absl::StatusCode::kAborted;
+}
+
+absl::StatusOr<std::chrono::microseconds> ShardProtocol::ServerTime(RedisClient& client) {
+  DRAINMET_ASSIGN_OR_RETURN(Reply reply, client.Command({"TIME"}));
+  std::int64_t seconds = 0;
+  std::int64_t micros = 0;
+  if (!reply.is_array() || reply.elements.size() != 2 || !reply.elements[0].is_string() ||
+      !reply.elements[1].is_string() || !absl::SimpleAtoi(reply.elements[0].str, &seconds) ||
+      !absl::SimpleAtoi(reply.elements[1].str, &micros)) {
+    return BadShape("TIME", reply);
+  }
+  return std::chrono::microseconds(seconds * 1'000'000 + micros);
+}
+
+std::vector<absl::StatusOr<std::vector<IngestResult>>> ShardProtocol::IngestPipelined(
+    RedisClient& client, std::span<const ShardIngest> batches) const {
+  if (client.pending() != 0) {
+    return std::vector<absl::StatusOr<std::vector<IngestResult>>>(
+        batches.size(), absl::InternalError("ShardProtocol::Ingest: the client has "
+                                            "uncollected commands"));
+  }
+  for (const ShardIngest& batch : batches) {
+    for (const IngestRequest& request : batch.requests) {
+      // The de-dup key is "dedupe:<tenant>:<frame>": a ':' in the tenant could collide.
+      if (request.tenant.empty() || request.tenant.find(':') != std::string_view::npos) {
+        return std::vector<absl::StatusOr<std::vector<IngestResult>>>(
+            batches.size(), absl::InvalidArgumentError(
+                                base::Cat("ShardProtocol::Ingest: bad tenant \"", request.tenant, "\"")));
+      }
+    }
+  }
+  for (const ShardIngest& batch : batches) {
+    const std::string prefix = KeyPrefix(batch.shard);
+    const std::string pending = prefix + "pending";
+    Args args;
+    args.Add(prefix);
+    args.Add(static_cast<std::int64_t>(options_.dedupe_ttl.count()));
+    args.Add(static_cast<std::int64_t>(options_.window_ttl.count()));
+    args.Add(static_cast<std::int64_t>(batch.requests.size()));
+    for (const IngestRequest& request : batch.requests) {
+      args.Add(request.tenant);
+      args.Add(request.frame_id);
+      args.Add(static_cast<std::int64_t>(request.records.size()));
+      for (const IngestRecord& record : request.records) {
+        args.Add(record.close_unix_s);
+        args.Add(record.bytes);
+      }
+    }
+    const std::string_view keys[] = {pending};
+    client.AppendEval(IngestScript(), keys, args.views());
+  }
+
+  std::vector<absl::StatusOr<std::vector<IngestResult>>> results;
+  results.reserve(batches.size());
+  absl::StatusOr<std::vector<Reply>> replies = client.GetReplies();
+  for (std::size_t i = 0; i < batches.size(); ++i) {
+    if (!replies.ok()) {
+      results.push_back(replies.status());
+    } else {
+      results.push_back(ParseIngest((*replies)[i], batches[i].requests.size()));
+    }
+  }
+  return results;
+}
+
+absl::StatusOr<std::vector<IngestResult>> ShardProtocol::Ingest(
+    RedisClient& client, std::uint32_t shard, std::span<const IngestRequest> requests) const {
+  const ShardIngest batch{shard, requests};
+  return std::move(IngestPipelined(client, std::span<const ShardIngest>(&batch, 1))[0]);
+}
+
+absl::StatusOr<std::optional<Lease>> ShardProtocol::AcquireLease(RedisClient& client, std::uint32_t shard,
+                                                                 std::string_view owner,
+                                                                 std::chrono::milliseconds ttl) const {
+  if (owner.empty()) return absl::InvalidArgumentError("AcquireLease: owner must not be empty");
+  if (ttl.count() <= 0) return absl::InvalidArgumentError("AcquireLease: ttl must be > 0");
+  const std::string lease = Key(shard, "lease");
+  const std::string fence = Key(shard, "fence");
+  const std::string_view keys[] = {lease, fence};
+  Args args;
+  args.Add(owner);
+  args.Add(static_cast<std::int64_t>(ttl.count()));
+  DRAINMET_ASSIGN_OR_RETURN(Reply reply, client.Eval(LeaseAcquireScript(), keys, args.views()));
+  if (reply.is_nil()) return std::optional<Lease>();
+  if (!reply.is_integer()) return BadShape("lease_acquire.lua", reply);
+  return std::optional<Lease>(Lease{std::string(owner), reply.integer});
+}
+
+absl::Status ShardProtocol::RenewLease(RedisClient& client, std::uint32_t shard, const Lease& lease,
+                                       std::chrono::milliseconds ttl) const {
+  if (ttl.count() <= 0) return absl::InvalidArgumentError("RenewLease: ttl must be > 0");
+  const std::string key = Key(shard, "lease");
+  const std::string value = lease.Value();
+  const std::string_view keys[] = {key};
+  Args args;
+  args.Add(value);
+  args.Add(static_cast<std::int64_t>(ttl.count()));
+  absl::StatusOr<Reply> reply = client.Eval(LeaseRenewScript(), keys, args.views());
+  if (!reply.ok()) return Fenced(reply.status());
+  if (!reply->is_integer()) return BadShape("lease_renew.lua", *reply);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> ShardProtocol::ReleaseLease(RedisClient& client, std::uint32_t shard,
+                                                 const Lease& lease) const {
+  const std::string key = Key(shard, "lease");
+  const std::string value = lease.Value();
+  const std::string_view keys[] = {key};
+  const std::string_view args[] = {value};
+  DRAINMET_ASSIGN_OR_RETURN(Reply reply, client.Eval(LeaseReleaseScript(), keys, args));
+  if (!reply.is_integer()) return BadShape("lease_release.lua", reply);
+  return reply.integer == 1;
+}
+
+absl::StatusOr<SealResult> ShardProtocol::Seal(RedisClient& client, std::uint32_t shard, const Lease& lease,
+                                               std::int64_t limit) const {
+  if (limit <= 0) return absl::InvalidArgumentError("Seal: limit must be > 0");
+  const std::string prefix = KeyPrefix(shard);
+  const std::string lease_key = prefix + "lease";
+  const std::string pending = prefix + "pending";
+  const std::string sealed_index = prefix + "sealed_index";
+  const std::string value = lease.Value();
+  const std::string_view keys[] = {lease_key, pending, sealed_index};
+  Args args;
+  args.Add(prefix);
+  args.Add(value);
+  args.Add(limit);
+  args.Add(static_cast<std::int64_t>(options_.marker_ttl.count()));
+  absl::StatusOr<Reply> reply = client.Eval(SealScript(), keys, args.views());
+  if (!reply.ok()) return Fenced(reply.status());
+  if (!reply->is_array() || reply->elements.size() != 3) return BadShape("seal.lua", *reply);
+  SealResult result;
+  DRAINMET_ASSIGN_OR_RETURN(result.sealed, ParseCloses("seal.lua", reply->elements[0]));
+  DRAINMET_ASSIGN_OR_RETURN(result.ready, ParseCloses("seal.lua", reply->elements[1]));
+  DRAINMET_ASSIGN_OR_RETURN(result.expired, ParseCloses("seal.lua", reply->elements[2]));
+  return result;
+}
+
+absl::StatusOr<std::vector<std::string>> ShardProtocol::ReadWindow(RedisClient& client, std::uint32_t shard,
+                                                                   std::int64_t close, std::int64_t offset,
+                                                                   std::int64_t max_records) const {
+  if (offset < 0 || max_records <= 0) {
+    return absl::InvalidArgumentError("ReadWindow: offset must be >= 0 and max_records > 0");
+  }
+  const std::string key = Key(shard, base::Cat("proc:", close));
+  const std::string start = std::to_string(offset);
+  const std::string stop = std::to_string(offset + max_records - 1);
+  DRAINMET_ASSIGN_OR_RETURN(Reply reply, client.Command({"LRANGE", key, start, stop}));
+  return ParseStrings("LRANGE", reply);
+}
+
+absl::StatusOr<std::vector<std::string>> ShardProtocol::SentTenants(RedisClient& client, std::uint32_t shard,
+                                                                    std::int64_t close) const {
+  const std::string key = Key(shard, base::Cat("sent:", close));
+  DRAINMET_ASSIGN_OR_RETURN(Reply reply, client.Command({"SMEMBERS", key}));
+  return ParseStrings("SMEMBERS", reply);
+}
+
+absl::StatusOr<std::int64_t> ShardProtocol::MarkSent(RedisClient& client, std::uint32_t shard,
+                                                     const Lease& lease, std::int64_t close,
+                                                     std::span<const std::string_view> tenants) const {
+  const std::string prefix = KeyPrefix(shard);
+  const std::string lease_key = prefix + "lease";
+  const std::string value = lease.Value();
+  const std::string_view keys[] = {lease_key};
+  Args args;
+  args.Add(prefix);
+  args.Add(value);
+  args.Add(close);
+  args.Add(static_cast<std::int64_t>(options_.marker_ttl.count()));
+  for (std::string_view tenant : tenants) args.Add(tenant);
+  absl::StatusOr<Reply> reply = client.Eval(MarkSentScript(), keys, args.views());
+  if (!reply.ok()) return Fenced(reply.status());
+  if (!reply->is_integer()) return BadShape("mark_sent.lua", *reply);
+  return reply->integer;
+}
+
+absl::StatusOr<bool> ShardProtocol::Ack(RedisClient& client, std::uint32_t shard, const Lease& lease,
+                                        std::int64_t close) const {
+  const std::string prefix = KeyPrefix(shard);
+  const std::string lease_key = prefix + "lease";
+  const std::string sealed_index = prefix + "sealed_index";
+  const std::string value = lease.Value();
+  const std::string_view keys[] = {lease_key, sealed_index};
+  Args args;
+  args.Add(prefix);
+  args.Add(value);
+  args.Add(close);
+  args.Add(static_cast<std::int64_t>(options_.marker_ttl.count()));
+  absl::StatusOr<Reply> reply = client.Eval(AckScript(), keys, args.views());
+  if (!reply.ok()) return Fenced(reply.status());
+  if (!reply->is_integer()) return BadShape("ack.lua", *reply);
+  return reply->integer == 1;
+}
+
+absl::StatusOr<std::vector<std::int64_t>> ShardProtocol::PendingCloses(RedisClient& client,
+                                                                       std::uint32_t shard) const {
+  const std::string key = Key(shard, "pending");
+  DRAINMET_ASSIGN_OR_RETURN(Reply reply, client.Command({"ZRANGE", key, "0", "-1"}));
+  return ParseCloses("ZRANGE", reply);
+}
+
+}  // namespace drainmet::store

@@ -1,0 +1,162 @@
+#pragma once
+// The Redis shard protocol of distributed drainmet (docs/redis-layout.md, after
+// RELIABILITY.md §3.3): receivers ingest opaque records into windows of a shard; outlets
+// lease a shard, seal its due windows, read them, mark tenants sent and ack. Every call
+// is one Lua script or one plain command, atomic on the shard's Redis server.
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/store/redis_client.h"
+
+namespace drainmet::store {
+
+/// One record for one window of one shard: an encoded partial bucket (opaque here).
+struct IngestRecord {
+  /// The window's close time, unix seconds: window start + resolution + grace, chosen by
+  /// the receiver. Windows are grouped by it; at that second (Redis TIME) the window closes.
+  std::int64_t close_unix_s = 0;
+  std::string_view bytes;  ///< Binary-safe; viewed only during the call.
+};
+
+/// The records of one drain request that fall into one shard.
+struct IngestRequest {
+  std::string_view tenant;                ///< Tenant id (config: A-Z a-z 0-9 . _ -); never empty or with ':'.
+  std::string_view frame_id;              ///< Logplex-Frame-Id (or a body digest); empty: no de-dup.
+  std::span<const IngestRecord> records;  ///< Viewed only during the call.
+};
+
+/// What ingest did with one request on one shard.
+struct IngestResult {
+  std::int64_t applied = 0;  ///< Records appended to their window.
+  std::int64_t late = 0;     ///< Records refused: their window had closed (or was sealed).
+  bool duplicate = false;    ///< (tenant, frame id) already applied to this shard: nothing done.
+  friend bool operator==(const IngestResult&, const IngestResult&) = default;
+};
+
+/// A receiver's batch for one shard: one ingest.lua call.
+struct ShardIngest {
+  std::uint32_t shard = 0;
+  std::span<const IngestRequest> requests;
+};
+
+/// An outlet's claim on a shard. `token` is the fencing token: it grows with every
+/// acquisition of the shard's lease, and every fenced call checks that the lease key still
+/// holds exactly "<owner>:<token>".
+struct Lease {
+  std::string owner;
+  std::int64_t token = 0;
+  /// "<owner>:<token>", the lease key's value.
+  std::string Value() const;
+};
+
+/// What one seal.lua call found and did. Close times, ascending.
+struct SealResult {
+  std::vector<std::int64_t> sealed;   ///< Windows this call sealed (pts:<close> → proc:<close>).
+  std::vector<std::int64_t> ready;    ///< Sealed, not acked: the work to do (`sealed` included,
+                                      ///< and windows a dead holder left).
+  std::vector<std::int64_t> expired;  ///< Records expired (window TTL) before an ack: lost.
+};
+
+/// The TTLs of the protocol's keys (docs/redis-layout.md, "Keys").
+struct ShardProtocolOptions {
+  /// dedupe:<tenant>:<frame> lifetime: how long a retried request is recognised.
+  std::chrono::seconds dedupe_ttl{3600};
+  /// pts:<close> and proc:<close> expire this long after their close time: a safety net
+  /// for windows no outlet ever acks (Librato refuses measurements older than ~2 h anyway).
+  std::chrono::seconds window_ttl{7200};
+  /// sealed:<close>, sent:<close> and done:<close> lifetime.
+  std::chrono::seconds marker_ttl{7200};
+};
+
+/// The shard protocol's calls. Stateless apart from its options: one instance may be
+/// shared by all threads, each using its own RedisClient. The client must talk to the
+/// Redis server the shard maps to.
+///
+/// Errors: those of RedisClient (Unavailable: retry later, the call may or may not have
+/// run; FailedPrecondition: a Redis error reply such as OOM), plus Aborted for a fenced
+/// call whose lease is no longer held with the given value (script error "FENCED"): the
+/// caller must stop working on that shard at once and acquire it again. Internal when a
+/// reply has an unexpected shape.
+class ShardProtocol {
+ public:
+  explicit ShardProtocol(ShardProtocolOptions options = {});
+
+  /// "dm:{s<shard>}:": the prefix of every key of `shard`. The braces are a Redis Cluster
+  /// hash tag, so all keys of a shard hash to one slot and live on one server.
+  static std::string KeyPrefix(std::uint32_t shard);
+  /// KeyPrefix(shard) + suffix, e.g. Key(3, "pending") = "dm:{s3}:pending".
+  static std::string Key(std::uint32_t shard, std::string_view suffix);
+  /// True for the status of a fenced call (Aborted).
+  static bool IsFenced(const absl::Status& status);
+
+  /// The server's clock (TIME), microseconds since the epoch: the clock windows close by.
+  static absl::StatusOr<std::chrono::microseconds> ServerTime(RedisClient& client);
+
+  /// Receiver write (ingest.lua), atomic for the whole batch: per request, in order, de-dup
+  /// on (tenant, frame id, shard) when the frame id is non-empty, then each record is late
+  /// when its close time <= Redis TIME or the window is sealed, else appended to its window
+  /// and the window registered as pending. One result per request, in order.
+  /// InvalidArgument (nothing sent) when a tenant is empty or holds ':'.
+  absl::StatusOr<std::vector<IngestResult>> Ingest(RedisClient& client, std::uint32_t shard,
+                                                   std::span<const IngestRequest> requests) const;
+
+  /// Several shards of one server in one pipeline (one round trip). One entry per batch, in
+  /// order; a transport error is repeated in every entry.
+  std::vector<absl::StatusOr<std::vector<IngestResult>>> IngestPipelined(
+      RedisClient& client, std::span<const ShardIngest> batches) const;
+
+  /// Claims `shard` for `owner` (non-empty; unique per process incarnation) for `ttl`:
+  /// the lease with a new, higher fencing token, or nullopt when the lease is held.
+  absl::StatusOr<std::optional<Lease>> AcquireLease(RedisClient& client, std::uint32_t shard,
+                                                    std::string_view owner,
+                                                    std::chrono::milliseconds ttl) const;
+
+  /// Extends `lease` to `ttl` from now. Aborted (fenced) when it expired or was taken over.
+  absl::Status RenewLease(RedisClient& client, std::uint32_t shard, const Lease& lease,
+                          std::chrono::milliseconds ttl) const;
+
+  /// Gives `lease` up: true when deleted, false when it was no longer held with that value.
+  absl::StatusOr<bool> ReleaseLease(RedisClient& client, std::uint32_t shard, const Lease& lease) const;
+
+  /// Fenced (seal.lua): seals up to `limit` windows whose close time <= Redis TIME, oldest
+  /// first, and reports up to `limit` sealed windows not yet acked (see SealResult).
+  absl::StatusOr<SealResult> Seal(RedisClient& client, std::uint32_t shard, const Lease& lease,
+                                  std::int64_t limit = 100) const;
+
+  /// Records [offset, offset + max_records) of sealed window `close` (LRANGE on
+  /// proc:<close>), in append order; fewer (possibly none) at the end of the window or
+  /// when it does not exist. Not fenced: reading is harmless. `max_records` > 0.
+  absl::StatusOr<std::vector<std::string>> ReadWindow(RedisClient& client, std::uint32_t shard,
+                                                      std::int64_t close, std::int64_t offset,
+                                                      std::int64_t max_records) const;
+
+  /// Tenants of sealed window `close` already marked sent (SMEMBERS), unordered.
+  absl::StatusOr<std::vector<std::string>> SentTenants(RedisClient& client, std::uint32_t shard,
+                                                       std::int64_t close) const;
+
+  /// Fenced (mark_sent.lua): adds `tenants` to sent:<close>. How many were new.
+  absl::StatusOr<std::int64_t> MarkSent(RedisClient& client, std::uint32_t shard, const Lease& lease,
+                                        std::int64_t close, std::span<const std::string_view> tenants) const;
+
+  /// Fenced (ack.lua): deletes window `close` (proc, sent, index entry) and sets done:<close>.
+  /// True when it was still there; false when already acked (acking again is harmless).
+  absl::StatusOr<bool> Ack(RedisClient& client, std::uint32_t shard, const Lease& lease,
+                           std::int64_t close) const;
+
+  /// Close times of the pending (open or due, unsealed) windows of `shard`, ascending.
+  /// For monitoring and tests.
+  absl::StatusOr<std::vector<std::int64_t>> PendingCloses(RedisClient& client, std::uint32_t shard) const;
+
+ private:
+  ShardProtocolOptions options_;
+};
+
+}  // namespace drainmet::store

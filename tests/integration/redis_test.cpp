@@ -1,0 +1,801 @@
+// The Redis layer of the distributed mode against a real, private redis-server: the
+// blocking client (commands, pipelines, binary safety, timeouts, NOSCRIPT and reconnect
+// after restarts) and the shard protocol of docs/redis-layout.md (ingest with late and
+// de-dup, leases with fencing, seal/read/mark-sent/ack, takeover, AOF durability), after
+// RELIABILITY.md §3.3. Every wait is bounded; keys are separated by shard number per test.
+
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <initializer_list>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/store/redis_client.h"
+#include "common/store/redis_scripts.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/support/redis_server.h"
+
+namespace drainmet::store {
+namespace {
+
+using std::chrono::milliseconds;
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
+using ::testing::UnorderedElementsAre;
+using SteadyClock = std::chrono::steady_clock;
+using ServerPtr = std::unique_ptr<support::RedisServer>;
+
+constexpr char kSkipMessage[] = "redis-server is not installed (deploy/bootstrap.sh installs it)";
+
+// The binary's shared server: started before the first test, killed after the last.
+absl::StatusOr<ServerPtr>& SharedServer() {
+  static auto* server = new absl::StatusOr<ServerPtr>(absl::UnknownError("not started"));
+  return *server;
+}
+
+class SharedServerEnvironment : public testing::Environment {
+ public:
+  void SetUp() override { SharedServer() = support::RedisServer::Start(); }
+  void TearDown() override { SharedServer() = absl::UnknownError("stopped"); }
+};
+testing::Environment* const kSharedServerEnvironment =
+    testing::AddGlobalTestEnvironment(new SharedServerEnvironment);
+
+RedisClient::Options OptionsFor(const support::RedisServer& server,
+                                milliseconds command_timeout = milliseconds(2000)) {
+  RedisClient::Options options;
+  options.unix_socket = server.socket_path();
+  options.connect_timeout = milliseconds(1000);
+  options.command_timeout = command_timeout;
+  return options;
+}
+
+// A shard number no other test of this process uses, so tests never see each other's keys.
+std::uint32_t NewShard() {
+  static std::atomic<std::uint32_t> next{1000};
+  return next++;
+}
+
+// Polls `done` every 10 ms until it holds or `timeout` passes.
+bool WaitUntil(const std::function<bool()>& done, milliseconds timeout) {
+  const auto deadline = SteadyClock::now() + timeout;
+  while (!done()) {
+    if (SteadyClock::now() >= deadline) return false;
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  return true;
+}
+
+Reply Must(RedisClient& client, std::initializer_list<std::string_view> argv) {
+  absl::StatusOr<Reply> reply = client.Command(argv);
+  EXPECT_TRUE(reply.ok()) << reply.status();
+  return reply.ok() ? *std::move(reply) : Reply::Error(std::string(reply.status().message()));
+}
+
+std::int64_t ServerSeconds(RedisClient& client) {
+  absl::StatusOr<std::chrono::microseconds> now = ShardProtocol::ServerTime(client);
+  EXPECT_TRUE(now.ok()) << now.status();
+  return now.ok() ? static_cast<std::int64_t>(now->count() / 1'000'000) : 0;
+}
+
+// A close time at least 0.4 s and at most 1.6 s ahead of Redis TIME: records for it are
+// accepted now and the window is due soon after.
+std::int64_t CloseSoon(RedisClient& client) {
+  absl::StatusOr<std::chrono::microseconds> now = ShardProtocol::ServerTime(client);
+  EXPECT_TRUE(now.ok()) << now.status();
+  if (!now.ok()) return 0;
+  std::int64_t close = now->count() / 1'000'000 + 1;
+  if (close * 1'000'000 - now->count() < 400'000) ++close;
+  return close;
+}
+
+// Waits (at most 3 s) until Redis TIME reaches `close`.
+bool WaitForServerTime(RedisClient& client, std::int64_t close) {
+  return WaitUntil([&] { return ServerSeconds(client) >= close; }, milliseconds(3000));
+}
+
+std::string Str(std::int64_t value) { return std::to_string(value); }
+
+class RedisTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    if (absl::IsNotFound(SharedServer().status())) GTEST_SKIP() << kSkipMessage;
+    ASSERT_TRUE(SharedServer().ok()) << SharedServer().status();
+    client_ = std::make_unique<RedisClient>(OptionsFor(server()));
+  }
+
+  support::RedisServer& server() { return **SharedServer(); }
+
+  // A server of the test's own, for fault injection (kill, restart, SCRIPT FLUSH).
+  ServerPtr PrivateServer() { return PrivateServer(support::RedisServer::Options()); }
+  ServerPtr PrivateServer(support::RedisServer::Options options) {
+    absl::StatusOr<ServerPtr> server = support::RedisServer::Start(std::move(options));
+    EXPECT_TRUE(server.ok()) << server.status();
+    return server.ok() ? *std::move(server) : nullptr;
+  }
+
+  std::unique_ptr<RedisClient> client_;
+};
+
+// --- support::RedisServer -------------------------------------------------------------
+
+TEST(RedisServerTest, NotFoundForMissingBinary) {
+  support::RedisServer::Options options;
+  options.binary = "/nonexistent/redis-server";
+  EXPECT_EQ(support::RedisServer::Start(options).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(RedisTest, ServerDestructorLeavesNoProcessAndNoDir) {
+  ServerPtr server = PrivateServer();
+  ASSERT_NE(server, nullptr);
+  const pid_t pid = server->pid();
+  const std::string dir = server->dir();
+  ASSERT_GT(pid, 0);
+  ASSERT_TRUE(std::filesystem::exists(server->socket_path()));
+  server.reset();
+  const int alive = ::kill(pid, 0);
+  const int error = errno;
+  EXPECT_EQ(alive, -1);
+  EXPECT_EQ(error, ESRCH);
+  EXPECT_FALSE(std::filesystem::exists(dir));
+}
+
+// --- RedisClient ------------------------------------------------------------------------
+
+TEST_F(RedisTest, ClientRepliesOfEveryType) {
+  const std::string key = ShardProtocol::Key(NewShard(), "k");
+  const std::string list = ShardProtocol::Key(NewShard(), "l");
+  EXPECT_EQ(Must(*client_, {"PING"}), Reply::Status("PONG"));
+  EXPECT_EQ(Must(*client_, {"SET", key, "v1"}), Reply::Status("OK"));
+  EXPECT_EQ(Must(*client_, {"GET", key}), Reply::String("v1"));
+  EXPECT_EQ(Must(*client_, {"GET", key + ":missing"}), Reply::Nil());
+  EXPECT_EQ(Must(*client_, {"INCR", key + ":n"}), Reply::Integer(1));
+  EXPECT_EQ(Must(*client_, {"RPUSH", list, "a", "", "c"}), Reply::Integer(3));
+  EXPECT_EQ(Must(*client_, {"LRANGE", list, "0", "-1"}),
+            Reply::Array({Reply::String("a"), Reply::String(""), Reply::String("c")}));
+  EXPECT_TRUE(client_->connected());
+  EXPECT_EQ(Reply::Array({Reply::String("a\n"), Reply::Integer(1), Reply::Nil(), Reply::Error("ERR x"),
+                          Reply::Status("OK")})
+                .DebugString(),
+            R"(["a\n", 1, nil, -"ERR x", +"OK"])");
+}
+
+TEST_F(RedisTest, ClientErrorReplyIsFailedPreconditionWithItsCode) {
+  const std::string key = ShardProtocol::Key(NewShard(), "k");
+  Must(*client_, {"SET", key, "v"});
+  absl::StatusOr<Reply> wrong_type = client_->Command({"LPUSH", key, "x"});
+  EXPECT_EQ(wrong_type.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(RedisErrorCode(wrong_type.status()), "WRONGTYPE");
+  absl::StatusOr<Reply> unknown = client_->Command({"NOSUCHCOMMAND"});
+  EXPECT_EQ(RedisErrorCode(unknown.status()), "ERR");
+  // An error reply leaves the connection usable.
+  EXPECT_EQ(Must(*client_, {"GET", key}), Reply::String("v"));
+  EXPECT_EQ(RedisErrorCode(absl::UnavailableError("x")), "");
+}
+
+TEST_F(RedisTest, ClientIsBinarySafe) {
+  const std::string key = ShardProtocol::Key(NewShard(), std::string("k\0ey\r\n", 6));
+  const std::string value("\0a\r\nb\xff\0", 7);
+  const std::string big(1 << 20, '\0');
+  Must(*client_, {"SET", key, value});
+  EXPECT_EQ(Must(*client_, {"GET", key}), Reply::String(value));
+  EXPECT_EQ(Must(*client_, {"STRLEN", key}), Reply::Integer(7));
+  Must(*client_, {"SET", key, big});
+  EXPECT_EQ(Must(*client_, {"GET", key}).str, big);
+
+  const RedisScript echo("echo", "return {KEYS[1], ARGV[1]}");
+  const std::string_view keys[] = {key};
+  const std::string_view args[] = {value};
+  absl::StatusOr<Reply> echoed = client_->Eval(echo, keys, args);
+  ASSERT_TRUE(echoed.ok()) << echoed.status();
+  EXPECT_EQ(*echoed, Reply::Array({Reply::String(key), Reply::String(value)}));
+}
+
+TEST_F(RedisTest, ClientPipelineKeepsOrderAndErrorsInPlace) {
+  const std::string key = ShardProtocol::Key(NewShard(), "n");
+  for (int i = 0; i < 100; ++i) client_->Append({"INCR", key});
+  client_->Append({"NOSUCHCOMMAND"});
+  client_->Append({"GET", key});
+  EXPECT_EQ(client_->pending(), 102u);
+  absl::StatusOr<std::vector<Reply>> replies = client_->GetReplies();
+  ASSERT_TRUE(replies.ok()) << replies.status();
+  ASSERT_EQ(replies->size(), 102u);
+  for (int i = 0; i < 100; ++i) EXPECT_EQ((*replies)[i], Reply::Integer(i + 1)) << i;
+  EXPECT_TRUE((*replies)[100].is_error());
+  EXPECT_EQ((*replies)[101], Reply::String("100"));
+  EXPECT_EQ(client_->pending(), 0u);
+}
+
+TEST_F(RedisTest, ClientRefusesCommandWhilePipelineIsUncollected) {
+  const std::string key = ShardProtocol::Key(NewShard(), "k");
+  client_->Append({"SET", key, "1"});
+  EXPECT_EQ(client_->Command({"GET", key}).status().code(), absl::StatusCode::kInternal);
+  absl::StatusOr<std::vector<Reply>> replies = client_->GetReplies();
+  ASSERT_TRUE(replies.ok()) << replies.status();
+  EXPECT_THAT(*replies, ElementsAre(Reply::Status("OK")));
+  EXPECT_EQ(Must(*client_, {"GET", key}), Reply::String("1"));
+}
+
+TEST_F(RedisTest, ClientUnavailableWithoutServerAndEmptyPipelineDoesNoIo) {
+  RedisClient::Options options;
+  options.unix_socket = server().dir() + "/no-such.sock";
+  RedisClient client(options);
+  EXPECT_EQ(client.endpoint(), "unix:" + options.unix_socket);
+  absl::StatusOr<std::vector<Reply>> none = client.GetReplies();
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_THAT(*none, IsEmpty());
+  EXPECT_EQ(client.Command({"PING"}).status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_FALSE(client.connected());
+  EXPECT_EQ(RedisClient::Connect(options).status().code(), absl::StatusCode::kUnavailable);
+}
+
+// hiredis writes with write(2): without the client's guard, a server closing the socket
+// while a large command is being written would kill this process with SIGPIPE.
+TEST_F(RedisTest, ClientSurvivesServerClosingMidWrite) {
+  const std::string path = server().dir() + "/closing.sock";
+  std::filesystem::remove(path);
+  const int listener = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::strncpy(address.sun_path, path.c_str(), sizeof address.sun_path - 1);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<const sockaddr*>(&address), sizeof address), 0);
+  ASSERT_EQ(::listen(listener, 1), 0);
+  std::thread closer([listener] {
+    const int connection = ::accept(listener, nullptr, nullptr);
+    if (connection < 0) return;
+    char buffer[64];
+    [[maybe_unused]] const ssize_t n = ::read(connection, buffer, sizeof buffer);
+    ::close(connection);
+  });
+
+  RedisClient::Options options;
+  options.unix_socket = path;
+  RedisClient client(options);
+  const std::string big(32 << 20, 'x');  // far more than the socket buffers hold
+  absl::StatusOr<Reply> reply = client.Command({"SET", "k", big});
+  closer.join();
+  ::close(listener);
+  std::filesystem::remove(path);
+  EXPECT_EQ(reply.status().code(), absl::StatusCode::kUnavailable) << reply.status();
+  EXPECT_FALSE(client.connected());
+}
+
+TEST_F(RedisTest, ClientTimesOutAgainstPausedServerThenRecovers) {
+  RedisClient timed(OptionsFor(server(), milliseconds(200)));
+  const std::string key = ShardProtocol::Key(NewShard(), "k");
+  Must(timed, {"SET", key, "v"});
+  Must(*client_, {"CLIENT", "PAUSE", "1200", "ALL"});
+
+  const auto start = SteadyClock::now();
+  absl::StatusOr<Reply> reply = timed.Command({"GET", key});
+  const auto elapsed = SteadyClock::now() - start;
+  EXPECT_EQ(reply.status().code(), absl::StatusCode::kUnavailable) << reply.status();
+  EXPECT_THAT(std::string(reply.status().message()), ::testing::HasSubstr("timed out"));
+  EXPECT_GE(elapsed, milliseconds(150));
+  EXPECT_LT(elapsed, milliseconds(900));
+  EXPECT_FALSE(timed.connected());  // Dropped: its reply may still arrive on the old socket.
+
+  // Once the pause ends, the next call reconnects.
+  EXPECT_TRUE(WaitUntil([&] { return timed.Command({"GET", key}).ok(); }, milliseconds(3000)));
+  EXPECT_EQ(Must(timed, {"GET", key}), Reply::String("v"));
+}
+
+TEST_F(RedisTest, ClientEvalRecoversFromScriptFlush) {
+  const RedisScript script("concat", "return KEYS[1] .. ARGV[1]");
+  const std::string key = ShardProtocol::Key(NewShard(), "k");
+  const std::string_view keys[] = {key};
+  const std::string_view args[] = {"+x"};
+  ServerPtr own = PrivateServer();  // SCRIPT FLUSH would disturb other tests' scripts.
+  ASSERT_NE(own, nullptr);
+  RedisClient client(OptionsFor(*own));
+
+  ASSERT_TRUE(client.Eval(script, keys, args).ok());
+  EXPECT_EQ(Must(client, {"SCRIPT", "EXISTS", script.sha1()}), Reply::Array({Reply::Integer(1)}));
+  Must(client, {"SCRIPT", "FLUSH"});
+  EXPECT_EQ(Must(client, {"SCRIPT", "EXISTS", script.sha1()}), Reply::Array({Reply::Integer(0)}));
+
+  absl::StatusOr<Reply> again = client.Eval(script, keys, args);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(*again, Reply::String(key + "+x"));
+  EXPECT_EQ(Must(client, {"SCRIPT", "EXISTS", script.sha1()}), Reply::Array({Reply::Integer(1)}));
+
+  // In a pipeline: both EVALSHAs answer NOSCRIPT and are re-sent as EVAL.
+  Must(client, {"SCRIPT", "FLUSH"});
+  client.AppendEval(script, keys, args);
+  client.Append({"PING"});
+  client.AppendEval(script, keys, args);
+  absl::StatusOr<std::vector<Reply>> replies = client.GetReplies();
+  ASSERT_TRUE(replies.ok()) << replies.status();
+  EXPECT_THAT(*replies,
+              ElementsAre(Reply::String(key + "+x"), Reply::Status("PONG"), Reply::String(key + "+x")));
+}
+
+TEST_F(RedisTest, ClientScriptErrorIsFailedPrecondition) {
+  const RedisScript script("fenced", "return redis.error_reply('FENCED not yours')");
+  absl::StatusOr<Reply> reply = client_->Eval(script, {}, {});
+  EXPECT_EQ(reply.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(RedisErrorCode(reply.status()), "FENCED");
+  EXPECT_EQ(reply.status().message(), "FENCED not yours");
+}
+
+TEST_F(RedisTest, ClientReconnectsAndReloadsScriptsAfterRestart) {
+  ServerPtr own = PrivateServer();
+  ASSERT_NE(own, nullptr);
+  RedisClient client(OptionsFor(*own));
+  const RedisScript script("one", "return 1");
+  ASSERT_TRUE(client.Eval(script, {}, {}).ok());
+
+  // Restarted while the client was idle: noticed before sending, so no call fails; the
+  // script cache is empty after the restart, so EVALSHA falls back to EVAL.
+  ASSERT_TRUE(own->Restart().ok()) << own->Log();
+  absl::StatusOr<Reply> after = client.Eval(script, {}, {});
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_EQ(*after, Reply::Integer(1));
+
+  // Killed: calls fail with Unavailable; once it is back, the next call reconnects.
+  own->Kill();
+  EXPECT_EQ(client.Command({"PING"}).status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(client.Command({"PING"}).status().code(), absl::StatusCode::kUnavailable);
+  ASSERT_TRUE(own->Restart().ok()) << own->Log();
+  EXPECT_EQ(Must(client, {"PING"}), Reply::Status("PONG"));
+  EXPECT_EQ(*client.Eval(script, {}, {}), Reply::Integer(1));
+}
+
+TEST_F(RedisTest, ClientOverTcp) {
+  absl::StatusOr<int> port = support::RedisServer::PickFreePort();
+  ASSERT_TRUE(port.ok()) << port.status();
+  support::RedisServer::Options options;
+  options.port = *port;
+  ServerPtr own = PrivateServer(options);
+  ASSERT_NE(own, nullptr);
+  EXPECT_EQ(own->port(), *port);
+  RedisClient::Options client_options;
+  client_options.host = "127.0.0.1";
+  client_options.port = own->port();
+  absl::StatusOr<std::unique_ptr<RedisClient>> client = RedisClient::Connect(client_options);
+  ASSERT_TRUE(client.ok()) << client.status();
+  EXPECT_EQ((*client)->endpoint(), "127.0.0.1:" + std::to_string(*port));
+  EXPECT_EQ(Must(**client, {"PING"}), Reply::Status("PONG"));
+}
+
+// --- ShardProtocol: ingest --------------------------------------------------------------
+
+class ShardProtocolTest : public RedisTest {
+ protected:
+  std::vector<std::string> List(std::string_view key) {
+    Reply reply = Must(*client_, {"LRANGE", key, "0", "-1"});
+    std::vector<std::string> values;
+    for (const Reply& element : reply.elements) values.push_back(element.str);
+    return values;
+  }
+  std::string PtsKey(std::uint32_t shard, std::int64_t close) {
+    return ShardProtocol::Key(shard, "pts:" + Str(close));
+  }
+  std::string ProcKey(std::uint32_t shard, std::int64_t close) {
+    return ShardProtocol::Key(shard, "proc:" + Str(close));
+  }
+  bool Exists(const std::string& key) { return Must(*client_, {"EXISTS", key}).integer == 1; }
+
+  // A window that closed in the past, written directly (ingest would call its records late),
+  // so seal tests need not wait for a close time to pass.
+  void SeedDueWindow(std::uint32_t shard, std::int64_t close,
+                     std::initializer_list<std::string_view> records) {
+    for (std::string_view record : records) Must(*client_, {"RPUSH", PtsKey(shard, close), record});
+    Must(*client_, {"ZADD", ShardProtocol::Key(shard, "pending"), Str(close), Str(close)});
+  }
+
+  std::optional<Lease> Acquire(std::uint32_t shard, std::string_view owner,
+                               milliseconds ttl = milliseconds(30000)) {
+    absl::StatusOr<std::optional<Lease>> lease = protocol_.AcquireLease(*client_, shard, owner, ttl);
+    EXPECT_TRUE(lease.ok()) << lease.status();
+    return lease.ok() ? *lease : std::nullopt;
+  }
+
+  ShardProtocol protocol_;
+};
+
+TEST_F(ShardProtocolTest, IngestReportsAppliedLateAndDuplicatePerRequest) {
+  const std::uint32_t shard = NewShard();
+  const std::int64_t now = ServerSeconds(*client_);
+  const std::int64_t open = now + 60;
+  const std::int64_t closed = now - 1;  // close <= Redis TIME: late (SEMANTICS §6.5)
+  const std::string record_a1("a1\0bytes", 8);
+  const std::vector<IngestRecord> a = {{open, record_a1}, {open, "a2"}, {open + 60, "a3"}};
+  const std::vector<IngestRecord> b = {{open, "b1"}};
+  const std::vector<IngestRecord> c = {{closed, "c1"}, {open, "c2"}};
+  const std::vector<IngestRequest> requests = {
+      {"acme", "frame-1", a},
+      {"acme", "frame-1", b},  // same tenant and frame in the same batch: duplicate
+      {"acme", "", c},         // no frame id: never a duplicate
+  };
+  absl::StatusOr<std::vector<IngestResult>> results = protocol_.Ingest(*client_, shard, requests);
+  ASSERT_TRUE(results.ok()) << results.status();
+  EXPECT_THAT(*results,
+              ElementsAre(IngestResult{3, 0, false}, IngestResult{0, 0, true}, IngestResult{1, 1, false}));
+  EXPECT_THAT(List(PtsKey(shard, open)), ElementsAre(record_a1, "a2", "c2"));
+  EXPECT_THAT(List(PtsKey(shard, open + 60)), ElementsAre("a3"));
+  EXPECT_FALSE(Exists(PtsKey(shard, closed)));
+  absl::StatusOr<std::vector<std::int64_t>> pending = protocol_.PendingCloses(*client_, shard);
+  ASSERT_TRUE(pending.ok()) << pending.status();
+  EXPECT_THAT(*pending, ElementsAre(open, open + 60));
+
+  // TTLs: the list expires window_ttl after its close; the de-dup key after dedupe_ttl.
+  EXPECT_EQ(Must(*client_, {"EXPIRETIME", PtsKey(shard, open)}), Reply::Integer(open + 7200));
+  const std::int64_t dedupe_ttl =
+      Must(*client_, {"TTL", ShardProtocol::Key(shard, "dedupe:acme:frame-1")}).integer;
+  EXPECT_GT(dedupe_ttl, 3500);
+  EXPECT_LE(dedupe_ttl, 3600);
+
+  // The whole request retried: a duplicate, nothing appended.
+  const std::vector<IngestRequest> retry = {{"acme", "frame-1", a}};
+  results = protocol_.Ingest(*client_, shard, retry);
+  ASSERT_TRUE(results.ok()) << results.status();
+  EXPECT_THAT(*results, ElementsAre(IngestResult{0, 0, true}));
+  EXPECT_EQ(List(PtsKey(shard, open)).size(), 3u);
+}
+
+TEST_F(ShardProtocolTest, IngestDeduplicatesPerTenantAndPerShard) {
+  const std::uint32_t shard = NewShard();
+  const std::uint32_t other_shard = NewShard();
+  const std::int64_t open = ServerSeconds(*client_) + 60;
+  const std::vector<IngestRecord> records = {{open, "r"}};
+  const std::vector<IngestRequest> acme = {{"acme", "frame-7", records}};
+  const std::vector<IngestRequest> globex = {{"globex", "frame-7", records}};
+
+  EXPECT_THAT(*protocol_.Ingest(*client_, shard, acme), ElementsAre(IngestResult{1, 0, false}));
+  // Same frame id, other tenant: its own request.
+  EXPECT_THAT(*protocol_.Ingest(*client_, shard, globex), ElementsAre(IngestResult{1, 0, false}));
+  // Same tenant and frame id, other shard: that shard has not seen it.
+  EXPECT_THAT(*protocol_.Ingest(*client_, other_shard, acme), ElementsAre(IngestResult{1, 0, false}));
+  EXPECT_THAT(*protocol_.Ingest(*client_, shard, acme), ElementsAre(IngestResult{0, 0, true}));
+  EXPECT_THAT(*protocol_.Ingest(*client_, other_shard, acme), ElementsAre(IngestResult{0, 0, true}));
+  EXPECT_EQ(List(PtsKey(shard, open)).size(), 2u);
+  EXPECT_EQ(List(PtsKey(other_shard, open)).size(), 1u);
+}
+
+// RELIABILITY.md §3.3 crash analysis: a receiver dies after k of n shard scripts; the
+// retry (same frame id, maybe another receiver) applies exactly the n - k missing shards.
+TEST_F(ShardProtocolTest, RetryAfterPartialFailureAppliesOnlyMissingShards) {
+  const std::uint32_t shards[] = {NewShard(), NewShard(), NewShard()};
+  const std::int64_t open = ServerSeconds(*client_) + 60;
+  std::vector<std::string> payloads;
+  for (std::uint32_t shard : shards) payloads.push_back("point-of-" + Str(shard));
+  std::vector<std::vector<IngestRecord>> records;
+  for (const std::string& payload : payloads) records.push_back({{open, payload}});
+  std::vector<std::vector<IngestRequest>> requests;
+  for (const auto& shard_records : records) requests.push_back({{"acme", "frame-42", shard_records}});
+  std::vector<ShardIngest> batches;
+  for (std::size_t i = 0; i < 3; ++i) batches.push_back({shards[i], requests[i]});
+
+  // First attempt: only the first two shards were written before the "crash".
+  auto first = protocol_.IngestPipelined(*client_, std::span(batches).first(2));
+  ASSERT_EQ(first.size(), 2u);
+  for (const auto& result : first) {
+    ASSERT_TRUE(result.ok()) << result.status();
+    EXPECT_THAT(*result, ElementsAre(IngestResult{1, 0, false}));
+  }
+  // The retry sends all three.
+  RedisClient other_receiver(OptionsFor(server()));
+  auto retry = protocol_.IngestPipelined(other_receiver, batches);
+  ASSERT_EQ(retry.size(), 3u);
+  for (const auto& result : retry) ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_THAT(*retry[0], ElementsAre(IngestResult{0, 0, true}));
+  EXPECT_THAT(*retry[1], ElementsAre(IngestResult{0, 0, true}));
+  EXPECT_THAT(*retry[2], ElementsAre(IngestResult{1, 0, false}));
+  for (std::uint32_t shard : shards) {
+    EXPECT_THAT(List(PtsKey(shard, open)), ElementsAre("point-of-" + Str(shard))) << shard;
+  }
+}
+
+TEST_F(ShardProtocolTest, IngestCallsRecordsOfSealedWindowLate) {
+  const std::uint32_t shard = NewShard();
+  const std::int64_t open = ServerSeconds(*client_) + 60;
+  // Sealed although its close time is ahead (e.g. Redis TIME stepped back after a seal).
+  Must(*client_, {"SET", ShardProtocol::Key(shard, "sealed:" + Str(open)), "1"});
+  const std::vector<IngestRecord> records = {{open, "x"}, {open, "y"}, {open + 1, "z"}};
+  const std::vector<IngestRequest> requests = {{"acme", "f", records}};
+  EXPECT_THAT(*protocol_.Ingest(*client_, shard, requests), ElementsAre(IngestResult{1, 2, false}));
+  EXPECT_FALSE(Exists(PtsKey(shard, open)));
+  EXPECT_THAT(*protocol_.PendingCloses(*client_, shard), ElementsAre(open + 1));
+}
+
+TEST_F(ShardProtocolTest, IngestOfNothingIsEmpty) {
+  const std::uint32_t shard = NewShard();
+  absl::StatusOr<std::vector<IngestResult>> none = protocol_.Ingest(*client_, shard, {});
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_THAT(*none, IsEmpty());
+  const std::vector<IngestRequest> empty_request = {{"acme", "f", {}}};
+  EXPECT_THAT(*protocol_.Ingest(*client_, shard, empty_request), ElementsAre(IngestResult{0, 0, false}));
+}
+
+TEST_F(ShardProtocolTest, IngestRefusesTenantsThatCouldCollideInDedupeKeys) {
+  const std::uint32_t shard = NewShard();
+  const std::vector<IngestRecord> records = {{ServerSeconds(*client_) + 60, "r"}};
+  for (std::string_view tenant : {"", "a:b"}) {
+    const std::vector<IngestRequest> requests = {{tenant, "c", records}};
+    EXPECT_EQ(protocol_.Ingest(*client_, shard, requests).status().code(), absl::StatusCode::kInvalidArgument)
+        << tenant;
+  }
+  EXPECT_THAT(*protocol_.PendingCloses(*client_, shard), IsEmpty());
+}
+
+TEST_F(ShardProtocolTest, IngestUnavailableWithoutServer) {
+  RedisClient::Options options;
+  options.unix_socket = server().dir() + "/no-such.sock";
+  RedisClient client(options);
+  const std::vector<IngestRecord> records = {{1, "r"}};
+  const std::vector<IngestRequest> requests = {{"acme", "f", records}};
+  const ShardIngest batches[] = {{1, requests}, {2, requests}};
+  for (const auto& result : protocol_.IngestPipelined(client, batches)) {
+    EXPECT_EQ(result.status().code(), absl::StatusCode::kUnavailable);
+  }
+}
+
+// --- ShardProtocol: leases, seal, read, mark sent, ack ------------------------------------
+
+TEST_F(ShardProtocolTest, LeaseIsExclusiveUntilReleased) {
+  const std::uint32_t shard = NewShard();
+  std::optional<Lease> first = Acquire(shard, "outlet-a");
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(first->owner, "outlet-a");
+  EXPECT_EQ(Must(*client_, {"GET", ShardProtocol::Key(shard, "lease")}),
+            Reply::String("outlet-a:" + Str(first->token)));
+  EXPECT_FALSE(Acquire(shard, "outlet-b").has_value());
+  EXPECT_FALSE(Acquire(shard, "outlet-a").has_value());  // even its holder: it renews instead
+
+  EXPECT_TRUE(protocol_.RenewLease(*client_, shard, *first, milliseconds(30000)).ok());
+  const Lease impostor{"outlet-b", first->token};
+  EXPECT_FALSE(*protocol_.ReleaseLease(*client_, shard, impostor));
+  EXPECT_TRUE(ShardProtocol::IsFenced(protocol_.RenewLease(*client_, shard, impostor, milliseconds(30000))));
+  EXPECT_TRUE(*protocol_.ReleaseLease(*client_, shard, *first));
+  EXPECT_FALSE(*protocol_.ReleaseLease(*client_, shard, *first));
+
+  std::optional<Lease> second = Acquire(shard, "outlet-b");
+  ASSERT_TRUE(second.has_value());
+  EXPECT_GT(second->token, first->token);
+}
+
+TEST_F(ShardProtocolTest, ExpiredLeaseFencesItsOldHolder) {
+  const std::uint32_t shard = NewShard();
+  const std::int64_t close = ServerSeconds(*client_) - 30;
+  SeedDueWindow(shard, close, {"r1"});
+  std::optional<Lease> old_holder = Acquire(shard, "outlet-a", milliseconds(400));
+  ASSERT_TRUE(old_holder.has_value());
+  absl::StatusOr<SealResult> sealed = protocol_.Seal(*client_, shard, *old_holder);
+  ASSERT_TRUE(sealed.ok()) << sealed.status();
+  EXPECT_THAT(sealed->ready, ElementsAre(close));
+
+  // outlet-a pauses past its lease; outlet-b takes the shard with a higher token.
+  ASSERT_TRUE(WaitUntil([&] { return !Exists(ShardProtocol::Key(shard, "lease")); }, milliseconds(3000)));
+  std::optional<Lease> new_holder = Acquire(shard, "outlet-b");
+  ASSERT_TRUE(new_holder.has_value());
+  EXPECT_GT(new_holder->token, old_holder->token);
+
+  // Every fenced call of outlet-a is refused and changes nothing.
+  const std::string_view tenants[] = {"acme"};
+  const absl::Status renew = protocol_.RenewLease(*client_, shard, *old_holder, milliseconds(150));
+  EXPECT_TRUE(ShardProtocol::IsFenced(renew)) << renew;
+  EXPECT_EQ(renew.code(), absl::StatusCode::kAborted);
+  EXPECT_TRUE(ShardProtocol::IsFenced(protocol_.Seal(*client_, shard, *old_holder).status()));
+  EXPECT_TRUE(
+      ShardProtocol::IsFenced(protocol_.MarkSent(*client_, shard, *old_holder, close, tenants).status()));
+  EXPECT_TRUE(ShardProtocol::IsFenced(protocol_.Ack(*client_, shard, *old_holder, close).status()));
+  EXPECT_FALSE(*protocol_.ReleaseLease(*client_, shard, *old_holder));
+  EXPECT_FALSE(Exists(ShardProtocol::Key(shard, "sent:" + Str(close))));
+  EXPECT_TRUE(Exists(ProcKey(shard, close)));
+  EXPECT_EQ(Must(*client_, {"GET", ShardProtocol::Key(shard, "lease")}), Reply::String(new_holder->Value()));
+
+  // outlet-b carries on.
+  EXPECT_TRUE(protocol_.RenewLease(*client_, shard, *new_holder, milliseconds(30000)).ok());
+  EXPECT_TRUE(*protocol_.Ack(*client_, shard, *new_holder, close));
+}
+
+TEST_F(ShardProtocolTest, SealReadMarkSentAndAckAWindow) {
+  const std::uint32_t shard = NewShard();
+  std::optional<Lease> lease = Acquire(shard, "outlet-a");
+  ASSERT_TRUE(lease.has_value());
+  const std::int64_t close = CloseSoon(*client_);
+  const std::string binary_record("r1\0\xff", 4);
+  const std::vector<IngestRecord> acme = {{close, binary_record}, {close, "r2"}};
+  const std::vector<IngestRecord> globex = {{close, "r3"}};
+  const std::vector<IngestRequest> requests = {{"acme", "f1", acme}, {"globex", "f1", globex}};
+  ASSERT_THAT(*protocol_.Ingest(*client_, shard, requests),
+              ElementsAre(IngestResult{2, 0, false}, IngestResult{1, 0, false}));
+
+  // Not due yet: nothing to seal.
+  absl::StatusOr<SealResult> early = protocol_.Seal(*client_, shard, *lease);
+  ASSERT_TRUE(early.ok()) << early.status();
+  EXPECT_THAT(early->sealed, IsEmpty());
+  EXPECT_THAT(early->ready, IsEmpty());
+
+  ASSERT_TRUE(WaitForServerTime(*client_, close));
+  absl::StatusOr<SealResult> sealed = protocol_.Seal(*client_, shard, *lease);
+  ASSERT_TRUE(sealed.ok()) << sealed.status();
+  EXPECT_THAT(sealed->sealed, ElementsAre(close));
+  EXPECT_THAT(sealed->ready, ElementsAre(close));
+  EXPECT_THAT(sealed->expired, IsEmpty());
+  EXPECT_FALSE(Exists(PtsKey(shard, close)));
+  EXPECT_TRUE(Exists(ShardProtocol::Key(shard, "sealed:" + Str(close))));
+  EXPECT_THAT(*protocol_.PendingCloses(*client_, shard), IsEmpty());
+
+  // Late records after the seal are refused (counted), the window stays as sealed.
+  const std::vector<IngestRecord> late = {{close, "late"}};
+  const std::vector<IngestRequest> late_request = {{"acme", "f2", late}};
+  EXPECT_THAT(*protocol_.Ingest(*client_, shard, late_request), ElementsAre(IngestResult{0, 1, false}));
+
+  // Read in chunks, in append order.
+  EXPECT_THAT(*protocol_.ReadWindow(*client_, shard, close, 0, 2), ElementsAre(binary_record, "r2"));
+  EXPECT_THAT(*protocol_.ReadWindow(*client_, shard, close, 2, 2), ElementsAre("r3"));
+  EXPECT_THAT(*protocol_.ReadWindow(*client_, shard, close, 4, 2), IsEmpty());
+
+  const std::string_view first[] = {"acme"};
+  const std::string_view both[] = {"acme", "globex"};
+  EXPECT_EQ(*protocol_.MarkSent(*client_, shard, *lease, close, first), 1);
+  EXPECT_EQ(*protocol_.MarkSent(*client_, shard, *lease, close, both), 1);
+  EXPECT_THAT(*protocol_.SentTenants(*client_, shard, close), UnorderedElementsAre("acme", "globex"));
+
+  EXPECT_TRUE(*protocol_.Ack(*client_, shard, *lease, close));
+  EXPECT_FALSE(*protocol_.Ack(*client_, shard, *lease, close));  // idempotent
+  EXPECT_FALSE(Exists(ProcKey(shard, close)));
+  EXPECT_FALSE(Exists(ShardProtocol::Key(shard, "sent:" + Str(close))));
+  EXPECT_TRUE(Exists(ShardProtocol::Key(shard, "done:" + Str(close))));
+  EXPECT_THAT(*protocol_.ReadWindow(*client_, shard, close, 0, 10), IsEmpty());
+  absl::StatusOr<SealResult> after = protocol_.Seal(*client_, shard, *lease);
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_THAT(after->ready, IsEmpty());
+}
+
+// RELIABILITY.md §3.3 outlet crash analysis: killed after seal and part of the emission;
+// the next lease holder finds the sealed window, skips tenants already sent, and acks.
+TEST_F(ShardProtocolTest, NewHolderFinishesWindowsADeadHolderSealed) {
+  const std::uint32_t shard = NewShard();
+  const std::int64_t now = ServerSeconds(*client_);
+  SeedDueWindow(shard, now - 20, {"a1", "a2"});
+  SeedDueWindow(shard, now - 10, {"b1"});
+  std::optional<Lease> dead = Acquire(shard, "outlet-a", milliseconds(500));
+  ASSERT_TRUE(dead.has_value());
+  absl::StatusOr<SealResult> sealed = protocol_.Seal(*client_, shard, *dead);
+  ASSERT_TRUE(sealed.ok()) << sealed.status();
+  EXPECT_THAT(sealed->sealed, ElementsAre(now - 20, now - 10));
+  const std::string_view acme[] = {"acme"};
+  ASSERT_EQ(*protocol_.MarkSent(*client_, shard, *dead, now - 20, acme), 1);
+  // outlet-a is killed here: no ack, no release.
+
+  ASSERT_TRUE(WaitUntil([&] { return !Exists(ShardProtocol::Key(shard, "lease")); }, milliseconds(3000)));
+  std::optional<Lease> heir = Acquire(shard, "outlet-b");
+  ASSERT_TRUE(heir.has_value());
+  absl::StatusOr<SealResult> found = protocol_.Seal(*client_, shard, *heir);
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_THAT(found->sealed, IsEmpty());
+  EXPECT_THAT(found->ready, ElementsAre(now - 20, now - 10));
+  EXPECT_THAT(*protocol_.SentTenants(*client_, shard, now - 20), ElementsAre("acme"));
+  EXPECT_THAT(*protocol_.ReadWindow(*client_, shard, now - 20, 0, 100), ElementsAre("a1", "a2"));
+  EXPECT_THAT(*protocol_.ReadWindow(*client_, shard, now - 10, 0, 100), ElementsAre("b1"));
+  EXPECT_TRUE(*protocol_.Ack(*client_, shard, *heir, now - 20));
+  EXPECT_TRUE(*protocol_.Ack(*client_, shard, *heir, now - 10));
+  absl::StatusOr<SealResult> done = protocol_.Seal(*client_, shard, *heir);
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_THAT(done->ready, IsEmpty());
+  EXPECT_THAT(done->expired, IsEmpty());
+}
+
+TEST_F(ShardProtocolTest, SealHonoursItsLimitOldestFirst) {
+  const std::uint32_t shard = NewShard();
+  const std::int64_t now = ServerSeconds(*client_);
+  for (std::int64_t close : {now - 3, now - 1, now - 2}) SeedDueWindow(shard, close, {"r"});
+  SeedDueWindow(shard, now + 60, {"open"});  // not due
+  std::optional<Lease> lease = Acquire(shard, "outlet-a");
+  ASSERT_TRUE(lease.has_value());
+
+  absl::StatusOr<SealResult> first = protocol_.Seal(*client_, shard, *lease, 2);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_THAT(first->sealed, ElementsAre(now - 3, now - 2));
+  EXPECT_THAT(first->ready, ElementsAre(now - 3, now - 2));
+  absl::StatusOr<SealResult> second = protocol_.Seal(*client_, shard, *lease, 2);
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_THAT(second->sealed, ElementsAre(now - 1));
+  EXPECT_THAT(second->ready, ElementsAre(now - 3, now - 2));  // oldest unacked first
+  EXPECT_THAT(*protocol_.PendingCloses(*client_, shard), ElementsAre(now + 60));
+  EXPECT_EQ(protocol_.Seal(*client_, shard, *lease, 0).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(ShardProtocolTest, SealReportsWindowsWhoseRecordsExpired) {
+  const std::uint32_t shard = NewShard();
+  const std::int64_t now = ServerSeconds(*client_);
+  SeedDueWindow(shard, now - 5, {"r"});
+  SeedDueWindow(shard, now - 4, {"r"});
+  std::optional<Lease> lease = Acquire(shard, "outlet-a");
+  ASSERT_TRUE(lease.has_value());
+  // The list of a pending window expired (window TTL) before any seal.
+  Must(*client_, {"DEL", PtsKey(shard, now - 5)});
+  absl::StatusOr<SealResult> sealed = protocol_.Seal(*client_, shard, *lease);
+  ASSERT_TRUE(sealed.ok()) << sealed.status();
+  EXPECT_THAT(sealed->sealed, ElementsAre(now - 4));
+  EXPECT_THAT(sealed->expired, ElementsAre(now - 5));
+  // A sealed window's list expired before its ack.
+  Must(*client_, {"DEL", ProcKey(shard, now - 4)});
+  absl::StatusOr<SealResult> again = protocol_.Seal(*client_, shard, *lease);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_THAT(again->ready, IsEmpty());
+  EXPECT_THAT(again->expired, ElementsAre(now - 4));
+  EXPECT_EQ(Must(*client_, {"ZCARD", ShardProtocol::Key(shard, "sealed_index")}), Reply::Integer(0));
+}
+
+// The scripts' "#!lua" flag makes a server over maxmemory refuse the whole call (-OOM) up
+// front: no de-dup key without its records, so the receiver's 503 and the retry are exact.
+TEST_F(ShardProtocolTest, IngestOverMaxmemoryIsRefusedWhole) {
+  ServerPtr own = PrivateServer();
+  ASSERT_NE(own, nullptr);
+  RedisClient client(OptionsFor(*own));
+  const std::uint32_t shard = NewShard();
+  absl::StatusOr<std::chrono::microseconds> now = ShardProtocol::ServerTime(client);
+  ASSERT_TRUE(now.ok()) << now.status();
+  const std::vector<IngestRecord> records = {{now->count() / 1'000'000 + 60, "r"}};
+  const std::vector<IngestRequest> requests = {{"acme", "frame-1", records}};
+
+  Must(client, {"CONFIG", "SET", "maxmemory-policy", "noeviction"});
+  Must(client, {"CONFIG", "SET", "maxmemory", "1"});
+  absl::StatusOr<std::vector<IngestResult>> refused = protocol_.Ingest(client, shard, requests);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition) << refused.status();
+  EXPECT_EQ(RedisErrorCode(refused.status()), "OOM");
+  Must(client, {"CONFIG", "SET", "maxmemory", "0"});
+  EXPECT_EQ(Must(client, {"EXISTS", ShardProtocol::Key(shard, "dedupe:acme:frame-1")}), Reply::Integer(0));
+  EXPECT_THAT(*protocol_.Ingest(client, shard, requests), ElementsAre(IngestResult{1, 0, false}));
+}
+
+// --- Durability ---------------------------------------------------------------------------
+
+// RELIABILITY.md §3.3: with appendfsync always, an acknowledged ingest survives kill -9.
+TEST_F(ShardProtocolTest, IngestSurvivesKillWithAppendFsyncAlways) {
+  support::RedisServer::Options options;
+  options.append_only = true;
+  options.fsync = support::RedisServer::Fsync::kAlways;
+  ServerPtr own = PrivateServer(options);
+  ASSERT_NE(own, nullptr);
+  RedisClient client(OptionsFor(*own));
+  const std::uint32_t shard = NewShard();
+  absl::StatusOr<std::chrono::microseconds> now = ShardProtocol::ServerTime(client);
+  ASSERT_TRUE(now.ok()) << now.status();
+  const std::int64_t open = now->count() / 1'000'000 + 60;
+  const std::vector<IngestRecord> records = {{open, std::string_view("p\0q", 3)}, {open, "r"}};
+  const std::vector<IngestRequest> requests = {{"acme", "frame-9", records}};
+  ASSERT_THAT(*protocol_.Ingest(client, shard, requests), ElementsAre(IngestResult{2, 0, false}));
+  absl::StatusOr<std::optional<Lease>> lease =
+      protocol_.AcquireLease(client, shard, "outlet-a", milliseconds(60000));
+  ASSERT_TRUE(lease.ok() && lease->has_value()) << lease.status();
+
+  own->Kill();
+  ASSERT_TRUE(own->Restart().ok()) << own->Log();
+
+  absl::StatusOr<Reply> list = client.Command({"LRANGE", PtsKey(shard, open), "0", "-1"});
+  ASSERT_TRUE(list.ok()) << list.status();
+  EXPECT_EQ(*list, Reply::Array({Reply::String(std::string("p\0q", 3)), Reply::String("r")}));
+  EXPECT_THAT(*protocol_.PendingCloses(client, shard), ElementsAre(open));
+  // The de-dup key survived too: the retry is recognised.
+  EXPECT_THAT(*protocol_.Ingest(client, shard, requests), ElementsAre(IngestResult{0, 0, true}));
+  // And the lease with its fencing token.
+  EXPECT_TRUE(protocol_.RenewLease(client, shard, **lease, milliseconds(60000)).ok());
+}
+
+}  // namespace
+}  // namespace drainmet::store
