@@ -97,18 +97,18 @@ absl::StatusOr<std::vector<std::string>> ParseStrings(std::string_view command, 
   return strings;
 }
 
-absl::StatusOr<std::vector<IngestResult>> ParseIngest(const Reply& reply, std::size_t requests) {
+absl::StatusOr<std::vector<ShardIngestResult>> ParseIngest(const Reply& reply, std::size_t requests) {
   if (reply.is_error()) return ErrorReplyStatus(reply.str);
   if (!reply.is_array() || reply.elements.size() != requests) return BadShape("ingest.lua", reply);
-  std::vector<IngestResult> results;
+  std::vector<ShardIngestResult> results;
   results.reserve(requests);
   for (const Reply& element : reply.elements) {
     if (!element.is_array() || element.elements.size() != 3) return BadShape("ingest.lua", reply);
     for (const Reply& field : element.elements) {
       if (!field.is_integer()) return BadShape("ingest.lua", reply);
     }
-    results.push_back(IngestResult{element.elements[0].integer, element.elements[1].integer,
-                                   element.elements[2].integer != 0});
+    results.push_back(ShardIngestResult{element.elements[0].integer, element.elements[1].integer,
+                                        element.elements[2].integer != 0});
   }
   return results;
 }
@@ -141,10 +141,10 @@ absl::StatusOr<std::chrono::microseconds> ShardProtocol::ServerTime(RedisClient&
   return std::chrono::microseconds(seconds * 1'000'000 + micros);
 }
 
-std::vector<absl::StatusOr<std::vector<IngestResult>>> ShardProtocol::IngestPipelined(
+std::vector<absl::StatusOr<std::vector<ShardIngestResult>>> ShardProtocol::IngestPipelined(
     RedisClient& client, std::span<const ShardIngest> batches) const {
   if (client.pending() != 0) {
-    return std::vector<absl::StatusOr<std::vector<IngestResult>>>(
+    return std::vector<absl::StatusOr<std::vector<ShardIngestResult>>>(
         batches.size(), absl::InternalError("ShardProtocol::Ingest: the client has "
                                             "uncollected commands"));
   }
@@ -152,7 +152,7 @@ std::vector<absl::StatusOr<std::vector<IngestResult>>> ShardProtocol::IngestPipe
     for (const IngestRequest& request : batch.requests) {
       // The de-dup key is "dedupe:<tenant>:<frame>": a ':' in the tenant could collide.
       if (request.tenant.empty() || request.tenant.find(':') != std::string_view::npos) {
-        return std::vector<absl::StatusOr<std::vector<IngestResult>>>(
+        return std::vector<absl::StatusOr<std::vector<ShardIngestResult>>>(
             batches.size(), absl::InvalidArgumentError(
                                 base::Cat("ShardProtocol::Ingest: bad tenant \"", request.tenant, "\"")));
       }
@@ -179,7 +179,7 @@ std::vector<absl::StatusOr<std::vector<IngestResult>>> ShardProtocol::IngestPipe
     client.AppendEval(IngestScript(), keys, args.views());
   }
 
-  std::vector<absl::StatusOr<std::vector<IngestResult>>> results;
+  std::vector<absl::StatusOr<std::vector<ShardIngestResult>>> results;
   results.reserve(batches.size());
   absl::StatusOr<std::vector<Reply>> replies = client.GetReplies();
   for (std::size_t i = 0; i < batches.size(); ++i) {
@@ -192,7 +192,7 @@ std::vector<absl::StatusOr<std::vector<IngestResult>>> ShardProtocol::IngestPipe
   return results;
 }
 
-absl::StatusOr<std::vector<IngestResult>> ShardProtocol::Ingest(
+absl::StatusOr<std::vector<ShardIngestResult>> ShardProtocol::Ingest(
     RedisClient& client, std::uint32_t shard, std::span<const IngestRequest> requests) const {
   const ShardIngest batch{shard, requests};
   return std::move(IngestPipelined(client, std::span<const ShardIngest>(&batch, 1))[0]);

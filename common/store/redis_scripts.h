@@ -34,11 +34,11 @@ struct IngestRequest {
 };
 
 /// What ingest did with one request on one shard.
-struct IngestResult {
+struct ShardIngestResult {
   std::int64_t applied = 0;  ///< Records appended to their window.
   std::int64_t late = 0;     ///< Records refused: their window had closed (or was sealed).
   bool duplicate = false;    ///< (tenant, frame id) already applied to this shard: nothing done.
-  friend bool operator==(const IngestResult&, const IngestResult&) = default;
+  friend bool operator==(const ShardIngestResult&, const ShardIngestResult&) = default;
 };
 
 /// A receiver's batch for one shard: one ingest.lua call.
@@ -105,12 +105,12 @@ class ShardProtocol {
   /// when its close time <= Redis TIME or the window is sealed, else appended to its window
   /// and the window registered as pending. One result per request, in order.
   /// InvalidArgument (nothing sent) when a tenant is empty or holds ':'.
-  absl::StatusOr<std::vector<IngestResult>> Ingest(RedisClient& client, std::uint32_t shard,
-                                                   std::span<const IngestRequest> requests) const;
+  absl::StatusOr<std::vector<ShardIngestResult>> Ingest(RedisClient& client, std::uint32_t shard,
+                                                        std::span<const IngestRequest> requests) const;
 
   /// Several shards of one server in one pipeline (one round trip). One entry per batch, in
   /// order; a transport error is repeated in every entry.
-  std::vector<absl::StatusOr<std::vector<IngestResult>>> IngestPipelined(
+  std::vector<absl::StatusOr<std::vector<ShardIngestResult>>> IngestPipelined(
       RedisClient& client, std::span<const ShardIngest> batches) const;
 
   /// Claims `shard` for `owner` (non-empty; unique per process incarnation) for `ttl`:

@@ -428,10 +428,10 @@ TEST_F(ShardProtocolTest, IngestReportsAppliedLateAndDuplicatePerRequest) {
       {"acme", "frame-1", b},  // same tenant and frame in the same batch: duplicate
       {"acme", "", c},         // no frame id: never a duplicate
   };
-  absl::StatusOr<std::vector<IngestResult>> results = protocol_.Ingest(*client_, shard, requests);
+  absl::StatusOr<std::vector<ShardIngestResult>> results = protocol_.Ingest(*client_, shard, requests);
   ASSERT_TRUE(results.ok()) << results.status();
-  EXPECT_THAT(*results,
-              ElementsAre(IngestResult{3, 0, false}, IngestResult{0, 0, true}, IngestResult{1, 1, false}));
+  EXPECT_THAT(*results, ElementsAre(ShardIngestResult{3, 0, false}, ShardIngestResult{0, 0, true},
+                                    ShardIngestResult{1, 1, false}));
   EXPECT_THAT(List(PtsKey(shard, open)), ElementsAre(record_a1, "a2", "c2"));
   EXPECT_THAT(List(PtsKey(shard, open + 60)), ElementsAre("a3"));
   EXPECT_FALSE(Exists(PtsKey(shard, closed)));
@@ -450,7 +450,7 @@ TEST_F(ShardProtocolTest, IngestReportsAppliedLateAndDuplicatePerRequest) {
   const std::vector<IngestRequest> retry = {{"acme", "frame-1", a}};
   results = protocol_.Ingest(*client_, shard, retry);
   ASSERT_TRUE(results.ok()) << results.status();
-  EXPECT_THAT(*results, ElementsAre(IngestResult{0, 0, true}));
+  EXPECT_THAT(*results, ElementsAre(ShardIngestResult{0, 0, true}));
   EXPECT_EQ(List(PtsKey(shard, open)).size(), 3u);
 }
 
@@ -462,13 +462,13 @@ TEST_F(ShardProtocolTest, IngestDeduplicatesPerTenantAndPerShard) {
   const std::vector<IngestRequest> acme = {{"acme", "frame-7", records}};
   const std::vector<IngestRequest> globex = {{"globex", "frame-7", records}};
 
-  EXPECT_THAT(*protocol_.Ingest(*client_, shard, acme), ElementsAre(IngestResult{1, 0, false}));
+  EXPECT_THAT(*protocol_.Ingest(*client_, shard, acme), ElementsAre(ShardIngestResult{1, 0, false}));
   // Same frame id, other tenant: its own request.
-  EXPECT_THAT(*protocol_.Ingest(*client_, shard, globex), ElementsAre(IngestResult{1, 0, false}));
+  EXPECT_THAT(*protocol_.Ingest(*client_, shard, globex), ElementsAre(ShardIngestResult{1, 0, false}));
   // Same tenant and frame id, other shard: that shard has not seen it.
-  EXPECT_THAT(*protocol_.Ingest(*client_, other_shard, acme), ElementsAre(IngestResult{1, 0, false}));
-  EXPECT_THAT(*protocol_.Ingest(*client_, shard, acme), ElementsAre(IngestResult{0, 0, true}));
-  EXPECT_THAT(*protocol_.Ingest(*client_, other_shard, acme), ElementsAre(IngestResult{0, 0, true}));
+  EXPECT_THAT(*protocol_.Ingest(*client_, other_shard, acme), ElementsAre(ShardIngestResult{1, 0, false}));
+  EXPECT_THAT(*protocol_.Ingest(*client_, shard, acme), ElementsAre(ShardIngestResult{0, 0, true}));
+  EXPECT_THAT(*protocol_.Ingest(*client_, other_shard, acme), ElementsAre(ShardIngestResult{0, 0, true}));
   EXPECT_EQ(List(PtsKey(shard, open)).size(), 2u);
   EXPECT_EQ(List(PtsKey(other_shard, open)).size(), 1u);
 }
@@ -492,16 +492,16 @@ TEST_F(ShardProtocolTest, RetryAfterPartialFailureAppliesOnlyMissingShards) {
   ASSERT_EQ(first.size(), 2u);
   for (const auto& result : first) {
     ASSERT_TRUE(result.ok()) << result.status();
-    EXPECT_THAT(*result, ElementsAre(IngestResult{1, 0, false}));
+    EXPECT_THAT(*result, ElementsAre(ShardIngestResult{1, 0, false}));
   }
   // The retry sends all three.
   RedisClient other_receiver(OptionsFor(server()));
   auto retry = protocol_.IngestPipelined(other_receiver, batches);
   ASSERT_EQ(retry.size(), 3u);
   for (const auto& result : retry) ASSERT_TRUE(result.ok()) << result.status();
-  EXPECT_THAT(*retry[0], ElementsAre(IngestResult{0, 0, true}));
-  EXPECT_THAT(*retry[1], ElementsAre(IngestResult{0, 0, true}));
-  EXPECT_THAT(*retry[2], ElementsAre(IngestResult{1, 0, false}));
+  EXPECT_THAT(*retry[0], ElementsAre(ShardIngestResult{0, 0, true}));
+  EXPECT_THAT(*retry[1], ElementsAre(ShardIngestResult{0, 0, true}));
+  EXPECT_THAT(*retry[2], ElementsAre(ShardIngestResult{1, 0, false}));
   for (std::uint32_t shard : shards) {
     EXPECT_THAT(List(PtsKey(shard, open)), ElementsAre("point-of-" + Str(shard))) << shard;
   }
@@ -514,18 +514,18 @@ TEST_F(ShardProtocolTest, IngestCallsRecordsOfSealedWindowLate) {
   Must(*client_, {"SET", ShardProtocol::Key(shard, "sealed:" + Str(open)), "1"});
   const std::vector<IngestRecord> records = {{open, "x"}, {open, "y"}, {open + 1, "z"}};
   const std::vector<IngestRequest> requests = {{"acme", "f", records}};
-  EXPECT_THAT(*protocol_.Ingest(*client_, shard, requests), ElementsAre(IngestResult{1, 2, false}));
+  EXPECT_THAT(*protocol_.Ingest(*client_, shard, requests), ElementsAre(ShardIngestResult{1, 2, false}));
   EXPECT_FALSE(Exists(PtsKey(shard, open)));
   EXPECT_THAT(*protocol_.PendingCloses(*client_, shard), ElementsAre(open + 1));
 }
 
 TEST_F(ShardProtocolTest, IngestOfNothingIsEmpty) {
   const std::uint32_t shard = NewShard();
-  absl::StatusOr<std::vector<IngestResult>> none = protocol_.Ingest(*client_, shard, {});
+  absl::StatusOr<std::vector<ShardIngestResult>> none = protocol_.Ingest(*client_, shard, {});
   ASSERT_TRUE(none.ok()) << none.status();
   EXPECT_THAT(*none, IsEmpty());
   const std::vector<IngestRequest> empty_request = {{"acme", "f", {}}};
-  EXPECT_THAT(*protocol_.Ingest(*client_, shard, empty_request), ElementsAre(IngestResult{0, 0, false}));
+  EXPECT_THAT(*protocol_.Ingest(*client_, shard, empty_request), ElementsAre(ShardIngestResult{0, 0, false}));
 }
 
 TEST_F(ShardProtocolTest, IngestRefusesTenantsThatCouldCollideInDedupeKeys) {
@@ -620,7 +620,7 @@ TEST_F(ShardProtocolTest, SealReadMarkSentAndAckAWindow) {
   const std::vector<IngestRecord> globex = {{close, "r3"}};
   const std::vector<IngestRequest> requests = {{"acme", "f1", acme}, {"globex", "f1", globex}};
   ASSERT_THAT(*protocol_.Ingest(*client_, shard, requests),
-              ElementsAre(IngestResult{2, 0, false}, IngestResult{1, 0, false}));
+              ElementsAre(ShardIngestResult{2, 0, false}, ShardIngestResult{1, 0, false}));
 
   // Not due yet: nothing to seal.
   absl::StatusOr<SealResult> early = protocol_.Seal(*client_, shard, *lease);
@@ -641,7 +641,7 @@ TEST_F(ShardProtocolTest, SealReadMarkSentAndAckAWindow) {
   // Late records after the seal are refused (counted), the window stays as sealed.
   const std::vector<IngestRecord> late = {{close, "late"}};
   const std::vector<IngestRequest> late_request = {{"acme", "f2", late}};
-  EXPECT_THAT(*protocol_.Ingest(*client_, shard, late_request), ElementsAre(IngestResult{0, 1, false}));
+  EXPECT_THAT(*protocol_.Ingest(*client_, shard, late_request), ElementsAre(ShardIngestResult{0, 1, false}));
 
   // Read in chunks, in append order.
   EXPECT_THAT(*protocol_.ReadWindow(*client_, shard, close, 0, 2), ElementsAre(binary_record, "r2"));
@@ -755,12 +755,12 @@ TEST_F(ShardProtocolTest, IngestOverMaxmemoryIsRefusedWhole) {
 
   Must(client, {"CONFIG", "SET", "maxmemory-policy", "noeviction"});
   Must(client, {"CONFIG", "SET", "maxmemory", "1"});
-  absl::StatusOr<std::vector<IngestResult>> refused = protocol_.Ingest(client, shard, requests);
+  absl::StatusOr<std::vector<ShardIngestResult>> refused = protocol_.Ingest(client, shard, requests);
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition) << refused.status();
   EXPECT_EQ(RedisErrorCode(refused.status()), "OOM");
   Must(client, {"CONFIG", "SET", "maxmemory", "0"});
   EXPECT_EQ(Must(client, {"EXISTS", ShardProtocol::Key(shard, "dedupe:acme:frame-1")}), Reply::Integer(0));
-  EXPECT_THAT(*protocol_.Ingest(client, shard, requests), ElementsAre(IngestResult{1, 0, false}));
+  EXPECT_THAT(*protocol_.Ingest(client, shard, requests), ElementsAre(ShardIngestResult{1, 0, false}));
 }
 
 // --- Durability ---------------------------------------------------------------------------
@@ -779,7 +779,7 @@ TEST_F(ShardProtocolTest, IngestSurvivesKillWithAppendFsyncAlways) {
   const std::int64_t open = now->count() / 1'000'000 + 60;
   const std::vector<IngestRecord> records = {{open, std::string_view("p\0q", 3)}, {open, "r"}};
   const std::vector<IngestRequest> requests = {{"acme", "frame-9", records}};
-  ASSERT_THAT(*protocol_.Ingest(client, shard, requests), ElementsAre(IngestResult{2, 0, false}));
+  ASSERT_THAT(*protocol_.Ingest(client, shard, requests), ElementsAre(ShardIngestResult{2, 0, false}));
   absl::StatusOr<std::optional<Lease>> lease =
       protocol_.AcquireLease(client, shard, "outlet-a", milliseconds(60000));
   ASSERT_TRUE(lease.ok() && lease->has_value()) << lease.status();
@@ -792,7 +792,7 @@ TEST_F(ShardProtocolTest, IngestSurvivesKillWithAppendFsyncAlways) {
   EXPECT_EQ(*list, Reply::Array({Reply::String(std::string("p\0q", 3)), Reply::String("r")}));
   EXPECT_THAT(*protocol_.PendingCloses(client, shard), ElementsAre(open));
   // The de-dup key survived too: the retry is recognised.
-  EXPECT_THAT(*protocol_.Ingest(client, shard, requests), ElementsAre(IngestResult{0, 0, true}));
+  EXPECT_THAT(*protocol_.Ingest(client, shard, requests), ElementsAre(ShardIngestResult{0, 0, true}));
   // And the lease with its fencing token.
   EXPECT_TRUE(protocol_.RenewLease(client, shard, **lease, milliseconds(60000)).ok());
 }

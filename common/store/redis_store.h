@@ -1,0 +1,63 @@
+#pragma once
+// The receiver side of the distributed store: a Store whose Ingest writes a request's
+// partial buckets into Redis shards (ShardProtocol's ingest.lua), so that a drain request
+// is answered 2xx only once its points are in Redis (DESIGN rule 2). Outlets read the
+// shards through ShardProtocol directly; TakeClosed is not this class's job.
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "common/store/redis_client.h"
+#include "common/store/redis_scripts.h"
+#include "common/store/store.h"
+
+namespace drainmet::store {
+
+struct RedisStoreOptions {
+  std::uint32_t shards = 64;  ///< S: logical shards (bucket::ShardOf).
+  /// Redis servers; shard s lives on servers[s % servers.size()]. At least one.
+  std::vector<RedisClient::Options> servers;
+  std::int64_t grace_seconds = 5;  ///< SEMANTICS §6.5: close = window + resolution + grace.
+  ShardProtocolOptions protocol;
+};
+
+/// Thread-safe: each call checks a client out of a small per-server pool.
+///
+/// De-duplication is per (tenant, frame id, shard, window close): a request's records of
+/// one shard and one window are one ingest request whose de-dup key is
+/// "<frame id>/<close>". All records of one window share their fate (applied or late),
+/// so the point counts of IngestResult are exact. A retry after a partial failure applies
+/// exactly the (shard, window) parts that did not get through (RELIABILITY.md §3.3).
+class RedisStore final : public Store {
+ public:
+  explicit RedisStore(RedisStoreOptions options);
+  ~RedisStore() override;
+
+  /// Unavailable when a server cannot be reached or times out: some shards may have been
+  /// written; the caller answers 503 and the retry is de-duplicated per shard and window.
+  absl::StatusOr<IngestResult> Ingest(std::string_view tenant, std::string_view frame_id,
+                                      bucket::BucketMap& partials) override;
+  /// Always false: de-dup state lives per shard, so there is no single cheap check; the
+  /// retried request is parsed and Ingest recognises it.
+  absl::StatusOr<bool> SeenFrame(std::string_view tenant, std::string_view frame_id) override;
+  /// Unimplemented: outlets take windows with ShardProtocol::Seal.
+  absl::StatusOr<std::vector<bucket::ClosedBucket>> TakeClosed(bool all) override;
+  /// 0: open buckets live in Redis.
+  std::size_t OpenBuckets() const override { return 0; }
+
+  /// PING on every server: OK when all answer.
+  absl::Status Ping();
+
+ private:
+  struct Pool;
+  std::unique_ptr<RedisClient> Checkout(std::size_t server);
+  void Return(std::size_t server, std::unique_ptr<RedisClient> client);
+
+  const RedisStoreOptions options_;
+  const ShardProtocol protocol_;
+  std::vector<std::unique_ptr<Pool>> pools_;
+};
+
+}  // namespace drainmet::store
