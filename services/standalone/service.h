@@ -9,7 +9,7 @@
 #include "absl/status/statusor.h"
 #include "common/base/clock.h"
 #include "common/config/config.h"
-#include "common/drain/handler.h"
+#include "common/drain/frontend.h"
 #include "common/emit/outlet.h"
 #include "common/emit/sink.h"
 #include "common/http/server.h"
@@ -33,7 +33,7 @@ class Service {
                                                         const ServiceOptions& options = {});
   ~Service();
 
-  std::uint16_t port() const { return server_->port(); }
+  std::uint16_t port() const { return frontend_->port(); }
   telemetry::Metrics& metrics() { return metrics_; }
 
   /// SIGTERM: marks not ready, stops accepting, lets requests in flight finish, then
@@ -43,19 +43,16 @@ class Service {
  private:
   Service(std::shared_ptr<const drain::TenantDirectory> directory, const base::Clock& clock,
           const ServiceOptions& options);
-  http::Response Route(const http::Request& request);
 
   std::shared_ptr<const drain::TenantDirectory> directory_;
   const base::Clock& clock_;
   ServiceOptions options_;
   telemetry::Metrics metrics_;
   store::MemoryStore store_;
-  drain::DrainHandler handler_;
   emit::TenantSink sink_;
   emit::Outlet outlet_;
-  std::unique_ptr<http::Server> server_;
+  std::unique_ptr<drain::Frontend> frontend_;
   std::jthread outlet_thread_;
-  std::atomic<bool> ready_{false};
   std::atomic<bool> stopped_{false};
 };
 

@@ -1,0 +1,51 @@
+#pragma once
+// The HTTP face of every process that takes drains (standalone, receiver): POST /logs
+// through a DrainHandler, GET /healthz, /readyz and /metrics, 404 and 405 otherwise.
+
+#include <atomic>
+#include <functional>
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "common/drain/handler.h"
+#include "common/http/server.h"
+
+namespace drainmet::drain {
+
+/// Thread-safe: the server's threads route requests; Stop() may come from any thread.
+class Frontend {
+ public:
+  /// Extra readiness condition (e.g. "Redis answers"); /readyz is 200 only while the
+  /// frontend runs and this returns true. Called on a server thread; must be cheap.
+  using ReadyCheck = std::function<bool()>;
+
+  /// Binds directory->config.listen with the config's limits (body and header bytes,
+  /// read timeout, threads) and starts serving. `store`, `clock` and `metrics` must outlive
+  /// the frontend. InvalidArgument for a bad listen address, Unavailable when it cannot be
+  /// bound.
+  static absl::StatusOr<std::unique_ptr<Frontend>> Start(std::shared_ptr<const TenantDirectory> directory,
+                                                         store::Store& store, const base::Clock& clock,
+                                                         telemetry::Metrics& metrics,
+                                                         ReadyCheck ready = nullptr);
+  ~Frontend();
+
+  std::uint16_t port() const { return server_->port(); }
+
+  /// /readyz turns 503, the listener closes, requests in flight finish and are answered.
+  /// Idempotent.
+  void Stop();
+
+ private:
+  Frontend(std::shared_ptr<const TenantDirectory> directory, store::Store& store, const base::Clock& clock,
+           telemetry::Metrics& metrics, ReadyCheck ready);
+  http::Response Route(const http::Request& request);
+
+  std::shared_ptr<const TenantDirectory> directory_;
+  telemetry::Metrics& metrics_;
+  DrainHandler handler_;
+  ReadyCheck ready_check_;
+  std::unique_ptr<http::Server> server_;
+  std::atomic<bool> serving_{false};
+};
+
+}  // namespace drainmet::drain
