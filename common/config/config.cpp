@@ -31,6 +31,9 @@ using base::StartsWithIgnoreCase;
 // A config file larger than this is certainly a mistake (a log file given as config).
 constexpr std::size_t kMaxFileBytes = 16 << 20;
 
+// redis.shards at most (docs/configuration.md).
+constexpr std::uint32_t kMaxShards = 4096;
+
 absl::Status Error(std::string_view path, std::string_view message) {
   return absl::InvalidArgumentError(Cat(path, ": ", message));
 }
@@ -141,7 +144,7 @@ absl::Status ParseLimits(const YAML::Node& node, std::string_view path, Limits* 
 absl::Status ParseOutlet(const YAML::Node& node, std::string_view path, Outlet* outlet) {
   return ForEachEntry(node, path,
                       {"interval_ms", "connect_timeout_ms", "request_timeout_ms", "max_gauges_per_request",
-                       "retry_initial_backoff_ms", "retry_max_backoff_ms"},
+                       "retry_initial_backoff_ms", "retry_max_backoff_ms", "lease_ttl_ms", "lease_renew_ms"},
                       [&](std::string_view key, const YAML::Node& value, const std::string& key_path) {
                         if (key == "interval_ms") return ReadInt64(value, key_path, &outlet->interval_ms);
                         if (key == "connect_timeout_ms")
@@ -154,7 +157,30 @@ absl::Status ParseOutlet(const YAML::Node& node, std::string_view path, Outlet* 
                         if (key == "retry_initial_backoff_ms") {
                           return ReadInt64(value, key_path, &outlet->retry_initial_backoff_ms);
                         }
+                        if (key == "lease_ttl_ms") return ReadInt64(value, key_path, &outlet->lease_ttl_ms);
+                        if (key == "lease_renew_ms")
+                          return ReadInt64(value, key_path, &outlet->lease_renew_ms);
                         return ReadInt64(value, key_path, &outlet->retry_max_backoff_ms);
+                      });
+}
+
+absl::Status ParseReceiver(const YAML::Node& node, std::string_view path, Receiver* receiver) {
+  return ForEachEntry(node, path, {"flush_interval_ms", "max_series_in_memory"},
+                      [&](std::string_view key, const YAML::Node& value, const std::string& key_path) {
+                        if (key == "flush_interval_ms")
+                          return ReadInt64(value, key_path, &receiver->flush_interval_ms);
+                        return ReadUint64(value, key_path, &receiver->max_series_in_memory);
+                      });
+}
+
+absl::Status ParseRedis(const YAML::Node& node, std::string_view path, Redis* redis) {
+  return ForEachEntry(node, path, {"shards", "servers", "connect_timeout_ms", "command_timeout_ms"},
+                      [&](std::string_view key, const YAML::Node& value, const std::string& key_path) {
+                        if (key == "shards") return ReadUint32(value, key_path, &redis->shards);
+                        if (key == "servers") return ReadStringList(value, key_path, &redis->servers);
+                        if (key == "connect_timeout_ms")
+                          return ReadInt64(value, key_path, &redis->connect_timeout_ms);
+                        return ReadInt64(value, key_path, &redis->command_timeout_ms);
                       });
 }
 
@@ -236,7 +262,7 @@ absl::Status ParseRoot(const YAML::Node& root, const EnvLookup& env, Config* con
   return ForEachEntry(
       root, "",
       {"listen", "threads", "grace_seconds", "retry_horizon_seconds", "log_level", "limits", "outlet",
-       "tenants"},
+       "receiver", "redis", "tenants"},
       [&](std::string_view key, const YAML::Node& value, const std::string& key_path) -> absl::Status {
         if (key == "listen") return ReadString(value, key_path, &config->listen);
         if (key == "threads") return ReadInt(value, key_path, &config->threads);
@@ -245,6 +271,8 @@ absl::Status ParseRoot(const YAML::Node& root, const EnvLookup& env, Config* con
         if (key == "log_level") return ReadString(value, key_path, &config->log_level);
         if (key == "limits") return ParseLimits(value, key_path, &config->limits);
         if (key == "outlet") return ParseOutlet(value, key_path, &config->outlet);
+        if (key == "receiver") return ParseReceiver(value, key_path, &config->receiver);
+        if (key == "redis") return ParseRedis(value, key_path, &config->redis);
         // tenants
         if (value.IsNull()) return absl::OkStatus();
         if (!value.IsSequence()) return Error(key_path, "must be a list of tenants");
@@ -293,6 +321,25 @@ bool IsHttpUrl(std::string_view url) {
 absl::Status Positive(std::int64_t value, std::string_view path) {
   if (value <= 0) return Error(path, "must be > 0");
   return absl::OkStatus();
+}
+
+absl::Status ValidateRedis(const Redis& redis) {
+  if (redis.shards < 1 || redis.shards > kMaxShards) {
+    return Error("redis.shards", Cat("must be between 1 and ", kMaxShards));
+  }
+  if (redis.servers.empty()) return Error("redis.servers", "at least one server is required");
+  std::map<std::string_view, std::size_t> seen;  // address -> index
+  for (std::size_t i = 0; i < redis.servers.size(); ++i) {
+    const std::string path = Element("redis.servers", i);
+    if (absl::StatusOr<RedisAddress> address = ParseRedisAddress(redis.servers[i]); !address.ok()) {
+      return Error(path, std::string(address.status().message()));
+    }
+    if (auto [it, inserted] = seen.emplace(redis.servers[i], i); !inserted) {
+      return Error(path, Cat("duplicate of redis.servers[", it->second, "]"));
+    }
+  }
+  if (absl::Status s = Positive(redis.connect_timeout_ms, "redis.connect_timeout_ms"); !s.ok()) return s;
+  return Positive(redis.command_timeout_ms, "redis.command_timeout_ms");
 }
 
 absl::Status ValidateTenant(const Tenant& tenant, const std::string& path) {
@@ -391,6 +438,34 @@ absl::StatusOr<HostPort> ParseHostPort(std::string_view text) {
   return HostPort{std::string(host), static_cast<std::uint16_t>(port)};
 }
 
+absl::StatusOr<RedisAddress> ParseRedisAddress(std::string_view text) {
+  RedisAddress address;
+  if (StartsWith(text, "unix:")) {
+    const std::string_view socket = text.substr(5);
+    if (!StartsWith(socket, "/"))
+      return absl::InvalidArgumentError("unix: must be followed by an absolute path");
+    if (std::any_of(socket.begin(), socket.end(), [](char c) { return c == '\0'; })) {
+      return absl::InvalidArgumentError("socket path may not hold a NUL byte");
+    }
+    address.unix_socket = std::string(socket);
+    return address;
+  }
+  absl::StatusOr<HostPort> host_port = ParseHostPort(text);
+  if (!host_port.ok()) {
+    return absl::InvalidArgumentError(
+        Cat(std::string(host_port.status().message()), " (want HOST:PORT, [IPv6]:PORT or unix:/path)"));
+  }
+  if (host_port->port == 0) return absl::InvalidArgumentError("port must be 1..65535");
+  address.host = std::move(host_port->host);
+  address.port = host_port->port;
+  return address;
+}
+
+std::size_t ServerOfShard(const Config& config, std::uint32_t shard) {
+  const std::size_t servers = config.redis.servers.size();
+  return servers == 0 ? 0 : shard % servers;
+}
+
 absl::Status Validate(const Config& config) {
   if (absl::StatusOr<HostPort> listen = ParseHostPort(config.listen); !listen.ok()) {
     return Error("listen", std::string(listen.status().message()));
@@ -422,6 +497,11 @@ absl::Status Validate(const Config& config) {
       {config.outlet.request_timeout_ms, "outlet.request_timeout_ms"},
       {config.outlet.retry_initial_backoff_ms, "outlet.retry_initial_backoff_ms"},
       {config.outlet.retry_max_backoff_ms, "outlet.retry_max_backoff_ms"},
+      {config.outlet.lease_ttl_ms, "outlet.lease_ttl_ms"},
+      {config.outlet.lease_renew_ms, "outlet.lease_renew_ms"},
+      {config.receiver.flush_interval_ms, "receiver.flush_interval_ms"},
+      {static_cast<std::int64_t>(std::min<std::uint64_t>(config.receiver.max_series_in_memory, 1)),
+       "receiver.max_series_in_memory"},
   };
   for (const auto& [value, path] : positives) {
     if (absl::Status s = Positive(value, path); !s.ok()) return s;
@@ -432,6 +512,10 @@ absl::Status Validate(const Config& config) {
   if (config.outlet.retry_max_backoff_ms < config.outlet.retry_initial_backoff_ms) {
     return Error("outlet.retry_max_backoff_ms", "must be >= outlet.retry_initial_backoff_ms");
   }
+  if (config.outlet.lease_renew_ms >= config.outlet.lease_ttl_ms) {
+    return Error("outlet.lease_renew_ms", "must be < outlet.lease_ttl_ms");
+  }
+  if (absl::Status s = ValidateRedis(config.redis); !s.ok()) return s;
 
   if (config.tenants.empty()) return Error("tenants", "at least one tenant is required");
   std::map<std::string_view, std::size_t> ids;          // id -> tenant index

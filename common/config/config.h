@@ -3,6 +3,7 @@
 // the outlet's pacing and retries, and the tenants with their tokens and Librato accounts.
 // Read from one YAML or JSON file (docs/configuration.md is the reference of every key).
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -72,8 +73,36 @@ struct Outlet {
   int max_gauges_per_request = 300;             ///< 1..300 (SEMANTICS §7.4).
   std::int64_t retry_initial_backoff_ms = 500;  ///< First retry delay, then doubled (with jitter).
   std::int64_t retry_max_backoff_ms = 60000;    ///< Cap of the delay; >= the initial backoff.
+  /// Distributed mode: how long a shard lease lasts without renewal, ms. > 0.
+  std::int64_t lease_ttl_ms = 15000;
+  /// Distributed mode: how often a held lease is renewed, ms. > 0 and < lease_ttl_ms.
+  std::int64_t lease_renew_ms = 5000;
 
   bool operator==(const Outlet&) const = default;
+};
+
+/// Distributed mode: the receivers' pre-aggregation before a flush to Redis.
+struct Receiver {
+  /// How long a worker pre-aggregates points before writing its partial buckets, ms. > 0.
+  std::int64_t flush_interval_ms = 1000;
+  /// Series a worker keeps in memory at most; reaching it flushes early. > 0.
+  std::uint64_t max_series_in_memory = 200'000;
+
+  bool operator==(const Receiver&) const = default;
+};
+
+/// Distributed mode: the Redis servers and the logical shards mapped onto them
+/// (docs/configuration.md "redis"; ServerOfShard).
+struct Redis {
+  /// Logical shard count S: a series goes to shard hash(series) mod S. 1..4096.
+  std::uint32_t shards = 64;
+  /// Redis servers, each "HOST:PORT", "[IPv6]:PORT" (port 1..65535) or "unix:/absolute/path"
+  /// (ParseRedisAddress). Non-empty, no duplicates. Shard s lives on servers[s % size].
+  std::vector<std::string> servers = {"127.0.0.1:6379"};
+  std::int64_t connect_timeout_ms = 1000;  ///< Bound of one connection attempt, ms. > 0.
+  std::int64_t command_timeout_ms = 2000;  ///< Bound of each command's write and read, ms. > 0.
+
+  bool operator==(const Redis&) const = default;
 };
 
 /// The whole configuration. A value returned by ParseConfig or LoadConfigFile is valid
@@ -86,6 +115,8 @@ struct Config {
   std::string log_level = "info";            ///< debug | info | warn | error.
   Limits limits;
   Outlet outlet;
+  Receiver receiver;  ///< Distributed mode only.
+  Redis redis;        ///< Distributed mode only.
   std::vector<Tenant> tenants;
 
   bool operator==(const Config&) const = default;
@@ -100,6 +131,24 @@ struct HostPort {
 /// Parses "HOST:PORT" or "[IPv6]:PORT": HOST non-empty, of [A-Za-z0-9.-] (or, inside the
 /// brackets, [0-9A-Fa-f:.]); PORT 0..65535 in decimal. InvalidArgument otherwise.
 absl::StatusOr<HostPort> ParseHostPort(std::string_view text);
+
+/// A Redis server address (an element of Redis::servers) split into its parts.
+struct RedisAddress {
+  std::string unix_socket;  ///< Socket path for "unix:/path"; empty for TCP.
+  std::string host;         ///< TCP only: name or address (IPv6 without its brackets).
+  std::uint16_t port = 0;   ///< TCP only: 1..65535.
+
+  bool operator==(const RedisAddress&) const = default;
+};
+
+/// Parses "unix:/absolute/path" (the path non-empty, starting with '/') or "HOST:PORT" /
+/// "[IPv6]:PORT" as ParseHostPort does, with PORT 1..65535. InvalidArgument otherwise.
+absl::StatusOr<RedisAddress> ParseRedisAddress(std::string_view text);
+
+/// The index in `config.redis.servers` of the server holding `shard`: shard % servers.size()
+/// (the shard map, docs/configuration.md "redis"). `config` must be valid (servers
+/// non-empty); `shard` should be < config.redis.shards. Pure.
+std::size_t ServerOfShard(const Config& config, std::uint32_t shard);
 
 /// Looks up an environment variable; std::nullopt when it is not set.
 using EnvLookup = std::function<std::optional<std::string>(std::string_view name)>;
@@ -121,7 +170,9 @@ absl::StatusOr<Config> LoadConfigFile(const std::string& path, const EnvLookup& 
 /// unique, non-empty, [A-Za-z0-9._-]; token hashes well-formed and not shared between
 /// tenants; resolutions one of SEMANTICS §4.7's; a librato output has an email, an API
 /// token and an http(s) URL; limits and timeouts positive; 1 <= max_gauges_per_request
-/// <= 300; 0 <= grace_seconds <= 3600; listen is HOST:PORT; log_level known.
+/// <= 300; 0 <= grace_seconds <= 3600; listen is HOST:PORT; log_level known;
+/// lease_renew_ms < lease_ttl_ms; 1 <= redis.shards <= 4096; redis.servers non-empty,
+/// each a ParseRedisAddress form, no duplicates.
 /// InvalidArgument naming the first offending field path. Pure.
 absl::Status Validate(const Config& config);
 

@@ -50,6 +50,16 @@ outlet:
   max_gauges_per_request: 100
   retry_initial_backoff_ms: 200
   retry_max_backoff_ms: 30000
+  lease_ttl_ms: 20000
+  lease_renew_ms: 4000
+receiver:
+  flush_interval_ms: 250
+  max_series_in_memory: 5000
+redis:
+  shards: 16
+  servers: ["10.0.0.1:6379", "[::1]:6380", unix:/run/redis/redis.sock]
+  connect_timeout_ms: 500
+  command_timeout_ms: 750
 tenants:
   - id: acme
     token_hashes:
@@ -78,7 +88,10 @@ const char kFullJson[] = R"({
              "read_timeout_seconds": 15, "future_tolerance_seconds": 120},
   "outlet": {"interval_ms": 250, "connect_timeout_ms": 1000, "request_timeout_ms": 5000,
              "max_gauges_per_request": 100, "retry_initial_backoff_ms": 200,
-             "retry_max_backoff_ms": 30000},
+             "retry_max_backoff_ms": 30000, "lease_ttl_ms": 20000, "lease_renew_ms": 4000},
+  "receiver": {"flush_interval_ms": 250, "max_series_in_memory": 5000},
+  "redis": {"shards": 16, "servers": ["10.0.0.1:6379", "[::1]:6380", "unix:/run/redis/redis.sock"],
+            "connect_timeout_ms": 500, "command_timeout_ms": 750},
   "tenants": [
     {"id": "acme",
      "token_hashes": ["sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
@@ -112,7 +125,14 @@ Config ExpectedFull() {
               .request_timeout_ms = 5000,
               .max_gauges_per_request = 100,
               .retry_initial_backoff_ms = 200,
-              .retry_max_backoff_ms = 30000};
+              .retry_max_backoff_ms = 30000,
+              .lease_ttl_ms = 20000,
+              .lease_renew_ms = 4000};
+  c.receiver = {.flush_interval_ms = 250, .max_series_in_memory = 5000};
+  c.redis = {.shards = 16,
+             .servers = {"10.0.0.1:6379", "[::1]:6380", "unix:/run/redis/redis.sock"},
+             .connect_timeout_ms = 500,
+             .command_timeout_ms = 750};
   Tenant acme;
   acme.id = "acme";
   acme.token_hashes = {kHashA, kHashB};
@@ -164,6 +184,14 @@ TEST(ParseConfigTest, EveryDefault) {
   EXPECT_EQ(config->outlet.max_gauges_per_request, 300);
   EXPECT_EQ(config->outlet.retry_initial_backoff_ms, 500);
   EXPECT_EQ(config->outlet.retry_max_backoff_ms, 60000);
+  EXPECT_EQ(config->outlet.lease_ttl_ms, 15000);
+  EXPECT_EQ(config->outlet.lease_renew_ms, 5000);
+  EXPECT_EQ(config->receiver.flush_interval_ms, 1000);
+  EXPECT_EQ(config->receiver.max_series_in_memory, 200000u);
+  EXPECT_EQ(config->redis.shards, 64u);
+  EXPECT_EQ(config->redis.servers, std::vector<std::string>{"127.0.0.1:6379"});
+  EXPECT_EQ(config->redis.connect_timeout_ms, 1000);
+  EXPECT_EQ(config->redis.command_timeout_ms, 2000);
   ASSERT_EQ(config->tenants.size(), 1u);
   const Tenant& tenant = config->tenants[0];
   EXPECT_EQ(tenant.id, "solo");
@@ -182,10 +210,14 @@ TEST(ParseConfigTest, EveryDefault) {
 
 TEST(ParseConfigTest, NullSectionsAreEmpty) {
   absl::StatusOr<Config> config = ParseConfig(
-      "limits:\noutlet: null\ntenants:\n  - id: t\n    output: stdout\n    token_hashes:\n", FakeEnv({}));
+      "limits:\noutlet: null\nreceiver:\nredis:\ntenants:\n  - id: t\n    output: stdout\n    "
+      "token_hashes:\n",
+      FakeEnv({}));
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->limits, Limits{});
   EXPECT_EQ(config->outlet, Outlet{});
+  EXPECT_EQ(config->receiver, Receiver{});
+  EXPECT_EQ(config->redis, Redis{});
 }
 
 struct ErrorCase {
@@ -217,6 +249,9 @@ TEST(ParseConfigTest, UnknownKeysNamedByPath) {
        "tenants:\n  - {id: a, output: stdout}\n  - id: b\n    librato:\n      emial: x@y\n",
        "tenants[1].librato.emial: unknown key"},
       {"CaseMatters", "Listen: x\n" + kTenants, "Listen: unknown key"},
+      {"InReceiver", "receiver: {flush_ms: 5}\n" + kTenants, "receiver.flush_ms: unknown key"},
+      {"InRedis", "redis:\n  server: [a:1]\n" + kTenants, "redis.server: unknown key"},
+      {"LeaseInOutlet", "outlet: {lease_ttl: 5}\n" + kTenants, "outlet.lease_ttl: unknown key"},
   });
 }
 
@@ -263,6 +298,20 @@ TEST(ParseConfigTest, TypeErrorsNamedByPath) {
        "tenants[0].output: must be \"librato\" or \"stdout\""},
       {"LibratoNotMapping", "tenants: [{id: t, librato: yes}]\n", "tenants[0].librato: must be a mapping"},
       {"DuplicateKey", "threads: 1\nthreads: 2\n" + kTenants, "threads: duplicate key"},
+      {"ShardsNegative", "redis: {shards: -1}\n" + kTenants,
+       "redis.shards: must be a non-negative integer below 2^32"},
+      {"ServersNotList", "redis: {servers: 127.0.0.1:6379}\n" + kTenants,
+       "redis.servers: must be a list of strings"},
+      {"ServerNotString", "redis: {servers: [{a: 1}]}\n" + kTenants, "redis.servers[0]: must be a string"},
+      {"RedisTimeoutWord", "redis: {command_timeout_ms: fast}\n" + kTenants,
+       "redis.command_timeout_ms: must be an integer"},
+      {"FlushIntervalQuoted", "receiver: {flush_interval_ms: \"5\"}\n" + kTenants,
+       "receiver.flush_interval_ms: must be an integer"},
+      {"MaxSeriesNegative", "receiver: {max_series_in_memory: -5}\n" + kTenants,
+       "receiver.max_series_in_memory: must be a non-negative integer"},
+      {"LeaseTtlWord", "outlet: {lease_ttl_ms: long}\n" + kTenants,
+       "outlet.lease_ttl_ms: must be an integer"},
+      {"ReceiverNotMapping", "receiver: [1]\n" + kTenants, "receiver: must be a mapping"},
       {"NonScalarKey", "? [a]\n: 1\n" + kTenants, "top level: keys must be strings"},
   });
 }
@@ -447,6 +496,53 @@ TEST(ValidateTest, EveryRule) {
       {"ListenBareIpv6", [](Config& c) { c.listen = "::1:8080"; },
        "listen: host may hold only A-Z a-z 0-9 . - (IPv6 goes in brackets)"},
       {"ListenIpv6", [](Config& c) { c.listen = "[::1]:8080"; }, ""},
+      {"LeaseTtl", [](Config& c) { c.outlet.lease_ttl_ms = 0; }, "outlet.lease_ttl_ms: must be > 0"},
+      {"LeaseRenew", [](Config& c) { c.outlet.lease_renew_ms = -1; }, "outlet.lease_renew_ms: must be > 0"},
+      {"LeaseRenewNotBelowTtl",
+       [](Config& c) {
+         c.outlet.lease_ttl_ms = 5000;
+         c.outlet.lease_renew_ms = 5000;
+       },
+       "outlet.lease_renew_ms: must be < outlet.lease_ttl_ms"},
+      {"LeaseRenewJustBelowTtl",
+       [](Config& c) {
+         c.outlet.lease_ttl_ms = 5000;
+         c.outlet.lease_renew_ms = 4999;
+       },
+       ""},
+      {"FlushInterval", [](Config& c) { c.receiver.flush_interval_ms = 0; },
+       "receiver.flush_interval_ms: must be > 0"},
+      {"MaxSeriesInMemory", [](Config& c) { c.receiver.max_series_in_memory = 0; },
+       "receiver.max_series_in_memory: must be > 0"},
+      {"ShardsZero", [](Config& c) { c.redis.shards = 0; }, "redis.shards: must be between 1 and 4096"},
+      {"ShardsTooMany", [](Config& c) { c.redis.shards = 4097; }, "redis.shards: must be between 1 and 4096"},
+      {"ShardsEdges", [](Config& c) { c.redis.shards = 4096; }, ""},
+      {"ShardsOne", [](Config& c) { c.redis.shards = 1; }, ""},
+      {"ServersEmpty", [](Config& c) { c.redis.servers.clear(); },
+       "redis.servers: at least one server is required"},
+      {"ServerNoPort", [](Config& c) { c.redis.servers = {"redis-0"}; },
+       "redis.servers[0]: must be HOST:PORT (want HOST:PORT, [IPv6]:PORT or unix:/path)"},
+      {"ServerPortZero",
+       [](Config& c) {
+         c.redis.servers = {"a:6379", "b:0"};
+       },
+       "redis.servers[1]: port must be 1..65535"},
+      {"ServerUnixRelative", [](Config& c) { c.redis.servers = {"unix:redis.sock"}; },
+       "redis.servers[0]: unix: must be followed by an absolute path"},
+      {"ServerDuplicate",
+       [](Config& c) {
+         c.redis.servers = {"a:6379", "b:6379", "a:6379"};
+       },
+       "redis.servers[2]: duplicate of redis.servers[0]"},
+      {"ServersMixed",
+       [](Config& c) {
+         c.redis.servers = {"a:6379", "[::1]:1", "unix:/tmp/r.sock"};
+       },
+       ""},
+      {"RedisConnectTimeout", [](Config& c) { c.redis.connect_timeout_ms = 0; },
+       "redis.connect_timeout_ms: must be > 0"},
+      {"RedisCommandTimeout", [](Config& c) { c.redis.command_timeout_ms = -1; },
+       "redis.command_timeout_ms: must be > 0"},
   };
   for (const RuleCase& c : cases) {
     SCOPED_TRACE(c.rule);
@@ -494,6 +590,53 @@ TEST(ParseHostPortTest, Forms) {
       EXPECT_EQ(parsed->port, c.port);
     }
   }
+}
+
+struct RedisAddressCase {
+  std::string text;
+  bool ok;
+  RedisAddress address;
+};
+
+TEST(ParseRedisAddressTest, Forms) {
+  const RedisAddressCase cases[] = {
+      {"127.0.0.1:6379", true, {.unix_socket = "", .host = "127.0.0.1", .port = 6379}},
+      {"redis-0.redis:6380", true, {.unix_socket = "", .host = "redis-0.redis", .port = 6380}},
+      {"[::1]:1", true, {.unix_socket = "", .host = "::1", .port = 1}},
+      {"unix:/run/redis.sock", true, {.unix_socket = "/run/redis.sock", .host = "", .port = 0}},
+      {"unix:/", true, {.unix_socket = "/", .host = "", .port = 0}},
+      {"unix:", false, {}},
+      {"unix:tmp/r.sock", false, {}},
+      {"redis:0", false, {}},
+      {"redis:65536", false, {}},
+      {"redis", false, {}},
+      {"", false, {}},
+  };
+  for (const RedisAddressCase& c : cases) {
+    SCOPED_TRACE(c.text);
+    absl::StatusOr<RedisAddress> parsed = ParseRedisAddress(c.text);
+    EXPECT_EQ(parsed.ok(), c.ok) << parsed.status();
+    if (parsed.ok() && c.ok) {
+      EXPECT_EQ(*parsed, c.address);
+    }
+    if (!parsed.ok()) {
+      EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument);
+    }
+  }
+}
+
+// The shard map: shard s lives on servers[s % servers.size()] (docs/configuration.md "redis").
+TEST(ServerOfShardTest, ShardModuloServerCount) {
+  Config c;
+  c.redis.shards = 8;
+  c.redis.servers = {"a:1", "b:1", "c:1"};
+  const std::size_t expected[] = {0, 1, 2, 0, 1, 2, 0, 1};
+  for (std::uint32_t shard = 0; shard < 8; ++shard)
+    EXPECT_EQ(ServerOfShard(c, shard), expected[shard]) << shard;
+
+  c.redis.servers = {"only:1"};
+  EXPECT_EQ(ServerOfShard(c, 0), 0u);
+  EXPECT_EQ(ServerOfShard(c, 4095), 0u);
 }
 
 TEST(IsValidResolutionTest, SemanticsSection47Values) {
