@@ -20,6 +20,7 @@ PACKAGES=(
   libcli11-dev                           # command-line flags
   protobuf-compiler libprotobuf-dev      # partial buckets on the wire (proto/drainmet/v1)
   libhiredis-dev                         # Redis store (distributed mode)
+  libgrpc++-dev protobuf-compiler-grpc grpc-proto  # config service (gRPC, grpc.health.v1)
   curl python3                           # README's quick start (curl, deploy/restamp.py)
 )
 if [ "$mode" = test ]; then

@@ -1,0 +1,170 @@
+#include "common/config/snapshot.h"
+
+#include <string>
+#include <utility>
+
+#include "common/base/strings.h"
+#include "common/config/auth.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+
+namespace drainmet::config {
+namespace {
+
+v1::OutputKind OutputToProto(OutputKind output) {
+  switch (output) {
+    case OutputKind::kLibrato:
+      return v1::OUTPUT_KIND_LIBRATO;
+    case OutputKind::kStdout:
+      return v1::OUTPUT_KIND_STDOUT;
+  }
+  return v1::OUTPUT_KIND_UNSPECIFIED;  // not a valid Config; FromProto rejects it
+}
+
+absl::StatusOr<OutputKind> OutputFromProto(int output, std::size_t tenant) {
+  switch (output) {
+    case v1::OUTPUT_KIND_LIBRATO:
+      return OutputKind::kLibrato;
+    case v1::OUTPUT_KIND_STDOUT:
+      return OutputKind::kStdout;
+    default:
+      return absl::InvalidArgumentError(
+          base::Cat("tenants[", tenant, "].output: unknown output kind ", output));
+  }
+}
+
+}  // namespace
+
+v1::ConfigSnapshot ToProto(const Config& config, std::uint64_t version) {
+  v1::ConfigSnapshot snapshot;
+  snapshot.set_listen(config.listen);
+  snapshot.set_threads(config.threads);
+  snapshot.set_grace_seconds(config.grace_seconds);
+  snapshot.set_retry_horizon_seconds(config.retry_horizon_seconds);
+  snapshot.set_log_level(config.log_level);
+
+  v1::Limits& limits = *snapshot.mutable_limits();
+  limits.set_max_body_bytes(config.limits.max_body_bytes);
+  limits.set_max_header_bytes(config.limits.max_header_bytes);
+  limits.set_max_open_buckets(config.limits.max_open_buckets);
+  limits.set_dedupe_window_seconds(config.limits.dedupe_window_seconds);
+  limits.set_dedupe_max_entries(config.limits.dedupe_max_entries);
+  limits.set_read_timeout_seconds(config.limits.read_timeout_seconds);
+  limits.set_future_tolerance_seconds(config.limits.future_tolerance_seconds);
+
+  v1::OutletSettings& outlet = *snapshot.mutable_outlet();
+  outlet.set_interval_ms(config.outlet.interval_ms);
+  outlet.set_connect_timeout_ms(config.outlet.connect_timeout_ms);
+  outlet.set_request_timeout_ms(config.outlet.request_timeout_ms);
+  outlet.set_max_gauges_per_request(config.outlet.max_gauges_per_request);
+  outlet.set_retry_initial_backoff_ms(config.outlet.retry_initial_backoff_ms);
+  outlet.set_retry_max_backoff_ms(config.outlet.retry_max_backoff_ms);
+  outlet.set_lease_ttl_ms(config.outlet.lease_ttl_ms);
+  outlet.set_lease_renew_ms(config.outlet.lease_renew_ms);
+
+  v1::ReceiverSettings& receiver = *snapshot.mutable_receiver();
+  receiver.set_flush_interval_ms(config.receiver.flush_interval_ms);
+  receiver.set_max_series_in_memory(config.receiver.max_series_in_memory);
+
+  v1::RedisSettings& redis = *snapshot.mutable_redis();
+  redis.set_shards(config.redis.shards);
+  for (const std::string& server : config.redis.servers) redis.add_servers(server);
+  redis.set_connect_timeout_ms(config.redis.connect_timeout_ms);
+  redis.set_command_timeout_ms(config.redis.command_timeout_ms);
+
+  for (const Tenant& tenant : config.tenants) {
+    v1::Tenant& out = *snapshot.add_tenants();
+    out.set_id(tenant.id);
+    for (const std::string& hash : tenant.token_hashes) out.add_token_hashes(hash);
+    out.set_default_resolution_seconds(tenant.default_resolution_seconds);
+    out.set_output(OutputToProto(tenant.output));
+    v1::LibratoAccount& librato = *out.mutable_librato();
+    librato.set_url(tenant.librato.url);
+    librato.set_email(tenant.librato.email);
+    librato.set_api_token(tenant.librato.api_token);
+  }
+
+  snapshot.set_content_hash(ContentHash(snapshot));
+  snapshot.set_version(version);
+  return snapshot;
+}
+
+std::string ContentHash(const v1::ConfigSnapshot& snapshot) {
+  v1::ConfigSnapshot content = snapshot;
+  content.clear_version();
+  content.clear_content_hash();
+  std::string bytes;
+  {
+    google::protobuf::io::StringOutputStream stream(&bytes);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    content.SerializeToCodedStream(&coded);
+  }
+  // HashToken is "sha256:" + hex(SHA-256(bytes)): the same form for any byte string.
+  return HashToken(bytes);
+}
+
+absl::StatusOr<Config> FromProto(const v1::ConfigSnapshot& snapshot) {
+  Config config;
+  config.listen = snapshot.listen();
+  config.threads = snapshot.threads();
+  config.grace_seconds = snapshot.grace_seconds();
+  config.retry_horizon_seconds = snapshot.retry_horizon_seconds();
+  config.log_level = snapshot.log_level();
+
+  if (snapshot.has_limits()) {
+    const v1::Limits& limits = snapshot.limits();
+    config.limits.max_body_bytes = limits.max_body_bytes();
+    config.limits.max_header_bytes = limits.max_header_bytes();
+    config.limits.max_open_buckets = limits.max_open_buckets();
+    config.limits.dedupe_window_seconds = limits.dedupe_window_seconds();
+    config.limits.dedupe_max_entries = limits.dedupe_max_entries();
+    config.limits.read_timeout_seconds = limits.read_timeout_seconds();
+    config.limits.future_tolerance_seconds = limits.future_tolerance_seconds();
+  }
+  if (snapshot.has_outlet()) {
+    const v1::OutletSettings& outlet = snapshot.outlet();
+    config.outlet.interval_ms = outlet.interval_ms();
+    config.outlet.connect_timeout_ms = outlet.connect_timeout_ms();
+    config.outlet.request_timeout_ms = outlet.request_timeout_ms();
+    config.outlet.max_gauges_per_request = outlet.max_gauges_per_request();
+    config.outlet.retry_initial_backoff_ms = outlet.retry_initial_backoff_ms();
+    config.outlet.retry_max_backoff_ms = outlet.retry_max_backoff_ms();
+    config.outlet.lease_ttl_ms = outlet.lease_ttl_ms();
+    config.outlet.lease_renew_ms = outlet.lease_renew_ms();
+  }
+  if (snapshot.has_receiver()) {
+    config.receiver.flush_interval_ms = snapshot.receiver().flush_interval_ms();
+    config.receiver.max_series_in_memory = snapshot.receiver().max_series_in_memory();
+  }
+  if (snapshot.has_redis()) {
+    const v1::RedisSettings& redis = snapshot.redis();
+    config.redis.shards = redis.shards();
+    config.redis.servers.assign(redis.servers().begin(), redis.servers().end());
+    config.redis.connect_timeout_ms = redis.connect_timeout_ms();
+    config.redis.command_timeout_ms = redis.command_timeout_ms();
+  }
+
+  config.tenants.reserve(static_cast<std::size_t>(snapshot.tenants_size()));
+  for (int i = 0; i < snapshot.tenants_size(); ++i) {
+    const v1::Tenant& in = snapshot.tenants(i);
+    Tenant tenant;
+    tenant.id = in.id();
+    tenant.token_hashes.assign(in.token_hashes().begin(), in.token_hashes().end());
+    tenant.default_resolution_seconds = in.default_resolution_seconds();
+    absl::StatusOr<OutputKind> output = OutputFromProto(in.output(), static_cast<std::size_t>(i));
+    if (!output.ok()) return output.status();
+    tenant.output = *output;
+    if (in.has_librato()) {
+      tenant.librato.url = in.librato().url();
+      tenant.librato.email = in.librato().email();
+      tenant.librato.api_token = in.librato().api_token();
+    }
+    config.tenants.push_back(std::move(tenant));
+  }
+
+  if (absl::Status status = Validate(config); !status.ok()) return status;
+  return config;
+}
+
+}  // namespace drainmet::config
