@@ -2,8 +2,6 @@
 // process; `drainmet replay` turns captured drain bodies into Librato request bodies;
 // `drainmet token` makes a drain token and the hash to put in the config file.
 
-#include <signal.h>
-
 #include <cstdio>
 #include <cstdlib>
 #include <optional>
@@ -12,6 +10,7 @@
 
 #include "CLI/CLI.hpp"
 #include "common/base/clock.h"
+#include "common/base/signals.h"
 #include "common/config/auth.h"
 #include "common/config/config.h"
 #include "common/telemetry/log.h"
@@ -69,12 +68,8 @@ int Fail(const absl::Status& status) {
 
 int RunCommand(const std::string& config_path, const std::string& listen, int threads,
                const std::string& log_level, std::int64_t shutdown_timeout_s) {
-  // Block the stop signals before any thread starts, so only sigwait below sees them.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // Block the stop signals before any thread starts, so only the wait below sees them.
+  base::BlockStopSignals();
 
   config::Config config;
   if (config_path.empty()) {
@@ -100,9 +95,7 @@ int RunCommand(const std::string& config_path, const std::string& listen, int th
       Service::Start(std::move(config), base::SystemClock::Get(), options);
   if (!service.ok()) return Fail(service.status());
 
-  int signal_number = 0;
-  sigwait(&signals, &signal_number);
-  Log(Level::kInfo, "signal received", {{"signal", signal_number == SIGTERM ? "SIGTERM" : "SIGINT"}});
+  Log(Level::kInfo, "signal received", {{"signal", base::WaitForStopSignal()}});
   (*service)->Stop();
   return 0;
 }

@@ -1,0 +1,61 @@
+// drainmet-receiver: the stateless drain endpoint of the distributed mode
+// (docs/architecture.md). Same config file format as `drainmet run`.
+
+#include <string>
+
+#include "CLI/CLI.hpp"
+#include "common/base/clock.h"
+#include "common/base/signals.h"
+#include "common/config/config.h"
+#include "common/telemetry/log.h"
+#include "services/receiver/service.h"
+
+int main(int argc, char** argv) {
+  using namespace drainmet;
+  using telemetry::Level;
+  using telemetry::Log;
+  CLI::App app{"drainmet-receiver: drains in, partial buckets into Redis shards.\nSee docs/cli.md."};
+  app.set_version_flag("--version", "drainmet-receiver 0.1.0");
+  std::string config_path, listen, log_level;
+  int threads = 0;
+  app.add_option("--config", config_path, "Config file (YAML or JSON); its `redis` section names the shards.")
+      ->required();
+  app.add_option("--listen", listen, "HOST:PORT to listen on (overrides the config).");
+  app.add_option("--threads", threads, "HTTP threads (overrides the config; default: one per core).")
+      ->check(CLI::Range(0, 1024));
+  app.add_option("--log-level", log_level, "debug, info, warn or error (overrides the config).");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    return code == 0 ? 0 : 2;
+  }
+  base::BlockStopSignals();
+
+  absl::StatusOr<config::Config> config = config::LoadConfigFile(config_path, config::ProcessEnv());
+  if (!config.ok()) {
+    Log(Level::kError, "drainmet-receiver failed", {{"error", config.status().ToString()}});
+    return 1;
+  }
+  if (!listen.empty()) config->listen = listen;
+  if (threads > 0) config->threads = threads;
+  if (!log_level.empty()) config->log_level = log_level;
+  telemetry::Level level;
+  if (!telemetry::ParseLogLevel(config->log_level, &level)) {
+    Log(Level::kError, "drainmet-receiver failed",
+        {{"error", "log_level: must be one of debug, info, warn, error (got '" + config->log_level + "')"}});
+    return 1;
+  }
+  telemetry::SetLogLevel(level);
+
+  absl::StatusOr<std::unique_ptr<receiver::Service>> service =
+      receiver::Service::Start(*std::move(config), base::SystemClock::Get());
+  if (!service.ok()) {
+    Log(Level::kError, "drainmet-receiver failed", {{"error", service.status().ToString()}});
+    return 1;
+  }
+  Log(Level::kInfo, "signal received", {{"signal", base::WaitForStopSignal()}});
+  (*service)->Stop();
+  Log(Level::kInfo, "stopped");
+  return 0;
+}

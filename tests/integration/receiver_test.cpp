@@ -1,0 +1,125 @@
+// drainmet-receiver's service against a private redis-server: 204 once the points are in
+// Redis, 503 with Retry-After (and /readyz 503) while Redis is down, recovery by itself
+// when it is back (issue "Distributed drainmet").
+
+#include <chrono>
+#include <ctime>
+#include <thread>
+
+#include "absl/strings/escaping.h"
+#include "common/config/auth.h"
+#include "common/store/redis_scripts.h"
+#include "gtest/gtest.h"
+#include "services/receiver/service.h"
+#include "tests/support/http_client.h"
+#include "tests/support/redis_server.h"
+
+namespace drainmet::receiver {
+namespace {
+
+using std::chrono::milliseconds;
+
+std::string Framed(std::string_view msg) { return std::to_string(msg.size()) + " " + std::string(msg); }
+
+std::string NowBody() {
+  const std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char ts[64];
+  std::strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S+00:00", &tm);
+  return Framed(std::string("<190>1 ") + ts + " host app web.1 - count#hits=2 measure#db=4ms source=web.1");
+}
+
+support::Headers DrainHeaders(std::string frame_id = "") {
+  support::Headers h = {{"Authorization", "Basic " + absl::Base64Escape(std::string("tok:"))},
+                        {"Content-Type", "application/logplex-1"}};
+  if (!frame_id.empty()) h.emplace_back("Logplex-Frame-Id", frame_id);
+  return h;
+}
+
+/// Polls `f` every 50 ms until it returns true or `timeout` passes.
+template <typename F>
+bool Eventually(F f, milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (f()) return true;
+    std::this_thread::sleep_for(milliseconds(50));
+  }
+  return f();
+}
+
+class ReceiverTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto server = support::RedisServer::Start();
+    if (absl::IsNotFound(server.status())) GTEST_SKIP() << "no redis-server; deploy/bootstrap.sh installs it";
+    ASSERT_TRUE(server.ok()) << server.status();
+    redis_ = *std::move(server);
+    config::Config c;
+    c.listen = "127.0.0.1:0";
+    c.threads = 2;
+    c.redis.shards = 4;
+    c.redis.servers = {"unix:" + redis_->socket_path()};
+    c.redis.connect_timeout_ms = 200;
+    c.redis.command_timeout_ms = 500;
+    config::Tenant t;
+    t.id = "acme";
+    t.token_hashes.push_back(config::HashToken("tok"));
+    t.output = config::OutputKind::kStdout;
+    c.tenants.push_back(t);
+    auto service = Service::Start(c, base::SystemClock::Get());
+    ASSERT_TRUE(service.ok()) << service.status();
+    service_ = *std::move(service);
+  }
+
+  std::size_t PendingWindows() {
+    store::RedisClient::Options o;
+    o.unix_socket = redis_->socket_path();
+    store::RedisClient client(o);
+    store::ShardProtocol protocol;
+    std::size_t n = 0;
+    for (std::uint32_t shard = 0; shard < 4; ++shard) {
+      auto closes = protocol.PendingCloses(client, shard);
+      if (closes.ok()) n += closes->size();
+    }
+    return n;
+  }
+
+  std::unique_ptr<support::RedisServer> redis_;
+  std::unique_ptr<Service> service_;
+};
+
+TEST_F(ReceiverTest, AnswersOnlyOncePointsAreInRedis) {
+  ASSERT_TRUE(Eventually([&] { return support::HttpGet(service_->port(), "/readyz").status == 200; },
+                         milliseconds(3000)));
+  const support::HttpReply reply =
+      support::HttpPost(service_->port(), "/logs?resolution=60", DrainHeaders("F1"), NowBody());
+  EXPECT_EQ(reply.status, 204u) << reply.body;
+  EXPECT_GE(PendingWindows(), 1u);
+  EXPECT_EQ(service_->metrics().Snapshot().points, 2u);
+  // The retry of the same frame is recognised in Redis.
+  EXPECT_EQ(support::HttpPost(service_->port(), "/logs?resolution=60", DrainHeaders("F1"), NowBody()).status,
+            204u);
+  EXPECT_EQ(service_->metrics().Snapshot().duplicate_request, 1u);
+}
+
+TEST_F(ReceiverTest, RedisDownIs503ThenRecoversByItself) {
+  ASSERT_TRUE(redis_->Stop().ok());
+  const support::HttpReply down = support::HttpPost(service_->port(), "/logs", DrainHeaders("F2"), NowBody());
+  EXPECT_EQ(down.status, 503u);
+  EXPECT_TRUE(down.Header("Retry-After").has_value());
+  EXPECT_TRUE(Eventually([&] { return support::HttpGet(service_->port(), "/readyz").status == 503; },
+                         milliseconds(3000)));
+  ASSERT_TRUE(redis_->Restart().ok());
+  EXPECT_TRUE(Eventually(
+      [&] {
+        return support::HttpPost(service_->port(), "/logs", DrainHeaders("F2"), NowBody()).status == 204;
+      },
+      milliseconds(5000)));
+  EXPECT_TRUE(Eventually([&] { return support::HttpGet(service_->port(), "/readyz").status == 200; },
+                         milliseconds(3000)));
+  EXPECT_EQ(service_->metrics().Snapshot().points, 2u) << "the 503 answer counted nothing";
+}
+
+}  // namespace
+}  // namespace drainmet::receiver
