@@ -79,6 +79,20 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                          .Help("Gauges waiting for delivery or a retry.")
                          .Register(r)
                          .Add({});
+  leases_held_ = &BuildGauge()
+                      .Name("drainmet_outlet_leases_held")
+                      .Help("Shard leases held by this outlet (distributed mode).")
+                      .Register(r)
+                      .Add({});
+  outlet_windows_ = &BuildCounter()
+                         .Name("drainmet_outlet_windows_total")
+                         .Help("Sealed windows by outcome: acked, lost (expired in Redis), abandoned.")
+                         .Register(r);
+  bad_records_ = &BuildCounter()
+                      .Name("drainmet_outlet_bad_records_total")
+                      .Help("Records read from Redis that did not decode; skipped.")
+                      .Register(r)
+                      .Add({});
 }
 
 void Metrics::Add(const Counters& c) {
@@ -110,6 +124,11 @@ void Metrics::CountOutputRequest(std::string_view output, std::string_view resul
 void Metrics::ObserveEmissionDelaySeconds(double seconds) { emission_delay_->Observe(seconds); }
 void Metrics::SetOpenBuckets(double value) { open_buckets_->Set(value); }
 void Metrics::SetPendingGauges(double value) { pending_gauges_->Set(value); }
+void Metrics::SetLeasesHeld(double value) { leases_held_->Set(value); }
+void Metrics::CountWindow(std::string_view result) {
+  outlet_windows_->Add({{"result", std::string(result)}}).Increment();
+}
+void Metrics::AddBadRecords(std::uint64_t n) { bad_records_->Increment(static_cast<double>(n)); }
 
 std::string Metrics::RenderText() const {
   prometheus::TextSerializer serializer;

@@ -36,6 +36,14 @@ class Metrics {
   void SetOpenBuckets(double value);
   /// Sets the number of gauges waiting for (re)delivery.
   void SetPendingGauges(double value);
+  /// Outlet (distributed mode): sets the number of shard leases this process holds.
+  void SetLeasesHeld(double value);
+  /// Outlet: counts one window by outcome ("acked": emitted and deleted; "lost": its
+  /// records expired in Redis before an ack; "abandoned": work stopped (fenced, Redis
+  /// error, shutdown), left for the next pass or holder): drainmet_outlet_windows_total.
+  void CountWindow(std::string_view result);
+  /// Outlet: counts records read from Redis that did not decode (skipped).
+  void AddBadRecords(std::uint64_t n);
 
   /// The Prometheus text exposition (version 0.0.4) of every family.
   std::string RenderText() const;
@@ -66,6 +74,9 @@ class Metrics {
   prometheus::Histogram* emission_delay_;
   prometheus::Gauge* open_buckets_;
   prometheus::Gauge* pending_gauges_;
+  prometheus::Gauge* leases_held_;
+  prometheus::Family<prometheus::Counter>* outlet_windows_;
+  prometheus::Counter* bad_records_;
 };
 
 }  // namespace drainmet::telemetry

@@ -1,0 +1,84 @@
+// drainmet-outlet: leases Redis shards, closes their windows and posts the gauges to
+// Librato (docs/architecture.md "Outlet"). Config file as for `drainmet run`.
+//   drainmet-outlet --config FILE [--listen HOST:PORT] [--threads N] [--log-level L]
+// SIGTERM/SIGINT: finish the windows in progress, release every lease, exit 0.
+
+#include <signal.h>
+
+#include <string>
+
+#include "CLI/CLI.hpp"
+#include "common/base/clock.h"
+#include "common/config/config.h"
+#include "common/telemetry/log.h"
+#include "services/outlet/service.h"
+
+namespace drainmet::outlet {
+namespace {
+
+using telemetry::Level;
+using telemetry::Log;
+
+int Fail(const absl::Status& status) {
+  Log(Level::kError, "drainmet-outlet failed", {{"error", status.ToString()}});
+  return 1;
+}
+
+int Run(const std::string& config_path, const std::string& listen, int threads, const std::string& log_level,
+        std::int64_t shutdown_timeout_s) {
+  // Block the stop signals before any thread starts, so only sigwait below sees them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  absl::StatusOr<config::Config> config = config::LoadConfigFile(config_path, config::ProcessEnv());
+  if (!config.ok()) return Fail(config.status());
+  telemetry::Level level;
+  const std::string& wanted = log_level.empty() ? config->log_level : log_level;
+  if (!telemetry::ParseLogLevel(wanted, &level)) {
+    return Fail(
+        absl::InvalidArgumentError("log_level: want debug, info, warn or error, got '" + wanted + "'"));
+  }
+  telemetry::SetLogLevel(level);
+
+  ServiceOptions options;
+  if (!listen.empty()) options.listen = listen;
+  options.outlet.threads = threads;
+  options.outlet.shutdown_timeout_ms = shutdown_timeout_s * 1000;
+  absl::StatusOr<std::unique_ptr<Service>> service =
+      Service::Start(*std::move(config), std::move(options), base::SystemClock::Get());
+  if (!service.ok()) return Fail(service.status());
+
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  Log(Level::kInfo, "signal received", {{"signal", signal_number == SIGTERM ? "SIGTERM" : "SIGINT"}});
+  (*service)->Stop();
+  return 0;
+}
+
+}  // namespace
+}  // namespace drainmet::outlet
+
+int main(int argc, char** argv) {
+  CLI::App app{"drainmet-outlet: leases Redis shards and posts their closed windows to Librato."};
+  app.set_version_flag("--version", "drainmet-outlet 0.1.0");
+  std::string config_path, listen, log_level;
+  int threads = 2;
+  std::int64_t shutdown_timeout_s = 20;
+  app.add_option("--config", config_path, "Config file (YAML or JSON), as for `drainmet run`.")->required();
+  app.add_option("--listen", listen, "HOST:PORT of /healthz, /readyz, /metrics (default 0.0.0.0:8081).");
+  app.add_option("--threads", threads, "Worker threads (default 2).")->check(CLI::Range(1, 256));
+  app.add_option("--log-level", log_level, "debug, info, warn or error (overrides the config).");
+  app.add_option("--shutdown-timeout", shutdown_timeout_s,
+                 "Seconds allowed at SIGTERM to finish the windows in progress (default 20).")
+      ->check(CLI::PositiveNumber);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    return code == 0 ? 0 : 2;
+  }
+  return drainmet::outlet::Run(config_path, listen, threads, log_level, shutdown_timeout_s);
+}

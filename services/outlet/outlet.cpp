@@ -1,0 +1,663 @@
+#include "services/outlet/outlet.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <utility>
+
+#include "absl/container/flat_hash_set.h"
+#include "common/bucket/codec.h"
+#include "common/bucket/partial_bucket.h"
+#include "common/emit/outlet.h"
+#include "common/librato/gauge.h"
+#include "common/telemetry/log.h"
+
+namespace drainmet::outlet {
+namespace {
+
+using telemetry::Level;
+using telemetry::Log;
+
+constexpr std::int64_t kNanosPerMilli = 1'000'000;
+constexpr auto kSlice = std::chrono::milliseconds(50);
+
+std::int64_t SteadyNanos() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+/// Sleeps `total` in short slices, returning early once `stop` is set.
+void SleepUnless(std::chrono::milliseconds total, const std::atomic<bool>& stop) {
+  while (total.count() > 0 && !stop.load()) {
+    const auto step = std::min<std::chrono::milliseconds>(total, kSlice);
+    std::this_thread::sleep_for(step);
+    total -= step;
+  }
+}
+
+std::string_view ResultLabel(const librato::PostResult& result) {
+  if (result.http_status == 0) return "transport";
+  if (result.http_status == 429) return "429";
+  if (result.http_status >= 200 && result.http_status < 300) return "2xx";
+  if (result.http_status >= 500) return "5xx";
+  return "4xx";
+}
+
+std::string StatusText(const librato::PostResult& result) {
+  return result.http_status == 0 ? "none" : std::to_string(result.http_status);
+}
+
+/// curl's message, else the API's answer body, else the status.
+std::string FailureText(const librato::PostResult& result) {
+  if (!result.error.empty()) return result.error;
+  if (!result.body.empty()) return result.body;
+  return "HTTP " + std::to_string(result.http_status);
+}
+
+std::string Num(std::int64_t v) { return std::to_string(v); }
+
+}  // namespace
+
+std::string NewOwnerId() {
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) != 0 || host[0] == '\0') std::snprintf(host, sizeof host, "unknown");
+  std::random_device device;
+  const std::uint64_t random = (static_cast<std::uint64_t>(device()) << 32) ^ device();
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(random));
+  return std::string(host) + ":" + std::to_string(getpid()) + ":" + hex;
+}
+
+struct ShardOutlet::Worker {
+  int index = 0;
+  std::vector<store::RedisClient> clients;
+  std::unique_ptr<emit::Sink> sink;
+  std::mt19937_64 rng;
+};
+
+ShardOutlet::ShardOutlet(config::Config config, OutletOptions options, const base::Clock& clock,
+                         telemetry::Metrics& metrics)
+    : config_(std::move(config)),
+      options_(std::move(options)),
+      clock_(clock),
+      metrics_(metrics),
+      owner_(options_.owner.empty() ? NewOwnerId() : options_.owner),
+      shards_(std::max<std::uint32_t>(1, config_.redis.shards)),
+      states_(shards_) {
+  for (std::size_t i = 0; i < config_.tenants.size(); ++i) tenant_index_[config_.tenants[i].id] = i;
+}
+
+ShardOutlet::~ShardOutlet() { Stop(); }
+
+absl::StatusOr<std::vector<store::RedisClient>> ShardOutlet::MakeClients() const {
+  std::vector<store::RedisClient> clients;
+  for (const std::string& server : config_.redis.servers) {
+    absl::StatusOr<config::RedisAddress> address = config::ParseRedisAddress(server);
+    if (!address.ok()) return address.status();
+    store::RedisClient::Options o;
+    o.unix_socket = address->unix_socket;
+    if (o.unix_socket.empty()) {
+      o.host = address->host;
+      o.port = address->port;
+    }
+    o.connect_timeout = std::chrono::milliseconds(config_.redis.connect_timeout_ms);
+    o.command_timeout = std::chrono::milliseconds(config_.redis.command_timeout_ms);
+    clients.emplace_back(std::move(o));
+  }
+  if (clients.empty()) return absl::InvalidArgumentError("redis.servers: empty");
+  return clients;
+}
+
+store::RedisClient& ShardOutlet::ClientFor(std::vector<store::RedisClient>& clients,
+                                           std::uint32_t shard) const {
+  return clients[config::ServerOfShard(config_, shard) % clients.size()];
+}
+
+void ShardOutlet::NoteRedisOk() { redis_ok_ns_.store(SteadyNanos()); }
+
+bool ShardOutlet::RedisHealthy() const {
+  const std::int64_t window =
+      std::max<std::int64_t>(3000, 2 * config_.outlet.lease_renew_ms) * kNanosPerMilli;
+  const std::int64_t ok = redis_ok_ns_.load();
+  return ok > 0 && SteadyNanos() - ok < window;
+}
+
+std::vector<std::uint32_t> ShardOutlet::HeldShards() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::uint32_t> held;
+  for (std::uint32_t s = 0; s < shards_; ++s)
+    if (states_[s].lease) held.push_back(s);
+  return held;
+}
+
+absl::Status ShardOutlet::Start() {
+  if (started_.exchange(true)) return absl::FailedPreconditionError("already started");
+  if (options_.threads < 1) return absl::InvalidArgumentError("threads: must be >= 1");
+  absl::StatusOr<std::vector<store::RedisClient>> manager_clients = MakeClients();
+  if (!manager_clients.ok()) return manager_clients.status();
+  std::vector<Worker> workers(static_cast<std::size_t>(options_.threads));
+  const std::uint64_t seed = options_.seed != 0 ? options_.seed : std::random_device{}();
+  for (int i = 0; i < options_.threads; ++i) {
+    Worker& w = workers[static_cast<std::size_t>(i)];
+    w.index = i;
+    w.clients = *MakeClients();
+    w.sink = options_.make_sink ? options_.make_sink(config_) : std::make_unique<emit::TenantSink>(config_);
+    w.rng.seed(seed + static_cast<std::uint64_t>(i) + 1);
+  }
+  Log(Level::kInfo, "outlet starting",
+      {{"owner", owner_},
+       {"shards", Num(shards_)},
+       {"threads", Num(options_.threads)},
+       {"lease_ttl_ms", Num(config_.outlet.lease_ttl_ms)},
+       {"lease_renew_ms", Num(config_.outlet.lease_renew_ms)}});
+  manager_ = std::thread([this, clients = std::move(*manager_clients), seed]() mutable {
+    std::mt19937_64 rng(seed);
+    while (!manager_stop_.load()) {
+      if (!manager_paused_.load()) ManagerTick(clients, rng);
+      SleepUnless(std::chrono::milliseconds(config_.outlet.lease_renew_ms), manager_stop_);
+    }
+    // Shutdown: give every lease up so other outlets take the shards at once.
+    std::vector<std::pair<std::uint32_t, store::Lease>> held;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (std::uint32_t s = 0; s < shards_; ++s) {
+        if (states_[s].lease) held.emplace_back(s, *states_[s].lease);
+        states_[s].lease.reset();
+      }
+    }
+    int released = 0;
+    for (const auto& [shard, lease] : held) {
+      absl::StatusOr<bool> r = protocol_.ReleaseLease(ClientFor(clients, shard), shard, lease);
+      if (r.ok() && *r) ++released;
+      if (!r.ok())
+        Log(Level::kWarn, "lease release failed", {{"shard", Num(shard)}, {"error", r.status().ToString()}});
+    }
+    const std::string_view zrem[] = {"ZREM", kOutletsKey, owner_};
+    (void)clients[0].Command(zrem);
+    PublishLeaseCount();
+    Log(Level::kInfo, "leases released",
+        {{"released", Num(released)}, {"held", Num(static_cast<std::int64_t>(held.size()))}});
+  });
+  for (Worker& w : workers) {
+    workers_.emplace_back([this, worker = std::move(w)]() mutable {
+      Worker local = std::move(worker);
+      WorkerLoop(local);
+    });
+  }
+  return absl::OkStatus();
+}
+
+void ShardOutlet::Stop() {
+  if (!started_.load() || stopped_.exchange(true)) return;
+  Log(Level::kInfo, "outlet stopping: finishing the windows in progress",
+      {{"timeout_ms", Num(options_.shutdown_timeout_ms)}});
+  shutdown_deadline_ns_.store(SteadyNanos() + options_.shutdown_timeout_ms * kNanosPerMilli);
+  stopping_.store(true);
+  for (std::thread& t : workers_) t.join();
+  workers_.clear();
+  // The manager kept renewing while the workers finished; now it releases everything.
+  manager_stop_.store(true);
+  if (manager_.joinable()) manager_.join();
+}
+
+void ShardOutlet::PublishLeaseCount() {
+  std::size_t held = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const ShardState& s : states_) held += s.lease ? 1 : 0;
+  }
+  metrics_.SetLeasesHeld(static_cast<double>(held));
+}
+
+void ShardOutlet::DropLease(std::uint32_t shard, std::int64_t token, std::string_view why) {
+  bool dropped = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ShardState& s = states_[shard];
+    if (s.lease && s.lease->token == token) {
+      s.lease.reset();
+      s.release_wanted = false;
+      dropped = true;
+    }
+  }
+  if (dropped) {
+    Log(Level::kWarn, "shard lease lost; work on it stopped",
+        {{"shard", Num(shard)}, {"token", Num(token)}, {"why", why}});
+    PublishLeaseCount();
+  }
+}
+
+bool ShardOutlet::StillHeld(std::uint32_t shard, std::int64_t token) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  const ShardState& s = states_[shard];
+  return s.lease && s.lease->token == token;
+}
+
+void ShardOutlet::ManagerTick(std::vector<store::RedisClient>& clients, std::mt19937_64& rng) {
+  const auto ttl = std::chrono::milliseconds(config_.outlet.lease_ttl_ms);
+
+  // 1. Renew every held lease.
+  std::vector<std::pair<std::uint32_t, store::Lease>> held;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (std::uint32_t s = 0; s < shards_; ++s)
+      if (states_[s].lease) held.emplace_back(s, *states_[s].lease);
+  }
+  for (const auto& [shard, lease] : held) {
+    const absl::Status status = protocol_.RenewLease(ClientFor(clients, shard), shard, lease, ttl);
+    const auto now = std::chrono::steady_clock::now();
+    if (status.ok()) {
+      NoteRedisOk();
+      std::lock_guard<std::mutex> lock(mu_);
+      ShardState& s = states_[shard];
+      if (s.lease && s.lease->token == lease.token) s.renewed = now;
+    } else if (store::ShardProtocol::IsFenced(status)) {
+      NoteRedisOk();
+      DropLease(shard, lease.token, "fenced at renewal: the lease expired or was taken over");
+    } else {
+      Log(Level::kWarn, "lease renewal failed", {{"shard", Num(shard)}, {"error", status.ToString()}});
+      std::chrono::steady_clock::time_point renewed;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        renewed = states_[shard].renewed;
+      }
+      if (now - renewed >= ttl) DropLease(shard, lease.token, "not renewed for a whole lease time");
+    }
+  }
+  PublishLeaseCount();
+  if (stopping_.load()) return;  // Shutting down: claim nothing new.
+
+  // 2. Heartbeat on server 0; live outlets = members seen within 3 lease times.
+  store::RedisClient& c0 = clients[0];
+  absl::StatusOr<std::chrono::microseconds> server_time = store::ShardProtocol::ServerTime(c0);
+  if (!server_time.ok()) {
+    Log(Level::kWarn, "Redis unavailable: no heartbeat, no new leases",
+        {{"error", server_time.status().ToString()}});
+    return;
+  }
+  const std::int64_t now_ms = server_time->count() / 1000;
+  const std::string score = Num(now_ms);
+  const std::string cutoff = "(" + Num(now_ms - 3 * config_.outlet.lease_ttl_ms);
+  const std::string_view zadd[] = {"ZADD", kOutletsKey, score, owner_};
+  const std::string_view zrem[] = {"ZREMRANGEBYSCORE", kOutletsKey, "-inf", cutoff};
+  const std::string_view zcard[] = {"ZCARD", kOutletsKey};
+  c0.Append(zadd);
+  c0.Append(zrem);
+  c0.Append(zcard);
+  absl::StatusOr<std::vector<store::Reply>> replies = c0.GetReplies();
+  if (!replies.ok() || replies->size() != 3 || !(*replies)[2].is_integer()) {
+    Log(Level::kWarn, "heartbeat failed; no new leases this round",
+        {{"error", replies.ok() ? std::string("unexpected reply") : replies.status().ToString()}});
+    return;
+  }
+  NoteRedisOk();
+  const std::int64_t live = std::max<std::int64_t>(1, (*replies)[2].integer);
+  const std::int64_t share = (static_cast<std::int64_t>(shards_) + live - 1) / live;
+
+  // 3. Claim free shards up to the share (plus shards free for over a lease time).
+  std::int64_t holding = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const ShardState& s : states_) holding += s.lease ? 1 : 0;
+  }
+  std::int64_t free_seen = 0;
+  const std::uint32_t offset = static_cast<std::uint32_t>(rng() % shards_);
+  for (std::uint32_t i = 0; i < shards_; ++i) {
+    const std::uint32_t shard = (offset + i) % shards_;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (states_[shard].lease) continue;
+    }
+    store::RedisClient& client = ClientFor(clients, shard);
+    bool orphan = false;
+    if (holding >= share) {
+      const std::string key = store::ShardProtocol::Key(shard, "lease");
+      const std::string_view exists[] = {"EXISTS", key};
+      absl::StatusOr<store::Reply> r = client.Command(exists);
+      if (!r.ok() || !r->is_integer()) continue;
+      const auto now = std::chrono::steady_clock::now();
+      std::lock_guard<std::mutex> lock(mu_);
+      ShardState& s = states_[shard];
+      if (r->integer != 0) {
+        s.seen_free_since.reset();
+        continue;
+      }
+      ++free_seen;
+      if (!s.seen_free_since) s.seen_free_since = now;
+      if (now - *s.seen_free_since <= ttl) continue;
+      orphan = true;
+    }
+    absl::StatusOr<std::optional<store::Lease>> lease = protocol_.AcquireLease(client, shard, owner_, ttl);
+    if (!lease.ok()) {
+      Log(Level::kWarn, "lease acquisition failed",
+          {{"shard", Num(shard)}, {"error", lease.status().ToString()}});
+      continue;
+    }
+    NoteRedisOk();
+    std::lock_guard<std::mutex> lock(mu_);
+    ShardState& s = states_[shard];
+    s.seen_free_since.reset();
+    if (!lease->has_value()) continue;
+    if (orphan) --free_seen;
+    s.lease = std::move(**lease);
+    s.renewed = std::chrono::steady_clock::now();
+    s.release_wanted = false;
+    ++holding;
+    Log(Level::kInfo, "shard lease acquired",
+        {{"shard", Num(shard)}, {"token", Num(s.lease->token)}, {"orphan", orphan ? "true" : "false"}});
+  }
+
+  // 4. Over the share while every shard is held: an outlet joined; give the excess up
+  // (each after its window in progress).
+  if (holding > share && free_seen == 0) {
+    std::int64_t excess = holding - share;
+    std::lock_guard<std::mutex> lock(mu_);
+    for (std::uint32_t s = shards_; s-- > 0 && excess > 0;) {
+      if (!states_[s].lease) continue;
+      if (!states_[s].release_wanted) {
+        states_[s].release_wanted = true;
+        Log(Level::kInfo, "releasing shard to rebalance",
+            {{"shard", Num(s)}, {"share", Num(share)}, {"live_outlets", Num(live)}});
+      }
+      --excess;
+    }
+  }
+  PublishLeaseCount();
+}
+
+void ShardOutlet::WorkerLoop(Worker& worker) {
+  const auto stride = static_cast<std::uint32_t>(options_.threads);
+  while (!stopping_.load()) {
+    bool worked = false;
+    for (std::uint32_t shard = static_cast<std::uint32_t>(worker.index); shard < shards_ && !stopping_.load();
+         shard += stride) {
+      std::optional<store::Lease> lease;
+      bool release = false;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        lease = states_[shard].lease;
+        release = states_[shard].release_wanted;
+      }
+      if (!lease) continue;
+      if (release) {
+        absl::StatusOr<bool> r = protocol_.ReleaseLease(ClientFor(worker.clients, shard), shard, *lease);
+        if (!r.ok()) {
+          Log(Level::kWarn, "lease release failed",
+              {{"shard", Num(shard)}, {"error", r.status().ToString()}});
+          continue;
+        }
+        NoteRedisOk();
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          ShardState& s = states_[shard];
+          if (s.lease && s.lease->token == lease->token) {
+            s.lease.reset();
+            s.release_wanted = false;
+          }
+        }
+        Log(Level::kInfo, "shard lease released (rebalance)", {{"shard", Num(shard)}});
+        PublishLeaseCount();
+        continue;
+      }
+      worked |= WorkShard(worker, shard, *lease);
+    }
+    if (!worked) SleepUnless(std::chrono::milliseconds(config_.outlet.interval_ms), stopping_);
+  }
+}
+
+bool ShardOutlet::WorkShard(Worker& worker, std::uint32_t shard, const store::Lease& lease) {
+  store::RedisClient& client = ClientFor(worker.clients, shard);
+  absl::StatusOr<store::SealResult> sealed = protocol_.Seal(client, shard, lease, options_.seal_limit);
+  if (!sealed.ok()) {
+    if (store::ShardProtocol::IsFenced(sealed.status())) {
+      NoteRedisOk();
+      DropLease(shard, lease.token, "fenced at seal");
+    } else {
+      Log(Level::kWarn, "seal failed; retried next pass",
+          {{"shard", Num(shard)}, {"error", sealed.status().ToString()}});
+    }
+    return false;
+  }
+  NoteRedisOk();
+  for (std::int64_t close : sealed->expired) {
+    metrics_.CountWindow("lost");
+    Log(Level::kError, "window lost: its records expired in Redis before it was acked",
+        {{"shard", Num(shard)}, {"close", Num(close)}});
+  }
+  if (sealed->ready.empty()) return false;
+  const absl::flat_hash_set<std::int64_t> sealed_now(sealed->sealed.begin(), sealed->sealed.end());
+  for (std::int64_t close : sealed->ready) {
+    if (stopping_.load() || !StillHeld(shard, lease.token)) break;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (states_[shard].release_wanted) break;  // Released by the worker loop.
+    }
+    // Abandoned (lease lost, Redis error, shutdown): the caller idles before the next pass
+    // instead of hammering a failing Redis.
+    if (WorkWindow(worker, shard, lease, close, !sealed_now.contains(close)) == WindowOutcome::kAbandoned)
+      return false;
+  }
+  return true;
+}
+
+ShardOutlet::WindowOutcome ShardOutlet::WorkWindow(Worker& worker, std::uint32_t shard,
+                                                   const store::Lease& lease, std::int64_t close,
+                                                   bool takeover) {
+  store::RedisClient& client = ClientFor(worker.clients, shard);
+  auto abandon = [&](std::string_view why, const absl::Status& status) {
+    if (store::ShardProtocol::IsFenced(status)) DropLease(shard, lease.token, why);
+    metrics_.CountWindow("abandoned");
+    Log(Level::kWarn, "window abandoned; the next pass or holder redoes it",
+        {{"shard", Num(shard)}, {"close", Num(close)}, {"why", why}, {"error", status.ToString()}});
+    return WindowOutcome::kAbandoned;
+  };
+
+  // Read and merge in list order (deterministic floats on every re-aggregation).
+  bucket::BucketMap merged;
+  std::string key;
+  std::uint64_t bad = 0;
+  for (std::int64_t offset = 0;; offset += options_.read_chunk) {
+    absl::StatusOr<std::vector<std::string>> records =
+        protocol_.ReadWindow(client, shard, close, offset, options_.read_chunk);
+    if (!records.ok()) return abandon("read failed", records.status());
+    for (const std::string& bytes : *records) {
+      absl::StatusOr<bucket::BucketRecord> record = bucket::DecodeRecord(bytes);
+      if (!record.ok()) {
+        ++bad;
+        telemetry::LogOnce("bad_record", "a record in Redis does not decode; skipped",
+                           {{"shard", Num(shard)},
+                            {"close", Num(close)},
+                            {"error", std::string(record.status().message())}});
+        continue;
+      }
+      const bucket::BucketKey& k = record->key;
+      bucket::EncodeBucketKey(k.tenant, k.name, k.source, k.kind, k.resolution_seconds, k.window_unix_seconds,
+                              key);
+      merged.MergeBucket(key, std::move(record->bucket));
+    }
+    if (static_cast<std::int64_t>(records->size()) < options_.read_chunk) break;
+  }
+  NoteRedisOk();
+  if (bad > 0) metrics_.AddBadRecords(bad);
+  std::vector<bucket::ClosedBucket> closed = merged.TakeAll();
+  telemetry::Counters build_counters;
+  const std::vector<librato::Gauge> gauges = librato::BuildGauges(closed, build_counters);
+  metrics_.Add(build_counters);
+
+  absl::StatusOr<std::vector<std::string>> sent = protocol_.SentTenants(client, shard, close);
+  if (!sent.ok()) return abandon("sent tenants unreadable", sent.status());
+  const absl::flat_hash_set<std::string> already(sent->begin(), sent->end());
+
+  struct Request {
+    std::size_t tenant = 0;
+    std::string body;
+    std::uint64_t gauges = 0;
+    std::int64_t window_end_nanos = 0;  // Earliest (window + period) of its gauges, unix ns.
+    int attempts = 0;
+    std::int64_t next_attempt_ns = 0;  // Steady clock.
+    bool done = false;
+  };
+  struct TenantWork {
+    std::string id;
+    std::vector<Request> requests;
+    bool marked = false;
+  };
+  std::vector<TenantWork> tenants;
+  const auto max_per_request = static_cast<std::size_t>(config_.outlet.max_gauges_per_request);
+  emit::ForEachRequest(gauges, max_per_request, [&](std::span<const librato::Gauge> chunk) {
+    const std::string& id = chunk.front().tenant;
+    if (already.contains(id)) return;
+    auto index = tenant_index_.find(id);
+    if (index == tenant_index_.end()) {
+      telemetry::LogOnce("unknown_tenant", "window holds gauges of a tenant not in the config; dropped",
+                         {{"tenant", id}});
+      return;
+    }
+    if (tenants.empty() || tenants.back().id != id) tenants.push_back(TenantWork{id, {}, false});
+    Request r;
+    r.tenant = index->second;
+    r.body = librato::RenderRequestBody(chunk);
+    r.gauges = chunk.size();
+    r.window_end_nanos = INT64_MAX;
+    for (const librato::Gauge& g : chunk)
+      r.window_end_nanos = std::min(r.window_end_nanos, (g.measure_time + g.period) * base::kNanosPerSecond);
+    tenants.back().requests.push_back(std::move(r));
+  });
+  if (takeover && !tenants.empty()) {
+    Log(Level::kInfo, "re-emitting a window sealed earlier (tenants not marked sent; posts may repeat)",
+        {{"shard", Num(shard)},
+         {"close", Num(close)},
+         {"tenants", Num(static_cast<std::int64_t>(tenants.size()))},
+         {"already_sent", Num(static_cast<std::int64_t>(already.size()))}});
+  }
+
+  const std::int64_t horizon = config_.retry_horizon_seconds * base::kNanosPerSecond;
+  auto post = [&](Request& r) {
+    telemetry::Counters counters;
+    if (r.attempts > 0 || takeover) counters.retried += r.gauges;
+    const librato::PostResult result = worker.sink->Post(r.tenant, r.body);
+    ++r.attempts;
+    metrics_.CountOutputRequest(worker.sink->OutputName(r.tenant), ResultLabel(result));
+    const std::string& tenant = config_.tenants[r.tenant].id;
+    const std::int64_t after = clock_.NowUnixNanos();
+    switch (result.delivery) {
+      case librato::Delivery::kAccepted:
+        counters.posted += r.gauges;
+        r.done = true;
+        metrics_.ObserveEmissionDelaySeconds(static_cast<double>(after - r.window_end_nanos) /
+                                             static_cast<double>(base::kNanosPerSecond));
+        break;
+      case librato::Delivery::kRejected:
+        counters.rejected += r.gauges;
+        r.done = true;
+        Log(Level::kError, "Librato rejected a request; its gauges are dropped",
+            {{"tenant", tenant},
+             {"status", StatusText(result)},
+             {"gauges", Num(static_cast<std::int64_t>(r.gauges))},
+             {"body", FailureText(result)}});
+        break;
+      case librato::Delivery::kRetry: {
+        // Full jitter: uniform in [0, min(cap, base * 2^attempts)], plus a 10% floor.
+        const std::int64_t base_ns = config_.outlet.retry_initial_backoff_ms * kNanosPerMilli;
+        const std::int64_t cap = config_.outlet.retry_max_backoff_ms * kNanosPerMilli;
+        std::int64_t ceiling = base_ns;
+        for (int i = 0; i < r.attempts - 1 && ceiling < cap; ++i) ceiling *= 2;
+        ceiling = std::min(ceiling, cap);
+        std::uniform_int_distribution<std::int64_t> jitter(0, ceiling);
+        std::int64_t wait = base_ns / 10 + jitter(worker.rng);
+        if (result.retry_after_seconds)
+          wait = std::max(wait, *result.retry_after_seconds * base::kNanosPerSecond);
+        if (after + wait - r.window_end_nanos > horizon) {
+          counters.expired += r.gauges;
+          r.done = true;
+          Log(Level::kError, "gauges expired: retry horizon passed",
+              {{"tenant", tenant},
+               {"status", StatusText(result)},
+               {"gauges", Num(static_cast<std::int64_t>(r.gauges))},
+               {"error", FailureText(result)}});
+          break;
+        }
+        r.next_attempt_ns = SteadyNanos() + wait;
+        Log(Level::kWarn, "Librato request failed; will retry",
+            {{"tenant", tenant},
+             {"status", StatusText(result)},
+             {"attempt", Num(r.attempts)},
+             {"retry_in_ms", Num(wait / kNanosPerMilli)},
+             {"error", FailureText(result)}});
+        break;
+      }
+    }
+    metrics_.Add(counters);
+  };
+
+  // Post, mark and ack; every step re-checks the lease and the shutdown deadline.
+  for (;;) {
+    if (!StillHeld(shard, lease.token))
+      return abandon("lease lost", absl::AbortedError("lease no longer held"));
+    if (SteadyNanos() > shutdown_deadline_ns_.load())
+      return abandon("shutdown deadline passed", absl::DeadlineExceededError("shutdown"));
+
+    bool redis_trouble = false;
+    bool all_marked = true;
+    for (TenantWork& t : tenants) {
+      if (t.marked) continue;
+      const bool resolved =
+          std::all_of(t.requests.begin(), t.requests.end(), [](const Request& r) { return r.done; });
+      if (resolved && !redis_trouble) {
+        const std::string_view ids[] = {t.id};
+        absl::StatusOr<std::int64_t> marked = protocol_.MarkSent(client, shard, lease, close, ids);
+        if (marked.ok()) {
+          NoteRedisOk();
+          t.marked = true;
+        } else if (store::ShardProtocol::IsFenced(marked.status())) {
+          return abandon("fenced at mark sent", marked.status());
+        } else {
+          redis_trouble = true;
+          Log(Level::kWarn, "mark sent failed; retrying",
+              {{"shard", Num(shard)}, {"error", marked.status().ToString()}});
+        }
+      }
+      if (!t.marked) all_marked = false;
+    }
+    if (all_marked) {
+      absl::StatusOr<bool> acked = protocol_.Ack(client, shard, lease, close);
+      if (acked.ok()) {
+        NoteRedisOk();
+        metrics_.CountWindow("acked");
+        Log(Level::kDebug, "window acked", {{"shard", Num(shard)}, {"close", Num(close)}});
+        return WindowOutcome::kAcked;
+      }
+      if (store::ShardProtocol::IsFenced(acked.status())) return abandon("fenced at ack", acked.status());
+      Log(Level::kWarn, "ack failed; retrying",
+          {{"shard", Num(shard)}, {"error", acked.status().ToString()}});
+      redis_trouble = true;
+    }
+
+    // One due request per round, so the lease is re-checked between posts.
+    const std::int64_t now = SteadyNanos();
+    Request* due = nullptr;
+    std::int64_t earliest = INT64_MAX;
+    for (TenantWork& t : tenants) {
+      for (Request& r : t.requests) {
+        if (r.done) continue;
+        if (r.next_attempt_ns <= now) {
+          due = &r;
+          break;
+        }
+        earliest = std::min(earliest, r.next_attempt_ns);
+      }
+      if (due != nullptr) break;
+    }
+    if (due != nullptr) {
+      post(*due);
+      continue;
+    }
+    std::int64_t wait_ns = redis_trouble ? 100 * kNanosPerMilli : earliest - now;
+    wait_ns = std::clamp<std::int64_t>(wait_ns, 0, 50 * kNanosPerMilli);
+    std::this_thread::sleep_for(std::chrono::nanoseconds(wait_ns));
+  }
+}
+
+}  // namespace drainmet::outlet

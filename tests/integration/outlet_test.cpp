@@ -1,0 +1,483 @@
+// The distributed outlet (services/outlet) against a private redis-server and a fake
+// Librato: what receivers ingest through RedisStore arrives at the API exactly as the
+// in-memory path would build it (issue "Distributed drainmet"); shards are shared between
+// outlets; a fenced outlet leaves the rest to the next holder (RELIABILITY.md §3.3);
+// SEMANTICS §7.5 retries and rejections; Stop releases the leases; the binary's smoke test.
+
+#include "services/outlet/outlet.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <string>
+#include <thread>
+
+#include "absl/strings/escaping.h"
+#include "common/config/auth.h"
+#include "common/drain/handler.h"
+#include "common/drain/processor.h"
+#include "common/librato/gauge.h"
+#include "common/store/redis_store.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/support/fake_librato.h"
+#include "tests/support/http_client.h"
+#include "tests/support/redis_server.h"
+
+extern char** environ;
+
+namespace drainmet::outlet {
+namespace {
+
+using std::chrono::milliseconds;
+
+const char kOutletBinary[] = DRAINMET_BINARY_DIR "/services/outlet/drainmet-outlet";
+
+std::string Framed(std::string_view msg) { return std::to_string(msg.size()) + " " + std::string(msg); }
+
+std::string Rfc3339(std::int64_t unix_nanos) {
+  const std::time_t seconds = unix_nanos / 1'000'000'000;
+  std::tm tm{};
+  gmtime_r(&seconds, &tm);
+  char buffer[64];
+  std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%S", &tm);
+  return std::string(buffer) + "." + std::to_string(1'000'000 + (unix_nanos / 1000) % 1'000'000).substr(1) +
+         "+00:00";
+}
+
+/// `lines` frames stamped `t`: measures, counts and samples over 3 sources and 2 names.
+std::string Body(std::int64_t t, int lines) {
+  std::string body;
+  for (int i = 0; i < lines; ++i) {
+    body +=
+        Framed("<190>1 " + Rfc3339(t) + " host app web.1 - source=web." + std::to_string(i % 3) +
+               " measure#db.latency=" + std::to_string(i * 1.5) + "ms measure#api." + std::to_string(i % 2) +
+               "=" + std::to_string(i) + " count#hits sample#queue=" + std::to_string(i));
+  }
+  return body;
+}
+
+bool WaitUntil(const std::function<bool()>& done, milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (done()) return true;
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  return done();
+}
+
+/// A gauge as identified on the wire: tenant (from the Basic-auth email), name, source, time.
+std::string GaugeId(std::string_view tenant, const std::string& name, const std::string& source,
+                    std::int64_t t) {
+  return std::string(tenant) + "|" + name + "|" + source + "|" + std::to_string(t);
+}
+
+class OutletTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { server_ = support::RedisServer::Start(); }
+  static void TearDownTestSuite() { server_ = absl::UnknownError("stopped"); }
+
+  void SetUp() override {
+    if (absl::IsNotFound(server_.status()))
+      GTEST_SKIP() << "no redis-server; deploy/bootstrap.sh installs it";
+    ASSERT_TRUE(server_.ok()) << server_.status();
+    const std::string_view flush[] = {"FLUSHALL"};
+    ASSERT_TRUE(client_.Command(flush).ok());
+    auto fake = support::FakeLibrato::Start();
+    ASSERT_TRUE(fake.ok()) << fake.status();
+    fake_ = *std::move(fake);
+  }
+
+  static store::RedisClient::Options ClientOptions() {
+    store::RedisClient::Options o;
+    o.unix_socket = (*server_)->socket_path();
+    o.command_timeout = milliseconds(2000);
+    return o;
+  }
+
+  config::Config MakeConfig(std::uint32_t shards) const {
+    config::Config c;
+    c.grace_seconds = 1;
+    c.redis.shards = shards;
+    c.redis.servers = {"unix:" + (*server_)->socket_path()};
+    c.outlet.interval_ms = 50;
+    c.outlet.lease_ttl_ms = 1500;
+    c.outlet.lease_renew_ms = 300;
+    c.outlet.retry_initial_backoff_ms = 100;
+    c.outlet.retry_max_backoff_ms = 1000;
+    for (const char* id : {"acme", "beta"}) {
+      config::Tenant t;
+      t.id = id;
+      t.token_hashes.push_back(config::HashToken(std::string("tok-") + id));
+      t.default_resolution_seconds = 1;
+      t.output = config::OutputKind::kLibrato;
+      t.librato.url = fake_->Url();
+      t.librato.email = std::string(id) + "@example.com";
+      t.librato.api_token = std::string("api-") + id;
+      c.tenants.push_back(t);
+    }
+    EXPECT_TRUE(config::Validate(c).ok()) << config::Validate(c);
+    return c;
+  }
+
+  /// Ingests `body` for `tenant` through RedisStore + DrainHandler (resolution 1, grace 1)
+  /// and merges the same body through the in-memory path into expected_.
+  void Ingest(const config::Config& c, const std::string& tenant, const std::string& body,
+              std::string frame) {
+    store::RedisStoreOptions options;
+    options.shards = c.redis.shards;
+    options.servers = {ClientOptions()};
+    options.grace_seconds = c.grace_seconds;
+    store::RedisStore store(options);
+    auto directory = std::make_shared<const drain::TenantDirectory>(c);
+    telemetry::Metrics metrics;
+    drain::DrainHandler handler(directory, store, base::SystemClock::Get(), metrics);
+    http::Request r;
+    r.method = "POST";
+    r.target = "/logs?resolution=1";
+    r.headers.emplace_back("Authorization", "Basic " + absl::Base64Escape("tok-" + tenant + ":"));
+    r.headers.emplace_back("Logplex-Frame-Id", frame);
+    r.body = body;
+    ASSERT_EQ(handler.Handle(r).status, 204u);
+
+    extract::DrainOptions drain_options;
+    drain_options.resolution_seconds = 1;
+    bucket::BucketMap request;
+    telemetry::Counters counters;
+    drain::ProcessBody(tenant, drain_options, body, {}, request, counters);
+    expected_.Merge(std::move(request));
+  }
+
+  std::vector<librato::Gauge> ExpectedGauges() {
+    std::vector<bucket::ClosedBucket> closed = expected_.TakeAll();
+    telemetry::Counters counters;
+    return librato::BuildGauges(closed, counters);
+  }
+
+  /// Gauges of the 2xx answers by GaugeId, with how often each arrived.
+  std::map<std::string, std::pair<nlohmann::json, int>> Received() const {
+    std::map<std::string, std::pair<nlohmann::json, int>> got;
+    for (const support::RecordedRequest& r : fake_->Requests()) {
+      if (r.status < 200 || r.status >= 300) continue;
+      const std::string tenant = r.user.substr(0, r.user.find('@'));
+      const nlohmann::json body = nlohmann::json::parse(r.body, nullptr, false);
+      if (!body.is_object() || !body.contains("gauges")) continue;
+      for (const nlohmann::json& g : body["gauges"]) {
+        const std::string id = GaugeId(tenant, g.value("name", ""), g.value("source", ""),
+                                       g.value("measure_time", std::int64_t{0}));
+        auto& entry = got[id];
+        entry.first = g;
+        ++entry.second;
+      }
+    }
+    return got;
+  }
+
+  /// Waits until every expected gauge arrived, then checks each arrived once with the
+  /// in-memory path's values (SEMANTICS §7.1-7.3; sums to 1e-12 relative).
+  void ExpectExactlyTheExpectedGauges(const std::vector<librato::Gauge>& want) {
+    ASSERT_FALSE(want.empty());
+    EXPECT_TRUE(WaitUntil([&] { return Received().size() >= want.size(); }, milliseconds(15000)))
+        << "got " << Received().size() << " of " << want.size() << " gauges";
+    std::this_thread::sleep_for(milliseconds(400));  // A duplicate would show by now.
+    const auto got = Received();
+    EXPECT_EQ(got.size(), want.size());
+    for (const librato::Gauge& w : want) {
+      const std::string id = GaugeId(w.tenant, w.name, w.source, w.measure_time);
+      SCOPED_TRACE(id);
+      auto it = got.find(id);
+      ASSERT_NE(it, got.end());
+      EXPECT_EQ(it->second.second, 1) << "posted more than once";
+      const nlohmann::json& g = it->second.first;
+      EXPECT_EQ(g.value("period", 0), w.period);
+      if (w.complex) {
+        EXPECT_EQ(g.value("count", std::uint64_t{0}), w.count);
+        EXPECT_EQ(g.value("min", 0.0), w.min);
+        EXPECT_EQ(g.value("max", 0.0), w.max);
+        EXPECT_NEAR(g.value("sum", 0.0), w.sum, 1e-12 * std::abs(w.sum));
+        EXPECT_NEAR(g.value("sum_squares", 0.0), w.sum_squares, 1e-12 * std::abs(w.sum_squares));
+      } else {
+        EXPECT_EQ(g.value("value", -1.0), w.value);
+      }
+    }
+  }
+
+  /// Every window of every shard acked: nothing pending, nothing sealed and unacked.
+  bool AllAcked(std::uint32_t shards) {
+    for (std::uint32_t s = 0; s < shards; ++s) {
+      for (const char* key : {"pending", "sealed_index"}) {
+        const std::string k = store::ShardProtocol::Key(s, key);
+        const std::string_view zcard[] = {"ZCARD", k};
+        auto r = client_.Command(zcard);
+        if (!r.ok() || r->integer != 0) return false;
+      }
+    }
+    return true;
+  }
+
+  bool LeaseExists(std::uint32_t shard) {
+    const std::string k = store::ShardProtocol::Key(shard, "lease");
+    const std::string_view exists[] = {"EXISTS", k};
+    auto r = client_.Command(exists);
+    return r.ok() && r->integer == 1;
+  }
+
+  std::unique_ptr<ShardOutlet> NewOutlet(const config::Config& c, telemetry::Metrics& metrics,
+                                         std::string owner = "") {
+    OutletOptions o;
+    o.owner = std::move(owner);
+    o.shutdown_timeout_ms = 3000;
+    auto outlet = std::make_unique<ShardOutlet>(c, o, base::SystemClock::Get(), metrics);
+    EXPECT_TRUE(outlet->Start().ok());
+    return outlet;
+  }
+
+  static inline absl::StatusOr<std::unique_ptr<support::RedisServer>> server_ =
+      absl::UnknownError("not started");
+  store::RedisClient client_{ClientOptions()};
+  std::unique_ptr<support::FakeLibrato> fake_;
+  bucket::BucketMap expected_;
+};
+
+std::int64_t Now() { return base::SystemClock::Get().NowUnixNanos(); }
+
+TEST_F(OutletTest, PostsExactlyTheGaugesOfTheMemoryPath) {
+  const config::Config c = MakeConfig(8);
+  const std::int64_t t = Now();
+  Ingest(c, "acme", Body(t, 40), "F1");
+  Ingest(c, "acme", Body(t, 9), "F2");
+  Ingest(c, "beta", Body(t, 17), "F3");
+  telemetry::Metrics metrics;
+  auto outlet = NewOutlet(c, metrics);
+  EXPECT_TRUE(WaitUntil([&] { return outlet->HeldShards().size() == 8; }, milliseconds(3000)));
+  const std::vector<librato::Gauge> want = ExpectedGauges();
+  ExpectExactlyTheExpectedGauges(want);
+  EXPECT_TRUE(WaitUntil([&] { return AllAcked(8); }, milliseconds(3000)));
+  const telemetry::Counters counters = metrics.Snapshot();
+  EXPECT_EQ(counters.posted, want.size());
+  EXPECT_EQ(counters.retried, 0u);
+  for (const support::RecordedRequest& r : fake_->Requests()) {
+    EXPECT_TRUE(r.basic_auth);
+    EXPECT_EQ(r.password, "api-" + r.user.substr(0, r.user.find('@')));
+  }
+  outlet->Stop();
+}
+
+TEST_F(OutletTest, TwoOutletsShareTheShardsAndPostEachGaugeOnce) {
+  const config::Config c = MakeConfig(8);
+  telemetry::Metrics ma, mb;
+  auto a = NewOutlet(c, ma, "outlet-a");
+  auto b = NewOutlet(c, mb, "outlet-b");
+  // Rebalance: each ends with ceil(8 / 2) = 4 shards, together all 8, none twice.
+  const bool balanced = WaitUntil(
+      [&] {
+        auto ha = a->HeldShards();
+        auto hb = b->HeldShards();
+        return ha.size() == 4 && hb.size() == 4;
+      },
+      milliseconds(10000));
+  auto ha = a->HeldShards();
+  auto hb = b->HeldShards();
+  EXPECT_TRUE(balanced) << ha.size() << " + " << hb.size();
+  std::vector<std::uint32_t> all = ha;
+  all.insert(all.end(), hb.begin(), hb.end());
+  std::sort(all.begin(), all.end());
+  EXPECT_EQ(all, (std::vector<std::uint32_t>{0, 1, 2, 3, 4, 5, 6, 7}));
+
+  const std::int64_t t = Now();
+  Ingest(c, "acme", Body(t, 30), "F1");
+  Ingest(c, "beta", Body(t, 30), "F2");
+  ExpectExactlyTheExpectedGauges(ExpectedGauges());
+  EXPECT_TRUE(WaitUntil([&] { return AllAcked(8); }, milliseconds(3000)));
+  EXPECT_GT(ma.Snapshot().posted, 0u);
+  EXPECT_GT(mb.Snapshot().posted, 0u);
+  a->Stop();
+  b->Stop();
+}
+
+TEST_F(OutletTest, FencedOutletLeavesTheUnsentTenantsToTheNextHolder) {
+  // RELIABILITY.md §3.3: A posts acme (200) and is stuck on beta when its lease is taken
+  // over; B re-emits only beta (acme is marked sent) and acks; A never marks or acks.
+  config::Config c = MakeConfig(1);
+  config::Config slow_retries = c;
+  slow_retries.outlet.retry_initial_backoff_ms = 20000;  // A's retry waits >= 2 s.
+  slow_retries.outlet.retry_max_backoff_ms = 20000;
+  fake_->Script({{200, "{}", std::nullopt, 0}, {500, "{}", std::nullopt, 1500}});
+  const std::int64_t t = Now();
+  Ingest(c, "acme", Body(t, 10), "F1");
+  Ingest(c, "beta", Body(t, 10), "F2");
+  telemetry::Metrics ma, mb;
+  auto a = NewOutlet(slow_retries, ma, "outlet-a");
+  ASSERT_TRUE(fake_->WaitForRequests(2, milliseconds(10000)));  // acme answered, beta held.
+  a->PauseLeaseManagerForTest(true);
+  const std::string lease_key = store::ShardProtocol::Key(0, "lease");
+  const std::string_view del[] = {"DEL", lease_key};
+  ASSERT_TRUE(client_.Command(del).ok());  // As if A's lease expired while it was stalled.
+  auto b = NewOutlet(c, mb, "outlet-b");
+  ASSERT_TRUE(WaitUntil([&] { return b->HeldShards().size() == 1; }, milliseconds(3000)));
+  a->PauseLeaseManagerForTest(false);
+  EXPECT_TRUE(WaitUntil([&] { return a->HeldShards().empty(); }, milliseconds(3000)));
+
+  EXPECT_TRUE(WaitUntil([&] { return AllAcked(1); }, milliseconds(10000)));
+  std::this_thread::sleep_for(milliseconds(2500));  // Past A's retry time: it must not post.
+  const std::vector<support::RecordedRequest> requests = fake_->Requests();
+  ASSERT_EQ(requests.size(), 3u);
+  EXPECT_EQ(requests[0].user, "acme@example.com");
+  EXPECT_EQ(requests[0].status, 200u);
+  EXPECT_EQ(requests[1].user, "beta@example.com");
+  EXPECT_EQ(requests[1].status, 500u);
+  EXPECT_EQ(requests[2].user, "beta@example.com");
+  EXPECT_EQ(requests[2].status, 200u);
+  EXPECT_EQ(requests[2].body, requests[1].body) << "a re-emission is byte-identical";
+  const std::uint64_t beta_gauges = nlohmann::json::parse(requests[2].body)["gauges"].size();
+  EXPECT_EQ(mb.Snapshot().retried, beta_gauges) << "B's re-emission counts as retried";
+  EXPECT_EQ(ma.Snapshot().posted + mb.Snapshot().posted, ExpectedGauges().size());
+  a->Stop();
+  b->Stop();
+}
+
+TEST_F(OutletTest, ServerErrorIsRetriedThenAcked) {
+  // SEMANTICS §7.5: 5xx is retried (same body) until 2xx; then the window is acked.
+  const config::Config c = MakeConfig(1);
+  fake_->Script({{500, "{\"errors\":\"busy\"}", std::nullopt, 0}});
+  Ingest(c, "acme", Body(Now(), 5), "F1");
+  telemetry::Metrics metrics;
+  auto outlet = NewOutlet(c, metrics);
+  ASSERT_TRUE(fake_->WaitForRequests(2, milliseconds(10000)));
+  EXPECT_TRUE(WaitUntil([&] { return AllAcked(1); }, milliseconds(3000)));
+  std::this_thread::sleep_for(milliseconds(300));
+  const auto requests = fake_->Requests();
+  ASSERT_EQ(requests.size(), 2u);
+  EXPECT_EQ(requests[0].status, 500u);
+  EXPECT_EQ(requests[1].status, 200u);
+  EXPECT_EQ(requests[0].body, requests[1].body);
+  const std::uint64_t gauges = nlohmann::json::parse(requests[1].body)["gauges"].size();
+  EXPECT_EQ(metrics.Snapshot().retried, gauges);
+  EXPECT_EQ(metrics.Snapshot().posted, gauges);
+  outlet->Stop();
+}
+
+TEST_F(OutletTest, ClientErrorIsRejectedAckedAndNotRetried) {
+  // SEMANTICS §7.5: a 4xx other than 429 is permanent: counted rejected, the window acked.
+  const config::Config c = MakeConfig(1);
+  fake_->Script({{400, "{\"errors\":{\"params\":\"bad\"}}", std::nullopt, 0}});
+  Ingest(c, "acme", Body(Now(), 5), "F1");
+  telemetry::Metrics metrics;
+  auto outlet = NewOutlet(c, metrics);
+  ASSERT_TRUE(fake_->WaitForRequests(1, milliseconds(10000)));
+  EXPECT_TRUE(WaitUntil([&] { return AllAcked(1); }, milliseconds(3000)));
+  std::this_thread::sleep_for(milliseconds(500));
+  const auto requests = fake_->Requests();
+  ASSERT_EQ(requests.size(), 1u);
+  const std::uint64_t gauges = nlohmann::json::parse(requests[0].body)["gauges"].size();
+  EXPECT_EQ(metrics.Snapshot().rejected, gauges);
+  EXPECT_EQ(metrics.Snapshot().retried, 0u);
+  EXPECT_EQ(metrics.Snapshot().posted, 0u);
+  outlet->Stop();
+}
+
+TEST_F(OutletTest, StopReleasesTheLeasesForTheNextOutlet) {
+  const config::Config c = MakeConfig(4);
+  telemetry::Metrics ma, mb;
+  auto a = NewOutlet(c, ma, "outlet-a");
+  ASSERT_TRUE(WaitUntil([&] { return a->HeldShards().size() == 4; }, milliseconds(3000)));
+  a->Stop();
+  EXPECT_TRUE(a->HeldShards().empty());
+  for (std::uint32_t s = 0; s < 4; ++s) EXPECT_FALSE(LeaseExists(s)) << s;
+  const std::string_view zscore[] = {"ZSCORE", kOutletsKey, "outlet-a"};
+  auto member = client_.Command(zscore);
+  ASSERT_TRUE(member.ok());
+  EXPECT_TRUE(member->is_nil()) << "the heartbeat is removed at Stop";
+  // The next outlet takes them at once (its first round), not after a lease time.
+  const auto before = std::chrono::steady_clock::now();
+  auto b = NewOutlet(c, mb, "outlet-b");
+  EXPECT_TRUE(WaitUntil([&] { return b->HeldShards().size() == 4; }, milliseconds(1000)));
+  EXPECT_LT(std::chrono::steady_clock::now() - before, milliseconds(c.outlet.lease_ttl_ms));
+  b->Stop();
+}
+
+TEST_F(OutletTest, BinaryServesHealthzAndReleasesLeasesOnSigterm) {
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("outlet_test_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string config_path = (dir / "outlet.yaml").string();
+  {
+    std::ofstream out(config_path);
+    out << "grace_seconds: 1\n"
+        << "redis:\n  shards: 4\n  servers: [\"unix:" << (*server_)->socket_path() << "\"]\n"
+        << "outlet:\n  lease_ttl_ms: 3000\n  lease_renew_ms: 200\n"
+        << "tenants:\n  - id: acme\n    token_hashes: [\"" << config::HashToken("tok-acme") << "\"]\n"
+        << "    output: librato\n    librato:\n      url: \"" << fake_->Url() << "\"\n"
+        << "      email: acme@example.com\n      api_token: secret\n";
+    ASSERT_TRUE(out.good());
+  }
+  int fds[2];
+  ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
+  std::vector<std::string> args = {kOutletBinary, "--config", config_path, "--listen", "127.0.0.1:0"};
+  std::vector<char*> argv;
+  for (std::string& s : args) argv.push_back(s.data());
+  argv.push_back(nullptr);
+  const pid_t parent = ::getpid();
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(126);
+    if (::dup2(fds[1], STDERR_FILENO) < 0) ::_exit(126);
+    ::execve(argv[0], argv.data(), environ);
+    ::_exit(127);
+  }
+  ::close(fds[1]);
+  // Reads stderr until the listening line (bounded by a poll timeout per read).
+  std::string err;
+  std::uint16_t port = 0;
+  const auto deadline = std::chrono::steady_clock::now() + milliseconds(10000);
+  constexpr std::string_view kListen = "msg=\"drainmet-outlet listening\" listen=127.0.0.1:";
+  const int flags = ::fcntl(fds[0], F_GETFL);
+  ::fcntl(fds[0], F_SETFL, flags | O_NONBLOCK);
+  while (port == 0 && std::chrono::steady_clock::now() < deadline) {
+    char buffer[4096];
+    const ssize_t n = ::read(fds[0], buffer, sizeof buffer);
+    if (n > 0) err.append(buffer, static_cast<std::size_t>(n));
+    if (n == 0) break;
+    const std::size_t at = err.find(kListen);
+    if (at != std::string::npos && err.find('\n', at) != std::string::npos) {
+      port = static_cast<std::uint16_t>(std::stoi(err.substr(at + kListen.size())));
+    }
+    if (n < 0) std::this_thread::sleep_for(milliseconds(20));
+  }
+  ASSERT_NE(port, 0) << err;
+  const support::HttpReply health = support::HttpGet(port, "/healthz");
+  EXPECT_EQ(health.status, 200u) << health.error;
+  EXPECT_TRUE(WaitUntil([&] { return support::HttpGet(port, "/readyz").status == 200; }, milliseconds(3000)));
+  EXPECT_TRUE(WaitUntil([&] { return LeaseExists(0) && LeaseExists(1) && LeaseExists(2) && LeaseExists(3); },
+                        milliseconds(3000)));
+  const support::HttpReply metrics = support::HttpGet(port, "/metrics");
+  EXPECT_NE(metrics.body.find("drainmet_outlet_leases_held 4"), std::string::npos) << metrics.body;
+
+  ::kill(pid, SIGTERM);
+  int status = -1;
+  const bool exited = WaitUntil([&] { return ::waitpid(pid, &status, WNOHANG) == pid; }, milliseconds(10000));
+  if (!exited) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, &status, 0);
+  }
+  ::close(fds[0]);
+  EXPECT_TRUE(exited);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  for (std::uint32_t s = 0; s < 4; ++s) EXPECT_FALSE(LeaseExists(s)) << s;
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace drainmet::outlet
