@@ -17,21 +17,27 @@ http::Response Text(unsigned status, std::string body) {
 
 }  // namespace
 
-Frontend::Frontend(std::shared_ptr<const TenantDirectory> directory, store::Store& store,
-                   const base::Clock& clock, telemetry::Metrics& metrics, ReadyCheck ready)
-    : directory_(std::move(directory)),
-      metrics_(metrics),
-      handler_(directory_, store, clock, metrics),
-      ready_check_(std::move(ready)) {}
+Frontend::Frontend(std::shared_ptr<DirectoryHolder> holder, store::Store& store, const base::Clock& clock,
+                   telemetry::Metrics& metrics, ReadyCheck ready)
+    : metrics_(metrics), handler_(std::move(holder), store, clock, metrics), ready_check_(std::move(ready)) {}
 
 Frontend::~Frontend() { Stop(); }
 
 absl::StatusOr<std::unique_ptr<Frontend>> Frontend::Start(std::shared_ptr<const TenantDirectory> directory,
                                                           store::Store& store, const base::Clock& clock,
                                                           telemetry::Metrics& metrics, ReadyCheck ready) {
+  return Start(std::make_shared<DirectoryHolder>(std::move(directory)), store, clock, metrics,
+               std::move(ready));
+}
+
+absl::StatusOr<std::unique_ptr<Frontend>> Frontend::Start(std::shared_ptr<DirectoryHolder> holder,
+                                                          store::Store& store, const base::Clock& clock,
+                                                          telemetry::Metrics& metrics, ReadyCheck ready) {
+  const std::shared_ptr<const TenantDirectory> directory = holder->Get();
   const config::Config& c = directory->config;
   DRAINMET_ASSIGN_OR_RETURN(auto listen, http::ParseListenAddress(c.listen));
-  std::unique_ptr<Frontend> frontend(new Frontend(directory, store, clock, metrics, std::move(ready)));
+  std::unique_ptr<Frontend> frontend(
+      new Frontend(std::move(holder), store, clock, metrics, std::move(ready)));
   http::ServerOptions options;
   options.address = listen.first;
   options.port = listen.second;

@@ -27,6 +27,14 @@ class Frontend {
                                                          store::Store& store, const base::Clock& clock,
                                                          telemetry::Metrics& metrics,
                                                          ReadyCheck ready = nullptr);
+  /// As above with a swappable directory (a receiver following the config service): the
+  /// listener and server limits come from `holder->Get()` now and stay for the frontend's
+  /// life (a later Set changes tenants, tokens and the handler's limits only). `holder`
+  /// must not be null.
+  static absl::StatusOr<std::unique_ptr<Frontend>> Start(std::shared_ptr<DirectoryHolder> holder,
+                                                         store::Store& store, const base::Clock& clock,
+                                                         telemetry::Metrics& metrics,
+                                                         ReadyCheck ready = nullptr);
   ~Frontend();
 
   std::uint16_t port() const { return server_->port(); }
@@ -36,11 +44,10 @@ class Frontend {
   void Stop();
 
  private:
-  Frontend(std::shared_ptr<const TenantDirectory> directory, store::Store& store, const base::Clock& clock,
+  Frontend(std::shared_ptr<DirectoryHolder> holder, store::Store& store, const base::Clock& clock,
            telemetry::Metrics& metrics, ReadyCheck ready);
   http::Response Route(const http::Request& request);
 
-  std::shared_ptr<const TenantDirectory> directory_;
   telemetry::Metrics& metrics_;
   DrainHandler handler_;
   ReadyCheck ready_check_;

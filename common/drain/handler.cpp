@@ -50,10 +50,14 @@ void LogProblems(const std::string& tenant, const telemetry::Counters& c) {
 
 DrainHandler::DrainHandler(std::shared_ptr<const TenantDirectory> directory, store::Store& store,
                            const base::Clock& clock, telemetry::Metrics& metrics)
-    : directory_(std::move(directory)), store_(store), clock_(clock), metrics_(metrics) {}
+    : DrainHandler(std::make_shared<DirectoryHolder>(std::move(directory)), store, clock, metrics) {}
 
-std::variant<DrainHandler::Resolved, http::Response> DrainHandler::Resolve(
-    const http::Request& request) const {
+DrainHandler::DrainHandler(std::shared_ptr<DirectoryHolder> holder, store::Store& store,
+                           const base::Clock& clock, telemetry::Metrics& metrics)
+    : holder_(std::move(holder)), store_(store), clock_(clock), metrics_(metrics) {}
+
+std::variant<DrainHandler::Resolved, http::Response> DrainHandler::Resolve(const TenantDirectory& directory,
+                                                                           const http::Request& request) {
   if (request.method != "POST") {
     http::Response response = Plain(405, "method not allowed: drains POST to /logs");
     response.headers.emplace_back("Allow", "POST");
@@ -63,13 +67,13 @@ std::variant<DrainHandler::Resolved, http::Response> DrainHandler::Resolve(
   if (!authorization) return Unauthorized();
   const std::optional<config::BasicCredentials> credentials = config::ParseBasicAuthorization(*authorization);
   if (!credentials) return Unauthorized();
-  const std::optional<std::size_t> tenant = directory_->tokens.Authenticate(*credentials);
+  const std::optional<std::size_t> tenant = directory.tokens.Authenticate(*credentials);
   if (!tenant) {
     telemetry::LogOnce("auth_failed", "drain request with unknown credentials refused",
                        {{"remote", request.remote_address}});
     return Unauthorized();
   }
-  const config::Tenant& t = directory_->config.tenants[*tenant];
+  const config::Tenant& t = directory.config.tenants[*tenant];
   absl::StatusOr<extract::DrainOptions> options =
       extract::ParseDrainQuery(request.Query(), t.default_resolution_seconds);
   if (!options.ok()) return Plain(400, "bad drain option: " + std::string(options.status().message()));
@@ -77,16 +81,19 @@ std::variant<DrainHandler::Resolved, http::Response> DrainHandler::Resolve(
 }
 
 std::optional<http::Response> DrainHandler::CheckHeaders(const http::Request& request) const {
-  auto resolved = Resolve(request);
+  const std::shared_ptr<const TenantDirectory> directory = holder_->Get();
+  auto resolved = Resolve(*directory, request);
   if (auto* response = std::get_if<http::Response>(&resolved)) return std::move(*response);
   return std::nullopt;
 }
 
 http::Response DrainHandler::Handle(const http::Request& request) {
-  auto resolved = Resolve(request);
+  // One snapshot for the whole request: a Set() meanwhile applies to the next request.
+  const std::shared_ptr<const TenantDirectory> directory = holder_->Get();
+  auto resolved = Resolve(*directory, request);
   if (auto* response = std::get_if<http::Response>(&resolved)) return std::move(*response);
   const Resolved& r = std::get<Resolved>(resolved);
-  const std::string& tenant = directory_->config.tenants[r.tenant_index].id;
+  const std::string& tenant = directory->config.tenants[r.tenant_index].id;
   const std::string_view frame_id = request.Header("Logplex-Frame-Id").value_or("");
 
   telemetry::Counters counters;
@@ -102,7 +109,7 @@ http::Response DrainHandler::Handle(const http::Request& request) {
   BodyTimes times;
   times.received_at_nanos = now;
   times.now_nanos = now;
-  times.future_tolerance_nanos = directory_->config.limits.future_tolerance_seconds * base::kNanosPerSecond;
+  times.future_tolerance_nanos = directory->config.limits.future_tolerance_seconds * base::kNanosPerSecond;
   bucket::BucketMap partials;
   ProcessBody(tenant, r.options, request.body, times, partials, counters);
 

@@ -4,6 +4,7 @@
 // the query, de-duplication by Logplex-Frame-Id, parsing, and the store's answer.
 
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string_view>
 #include <variant>
@@ -24,12 +25,52 @@ struct TenantDirectory {
   const config::TokenIndex tokens;
 };
 
+/// The directory in use, swappable at run time (a receiver following the config service):
+/// readers take one snapshot per request and keep it for the whole request, so a request
+/// never sees half of an old and half of a new configuration.
+///
+/// Thread-safety: Get and Set may run concurrently from any threads (a mutex around a
+/// shared_ptr copy: cheap next to a request).
+class DirectoryHolder {
+ public:
+  /// `initial` must not be null.
+  explicit DirectoryHolder(std::shared_ptr<const TenantDirectory> initial) : current_(std::move(initial)) {}
+
+  /// The directory now; never null. Requests that started earlier keep theirs.
+  std::shared_ptr<const TenantDirectory> Get() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return current_;
+  }
+
+  /// Replaces the directory for the requests that resolve after this returns. A null
+  /// `next` is ignored (the holder never becomes empty).
+  void Set(std::shared_ptr<const TenantDirectory> next) {
+    if (next == nullptr) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    current_.swap(next);
+    // The old directory is released outside the lock, by `next`'s destructor.
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::shared_ptr<const TenantDirectory> current_;  // guarded by mu_, never null
+};
+
 /// Answers drain requests. Thread-safe: Handle may run on many server threads at once
-/// (the store and metrics are thread-safe; the directory is immutable).
+/// (the store, metrics and the directory holder are thread-safe; each request resolves
+/// its tenant and options against one directory snapshot).
 class DrainHandler {
  public:
+  /// A fixed directory (standalone): never changes for the handler's life.
   DrainHandler(std::shared_ptr<const TenantDirectory> directory, store::Store& store,
                const base::Clock& clock, telemetry::Metrics& metrics);
+  /// A swappable directory (receiver following the config service): `holder` is shared
+  /// with whoever calls Set; must not be null.
+  DrainHandler(std::shared_ptr<DirectoryHolder> holder, store::Store& store, const base::Clock& clock,
+               telemetry::Metrics& metrics);
+
+  /// The holder this handler reads (for Set from outside).
+  const std::shared_ptr<DirectoryHolder>& directory_holder() const { return holder_; }
 
   /// Checks what the headers decide, before the body is read: 405 for a method other than
   /// POST, 401 (with WWW-Authenticate) for missing or unknown credentials, 400 naming the
@@ -47,10 +88,11 @@ class DrainHandler {
     std::size_t tenant_index = 0;
     extract::DrainOptions options;
   };
-  /// Auth + options; a response when the request must be refused.
-  std::variant<Resolved, http::Response> Resolve(const http::Request& request) const;
+  /// Auth + options against `directory`; a response when the request must be refused.
+  static std::variant<Resolved, http::Response> Resolve(const TenantDirectory& directory,
+                                                        const http::Request& request);
 
-  std::shared_ptr<const TenantDirectory> directory_;
+  std::shared_ptr<DirectoryHolder> holder_;  // never null
   store::Store& store_;
   const base::Clock& clock_;
   telemetry::Metrics& metrics_;

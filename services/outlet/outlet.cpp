@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
+#include "common/base/status_macros.h"
 #include "common/bucket/codec.h"
 #include "common/bucket/partial_bucket.h"
 #include "common/emit/outlet.h"
@@ -73,7 +74,8 @@ std::string NewOwnerId() {
 struct ShardOutlet::Worker {
   int index = 0;
   std::vector<store::RedisClient> clients;
-  std::unique_ptr<emit::Sink> sink;
+  std::shared_ptr<const TenantView> view;  // The copy `sink` was made from (TenantSink refers to it).
+  std::unique_ptr<emit::Sink> sink;        // Declared after `view`: destroyed first.
   std::mt19937_64 rng;
 };
 
@@ -85,8 +87,61 @@ ShardOutlet::ShardOutlet(config::Config config, OutletOptions options, const bas
       metrics_(metrics),
       owner_(options_.owner.empty() ? NewOwnerId() : options_.owner),
       shards_(std::max<std::uint32_t>(1, config_.redis.shards)),
-      states_(shards_) {
-  for (std::size_t i = 0; i < config_.tenants.size(); ++i) tenant_index_[config_.tenants[i].id] = i;
+      view_(MakeView(std::make_shared<const config::Config>(config_), 0)),
+      states_(shards_) {}
+
+std::shared_ptr<const ShardOutlet::TenantView> ShardOutlet::MakeView(
+    std::shared_ptr<const config::Config> config, std::uint64_t generation) {
+  auto view = std::make_shared<TenantView>();
+  view->config = std::move(config);
+  for (std::size_t i = 0; i < view->config->tenants.size(); ++i)
+    view->tenant_index[view->config->tenants[i].id] = i;
+  view->generation = generation;
+  return view;
+}
+
+std::shared_ptr<const ShardOutlet::TenantView> ShardOutlet::View() const {
+  std::lock_guard<std::mutex> lock(view_mu_);
+  return view_;
+}
+
+std::shared_ptr<const config::Config> ShardOutlet::CurrentConfig() const { return View()->config; }
+
+absl::Status ShardOutlet::UpdateConfig(config::Config config) {
+  DRAINMET_RETURN_IF_ERROR(config::Validate(config));
+  std::string restart;
+  auto note = [&](bool differs, const char* key) {
+    if (!differs) return;
+    if (!restart.empty()) restart += ',';
+    restart += key;
+  };
+  note(config.redis != config_.redis, "redis");
+  note(config.outlet.lease_ttl_ms != config_.outlet.lease_ttl_ms, "outlet.lease_ttl_ms");
+  note(config.outlet.lease_renew_ms != config_.outlet.lease_renew_ms, "outlet.lease_renew_ms");
+  note(config.outlet.interval_ms != config_.outlet.interval_ms, "outlet.interval_ms");
+  if (!restart.empty())
+    Log(Level::kWarn, "config change needs restart; keeping the values in use", {{"keys", restart}});
+  // Keep what the manager and the clients use, so the view describes what runs.
+  config.redis = config_.redis;
+  config.outlet.lease_ttl_ms = config_.outlet.lease_ttl_ms;
+  config.outlet.lease_renew_ms = config_.outlet.lease_renew_ms;
+  config.outlet.interval_ms = config_.outlet.interval_ms;
+  const std::size_t tenants = config.tenants.size();
+  {
+    std::lock_guard<std::mutex> lock(view_mu_);
+    view_ = MakeView(std::make_shared<const config::Config>(std::move(config)), view_->generation + 1);
+  }
+  Log(Level::kInfo, "config applied: later windows use its tenants",
+      {{"tenants", Num(static_cast<std::int64_t>(tenants))}});
+  return absl::OkStatus();
+}
+
+void ShardOutlet::RefreshSink(Worker& worker, std::shared_ptr<const TenantView> view) const {
+  if (worker.sink != nullptr && worker.view != nullptr && worker.view->generation == view->generation) return;
+  worker.sink.reset();  // Before its config goes.
+  worker.view = std::move(view);
+  worker.sink = options_.make_sink ? options_.make_sink(*worker.view->config)
+                                   : std::make_unique<emit::TenantSink>(*worker.view->config);
 }
 
 ShardOutlet::~ShardOutlet() { Stop(); }
@@ -143,7 +198,7 @@ absl::Status ShardOutlet::Start() {
     Worker& w = workers[static_cast<std::size_t>(i)];
     w.index = i;
     w.clients = *MakeClients();
-    w.sink = options_.make_sink ? options_.make_sink(config_) : std::make_unique<emit::TenantSink>(config_);
+    RefreshSink(w, View());
     w.rng.seed(seed + static_cast<std::uint64_t>(i) + 1);
   }
   Log(Level::kInfo, "outlet starting",
@@ -505,12 +560,16 @@ ShardOutlet::WindowOutcome ShardOutlet::WorkWindow(Worker& worker, std::uint32_t
     bool marked = false;
   };
   std::vector<TenantWork> tenants;
-  const auto max_per_request = static_cast<std::size_t>(config_.outlet.max_gauges_per_request);
+  // One copy of the tenants for the whole window (UpdateConfig applies to later windows).
+  RefreshSink(worker, View());
+  const TenantView& view = *worker.view;
+  const config::Config& config = *view.config;
+  const auto max_per_request = static_cast<std::size_t>(config.outlet.max_gauges_per_request);
   emit::ForEachRequest(gauges, max_per_request, [&](std::span<const librato::Gauge> chunk) {
     const std::string& id = chunk.front().tenant;
     if (already.contains(id)) return;
-    auto index = tenant_index_.find(id);
-    if (index == tenant_index_.end()) {
+    auto index = view.tenant_index.find(id);
+    if (index == view.tenant_index.end()) {
       telemetry::LogOnce("unknown_tenant", "window holds gauges of a tenant not in the config; dropped",
                          {{"tenant", id}});
       return;
@@ -533,14 +592,14 @@ ShardOutlet::WindowOutcome ShardOutlet::WorkWindow(Worker& worker, std::uint32_t
          {"already_sent", Num(static_cast<std::int64_t>(already.size()))}});
   }
 
-  const std::int64_t horizon = config_.retry_horizon_seconds * base::kNanosPerSecond;
+  const std::int64_t horizon = config.retry_horizon_seconds * base::kNanosPerSecond;
   auto post = [&](Request& r) {
     telemetry::Counters counters;
     if (r.attempts > 0 || takeover) counters.retried += r.gauges;
     const librato::PostResult result = worker.sink->Post(r.tenant, r.body);
     ++r.attempts;
     metrics_.CountOutputRequest(worker.sink->OutputName(r.tenant), ResultLabel(result));
-    const std::string& tenant = config_.tenants[r.tenant].id;
+    const std::string& tenant = config.tenants[r.tenant].id;
     const std::int64_t after = clock_.NowUnixNanos();
     switch (result.delivery) {
       case librato::Delivery::kAccepted:
@@ -560,8 +619,8 @@ ShardOutlet::WindowOutcome ShardOutlet::WorkWindow(Worker& worker, std::uint32_t
         break;
       case librato::Delivery::kRetry: {
         // Full jitter: uniform in [0, min(cap, base * 2^attempts)], plus a 10% floor.
-        const std::int64_t base_ns = config_.outlet.retry_initial_backoff_ms * kNanosPerMilli;
-        const std::int64_t cap = config_.outlet.retry_max_backoff_ms * kNanosPerMilli;
+        const std::int64_t base_ns = config.outlet.retry_initial_backoff_ms * kNanosPerMilli;
+        const std::int64_t cap = config.outlet.retry_max_backoff_ms * kNanosPerMilli;
         std::int64_t ceiling = base_ns;
         for (int i = 0; i < r.attempts - 1 && ceiling < cap; ++i) ceiling *= 2;
         ceiling = std::min(ceiling, cap);

@@ -99,6 +99,20 @@ class ShardOutlet {
   /// Starts the lease manager and the workers. InvalidArgument for a bad server address.
   absl::Status Start();
 
+  /// A new configuration from the config service: the windows whose emission starts
+  /// afterwards use its tenants (ids, credentials, API URLs, outputs), max_gauges_per_request,
+  /// retry backoffs and retry_horizon_seconds; each worker rebuilds its sink (make_sink) at
+  /// its next window. A window in progress finishes with the copy it started with. What
+  /// the lease manager and the Redis clients use (the redis section, lease_ttl_ms,
+  /// lease_renew_ms, interval_ms) keeps its first value: a change there is logged as
+  /// "needs restart" and ignored. InvalidArgument (nothing applied) for an invalid config.
+  /// Thread-safe; may be called before or after Start.
+  absl::Status UpdateConfig(config::Config config);
+
+  /// The configuration the next window will use (the latest UpdateConfig, else the one given
+  /// at construction).
+  std::shared_ptr<const config::Config> CurrentConfig() const;
+
   /// SIGTERM: stops taking new windows, lets each window in progress finish (bounded by
   /// shutdown_timeout_ms, then abandoned), releases every lease (ReleaseLease) and removes
   /// the heartbeat, so other outlets take the shards at once. Idempotent.
@@ -123,6 +137,17 @@ class ShardOutlet {
   };
   struct Worker;
   enum class WindowOutcome { kAcked, kAbandoned };
+  /// What one window's emission reads; swapped whole by UpdateConfig.
+  struct TenantView {
+    std::shared_ptr<const config::Config> config;
+    absl::flat_hash_map<std::string, std::size_t> tenant_index;  // id -> index in config->tenants
+    std::uint64_t generation = 0;
+  };
+  static std::shared_ptr<const TenantView> MakeView(std::shared_ptr<const config::Config> config,
+                                                    std::uint64_t generation);
+  std::shared_ptr<const TenantView> View() const;
+  /// Rebuilds `worker`'s sink when the view changed since it was made.
+  void RefreshSink(Worker& worker, std::shared_ptr<const TenantView> view) const;
 
   absl::StatusOr<std::vector<store::RedisClient>> MakeClients() const;
   store::RedisClient& ClientFor(std::vector<store::RedisClient>& clients, std::uint32_t shard) const;
@@ -150,7 +175,8 @@ class ShardOutlet {
   const std::string owner_;
   const store::ShardProtocol protocol_;
   const std::uint32_t shards_;
-  absl::flat_hash_map<std::string, std::size_t> tenant_index_;
+  mutable std::mutex view_mu_;
+  std::shared_ptr<const TenantView> view_;  // guarded by view_mu_, never null
 
   mutable std::mutex mu_;
   std::vector<ShardState> states_;  // guarded by mu_, one per shard

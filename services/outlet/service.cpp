@@ -38,6 +38,77 @@ absl::StatusOr<std::unique_ptr<Service>> Service::Start(config::Config config, S
   return service;
 }
 
+namespace {
+
+/// Lets the watcher's callback reach the service once it exists (the watcher starts first).
+struct ServiceLink {
+  std::mutex mu;
+  Service* service = nullptr;  // guarded by mu
+};
+
+}  // namespace
+
+void Service::OnServed(const config::ServedConfig& served) {
+  if (served.config == nullptr || outlet_ == nullptr) return;
+  std::lock_guard<std::mutex> lock(apply_mu_);
+  if (served.content_hash == applied_hash_) return;
+  config::Config copy = *served.config;
+  if (adjust_) adjust_(copy);
+  const absl::Status applied = outlet_->UpdateConfig(std::move(copy));
+  if (!applied.ok()) {
+    telemetry::Log(telemetry::Level::kError, "config from the config service not applied; keeping the last",
+                   {{"version", std::to_string(served.version)}, {"error", applied.ToString()}});
+    return;
+  }
+  applied_hash_ = served.content_hash;
+  config_version_ = served.version;
+}
+
+absl::StatusOr<std::unique_ptr<Service>> Service::StartFollowing(FollowOptions follow, ServiceOptions options,
+                                                                 const base::Clock& clock) {
+  if (follow.target.empty()) return absl::InvalidArgumentError("config service target: empty");
+  auto link = std::make_shared<ServiceLink>();
+  config::ConfigWatcherOptions watch;
+  watch.target = follow.target;
+  watch.initial_file = follow.initial_file;
+  watch.initial_backoff = follow.initial_backoff;
+  watch.max_backoff = follow.max_backoff;
+  watch.on_change = [link](const config::ServedConfig& served) {
+    std::lock_guard<std::mutex> lock(link->mu);
+    if (link->service != nullptr) link->service->OnServed(served);
+  };
+  DRAINMET_ASSIGN_OR_RETURN(std::unique_ptr<config::ConfigWatcher> watcher,
+                            config::ConfigWatcher::Start(std::move(watch)));
+  if (!watcher->WaitForConfig(follow.first_config_timeout)) {
+    const absl::Status last = watcher->LastError();
+    watcher->Stop();
+    return absl::DeadlineExceededError("no configuration from the config service " + follow.target +
+                                       " within " + std::to_string(follow.first_config_timeout.count()) +
+                                       " ms: " + last.ToString());
+  }
+  const config::ServedConfig first = watcher->CurrentServed();
+  config::Config config = *first.config;
+  if (follow.adjust) follow.adjust(config);
+  DRAINMET_ASSIGN_OR_RETURN(std::unique_ptr<Service> service,
+                            Start(std::move(config), std::move(options), clock));
+  service->adjust_ = std::move(follow.adjust);
+  {
+    std::lock_guard<std::mutex> lock(service->apply_mu_);
+    service->applied_hash_ = first.content_hash;
+    service->config_version_ = first.version;
+  }
+  service->watcher_ = std::move(watcher);
+  telemetry::Log(telemetry::Level::kInfo, "following the config service",
+                 {{"target", follow.target}, {"version", std::to_string(first.version)}});
+  {
+    std::lock_guard<std::mutex> lock(link->mu);
+    link->service = service.get();
+  }
+  // A change that arrived before the link was set: apply it now (same content: no-op).
+  service->OnServed(service->watcher_->CurrentServed());
+  return service;
+}
+
 http::Response Service::Route(const http::Request& request) {
   http::Response response;
   const std::string_view path = request.Path();
@@ -61,6 +132,8 @@ http::Response Service::Route(const http::Request& request) {
 
 void Service::Stop() {
   if (stopped_.exchange(true)) return;
+  // No config callback runs after this (the watcher's thread is joined).
+  if (watcher_) watcher_->Stop();
   if (outlet_) outlet_->Stop();
   if (server_) server_->Stop(2000);
   const telemetry::Counters c = metrics_.Snapshot();

@@ -3,13 +3,17 @@
 // /metrics) on one listener (issue "Distributed drainmet": every service has them).
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "common/base/clock.h"
 #include "common/config/config.h"
+#include "common/config/watcher.h"
 #include "common/http/server.h"
 #include "common/telemetry/metrics.h"
 #include "services/outlet/outlet.h"
@@ -20,6 +24,22 @@ struct ServiceOptions {
   /// HOST:PORT of the HTTP endpoints (http::ParseListenAddress); port 0 picks a free one.
   std::string listen = "0.0.0.0:8081";
   OutletOptions outlet;
+};
+
+/// How an outlet follows drainmet-config (issue "Distributed drainmet": outlets keep the
+/// last good copy while the service is unreachable).
+struct FollowOptions {
+  /// gRPC target of drainmet-config ("HOST:PORT", "dns:///name:port"). Required.
+  std::string target;
+  /// Optional config file used until the service answers (ConfigWatcherOptions initial_file).
+  std::string initial_file;
+  /// Bound of the wait for the first configuration (when there is no initial file).
+  std::chrono::milliseconds first_config_timeout{10000};
+  /// Applied to every copy before use (command-line overrides). Optional.
+  std::function<void(config::Config&)> adjust;
+  /// Reconnection backoff of the watcher (ConfigWatcherOptions).
+  std::chrono::milliseconds initial_backoff{200};
+  std::chrono::milliseconds max_backoff{5000};
 };
 
 /// Routes: GET /healthz 200 "ok" while the process runs; GET /readyz 200 when Redis
@@ -33,6 +53,14 @@ class Service {
   /// InvalidArgument for a bad config or listen address; Unavailable when the port is taken.
   static absl::StatusOr<std::unique_ptr<Service>> Start(config::Config config, ServiceOptions options,
                                                         const base::Clock& clock);
+
+  /// Follows the config service: starts a config::ConfigWatcher, waits up to
+  /// `follow.first_config_timeout` for a configuration (DeadlineExceeded naming the target
+  /// and the last error otherwise), starts as Start() does, then hands each later change of
+  /// content to ShardOutlet::UpdateConfig (later windows use the new tenants). While the
+  /// service is unreachable the last good copy stays in use.
+  static absl::StatusOr<std::unique_ptr<Service>> StartFollowing(FollowOptions follow, ServiceOptions options,
+                                                                 const base::Clock& clock);
   ~Service();  ///< Stop().
   Service(const Service&) = delete;
   Service& operator=(const Service&) = delete;
@@ -45,9 +73,20 @@ class Service {
   ShardOutlet& outlet() { return *outlet_; }
   telemetry::Metrics& metrics() { return metrics_; }
 
+  /// The config service's version of the copy in use; 0 for a local file.
+  std::uint64_t config_version() const { return config_version_.load(); }
+
  private:
   Service() = default;
   http::Response Route(const http::Request& request);
+  /// on_change of the watcher: adjust, UpdateConfig, remember the version (log on error).
+  void OnServed(const config::ServedConfig& served);
+
+  std::function<void(config::Config&)> adjust_;
+  std::mutex apply_mu_;       // Serialises OnServed.
+  std::string applied_hash_;  // guarded by apply_mu_
+  std::atomic<std::uint64_t> config_version_{0};
+  std::unique_ptr<config::ConfigWatcher> watcher_;
 
   telemetry::Metrics metrics_;
   std::unique_ptr<ShardOutlet> outlet_;

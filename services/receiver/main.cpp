@@ -1,6 +1,8 @@
 // drainmet-receiver: the stateless drain endpoint of the distributed mode
 // (docs/architecture.md). Same config file format as `drainmet run`.
 
+#include <chrono>
+#include <cstdio>
 #include <string>
 
 #include "CLI/CLI.hpp"
@@ -16,10 +18,20 @@ int main(int argc, char** argv) {
   using telemetry::Log;
   CLI::App app{"drainmet-receiver: drains in, partial buckets into Redis shards.\nSee docs/cli.md."};
   app.set_version_flag("--version", "drainmet-receiver 0.1.0");
-  std::string config_path, listen, log_level;
+  std::string config_path, config_service, listen, log_level;
   int threads = 0;
-  app.add_option("--config", config_path, "Config file (YAML or JSON); its `redis` section names the shards.")
-      ->required();
+  int config_wait_s = 10;
+  CLI::Option* config_option = app.add_option(
+      "--config", config_path,
+      "Config file (YAML or JSON); its `redis` section names the shards. With --config-service: the copy "
+      "served until the service answers.");
+  CLI::Option* service_option = app.add_option(
+      "--config-service", config_service,
+      "HOST:PORT of drainmet-config: follow it (tenants and tokens change at run time; the last good copy is "
+      "kept while it is unreachable).");
+  app.add_option("--config-wait", config_wait_s,
+                 "Seconds to wait at start for the first config from --config-service (default 10).")
+      ->check(CLI::Range(1, 3600));
   app.add_option("--listen", listen, "HOST:PORT to listen on (overrides the config).");
   app.add_option("--threads", threads, "HTTP threads (overrides the config; default: one per core).")
       ->check(CLI::Range(0, 1024));
@@ -30,7 +42,48 @@ int main(int argc, char** argv) {
     const int code = app.exit(e);
     return code == 0 ? 0 : 2;
   }
+  if (config_option->count() == 0 && service_option->count() == 0) {
+    std::fprintf(stderr,
+                 "drainmet-receiver: one of --config FILE or --config-service HOST:PORT is required\n");
+    return 2;
+  }
   base::BlockStopSignals();
+
+  if (!config_service.empty()) {
+    // Command-line overrides apply to every copy the service sends.
+    auto adjust = [listen, threads, log_level](config::Config& c) {
+      if (!listen.empty()) c.listen = listen;
+      if (threads > 0) c.threads = threads;
+      if (!log_level.empty()) c.log_level = log_level;
+    };
+    if (!log_level.empty()) {
+      telemetry::Level level;
+      if (!telemetry::ParseLogLevel(log_level, &level)) {
+        Log(Level::kError, "drainmet-receiver failed",
+            {{"error", "--log-level: must be one of debug, info, warn, error (got '" + log_level + "')"}});
+        return 1;
+      }
+      telemetry::SetLogLevel(level);
+    }
+    receiver::FollowOptions follow;
+    follow.target = config_service;
+    follow.initial_file = config_path;
+    follow.first_config_timeout = std::chrono::seconds(config_wait_s);
+    follow.adjust = adjust;
+    absl::StatusOr<std::unique_ptr<receiver::Service>> service =
+        receiver::Service::StartFollowing(std::move(follow), base::SystemClock::Get());
+    if (!service.ok()) {
+      Log(Level::kError, "drainmet-receiver failed", {{"error", service.status().ToString()}});
+      return 1;
+    }
+    telemetry::Level level;
+    if (telemetry::ParseLogLevel((*service)->directory()->config.log_level, &level))
+      telemetry::SetLogLevel(level);
+    Log(Level::kInfo, "signal received", {{"signal", base::WaitForStopSignal()}});
+    (*service)->Stop();
+    Log(Level::kInfo, "stopped");
+    return 0;
+  }
 
   absl::StatusOr<config::Config> config = config::LoadConfigFile(config_path, config::ProcessEnv());
   if (!config.ok()) {

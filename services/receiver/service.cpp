@@ -27,7 +27,8 @@ absl::StatusOr<store::RedisStoreOptions> RedisStoreOptionsFrom(const config::Con
 
 Service::Service(std::shared_ptr<const drain::TenantDirectory> directory,
                  store::RedisStoreOptions store_options)
-    : directory_(std::move(directory)), store_(std::move(store_options)) {}
+    : holder_(std::make_shared<drain::DirectoryHolder>(std::move(directory))),
+      store_(std::move(store_options)) {}
 
 absl::StatusOr<std::unique_ptr<Service>> Service::Start(config::Config config, const base::Clock& clock) {
   DRAINMET_RETURN_IF_ERROR(config::Validate(config));
@@ -55,7 +56,7 @@ absl::StatusOr<std::unique_ptr<Service>> Service::Start(config::Config config, c
     }
   });
   DRAINMET_ASSIGN_OR_RETURN(self->frontend_,
-                            drain::Frontend::Start(directory, self->store_, clock, self->metrics_,
+                            drain::Frontend::Start(self->holder_, self->store_, clock, self->metrics_,
                                                    [self] { return self->redis_ok_.load(); }));
   telemetry::Log(telemetry::Level::kInfo, "drainmet-receiver listening",
                  {{"listen", directory->config.listen.substr(0, directory->config.listen.rfind(':')) + ":" +
@@ -65,8 +66,133 @@ absl::StatusOr<std::unique_ptr<Service>> Service::Start(config::Config config, c
   return service;
 }
 
+namespace {
+
+/// What a receiver cannot change without a restart: the listener, the server's limits, the
+/// store's settings. Names of the differing keys, comma-separated; empty when none.
+std::string RestartOnlyChanges(const config::Config& now, const config::Config& next) {
+  std::string changed;
+  auto note = [&](bool differs, const char* key) {
+    if (!differs) return;
+    if (!changed.empty()) changed += ',';
+    changed += key;
+  };
+  note(now.listen != next.listen, "listen");
+  note(now.threads != next.threads, "threads");
+  note(now.grace_seconds != next.grace_seconds, "grace_seconds");
+  note(now.limits.max_body_bytes != next.limits.max_body_bytes, "limits.max_body_bytes");
+  note(now.limits.max_header_bytes != next.limits.max_header_bytes, "limits.max_header_bytes");
+  note(now.limits.read_timeout_seconds != next.limits.read_timeout_seconds, "limits.read_timeout_seconds");
+  note(now.limits.dedupe_window_seconds != next.limits.dedupe_window_seconds, "limits.dedupe_window_seconds");
+  note(now.receiver != next.receiver, "receiver");
+  note(now.redis != next.redis, "redis");
+  return changed;
+}
+
+/// Lets the watcher's callback reach the service once it exists (the watcher starts first).
+struct ServiceLink {
+  std::mutex mu;
+  Service* service = nullptr;  // guarded by mu
+};
+
+}  // namespace
+
+absl::Status Service::ApplyConfig(config::Config config) {
+  DRAINMET_RETURN_IF_ERROR(config::Validate(config));
+  std::lock_guard<std::mutex> lock(apply_mu_);
+  const std::shared_ptr<const drain::TenantDirectory> now = holder_->Get();
+  const std::string restart = RestartOnlyChanges(now->config, config);
+  if (!restart.empty()) {
+    telemetry::Log(telemetry::Level::kWarn, "config change needs restart; keeping the values in use",
+                   {{"keys", restart}});
+  }
+  // Keep what is fixed at start, so the directory always describes what runs.
+  config.listen = now->config.listen;
+  config.threads = now->config.threads;
+  config.grace_seconds = now->config.grace_seconds;
+  config.limits.max_body_bytes = now->config.limits.max_body_bytes;
+  config.limits.max_header_bytes = now->config.limits.max_header_bytes;
+  config.limits.read_timeout_seconds = now->config.limits.read_timeout_seconds;
+  config.limits.dedupe_window_seconds = now->config.limits.dedupe_window_seconds;
+  config.receiver = now->config.receiver;
+  config.redis = now->config.redis;
+  if (config.log_level != now->config.log_level) {
+    telemetry::Level level;
+    if (telemetry::ParseLogLevel(config.log_level, &level)) telemetry::SetLogLevel(level);
+  }
+  const std::size_t tenants = config.tenants.size();
+  holder_->Set(std::make_shared<const drain::TenantDirectory>(std::move(config)));
+  telemetry::Log(telemetry::Level::kInfo, "config applied", {{"tenants", std::to_string(tenants)}});
+  return absl::OkStatus();
+}
+
+void Service::OnServed(const config::ServedConfig& served) {
+  if (served.config == nullptr) return;
+  {
+    std::lock_guard<std::mutex> lock(apply_mu_);
+    if (served.content_hash == applied_hash_) return;
+  }
+  config::Config copy = *served.config;
+  if (adjust_) adjust_(copy);
+  const absl::Status applied = ApplyConfig(std::move(copy));
+  if (!applied.ok()) {
+    telemetry::Log(telemetry::Level::kError, "config from the config service not applied; keeping the last",
+                   {{"version", std::to_string(served.version)}, {"error", applied.ToString()}});
+    return;
+  }
+  std::lock_guard<std::mutex> lock(apply_mu_);
+  applied_hash_ = served.content_hash;
+  config_version_ = served.version;
+}
+
+absl::StatusOr<std::unique_ptr<Service>> Service::StartFollowing(FollowOptions options,
+                                                                 const base::Clock& clock) {
+  if (options.target.empty()) return absl::InvalidArgumentError("config service target: empty");
+  auto link = std::make_shared<ServiceLink>();
+  config::ConfigWatcherOptions watch;
+  watch.target = options.target;
+  watch.initial_file = options.initial_file;
+  watch.initial_backoff = options.initial_backoff;
+  watch.max_backoff = options.max_backoff;
+  watch.on_change = [link](const config::ServedConfig& served) {
+    std::lock_guard<std::mutex> lock(link->mu);
+    if (link->service != nullptr) link->service->OnServed(served);
+  };
+  DRAINMET_ASSIGN_OR_RETURN(std::unique_ptr<config::ConfigWatcher> watcher,
+                            config::ConfigWatcher::Start(std::move(watch)));
+  if (!watcher->WaitForConfig(options.first_config_timeout)) {
+    const absl::Status last = watcher->LastError();
+    watcher->Stop();
+    return absl::DeadlineExceededError("no configuration from the config service " + options.target +
+                                       " within " + std::to_string(options.first_config_timeout.count()) +
+                                       " ms: " + last.ToString());
+  }
+  const config::ServedConfig first = watcher->CurrentServed();
+  config::Config config = *first.config;
+  if (options.adjust) options.adjust(config);
+  DRAINMET_ASSIGN_OR_RETURN(std::unique_ptr<Service> service, Start(std::move(config), clock));
+  service->adjust_ = std::move(options.adjust);
+  {
+    std::lock_guard<std::mutex> lock(service->apply_mu_);
+    service->applied_hash_ = first.content_hash;
+    service->config_version_ = first.version;
+  }
+  service->watcher_ = std::move(watcher);
+  telemetry::Log(telemetry::Level::kInfo, "following the config service",
+                 {{"target", options.target}, {"version", std::to_string(first.version)}});
+  {
+    std::lock_guard<std::mutex> lock(link->mu);
+    link->service = service.get();
+  }
+  // A change that arrived before the link was set: apply it now (same content: no-op).
+  service->OnServed(service->watcher_->CurrentServed());
+  return service;
+}
+
 void Service::Stop() {
   if (stopped_.exchange(true)) return;
+  // No config callback runs after this (the watcher's thread is joined).
+  if (watcher_ != nullptr) watcher_->Stop();
   if (frontend_ != nullptr) {
     telemetry::Log(telemetry::Level::kInfo, "shutting down: finishing requests in flight");
     frontend_->Stop();

@@ -5,17 +5,41 @@
 // with Retry-After when Redis is down or slow (FORMATS.md §1.6).
 
 #include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
 #include <memory>
+#include <mutex>
+#include <string>
 #include <thread>
 
 #include "absl/status/statusor.h"
 #include "common/base/clock.h"
 #include "common/config/config.h"
+#include "common/config/watcher.h"
 #include "common/drain/frontend.h"
 #include "common/store/redis_store.h"
 #include "common/telemetry/metrics.h"
 
 namespace drainmet::receiver {
+
+/// How a receiver follows drainmet-config (issue "Distributed drainmet": receivers keep the
+/// last good copy while the service is unreachable).
+struct FollowOptions {
+  /// gRPC target of drainmet-config ("HOST:PORT", "dns:///name:port"). Required.
+  std::string target;
+  /// Optional config file served until the service answers (ConfigWatcherOptions
+  /// initial_file); with it the receiver starts at once even if the service is down.
+  std::string initial_file;
+  /// Bound of the wait for the first configuration (when there is no initial file).
+  std::chrono::milliseconds first_config_timeout{10000};
+  /// Applied to every copy before use (command-line overrides: --listen, --threads,
+  /// --log-level). Optional.
+  std::function<void(config::Config&)> adjust;
+  /// Reconnection backoff of the watcher (ConfigWatcherOptions).
+  std::chrono::milliseconds initial_backoff{200};
+  std::chrono::milliseconds max_backoff{5000};
+};
 
 /// The running receiver. Thread-safe: Stop() may be called from any thread.
 class Service {
@@ -24,18 +48,48 @@ class Service {
   /// (a Redis address included), Unavailable when the address cannot be bound. Redis need
   /// not be up: requests are answered 503 until it is, and /readyz says so.
   static absl::StatusOr<std::unique_ptr<Service>> Start(config::Config config, const base::Clock& clock);
+
+  /// Follows the config service: starts a config::ConfigWatcher, waits up to
+  /// `first_config_timeout` for a configuration (DeadlineExceeded "no configuration from
+  /// the config service TARGET within N ms: LAST_ERROR" otherwise), then serves it as
+  /// Start() does. Each later change of content is applied with ApplyConfig; while the
+  /// service is unreachable the last good copy stays in use.
+  static absl::StatusOr<std::unique_ptr<Service>> StartFollowing(FollowOptions options,
+                                                                 const base::Clock& clock);
   ~Service();
 
   std::uint16_t port() const { return frontend_->port(); }
   telemetry::Metrics& metrics() { return metrics_; }
 
-  /// Marks not ready, stops accepting, lets requests in flight finish. Idempotent.
+  /// Applies a new configuration to the requests that start afterwards: tenants, tokens,
+  /// default resolutions, limits.future_tolerance_seconds, log_level. What is fixed at
+  /// start (listen, threads, the server's size and time limits, grace_seconds, the de-dup
+  /// window, the redis section) keeps its first value; a change there is logged once per
+  /// copy as "needs restart" and otherwise ignored. InvalidArgument (and nothing applied)
+  /// when `config` does not validate. Thread-safe.
+  absl::Status ApplyConfig(config::Config config);
+
+  /// The directory requests resolve against now (never null).
+  std::shared_ptr<const drain::TenantDirectory> directory() const { return holder_->Get(); }
+
+  /// The config service's version of the copy in use; 0 for a local file.
+  std::uint64_t config_version() const { return config_version_.load(); }
+
+  /// Marks not ready, stops the config watcher, stops accepting, lets requests in flight
+  /// finish. Idempotent.
   void Stop();
 
  private:
   Service(std::shared_ptr<const drain::TenantDirectory> directory, store::RedisStoreOptions store_options);
+  /// on_change of the watcher: adjust, ApplyConfig, remember the version (log on error).
+  void OnServed(const config::ServedConfig& served);
 
-  std::shared_ptr<const drain::TenantDirectory> directory_;
+  std::shared_ptr<drain::DirectoryHolder> holder_;
+  std::function<void(config::Config&)> adjust_;
+  std::mutex apply_mu_;  // Serialises ApplyConfig.
+  std::atomic<std::uint64_t> config_version_{0};
+  std::string applied_hash_;  // guarded by apply_mu_: content hash of the served copy in use
+  std::unique_ptr<config::ConfigWatcher> watcher_;
   telemetry::Metrics metrics_;
   store::RedisStore store_;
   std::unique_ptr<drain::Frontend> frontend_;
