@@ -1,0 +1,408 @@
+#!/usr/bin/env bash
+# Starts the whole distributed topology of drainmet on one machine, on loopback only:
+# a private redis-server (AOF, fsync always), drainmet-config, N drainmet-receiver and
+# M drainmet-outlet processes, each logging to its own file in the work dir.
+# Waits until every process is ready, prints a summary (logfmt) on stdout, then stays in
+# the foreground until SIGTERM or SIGINT and stops everything in order: receivers,
+# outlets, config service, redis. Exit status 0 after a clean stop; 1 when a process
+# failed to start or exited non-zero (or had to be killed) at the stop, or, with
+# --fail-on-exit, exited on its own meanwhile; 2 for a usage error.
+# docs/operations.md "Local distributed topology" describes it.
+set -euo pipefail
+
+usage() {
+  cat <<'EOF'
+usage: deploy/local/run.sh [options]
+  --dir DIR              work dir (config, logs, redis data, pids); default: a new temp dir
+  --receivers N          drainmet-receiver processes (default 2)
+  --outlets M            drainmet-outlet processes (default 2)
+  --binaries DIR         build tree's services dir (default build-release/services)
+  --librato-url URL      post gauges to this Librato API endpoint (default: output stdout)
+  --grace-seconds S      grace_seconds of the config (default 5)
+  --shards S             redis.shards (default 64)
+  --flush-interval-ms MS receiver.flush_interval_ms (default 1000)
+  --lease-ttl-ms MS      outlet.lease_ttl_ms (default 15000)
+  --lease-renew-ms MS    outlet.lease_renew_ms (default 5000)
+  --log-level L          debug, info, warn or error (default info)
+  --ready-timeout S      seconds to wait for every process to be ready (default 30)
+  --redis-server PATH    redis-server executable (default: from PATH)
+  --fail-on-exit         a process exiting on its own stops everything, exit status 1
+                         (default: it is logged and the others keep running)
+environment: DRAINMET_TOKEN (the drain token; default a generated one),
+  LIBRATO_EMAIL and LIBRATO_TOKEN (credentials for --librato-url; default placeholders)
+EOF
+}
+
+say() { printf '%s\n' "$*"; }                        # summary lines: stdout
+note() { printf 'ts=%s component=run.sh %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >&2; }
+die() {
+  note "level=error msg=\"$*\""
+  exit 1
+}
+usage_error() {
+  printf 'run.sh: %s\n' "$*" >&2
+  usage >&2
+  exit 2
+}
+is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+dir=""
+receivers=2
+outlets=2
+binaries="$root/build-release/services"
+librato_url=""
+grace_seconds=5
+shards=64
+flush_interval_ms=1000
+lease_ttl_ms=15000
+lease_renew_ms=5000
+log_level=info
+ready_timeout=30
+redis_server=redis-server
+fail_on_exit=0
+
+while [ $# -gt 0 ]; do
+  opt=$1
+  case "$opt" in
+    -h | --help) usage; exit 0 ;;
+    --fail-on-exit)
+      fail_on_exit=1
+      shift
+      continue
+      ;;
+    --dir | --receivers | --outlets | --binaries | --librato-url | --grace-seconds | --shards | \
+      --flush-interval-ms | --lease-ttl-ms | --lease-renew-ms | --log-level | --ready-timeout | --redis-server)
+      [ $# -ge 2 ] || usage_error "$opt needs a value"
+      val=$2
+      shift 2
+      ;;
+    *) usage_error "unknown option: $opt" ;;
+  esac
+  case "$opt" in
+    --dir) dir=$val ;;
+    --receivers) receivers=$val ;;
+    --outlets) outlets=$val ;;
+    --binaries) binaries=$val ;;
+    --librato-url) librato_url=$val ;;
+    --grace-seconds) grace_seconds=$val ;;
+    --shards) shards=$val ;;
+    --flush-interval-ms) flush_interval_ms=$val ;;
+    --lease-ttl-ms) lease_ttl_ms=$val ;;
+    --lease-renew-ms) lease_renew_ms=$val ;;
+    --log-level) log_level=$val ;;
+    --ready-timeout) ready_timeout=$val ;;
+    --redis-server) redis_server=$val ;;
+  esac
+done
+
+for n in receivers outlets grace_seconds shards flush_interval_ms lease_ttl_ms lease_renew_ms ready_timeout; do
+  is_uint "${!n}" || usage_error "--${n//_/-} must be a non-negative integer, got '${!n}'"
+done
+[ "$receivers" -ge 1 ] || usage_error "--receivers must be >= 1"
+[ "$outlets" -ge 1 ] || usage_error "--outlets must be >= 1"
+[ "$ready_timeout" -ge 1 ] || usage_error "--ready-timeout must be >= 1"
+case "$log_level" in debug | info | warn | error) ;; *) usage_error "--log-level: debug, info, warn or error" ;; esac
+if [ -n "$librato_url" ] && ! [[ $librato_url =~ ^https?://[^/]+ ]]; then
+  usage_error "--librato-url must be an http:// or https:// URL"
+fi
+
+# --- executables -------------------------------------------------------------------
+find_binary() {  # find_binary NAME SUBDIR: DIR/SUBDIR/NAME or DIR/NAME
+  local c
+  for c in "$binaries/$2/$1" "$binaries/$1"; do
+    if [ -x "$c" ]; then
+      printf '%s' "$c"
+      return 0
+    fi
+  done
+  die "$1 not found under $binaries (build it, or pass --binaries DIR)"
+}
+bin_config=$(find_binary drainmet-config config)
+bin_receiver=$(find_binary drainmet-receiver receiver)
+bin_outlet=$(find_binary drainmet-outlet outlet)
+command -v "$redis_server" >/dev/null 2>&1 || die "redis-server not found (install it: apt-get install redis-server)"
+redis_server=$(command -v "$redis_server")
+for tool in curl sha256sum; do
+  command -v "$tool" >/dev/null 2>&1 || die "$tool not found"
+done
+
+# --- work dir ------------------------------------------------------------------------
+if [ -z "$dir" ]; then
+  dir=$(mktemp -d "${TMPDIR:-/tmp}/drainmet-local.XXXXXX")
+else
+  mkdir -p "$dir"
+fi
+dir=$(cd "$dir" && pwd)
+[ -e "$dir/pids" ] && die "$dir/pids exists: is a topology already running in $dir? (remove the file if not)"
+mkdir -p "$dir/redis"
+chmod 700 "$dir"
+redis_sock="$dir/redis/redis.sock"
+[ "${#redis_sock}" -lt 100 ] || die "work dir path too long for a unix socket: $redis_sock"
+
+# --- process bookkeeping -----------------------------------------------------------
+names=()  # parallel arrays: process name, pid
+pids=()
+stopping=0
+failed=0
+
+write_pids() {
+  local i tmp="$dir/pids.tmp"
+  : >"$tmp"
+  for i in "${!names[@]}"; do
+    case "${names[i]}" in *-exited) continue ;; esac
+    printf '%s %s\n' "${names[i]}" "${pids[i]}" >>"$tmp"
+  done
+  mv "$tmp" "$dir/pids"
+}
+
+start() {  # start NAME LOGFILE OUTFILE CMD...: in its own session, so a terminal's ^C reaches only us
+  local name=$1 log=$2 out=$3
+  shift 3
+  setsid "$@" >"$out" 2>"$log" </dev/null &
+  names+=("$name")
+  pids+=("$!")
+  write_pids
+}
+
+pid_of() {
+  local i
+  for i in "${!names[@]}"; do
+    if [ "${names[$i]}" = "$1" ]; then
+      printf '%s' "${pids[$i]}"
+      return 0
+    fi
+  done
+  return 1
+}
+
+alive() { kill -0 "$1" 2>/dev/null; }
+
+stop_one() {  # stop_one NAME TIMEOUT_S: SIGTERM, wait, SIGKILL past the timeout; records the status
+  local name=$1 timeout=$2 pid status deadline
+  pid=$(pid_of "$name") || return 0
+  if alive "$pid"; then
+    kill -TERM "$pid" 2>/dev/null || true
+    deadline=$((SECONDS + timeout))
+    while alive "$pid" && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.1; done
+    if alive "$pid"; then
+      note "level=error msg=\"did not stop in time; killing\" process=$name pid=$pid timeout_s=$timeout"
+      kill -KILL "$pid" 2>/dev/null || true
+      failed=1
+    fi
+  fi
+  status=0
+  wait "$pid" 2>/dev/null || status=$?
+  if [ "$status" -ne 0 ]; then
+    note "level=error msg=\"exited non-zero\" process=$name pid=$pid status=$status log=$dir/$name.log"
+    failed=1
+  else
+    note "level=info msg=stopped process=$name pid=$pid"
+  fi
+}
+
+stop_all() {
+  local i
+  [ "$stopping" -eq 1 ] && return 0
+  stopping=1
+  # Receivers first (no new points), then outlets (post what is closed), config, redis last.
+  for ((i = 1; i <= receivers; i++)); do stop_one "receiver-$i" 15; done
+  for ((i = 1; i <= outlets; i++)); do stop_one "outlet-$i" 30; done
+  stop_one config 10
+  stop_one redis 15
+  rm -f "$dir/pids"
+}
+
+on_signal() {
+  [ "$stopping" -eq 1 ] && return 0  # a second ^C while stopping: keep stopping in order
+  note "level=info msg=\"signal received: stopping\" signal=$1"
+  stop_all
+  if [ "$failed" -ne 0 ]; then exit 1; fi
+  exit 0
+}
+
+on_exit() {
+  local rc=$?
+  if [ "$stopping" -eq 0 ] && [ "${#pids[@]}" -gt 0 ]; then
+    stop_all
+  fi
+  exit "$rc"
+}
+trap on_exit EXIT
+trap 'on_signal TERM' TERM
+trap 'on_signal INT' INT
+trap 'on_signal HUP' HUP
+
+# --- waits ---------------------------------------------------------------------------
+deadline=$((SECONDS + ready_timeout))
+check_alive() {  # check_alive NAME: dies with the log's tail when the process is gone
+  local pid
+  pid=$(pid_of "$1")
+  if ! alive "$pid"; then
+    note "level=error msg=\"exited during start-up\" process=$1 log=$dir/$1.log"
+    tail -n 20 "$dir/$1.log" >&2 || true
+    die "$1 failed to start"
+  fi
+}
+wait_log() {  # wait_log NAME REGEX: prints the first matching line of NAME's log
+  local name=$1 re=$2 line
+  while :; do
+    line=$(grep -E -m1 -- "$re" "$dir/$name.log" 2>/dev/null || true)
+    if [ -n "$line" ]; then
+      printf '%s' "$line"
+      return 0
+    fi
+    check_alive "$name"
+    [ "$SECONDS" -lt "$deadline" ] || die "$name not ready within ${ready_timeout}s (log: $dir/$name.log)"
+    sleep 0.05
+  done
+}
+wait_ready() {  # wait_ready NAME BASE_URL: /readyz answers 200
+  local name=$1 url=$2 code
+  while :; do
+    code=$(curl -s -o /dev/null -m 2 -w '%{http_code}' "$url/readyz" || true)
+    [ "$code" = 200 ] && return 0
+    check_alive "$name"
+    [ "$SECONDS" -lt "$deadline" ] || die "$name: $url/readyz not 200 within ${ready_timeout}s (last: $code)"
+    sleep 0.1
+  done
+}
+listen_of() {  # listen_of LOGLINE: the listen=HOST:PORT value
+  local v
+  v=$(printf '%s' "$1" | grep -oE 'listen="?[^" ]+' | head -n1)
+  v=${v#listen=}
+  printf '%s' "${v#\"}"
+}
+
+# --- redis ---------------------------------------------------------------------------
+redis_port=""
+for attempt in 1 2 3 4 5; do
+  port=$((20000 + RANDOM % 40000))
+  : >"$dir/redis.log"
+  start redis "$dir/redis.log" "$dir/redis.out" "$redis_server" --port "$port" --bind 127.0.0.1 \
+    --unixsocket "$redis_sock" --unixsocketperm 700 --dir "$dir/redis" \
+    --appendonly yes --appendfsync always --save "" --daemonize no --protected-mode yes \
+    --logfile "$dir/redis.log"
+  pid=$(pid_of redis)
+  while alive "$pid" && ! grep -q 'Ready to accept connections' "$dir/redis.log" 2>/dev/null; do
+    [ "$SECONDS" -lt "$deadline" ] || die "redis not ready within ${ready_timeout}s (log: $dir/redis.log)"
+    sleep 0.05
+  done
+  if alive "$pid"; then
+    redis_port=$port
+    break
+  fi
+  wait "$pid" 2>/dev/null || true
+  note "level=warn msg=\"redis-server did not start; retrying on another port\" port=$port attempt=$attempt"
+  names=()
+  pids=()
+done
+[ -n "$redis_port" ] || die "redis-server failed to start (log: $dir/redis.log)"
+
+# --- config file ---------------------------------------------------------------------
+if [ -n "${DRAINMET_TOKEN:-}" ]; then
+  token=$DRAINMET_TOKEN
+else
+  token=$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
+fi
+token_hash="sha256:$(printf '%s' "$token" | sha256sum | cut -d' ' -f1)"
+export DRAINMET_LOCAL_LIBRATO_TOKEN="${LIBRATO_TOKEN:-local-placeholder-token}"
+if [ -n "$librato_url" ]; then
+  output_block=$(printf '    output: librato\n    librato:\n      url: "%s"\n      email: "%s"\n      api_token_env: DRAINMET_LOCAL_LIBRATO_TOKEN' \
+    "$librato_url" "${LIBRATO_EMAIL:-local@drainmet.invalid}")
+else
+  output_block="    output: stdout"
+fi
+cat >"$dir/config.yaml" <<EOF
+# Written by deploy/local/run.sh: the local distributed topology.
+listen: "127.0.0.1:0"
+log_level: $log_level
+grace_seconds: $grace_seconds
+receiver:
+  flush_interval_ms: $flush_interval_ms
+outlet:
+  lease_ttl_ms: $lease_ttl_ms
+  lease_renew_ms: $lease_renew_ms
+redis:
+  shards: $shards
+  servers: ["unix:$redis_sock"]
+tenants:
+  - id: default
+    token_hashes: ["$token_hash"]
+$output_block
+EOF
+chmod 600 "$dir/config.yaml"
+
+# --- config service, receivers, outlets -------------------------------------------
+start config "$dir/config.log" "$dir/config.out" "$bin_config" --config "$dir/config.yaml" \
+  --listen 127.0.0.1:0 --log-level "$log_level"
+line=$(wait_log config 'msg="config service listening"')
+config_port=$(printf '%s' "$line" | grep -oE 'port=[0-9]+' | head -n1 | cut -d= -f2)
+[ -n "$config_port" ] || die "config service: no port in its log line: $line"
+
+for ((i = 1; i <= receivers; i++)); do
+  start "receiver-$i" "$dir/receiver-$i.log" "$dir/receiver-$i.out" "$bin_receiver" \
+    --config "$dir/config.yaml" --listen 127.0.0.1:0 --log-level "$log_level"
+done
+for ((i = 1; i <= outlets; i++)); do
+  start "outlet-$i" "$dir/outlet-$i.log" "$dir/outlet-$i.out" "$bin_outlet" \
+    --config "$dir/config.yaml" --listen 127.0.0.1:0 --log-level "$log_level"
+done
+
+receiver_urls=()
+for ((i = 1; i <= receivers; i++)); do
+  addr=$(listen_of "$(wait_log "receiver-$i" 'msg="?drainmet-receiver listening')")
+  [ -n "$addr" ] || die "receiver-$i: no listen address in its log"
+  wait_ready "receiver-$i" "http://$addr"
+  receiver_urls+=("http://$addr")
+done
+outlet_urls=()
+for ((i = 1; i <= outlets; i++)); do
+  addr=$(listen_of "$(wait_log "outlet-$i" 'msg="?drainmet-outlet listening')")
+  [ -n "$addr" ] || die "outlet-$i: no listen address in its log"
+  wait_ready "outlet-$i" "http://$addr"
+  outlet_urls+=("http://$addr")
+done
+
+# --- summary -------------------------------------------------------------------------
+{
+  say "component=redis pid=$(pid_of redis) unix=$redis_sock addr=127.0.0.1:$redis_port log=$dir/redis.log"
+  say "component=config pid=$(pid_of config) grpc=127.0.0.1:$config_port log=$dir/config.log"
+  for ((i = 1; i <= receivers; i++)); do
+    u=${receiver_urls[$((i - 1))]}
+    say "component=receiver index=$i pid=$(pid_of "receiver-$i") url=$u/logs drain_url=${u/http:\/\//http://$token@}/logs log=$dir/receiver-$i.log"
+  done
+  for ((i = 1; i <= outlets; i++)); do
+    u=${outlet_urls[$((i - 1))]}
+    out=""
+    [ -z "$librato_url" ] && out=" gauges=$dir/outlet-$i.out"
+    say "component=outlet index=$i pid=$(pid_of "outlet-$i") metrics_url=$u/metrics log=$dir/outlet-$i.log$out"
+  done
+  say "msg=ready dir=$dir token=$token config=$dir/config.yaml pids=$dir/pids output=${librato_url:-stdout}"
+} | tee "$dir/summary"
+
+# --- foreground ----------------------------------------------------------------------
+# Sleep in short pieces so a signal's trap runs at once. A process that exits on its own
+# (a test's kill -9, a crash) is logged and left dead; with --fail-on-exit it stops the
+# whole topology with status 1 instead.
+while :; do
+  for i in "${!names[@]}"; do
+    case "${names[i]}" in *-exited) continue ;; esac
+    if ! alive "${pids[i]}"; then
+      status=0
+      wait "${pids[i]}" 2>/dev/null || status=$?
+      name=${names[i]}
+      names[i]="$name-exited"
+      write_pids
+      if [ "$fail_on_exit" -eq 1 ]; then
+        note "level=error msg=\"process exited on its own; stopping the topology\" process=$name status=$status log=$dir/$name.log"
+        failed=1
+        stop_all
+        exit 1
+      fi
+      note "level=warn msg=\"process exited on its own\" process=$name status=$status log=$dir/$name.log"
+    fi
+  done
+  sleep 0.5 &
+  wait $! || true
+done
