@@ -4,33 +4,13 @@
 #include <chrono>
 #include <thread>
 
+#include "common/emit/retry.h"
 #include "common/telemetry/log.h"
 
 namespace drainmet::emit {
 namespace {
 
 constexpr std::int64_t kNanosPerMilli = 1'000'000;
-
-std::string_view ResultLabel(const librato::PostResult& result) {
-  if (result.http_status == 0) return "transport";
-  if (result.http_status == 429) return "429";
-  if (result.http_status >= 200 && result.http_status < 300) return "2xx";
-  if (result.http_status >= 500) return "5xx";
-  return "4xx";
-}
-
-/// The HTTP status for a log line; "none" when no answer arrived (transport error).
-std::string StatusText(const librato::PostResult& result) {
-  return result.http_status == 0 ? "none" : std::to_string(result.http_status);
-}
-
-/// What went wrong, for a log line: curl's message, else the API's answer body (truncated
-/// by the client), else the status.
-std::string FailureText(const librato::PostResult& result) {
-  if (!result.error.empty()) return result.error;
-  if (!result.body.empty()) return result.body;
-  return "HTTP " + std::to_string(result.http_status);
-}
 
 }  // namespace
 
@@ -81,18 +61,6 @@ void Outlet::Enqueue(std::vector<bucket::ClosedBucket> closed) {
   });
 }
 
-std::int64_t Outlet::BackoffNanos(int attempts) {
-  // Full jitter: uniform in [0, min(cap, base * 2^attempts)] (RELIABILITY.md §3.1).
-  const std::int64_t base = config_.outlet.retry_initial_backoff_ms * kNanosPerMilli;
-  const std::int64_t cap = config_.outlet.retry_max_backoff_ms * kNanosPerMilli;
-  std::int64_t ceiling = base;
-  for (int i = 0; i < attempts && ceiling < cap; ++i) ceiling *= 2;
-  ceiling = std::min(ceiling, cap);
-  std::uniform_int_distribution<std::int64_t> jitter(0, ceiling);
-  // A floor of 10% of the base keeps a failing endpoint from being hammered.
-  return base / 10 + jitter(rng_);
-}
-
 std::int64_t Outlet::SendDue() {
   const std::int64_t horizon = config_.retry_horizon_seconds * base::kNanosPerSecond;
   std::int64_t next = INT64_MAX;
@@ -126,10 +94,7 @@ std::int64_t Outlet::SendDue() {
                         {"body", FailureText(result)}});
         break;
       case librato::Delivery::kRetry: {
-        std::int64_t wait = BackoffNanos(batch.attempts - 1);
-        if (result.retry_after_seconds) {
-          wait = std::max(wait, *result.retry_after_seconds * base::kNanosPerSecond);
-        }
+        const std::int64_t wait = RetryDelayNanos(config_.outlet, batch.attempts - 1, result, rng_);
         batch.next_attempt_nanos = after + wait;
         if (batch.next_attempt_nanos - batch.window_end_nanos > horizon) {
           counters.expired += batch.gauges;

@@ -62,7 +62,6 @@ class Outlet {
   void Enqueue(std::vector<bucket::ClosedBucket> closed);
   /// Sends due batches; returns the earliest next-attempt time of those left (or INT64_MAX).
   std::int64_t SendDue();
-  std::int64_t BackoffNanos(int attempts);
 
   const config::Config& config_;
   store::Store& store_;

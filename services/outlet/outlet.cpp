@@ -11,6 +11,7 @@
 #include "common/bucket/codec.h"
 #include "common/bucket/partial_bucket.h"
 #include "common/emit/outlet.h"
+#include "common/emit/retry.h"
 #include "common/librato/gauge.h"
 #include "common/telemetry/log.h"
 
@@ -36,25 +37,6 @@ void SleepUnless(std::chrono::milliseconds total, const std::atomic<bool>& stop)
     std::this_thread::sleep_for(step);
     total -= step;
   }
-}
-
-std::string_view ResultLabel(const librato::PostResult& result) {
-  if (result.http_status == 0) return "transport";
-  if (result.http_status == 429) return "429";
-  if (result.http_status >= 200 && result.http_status < 300) return "2xx";
-  if (result.http_status >= 500) return "5xx";
-  return "4xx";
-}
-
-std::string StatusText(const librato::PostResult& result) {
-  return result.http_status == 0 ? "none" : std::to_string(result.http_status);
-}
-
-/// curl's message, else the API's answer body, else the status.
-std::string FailureText(const librato::PostResult& result) {
-  if (!result.error.empty()) return result.error;
-  if (!result.body.empty()) return result.body;
-  return "HTTP " + std::to_string(result.http_status);
 }
 
 std::string Num(std::int64_t v) { return std::to_string(v); }
@@ -598,7 +580,7 @@ ShardOutlet::WindowOutcome ShardOutlet::WorkWindow(Worker& worker, std::uint32_t
     if (r.attempts > 0 || takeover) counters.retried += r.gauges;
     const librato::PostResult result = worker.sink->Post(r.tenant, r.body);
     ++r.attempts;
-    metrics_.CountOutputRequest(worker.sink->OutputName(r.tenant), ResultLabel(result));
+    metrics_.CountOutputRequest(worker.sink->OutputName(r.tenant), emit::ResultLabel(result));
     const std::string& tenant = config.tenants[r.tenant].id;
     const std::int64_t after = clock_.NowUnixNanos();
     switch (result.delivery) {
@@ -613,38 +595,29 @@ ShardOutlet::WindowOutcome ShardOutlet::WorkWindow(Worker& worker, std::uint32_t
         r.done = true;
         Log(Level::kError, "Librato rejected a request; its gauges are dropped",
             {{"tenant", tenant},
-             {"status", StatusText(result)},
+             {"status", emit::StatusText(result)},
              {"gauges", Num(static_cast<std::int64_t>(r.gauges))},
-             {"body", FailureText(result)}});
+             {"body", emit::FailureText(result)}});
         break;
       case librato::Delivery::kRetry: {
-        // Full jitter: uniform in [0, min(cap, base * 2^attempts)], plus a 10% floor.
-        const std::int64_t base_ns = config.outlet.retry_initial_backoff_ms * kNanosPerMilli;
-        const std::int64_t cap = config.outlet.retry_max_backoff_ms * kNanosPerMilli;
-        std::int64_t ceiling = base_ns;
-        for (int i = 0; i < r.attempts - 1 && ceiling < cap; ++i) ceiling *= 2;
-        ceiling = std::min(ceiling, cap);
-        std::uniform_int_distribution<std::int64_t> jitter(0, ceiling);
-        std::int64_t wait = base_ns / 10 + jitter(worker.rng);
-        if (result.retry_after_seconds)
-          wait = std::max(wait, *result.retry_after_seconds * base::kNanosPerSecond);
+        const std::int64_t wait = emit::RetryDelayNanos(config.outlet, r.attempts - 1, result, worker.rng);
         if (after + wait - r.window_end_nanos > horizon) {
           counters.expired += r.gauges;
           r.done = true;
           Log(Level::kError, "gauges expired: retry horizon passed",
               {{"tenant", tenant},
-               {"status", StatusText(result)},
+               {"status", emit::StatusText(result)},
                {"gauges", Num(static_cast<std::int64_t>(r.gauges))},
-               {"error", FailureText(result)}});
+               {"error", emit::FailureText(result)}});
           break;
         }
         r.next_attempt_ns = SteadyNanos() + wait;
         Log(Level::kWarn, "Librato request failed; will retry",
             {{"tenant", tenant},
-             {"status", StatusText(result)},
+             {"status", emit::StatusText(result)},
              {"attempt", Num(r.attempts)},
              {"retry_in_ms", Num(wait / kNanosPerMilli)},
-             {"error", FailureText(result)}});
+             {"error", emit::FailureText(result)}});
         break;
       }
     }

@@ -5,6 +5,7 @@
 
 #include <deque>
 
+#include "common/emit/retry.h"
 #include "common/store/memory_store.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -220,6 +221,53 @@ TEST(ForEachRequestTest, CutsByTenantThenSize) {
   std::vector<std::size_t> sizes;
   ForEachRequest(gauges, 2, [&](std::span<const librato::Gauge> chunk) { sizes.push_back(chunk.size()); });
   EXPECT_EQ(sizes, (std::vector<std::size_t>{2, 1, 2}));
+}
+
+}  // namespace
+}  // namespace drainmet::emit
+
+namespace drainmet::emit {
+namespace {
+
+// SEMANTICS §7.5: full jitter under a doubling ceiling with a cap, a floor, Retry-After.
+TEST(RetryDelayTest, StaysWithinTheJitterBoundsAndHonoursRetryAfter) {
+  config::Outlet outlet;
+  outlet.retry_initial_backoff_ms = 1000;
+  outlet.retry_max_backoff_ms = 8000;
+  std::mt19937_64 rng(42);
+  librato::PostResult failed;
+  failed.http_status = 503;
+  constexpr std::int64_t kMs = 1'000'000;
+  for (int i = 0; i < 200; ++i) {
+    const std::int64_t first = RetryDelayNanos(outlet, 0, failed, rng);
+    EXPECT_GE(first, 100 * kMs);
+    EXPECT_LE(first, 1100 * kMs);
+    const std::int64_t late = RetryDelayNanos(outlet, 30, failed, rng);
+    EXPECT_LE(late, 8100 * kMs);
+  }
+  failed.retry_after_seconds = 20;
+  EXPECT_GE(RetryDelayNanos(outlet, 0, failed, rng), 20'000 * kMs);
+}
+
+TEST(RetryDelayTest, ResultTextsForMetricsAndLogs) {
+  librato::PostResult r;
+  EXPECT_EQ(ResultLabel(r), "transport");
+  EXPECT_EQ(StatusText(r), "none");
+  r.error = "Connection refused";
+  EXPECT_EQ(FailureText(r), "Connection refused");
+  r = {};
+  r.http_status = 429;
+  EXPECT_EQ(ResultLabel(r), "429");
+  r.http_status = 400;
+  r.body = R"({"errors":{}})";
+  EXPECT_EQ(ResultLabel(r), "4xx");
+  EXPECT_EQ(FailureText(r), R"({"errors":{}})");
+  r.http_status = 502;
+  r.body.clear();
+  EXPECT_EQ(ResultLabel(r), "5xx");
+  EXPECT_EQ(FailureText(r), "HTTP 502");
+  r.http_status = 204;
+  EXPECT_EQ(ResultLabel(r), "2xx");
 }
 
 }  // namespace
