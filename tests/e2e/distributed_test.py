@@ -216,13 +216,16 @@ def metric_sum(text, name, **labels):
 class Topology:
     """deploy/local/run.sh in the background, its summary parsed."""
 
-    def __init__(self, binaries, work, librato_url):
+    # This test's topology: 2 receivers, 2 outlets, any process exit fails the run.
+    DEFAULT_OPTIONS = ("--receivers", "2", "--outlets", "2", "--fail-on-exit")
+
+    def __init__(self, binaries, work, librato_url, options=DEFAULT_OPTIONS):
         self.work = work
         self.stderr = open(os.path.join(work, "run.sh.stderr"), "wb")
         args = [
             "bash", RUN_SH, "--dir", os.path.join(work, "topology"), "--binaries", binaries,
             "--librato-url", librato_url, "--grace-seconds", str(GRACE), "--flush-interval-ms", "100",
-            "--receivers", "2", "--outlets", "2", "--ready-timeout", "30", "--fail-on-exit",
+            "--ready-timeout", "30", *options,
         ]
         env = dict(os.environ)
         env.pop("DRAINMET_TOKEN", None)

@@ -139,22 +139,6 @@ class Topology(D.Topology):
     """D.Topology with the scenario's options (no --fail-on-exit: a killed process is
     logged by run.sh and the others keep running)."""
 
-    def __init__(self, binaries, work, librato_url, extra):
-        self.work = work
-        self.stderr = open(os.path.join(work, "run.sh.stderr"), "wb")
-        args = ["bash", D.RUN_SH, "--dir", os.path.join(work, "topology"), "--binaries", binaries,
-                "--librato-url", librato_url, "--grace-seconds", str(GRACE), "--flush-interval-ms", "100",
-                "--ready-timeout", "30", *extra]
-        env = dict(os.environ)
-        env.pop("DRAINMET_TOKEN", None)
-        env["LIBRATO_EMAIL"] = "e2e@drainmet.invalid"
-        env["LIBRATO_TOKEN"] = "e2e-api-token"
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.stderr, env=env,
-                                     start_new_session=True)
-        self.lines = []
-        self.ready = threading.Event()
-        threading.Thread(target=self._read, daemon=True).start()
-
     def pids(self):
         out = {}
         with open(os.path.join(self.dir, "pids")) as f:
