@@ -306,7 +306,7 @@ void ShardOutlet::ManagerTick(std::vector<store::RedisClient>& clients, std::mt1
   PublishLeaseCount();
   if (stopping_.load()) return;  // Shutting down: claim nothing new.
 
-  // 2. Heartbeat on server 0; live outlets = members seen within 3 lease times.
+  // 2. Heartbeat on server 0; live outlets = members seen recently (below).
   store::RedisClient& c0 = clients[0];
   absl::StatusOr<std::chrono::microseconds> server_time = store::ShardProtocol::ServerTime(c0);
   if (!server_time.ok()) {
@@ -318,7 +318,11 @@ void ShardOutlet::ManagerTick(std::vector<store::RedisClient>& clients, std::mt1
   const std::string score = Num(now_ms);
   // Built by append: `"(" + std::string` trips GCC 12's -Wrestrict false positive at -O3.
   std::string cutoff = "(";
-  cutoff += Num(now_ms - 3 * config_.outlet.lease_ttl_ms);
+  // An outlet is live while its heartbeat (written every lease_renew_ms) is younger than
+  // max(3 renewals, one lease time): a dead outlet leaves the count about when its leases
+  // expire, so the others' share grows and its shards are taken over in about one lease time.
+  cutoff +=
+      Num(now_ms - std::max<std::int64_t>(3 * config_.outlet.lease_renew_ms, config_.outlet.lease_ttl_ms));
   const std::string_view zadd[] = {"ZADD", kOutletsKey, score, owner_};
   const std::string_view zrem[] = {"ZREMRANGEBYSCORE", kOutletsKey, "-inf", cutoff};
   const std::string_view zcard[] = {"ZCARD", kOutletsKey};

@@ -59,7 +59,7 @@ struct OutletOptions {
 /// Lease manager (one thread): every `outlet.lease_renew_ms` it (1) renews every held
 /// lease (Aborted: the shard is dropped at once and its worker stops; a lease not renewed
 /// for a whole lease_ttl because Redis did not answer is dropped too), (2) registers a
-/// heartbeat in kOutletsKey (removing members older than 3 x lease_ttl), (3) claims
+/// heartbeat in kOutletsKey (removing members older than max(3 x lease_renew, lease_ttl)), (3) claims
 /// free shards up to its fair share ceil(S / live outlets), walking the shards from a
 /// random offset, plus any shard it has seen free for longer than one lease_ttl (so no
 /// shard is orphaned when the count is off), and (4) when it holds more than its share
