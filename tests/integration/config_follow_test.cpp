@@ -22,6 +22,7 @@
 #include "services/config/config_service.h"
 #include "services/outlet/service.h"
 #include "services/receiver/service.h"
+#include "tests/support/drain_text.h"
 #include "tests/support/fake_librato.h"
 #include "tests/support/http_client.h"
 #include "tests/support/redis_server.h"
@@ -106,7 +107,7 @@ std::string ConfigText(const FileSettings& s) {
          "\", email: ops@acme.example, api_token: " + s.api_token + "}\n";
 }
 
-std::string Framed(std::string_view msg) { return std::to_string(msg.size()) + " " + std::string(msg); }
+using support::Framed;
 
 std::string NowBody() {
   const std::time_t now = std::time(nullptr);

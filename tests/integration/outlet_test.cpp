@@ -30,6 +30,7 @@
 #include "common/store/redis_store.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/support/drain_text.h"
 #include "tests/support/fake_librato.h"
 #include "tests/support/http_client.h"
 #include "tests/support/redis_server.h"
@@ -43,26 +44,16 @@ using std::chrono::milliseconds;
 
 const char kOutletBinary[] = DRAINMET_BINARY_DIR "/services/outlet/drainmet-outlet";
 
-std::string Framed(std::string_view msg) { return std::to_string(msg.size()) + " " + std::string(msg); }
-
-std::string Rfc3339(std::int64_t unix_nanos) {
-  const std::time_t seconds = unix_nanos / 1'000'000'000;
-  std::tm tm{};
-  gmtime_r(&seconds, &tm);
-  char buffer[64];
-  std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%S", &tm);
-  return std::string(buffer) + "." + std::to_string(1'000'000 + (unix_nanos / 1000) % 1'000'000).substr(1) +
-         "+00:00";
-}
+using support::Framed;
 
 /// `lines` frames stamped `t`: measures, counts and samples over 3 sources and 2 names.
 std::string Body(std::int64_t t, int lines) {
   std::string body;
   for (int i = 0; i < lines; ++i) {
-    body +=
-        Framed("<190>1 " + Rfc3339(t) + " host app web.1 - source=web." + std::to_string(i % 3) +
-               " measure#db.latency=" + std::to_string(i * 1.5) + "ms measure#api." + std::to_string(i % 2) +
-               "=" + std::to_string(i) + " count#hits sample#queue=" + std::to_string(i));
+    body += Framed("<190>1 " + support::Rfc3339Micros(t) + " host app web.1 - source=web." +
+                   std::to_string(i % 3) + " measure#db.latency=" + std::to_string(i * 1.5) +
+                   "ms measure#api." + std::to_string(i % 2) + "=" + std::to_string(i) +
+                   " count#hits sample#queue=" + std::to_string(i));
   }
   return body;
 }

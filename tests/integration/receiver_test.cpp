@@ -11,6 +11,7 @@
 #include "common/store/redis_scripts.h"
 #include "gtest/gtest.h"
 #include "services/receiver/service.h"
+#include "tests/support/drain_text.h"
 #include "tests/support/http_client.h"
 #include "tests/support/redis_server.h"
 
@@ -19,7 +20,7 @@ namespace {
 
 using std::chrono::milliseconds;
 
-std::string Framed(std::string_view msg) { return std::to_string(msg.size()) + " " + std::string(msg); }
+using support::Framed;
 
 std::string NowBody() {
   const std::time_t now = std::time(nullptr);

@@ -20,6 +20,7 @@
 #include "common/drain/processor.h"
 #include "common/librato/gauge.h"
 #include "gtest/gtest.h"
+#include "tests/support/drain_text.h"
 #include "tests/support/redis_server.h"
 
 namespace drainmet::store {
@@ -27,24 +28,14 @@ namespace {
 
 constexpr std::uint32_t kShards = 8;
 
-std::string Framed(std::string_view msg) { return std::to_string(msg.size()) + " " + std::string(msg); }
-
-std::string Rfc3339(std::int64_t unix_nanos) {
-  const std::time_t seconds = unix_nanos / 1'000'000'000;
-  std::tm tm{};
-  gmtime_r(&seconds, &tm);
-  char buffer[64];
-  std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%S", &tm);
-  return std::string(buffer) + "." + std::to_string(1'000'000 + (unix_nanos / 1000) % 1'000'000).substr(1) +
-         "+00:00";
-}
+using support::Framed;
 
 /// A body of `lines` frames stamped `t` with measures, counts and samples over 3 sources.
 std::string Body(std::int64_t t, int lines) {
   std::string body;
   for (int i = 0; i < lines; ++i) {
-    body += Framed("<190>1 " + Rfc3339(t) + " host app web.1 - source=web." + std::to_string(i % 3) +
-                   " measure#db.latency=" + std::to_string(i) +
+    body += Framed("<190>1 " + support::Rfc3339Micros(t) + " host app web.1 - source=web." +
+                   std::to_string(i % 3) + " measure#db.latency=" + std::to_string(i) +
                    "ms count#hits sample#queue=" + std::to_string(i));
   }
   return body;

@@ -10,6 +10,7 @@
 #include "absl/strings/escaping.h"
 #include "common/store/memory_store.h"
 #include "gtest/gtest.h"
+#include "tests/support/drain_text.h"
 
 namespace drainmet::drain {
 namespace {
@@ -17,7 +18,7 @@ namespace {
 constexpr std::int64_t kSec = 1'000'000'000;
 constexpr std::int64_t kNow = 1709633760;  // 2024-03-05T10:16:00Z
 
-std::string Framed(std::string_view msg) { return std::to_string(msg.size()) + " " + std::string(msg); }
+using support::Framed;
 std::string Basic(std::string_view user_pass) {
   return "Basic " + absl::Base64Escape(std::string(user_pass));
 }

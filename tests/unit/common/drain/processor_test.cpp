@@ -6,6 +6,7 @@
 #include <string>
 
 #include "gtest/gtest.h"
+#include "tests/support/drain_text.h"
 
 namespace drainmet::drain {
 namespace {
@@ -13,7 +14,7 @@ namespace {
 constexpr std::int64_t kSec = 1'000'000'000;
 constexpr std::int64_t kT0 = 1709633700;  // 2024-03-05T10:15:00Z
 
-std::string Framed(std::string_view msg) { return std::to_string(msg.size()) + " " + std::string(msg); }
+using support::Framed;
 
 std::uint64_t Points(const bucket::BucketMap& map) {
   std::uint64_t n = 0;
