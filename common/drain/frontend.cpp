@@ -47,25 +47,39 @@ absl::StatusOr<std::unique_ptr<Frontend>> Frontend::Start(std::shared_ptr<Direct
   options.max_header_bytes = c.limits.max_header_bytes;
   options.read_timeout_ms = c.limits.read_timeout_seconds * 1000;
   Frontend* self = frontend.get();
-  DRAINMET_ASSIGN_OR_RETURN(frontend->server_,
-                            http::Server::Start(
-                                options, [self](const http::Request& r) { return self->Route(r); },
-                                [self](const http::Request& r) -> std::optional<http::Response> {
-                                  if (r.Path() != kDrainPath) return std::nullopt;
-                                  std::optional<http::Response> refused = self->handler_.CheckHeaders(r);
-                                  if (refused) self->metrics_.CountHttpResponse(refused->status);
-                                  return refused;
-                                }));
+  DRAINMET_ASSIGN_OR_RETURN(
+      frontend->server_,
+      http::Server::StartAsync(
+          options,
+          [self](const http::Request& r, http::Responder respond) { self->Route(r, std::move(respond)); },
+          [self](const http::Request& r) -> std::optional<http::Response> {
+            if (r.Path() != kDrainPath) return std::nullopt;
+            std::optional<http::Response> refused = self->handler_.CheckHeaders(r);
+            if (refused) self->metrics_.CountHttpResponse(refused->status);
+            return refused;
+          }));
   frontend->serving_ = true;
   return frontend;
+}
+
+void Frontend::Route(const http::Request& request, http::Responder respond) {
+  if (request.Path() == kDrainPath) {
+    // Answered when the store has the points (at the receiver's flush), off this thread.
+    handler_.HandleAsync(request, [this, respond = std::move(respond)](http::Response response) {
+      metrics_.CountHttpResponse(response.status);
+      respond(std::move(response));
+    });
+    return;
+  }
+  http::Response response = Route(request);
+  metrics_.CountHttpResponse(response.status);
+  respond(std::move(response));
 }
 
 http::Response Frontend::Route(const http::Request& request) {
   http::Response response;
   const std::string_view path = request.Path();
-  if (path == kDrainPath) {
-    response = handler_.Handle(request);
-  } else if (request.method != "GET" && request.method != "HEAD") {
+  if (request.method != "GET" && request.method != "HEAD") {
     response = Text(405, "method not allowed\n");
     response.headers.emplace_back("Allow", "GET, HEAD");
   } else if (path == "/healthz") {
@@ -79,7 +93,6 @@ http::Response Frontend::Route(const http::Request& request) {
   } else {
     response = Text(404, "not found: drains POST to /logs\n");
   }
-  metrics_.CountHttpResponse(response.status);
   return response;
 }
 

@@ -46,6 +46,9 @@ class Frontend {
  private:
   Frontend(std::shared_ptr<DirectoryHolder> holder, store::Store& store, const base::Clock& clock,
            telemetry::Metrics& metrics, ReadyCheck ready);
+  /// Routes one request; POST /logs is answered asynchronously (DrainHandler::HandleAsync).
+  void Route(const http::Request& request, http::Responder respond);
+  /// The answer to a request for another path than the drain's.
   http::Response Route(const http::Request& request);
 
   telemetry::Metrics& metrics_;

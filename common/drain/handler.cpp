@@ -1,5 +1,6 @@
 #include "common/drain/handler.h"
 
+#include <future>
 #include <string>
 
 #include "common/drain/processor.h"
@@ -88,10 +89,18 @@ std::optional<http::Response> DrainHandler::CheckHeaders(const http::Request& re
 }
 
 http::Response DrainHandler::Handle(const http::Request& request) {
+  std::promise<http::Response> promise;
+  std::future<http::Response> answer = promise.get_future();
+  HandleAsync(request, [&promise](http::Response response) { promise.set_value(std::move(response)); });
+  return answer.get();
+}
+
+void DrainHandler::HandleAsync(const http::Request& request,
+                               const std::function<void(http::Response)>& respond) {
   // One snapshot for the whole request: a Set() meanwhile applies to the next request.
   const std::shared_ptr<const TenantDirectory> directory = holder_->Get();
   auto resolved = Resolve(*directory, request);
-  if (auto* response = std::get_if<http::Response>(&resolved)) return std::move(*response);
+  if (auto* response = std::get_if<http::Response>(&resolved)) return respond(std::move(*response));
   const Resolved& r = std::get<Resolved>(resolved);
   const std::string& tenant = directory->config.tenants[r.tenant_index].id;
   const std::string_view frame_id = request.Header("Logplex-Frame-Id").value_or("");
@@ -102,7 +111,7 @@ http::Response DrainHandler::Handle(const http::Request& request) {
   if (seen.ok() && *seen) {
     counters.duplicate_request = 1;
     metrics_.Add(counters);
-    return Plain(204, "");
+    return respond(Plain(204, ""));
   }
 
   const std::int64_t now = clock_.NowUnixNanos();
@@ -113,10 +122,19 @@ http::Response DrainHandler::Handle(const http::Request& request) {
   bucket::BucketMap partials;
   ProcessBody(tenant, r.options, request.body, times, partials, counters);
 
-  absl::StatusOr<store::IngestResult> ingested = store_.Ingest(tenant, frame_id, partials);
+  store_.IngestAsync(tenant, std::string(frame_id), std::move(partials),
+                     [this, tenant, counters, respond](absl::StatusOr<store::IngestResult> ingested) mutable {
+                       respond(Answer(tenant, counters, std::move(ingested)));
+                     });
+}
+
+http::Response DrainHandler::Answer(const std::string& tenant, telemetry::Counters counters,
+                                    absl::StatusOr<store::IngestResult> ingested) {
   if (!ingested.ok()) {
-    telemetry::Log(telemetry::Level::kError, "store unavailable; drain request answered 503",
-                   {{"tenant", tenant}, {"error", ingested.status().ToString()}});
+    // Unavailable: Redis down or slow, or the receiver full or stopping; Aborted: another
+    // copy of the frame is being written. Either way Logplex retries the frame later.
+    telemetry::LogOnce("store_unavailable", "store unavailable; drain request answered 503",
+                       {{"tenant", tenant}, {"error", ingested.status().ToString()}});
     http::Response response = Plain(503, "store unavailable, retry later");
     response.headers.emplace_back("Retry-After", "1");
     return response;

@@ -3,6 +3,7 @@
 // the receiver: method and path, tenant from Basic-auth credentials, drain options from
 // the query, de-duplication by Logplex-Frame-Id, parsing, and the store's answer.
 
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -80,14 +81,23 @@ class DrainHandler {
 
   /// Processes a whole request: 204 when its points are in the store (or it is a retried
   /// frame id), 503 with Retry-After when the store is unavailable, else as CheckHeaders.
-  /// Malformed frames inside a good request still answer 204 (SEMANTICS §1.2).
+  /// Malformed frames inside a good request still answer 204 (SEMANTICS §1.2). Blocks until
+  /// the store has answered (see HandleAsync).
   http::Response Handle(const http::Request& request);
+
+  /// As Handle, without waiting for the store: parses the body on the calling thread, then
+  /// `respond` gets the answer once the store has taken the points, on the store's thread
+  /// (a batching store answers at its flush) or on this one. `respond` is called once.
+  void HandleAsync(const http::Request& request, const std::function<void(http::Response)>& respond);
 
  private:
   struct Resolved {
     std::size_t tenant_index = 0;
     extract::DrainOptions options;
   };
+  /// The answer to a request whose points went to the store with `ingested` as result.
+  http::Response Answer(const std::string& tenant, telemetry::Counters counters,
+                        absl::StatusOr<store::IngestResult> ingested);
   /// Auth + options against `directory`; a response when the request must be refused.
   static std::variant<Resolved, http::Response> Resolve(const TenantDirectory& directory,
                                                         const http::Request& request);

@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <boost/asio/dispatch.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -80,7 +81,7 @@ class Session;
 // Owns the acceptor, the io_context and its threads, and the registry of live sessions.
 class Server::Impl {
  public:
-  Impl(ServerOptions options, Handler handler, HeaderCheck header_check)
+  Impl(ServerOptions options, AsyncHandler handler, HeaderCheck header_check)
       : options_(std::move(options)),
         handler_(std::move(handler)),
         header_check_(std::move(header_check)),
@@ -101,7 +102,7 @@ class Server::Impl {
   void Register(const std::shared_ptr<Session>& session);
   void Unregister(Session* session);
   std::optional<Response> CheckHeaders(const Request& request);
-  Response Handle(const Request& request);
+  void Handle(const Request& request, const Responder& respond);
 
  private:
   void Accept();
@@ -109,7 +110,7 @@ class Server::Impl {
   void ThreadMain();
 
   const ServerOptions options_;
-  const Handler handler_;
+  const AsyncHandler handler_;
   const HeaderCheck header_check_;
 
   std::mutex sessions_mu_;
@@ -124,6 +125,9 @@ class Server::Impl {
   // Declared after the session registry: destroying the io_context destroys the handlers
   // that still own sessions, whose destructors unregister themselves.
   net::io_context ioc_;
+  // Keeps run() going while no I/O is pending: a request waiting for an asynchronous
+  // answer has none, and its answer is posted later. Reset by Stop.
+  std::optional<net::executor_work_guard<net::io_context::executor_type>> work_;
   std::mutex acceptor_mu_;  // the acceptor and its retry timer are used from Stop() too
   tcp::acceptor acceptor_;
   net::steady_timer accept_retry_;
@@ -246,7 +250,34 @@ class Session : public std::enable_shared_from_this<Session> {
     if (ec) return OnReadError(ec);
     request_.body = std::move(parser_->get().body());
     state_ = State::kHandling;
-    Respond(server_.Handle(request_), /*close=*/false);
+    server_.Handle(request_, MakeResponder());
+  }
+
+  // The Responder of the request being handled: runs Respond on this session's strand
+  // (inline when already there), once; a 500 when never called.
+  Responder MakeResponder() {
+    struct Once {
+      explicit Once(std::shared_ptr<Session> s) : session(std::move(s)) {}
+      ~Once() {
+        if (!answered.exchange(true)) {
+          Log(Level::kError, "http handler dropped a request without answering it",
+              {{"path", session->request_.Path()}});
+          Deliver(session, PlainResponse(500, "internal server error"));
+        }
+      }
+      static void Deliver(const std::shared_ptr<Session>& session, Response response) {
+        net::dispatch(session->stream_.get_executor(), [session, response = std::move(response)]() mutable {
+          session->Respond(std::move(response), /*close=*/false);
+        });
+      }
+      std::shared_ptr<Session> session;
+      std::atomic<bool> answered{false};
+    };
+    auto once = std::make_shared<Once>(shared_from_this());
+    return [once](Response response) {
+      if (once->answered.exchange(true)) return;
+      Once::Deliver(once->session, std::move(response));
+    };
   }
 
   void OnReadError(const beast::error_code& ec) {
@@ -378,6 +409,7 @@ absl::Status Server::Impl::Open() {
 }
 
 void Server::Impl::Run() {
+  work_.emplace(net::make_work_guard(ioc_));
   Accept();
   threads_.reserve(static_cast<std::size_t>(options_.threads));
   for (int i = 0; i < options_.threads; ++i) threads_.emplace_back([this] { ThreadMain(); });
@@ -447,17 +479,17 @@ std::optional<Response> Server::Impl::CheckHeaders(const Request& request) {
   return PlainResponse(500, "internal server error");
 }
 
-Response Server::Impl::Handle(const Request& request) {
+void Server::Impl::Handle(const Request& request, const Responder& respond) {
   // The query is not logged: drain URLs may carry credentials there.
   try {
-    return handler_(request);
+    return handler_(request, respond);
   } catch (const std::exception& e) {
     Log(Level::kError, "http handler threw",
         {{"method", request.method}, {"path", request.Path()}, {"error", e.what()}});
   } catch (...) {
     Log(Level::kError, "http handler threw", {{"method", request.method}, {"path", request.Path()}});
   }
-  return PlainResponse(500, "internal server error");
+  respond(PlainResponse(500, "internal server error"));  // ignored if it answered already
 }
 
 void Server::Impl::Stop(std::int64_t timeout_ms) {
@@ -502,6 +534,7 @@ void Server::Impl::Stop(std::int64_t timeout_ms) {
           {{"connections", std::to_string(sessions_.size())}});
     }
   }
+  work_.reset();
   ioc_.stop();
   for (std::thread& thread : threads_) {
     if (thread.joinable()) thread.join();
@@ -511,6 +544,17 @@ void Server::Impl::Stop(std::int64_t timeout_ms) {
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options, Handler handler,
                                                       HeaderCheck header_check) {
+  if (!handler) return absl::InvalidArgumentError("http: a handler is required");
+  return StartAsync(
+      options,
+      [handler = std::move(handler)](const Request& request, Responder respond) {
+        respond(handler(request));
+      },
+      std::move(header_check));
+}
+
+absl::StatusOr<std::unique_ptr<Server>> Server::StartAsync(const ServerOptions& options, AsyncHandler handler,
+                                                           HeaderCheck header_check) {
   if (!handler) return absl::InvalidArgumentError("http: a handler is required");
   if (options.threads < 1) return absl::InvalidArgumentError("http.threads: must be >= 1");
   if (options.read_timeout_ms <= 0) return absl::InvalidArgumentError("http.read_timeout_ms: must be > 0");

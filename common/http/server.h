@@ -44,6 +44,15 @@ struct Response {
 /// Called once per request on a server thread; must not throw (an exception is logged
 /// and answered 500). May block (the thread serves nothing else meanwhile).
 using Handler = std::function<Response(const Request&)>;
+/// Answers one request: call it once, from any thread, at any time (later calls are
+/// ignored). When every copy is destroyed without a call, the request is answered 500.
+/// Every copy must be called or destroyed before the Server is destroyed.
+using Responder = std::function<void(Response)>;
+/// A handler that answers later (e.g. once a batched write completed) without holding a
+/// server thread: it may keep `respond` and return at once. `request` is valid only during
+/// the call. Must not throw (an exception is logged and answered 500 if `respond` was not
+/// called yet). Server::Stop waits (up to its timeout) for requests not yet answered.
+using AsyncHandler = std::function<void(const Request& request, Responder respond)>;
 /// Called after the headers are read and before the body is: return a response to
 /// answer at once without reading the body (e.g. 401, 405), or std::nullopt to go on.
 /// `request.body` is empty at that point. After an early answer the connection closes.
@@ -79,6 +88,10 @@ class Server {
   /// thread count < 1; Unavailable when the port cannot be bound.
   static absl::StatusOr<std::unique_ptr<Server>> Start(const ServerOptions& options, Handler handler,
                                                        HeaderCheck header_check = nullptr);
+  /// As above with a handler that answers asynchronously.
+  static absl::StatusOr<std::unique_ptr<Server>> StartAsync(const ServerOptions& options,
+                                                            AsyncHandler handler,
+                                                            HeaderCheck header_check = nullptr);
   ~Server();  ///< Stops (gracefully, 10 s at most) if still running.
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;

@@ -1,6 +1,7 @@
 #include "common/store/redis_scripts.h"
 
 #include <deque>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/numbers.h"
@@ -113,6 +114,12 @@ absl::StatusOr<std::vector<ShardIngestResult>> ParseIngest(const Reply& reply, s
   return results;
 }
 
+/// A tenant usable in a de-dup key "dedupe:<tenant>:<frame>": non-empty, without ':'
+/// (which could make two keys collide).
+bool IsKeyTenant(std::string_view tenant) {
+  return !tenant.empty() && tenant.find(':') == std::string_view::npos;
+}
+
 }  // namespace
 
 std::string Lease::Value() const { return base::Cat(owner, ":", token); }
@@ -150,11 +157,15 @@ std::vector<absl::StatusOr<std::vector<ShardIngestResult>>> ShardProtocol::Inges
   }
   for (const ShardIngest& batch : batches) {
     for (const IngestRequest& request : batch.requests) {
-      // The de-dup key is "dedupe:<tenant>:<frame>": a ':' in the tenant could collide.
-      if (request.tenant.empty() || request.tenant.find(':') != std::string_view::npos) {
+      std::optional<std::string_view> bad;
+      if (!IsKeyTenant(request.tenant)) bad = request.tenant;
+      for (const FrameRef& frame : request.more_frames) {
+        if (!IsKeyTenant(frame.tenant)) bad = frame.tenant;
+      }
+      if (bad) {
         return std::vector<absl::StatusOr<std::vector<ShardIngestResult>>>(
-            batches.size(), absl::InvalidArgumentError(
-                                base::Cat("ShardProtocol::Ingest: bad tenant \"", request.tenant, "\"")));
+            batches.size(),
+            absl::InvalidArgumentError(base::Cat("ShardProtocol::Ingest: bad tenant \"", *bad, "\"")));
       }
     }
   }
@@ -167,8 +178,13 @@ std::vector<absl::StatusOr<std::vector<ShardIngestResult>>> ShardProtocol::Inges
     args.Add(static_cast<std::int64_t>(options_.window_ttl.count()));
     args.Add(static_cast<std::int64_t>(batch.requests.size()));
     for (const IngestRequest& request : batch.requests) {
+      args.Add(static_cast<std::int64_t>(1 + request.more_frames.size()));
       args.Add(request.tenant);
       args.Add(request.frame_id);
+      for (const FrameRef& frame : request.more_frames) {
+        args.Add(frame.tenant);
+        args.Add(frame.frame_id);
+      }
       args.Add(static_cast<std::int64_t>(request.records.size()));
       for (const IngestRecord& record : request.records) {
         args.Add(record.close_unix_s);
@@ -196,6 +212,30 @@ absl::StatusOr<std::vector<ShardIngestResult>> ShardProtocol::Ingest(
     RedisClient& client, std::uint32_t shard, std::span<const IngestRequest> requests) const {
   const ShardIngest batch{shard, requests};
   return std::move(IngestPipelined(client, std::span<const ShardIngest>(&batch, 1))[0]);
+}
+
+absl::StatusOr<std::vector<bool>> ShardProtocol::FramesApplied(RedisClient& client,
+                                                               std::span<const ShardFrame> frames) const {
+  if (client.pending() != 0) {
+    return absl::InternalError("ShardProtocol::FramesApplied: the client has uncollected commands");
+  }
+  std::string key;
+  for (const ShardFrame& frame : frames) {
+    // The key ingest.lua writes: <prefix>dedupe:<tenant>:<frame>.
+    key = base::Cat(KeyPrefix(frame.shard), "dedupe:", frame.tenant, ":", frame.frame_id);
+    const std::string_view argv[] = {"EXISTS", key};
+    client.Append(argv);
+  }
+  DRAINMET_ASSIGN_OR_RETURN(std::vector<Reply> replies, client.GetReplies());
+  std::vector<bool> applied;
+  applied.reserve(frames.size());
+  for (const Reply& reply : replies) {
+    if (reply.is_error()) return ErrorReplyStatus(reply.str);
+    if (!reply.is_integer()) return BadShape("EXISTS", reply);
+    applied.push_back(reply.integer != 0);
+  }
+  if (applied.size() != frames.size()) return absl::InternalError("EXISTS: reply count differs");
+  return applied;
 }
 
 absl::StatusOr<std::optional<Lease>> ShardProtocol::AcquireLease(RedisClient& client, std::uint32_t shard,

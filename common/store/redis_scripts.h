@@ -26,18 +26,36 @@ struct IngestRecord {
   std::string_view bytes;  ///< Binary-safe; viewed only during the call.
 };
 
-/// The records of one drain request that fall into one shard.
+/// A de-duplication unit: one drain request's frame id under its tenant.
+struct FrameRef {
+  std::string_view tenant;    ///< Tenant id (config: A-Z a-z 0-9 . _ -); never empty or with ':'.
+  std::string_view frame_id;  ///< Logplex-Frame-Id (or a body digest); empty: no de-dup.
+};
+
+/// The records of one drain request that fall into one shard, or the merge of several
+/// requests' records (a receiver's flush, store::PreAggregator): then `more_frames` names
+/// the other requests, and all frames share the records' fate (all applied or none).
 struct IngestRequest {
   std::string_view tenant;                ///< Tenant id (config: A-Z a-z 0-9 . _ -); never empty or with ':'.
   std::string_view frame_id;              ///< Logplex-Frame-Id (or a body digest); empty: no de-dup.
   std::span<const IngestRecord> records;  ///< Viewed only during the call.
+  std::span<const FrameRef> more_frames = {};  ///< Further frames merged into `records`; viewed only.
+};
+
+/// A frame's de-dup key on one shard, for ShardProtocol::FramesApplied.
+struct ShardFrame {
+  std::uint32_t shard = 0;
+  std::string_view tenant;
+  std::string_view frame_id;  ///< Non-empty.
 };
 
 /// What ingest did with one request on one shard.
 struct ShardIngestResult {
   std::int64_t applied = 0;  ///< Records appended to their window.
   std::int64_t late = 0;     ///< Records refused: their window had closed (or was sealed).
-  bool duplicate = false;    ///< (tenant, frame id) already applied to this shard: nothing done.
+  /// (tenant, frame id), or one of `more_frames`, was already applied to this shard:
+  /// nothing of the request was done.
+  bool duplicate = false;
   friend bool operator==(const ShardIngestResult&, const ShardIngestResult&) = default;
 };
 
@@ -101,7 +119,8 @@ class ShardProtocol {
   static absl::StatusOr<std::chrono::microseconds> ServerTime(RedisClient& client);
 
   /// Receiver write (ingest.lua), atomic for the whole batch: per request, in order, de-dup
-  /// on (tenant, frame id, shard) when the frame id is non-empty, then each record is late
+  /// on (tenant, frame id, shard) for each of its non-empty frame ids (the request is a
+  /// duplicate when any of them was applied; else all are marked), then each record is late
   /// when its close time <= Redis TIME or the window is sealed, else appended to its window
   /// and the window registered as pending. One result per request, in order.
   /// InvalidArgument (nothing sent) when a tenant is empty or holds ':'.
@@ -112,6 +131,11 @@ class ShardProtocol {
   /// order; a transport error is repeated in every entry.
   std::vector<absl::StatusOr<std::vector<ShardIngestResult>>> IngestPipelined(
       RedisClient& client, std::span<const ShardIngest> batches) const;
+  /// Read-only pre-check (one EXISTS per entry, pipelined: one round trip): whether each
+  /// frame was already applied to its shard, i.e. whether Ingest would find it a duplicate
+  /// now. Every entry's shard must live on `client`'s server. One bool per entry.
+  absl::StatusOr<std::vector<bool>> FramesApplied(RedisClient& client,
+                                                  std::span<const ShardFrame> frames) const;
 
   /// Claims `shard` for `owner` (non-empty; unique per process incarnation) for `ttl`:
   /// the lease with a new, higher fencing token, or nullopt when the lease is held.

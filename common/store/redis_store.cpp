@@ -4,6 +4,7 @@
 #include <string>
 #include <utility>
 
+#include "common/base/strings.h"
 #include "common/bucket/codec.h"
 #include "common/bucket/shard.h"
 
@@ -13,6 +14,15 @@ struct RedisStore::Pool {
   std::mutex mu;
   std::vector<std::unique_ptr<RedisClient>> idle;  // guarded by mu
 };
+
+ShardWindow ShardWindowOf(const bucket::BucketKey& key, const RedisStoreOptions& options) {
+  return ShardWindow{bucket::ShardOf(key.tenant, key.name, key.source, options.shards),
+                     key.window_unix_seconds + key.resolution_seconds + options.grace_seconds};
+}
+
+std::string DedupeId(std::string_view frame_id, std::int64_t close_unix_s) {
+  return base::Cat(frame_id, "/", close_unix_s);
+}
 
 RedisStore::RedisStore(RedisStoreOptions options)
     : options_(std::move(options)), protocol_(options_.protocol) {
@@ -50,13 +60,11 @@ absl::StatusOr<IngestResult> RedisStore::Ingest(std::string_view tenant, std::st
     std::uint64_t points = 0;
     std::string dedupe_id;
   };
-  std::map<std::pair<std::uint32_t, std::int64_t>, Part> parts;
+  std::map<ShardWindow, Part> parts;
   bucket::BucketKey key;
   for (const auto& [encoded, partial] : partials.map()) {
     if (!bucket::DecodeBucketKey(encoded, &key)) continue;  // Cannot happen: we encoded it.
-    const std::uint32_t shard = bucket::ShardOf(key.tenant, key.name, key.source, options_.shards);
-    const std::int64_t close = key.window_unix_seconds + key.resolution_seconds + options_.grace_seconds;
-    Part& part = parts[{shard, close}];
+    Part& part = parts[ShardWindowOf(key, options_)];
     part.bytes.emplace_back();
     bucket::EncodeRecord(key, partial, part.bytes.back());
     part.points += partial.count;
@@ -64,49 +72,41 @@ absl::StatusOr<IngestResult> RedisStore::Ingest(std::string_view tenant, std::st
   partials.clear();
   if (parts.empty()) return IngestResult{};
 
-  // Views into `parts`, which no longer changes, per server then per shard.
-  std::vector<std::map<std::uint32_t, std::vector<IngestRequest>>> by_server(options_.servers.size());
-  std::vector<std::pair<std::uint32_t, std::int64_t>> order;
+  // Views into `parts`, which no longer changes: one ingest request per (shard, window).
+  std::map<std::uint32_t, std::vector<IngestRequest>> by_shard;
   for (auto& [id, part] : parts) {
-    for (const std::string& b : part.bytes) part.records.push_back(IngestRecord{id.second, b});
-    if (!frame_id.empty()) part.dedupe_id = std::string(frame_id) + "/" + std::to_string(id.second);
-    by_server[id.first % options_.servers.size()][id.first].push_back(
-        IngestRequest{tenant, part.dedupe_id, part.records});
+    for (const std::string& b : part.bytes) part.records.push_back(IngestRecord{id.close, b});
+    if (!frame_id.empty()) part.dedupe_id = DedupeId(frame_id, id.close);
+    by_shard[id.shard].push_back(IngestRequest{tenant, part.dedupe_id, part.records});
   }
+  std::vector<ShardIngest> batches;
+  std::vector<const std::vector<IngestRequest>*> requests;
+  for (const auto& [shard, reqs] : by_shard) {
+    batches.push_back(ShardIngest{shard, reqs});
+    requests.push_back(&reqs);
+  }
+  const std::vector<absl::StatusOr<std::vector<ShardIngestResult>>> replies = IngestShards(batches);
 
   IngestResult result;
   bool all_duplicate = true;
   absl::Status first_error;
-  for (std::size_t server = 0; server < by_server.size(); ++server) {
-    if (by_server[server].empty()) continue;
-    std::vector<ShardIngest> batches;
-    std::vector<const std::vector<IngestRequest>*> requests;
-    for (const auto& [shard, reqs] : by_server[server]) {
-      batches.push_back(ShardIngest{shard, reqs});
-      requests.push_back(&reqs);
+  for (std::size_t b = 0; b < replies.size(); ++b) {
+    if (!replies[b].ok()) {
+      if (first_error.ok()) first_error = replies[b].status();
+      all_duplicate = false;
+      continue;
     }
-    std::unique_ptr<RedisClient> client = Checkout(server);
-    std::vector<absl::StatusOr<std::vector<ShardIngestResult>>> replies =
-        protocol_.IngestPipelined(*client, batches);
-    Return(server, std::move(client));
-    for (std::size_t b = 0; b < replies.size(); ++b) {
-      if (!replies[b].ok()) {
-        if (first_error.ok()) first_error = replies[b].status();
-        all_duplicate = false;
-        continue;
-      }
-      const std::vector<IngestRequest>& reqs = *requests[b];
-      for (std::size_t r = 0; r < reqs.size() && r < replies[b]->size(); ++r) {
-        const ShardIngestResult& got = (*replies[b])[r];
-        const Part& part = parts.at({batches[b].shard, reqs[r].records.front().close_unix_s});
-        if (got.duplicate) continue;
-        all_duplicate = false;
-        // All records of one (shard, window) share their fate: the window is open or not.
-        if (got.late > 0) {
-          result.late_points += part.points;
-        } else {
-          result.applied_points += part.points;
-        }
+    const std::vector<IngestRequest>& reqs = *requests[b];
+    for (std::size_t r = 0; r < reqs.size() && r < replies[b]->size(); ++r) {
+      const ShardIngestResult& got = (*replies[b])[r];
+      const Part& part = parts.at(ShardWindow{batches[b].shard, reqs[r].records.front().close_unix_s});
+      if (got.duplicate) continue;
+      all_duplicate = false;
+      // All records of one (shard, window) share their fate: the window is open or not.
+      if (got.late > 0) {
+        result.late_points += part.points;
+      } else {
+        result.applied_points += part.points;
       }
     }
   }
@@ -115,6 +115,59 @@ absl::StatusOr<IngestResult> RedisStore::Ingest(std::string_view tenant, std::st
   }
   result.duplicate = all_duplicate && !frame_id.empty();
   return result;
+}
+
+std::vector<absl::StatusOr<std::vector<ShardIngestResult>>> RedisStore::IngestShards(
+    std::span<const ShardIngest> batches) {
+  std::vector<absl::StatusOr<std::vector<ShardIngestResult>>> results(batches.size(),
+                                                                      std::vector<ShardIngestResult>{});
+  if (options_.servers.empty()) {
+    for (auto& r : results) r = absl::FailedPreconditionError("redis store: no servers configured");
+    return results;
+  }
+  // Per server: the batches it holds, in order.
+  std::vector<std::vector<std::size_t>> by_server(options_.servers.size());
+  for (std::size_t b = 0; b < batches.size(); ++b)
+    by_server[batches[b].shard % by_server.size()].push_back(b);
+  std::vector<ShardIngest> mine;
+  for (std::size_t server = 0; server < by_server.size(); ++server) {
+    if (by_server[server].empty()) continue;
+    mine.clear();
+    for (std::size_t b : by_server[server]) mine.push_back(batches[b]);
+    std::unique_ptr<RedisClient> client = Checkout(server);
+    std::vector<absl::StatusOr<std::vector<ShardIngestResult>>> replies =
+        protocol_.IngestPipelined(*client, mine);
+    Return(server, std::move(client));
+    for (std::size_t i = 0; i < replies.size(); ++i) results[by_server[server][i]] = std::move(replies[i]);
+  }
+  return results;
+}
+
+std::vector<absl::StatusOr<bool>> RedisStore::FramesApplied(std::span<const ShardFrame> frames) {
+  std::vector<absl::StatusOr<bool>> results(frames.size(), false);
+  if (options_.servers.empty()) {
+    for (auto& r : results) r = absl::FailedPreconditionError("redis store: no servers configured");
+    return results;
+  }
+  std::vector<std::vector<std::size_t>> by_server(options_.servers.size());
+  for (std::size_t f = 0; f < frames.size(); ++f) by_server[frames[f].shard % by_server.size()].push_back(f);
+  std::vector<ShardFrame> mine;
+  for (std::size_t server = 0; server < by_server.size(); ++server) {
+    if (by_server[server].empty()) continue;
+    mine.clear();
+    for (std::size_t f : by_server[server]) mine.push_back(frames[f]);
+    std::unique_ptr<RedisClient> client = Checkout(server);
+    absl::StatusOr<std::vector<bool>> applied = protocol_.FramesApplied(*client, mine);
+    Return(server, std::move(client));
+    for (std::size_t i = 0; i < mine.size(); ++i) {
+      if (applied.ok()) {
+        results[by_server[server][i]] = (*applied)[i];
+      } else {
+        results[by_server[server][i]] = applied.status();
+      }
+    }
+  }
+  return results;
 }
 
 absl::StatusOr<bool> RedisStore::SeenFrame(std::string_view, std::string_view) { return false; }

@@ -4,9 +4,12 @@
 // is answered 2xx only once its points are in Redis (DESIGN rule 2). Outlets read the
 // shards through ShardProtocol directly; TakeClosed is not this class's job.
 
+#include <compare>
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <span>
+#include <string>
 #include <vector>
 
 #include "common/store/redis_client.h"
@@ -22,6 +25,19 @@ struct RedisStoreOptions {
   std::int64_t grace_seconds = 5;  ///< SEMANTICS §6.5: close = window + resolution + grace.
   ShardProtocolOptions protocol;
 };
+
+/// Where a bucket's record goes: its shard (bucket::ShardOf of the series) and its window's
+/// close time, unix seconds (window + resolution + grace, SEMANTICS §6.5).
+struct ShardWindow {
+  std::uint32_t shard = 0;
+  std::int64_t close = 0;
+  auto operator<=>(const ShardWindow&) const = default;
+};
+ShardWindow ShardWindowOf(const bucket::BucketKey& key, const RedisStoreOptions& options);
+
+/// The frame id ingest.lua de-duplicates for one request's records of one window:
+/// "<frame id>/<close>" (docs/redis-layout.md "Keys"). `frame_id` non-empty.
+std::string DedupeId(std::string_view frame_id, std::int64_t close_unix_s);
 
 /// Thread-safe: each call checks a client out of a small per-server pool.
 ///
@@ -49,6 +65,19 @@ class RedisStore final : public Store {
 
   /// PING on every server: OK when all answer.
   absl::Status Ping();
+
+  /// The options this store was built with.
+  const RedisStoreOptions& options() const { return options_; }
+
+  /// Sends each batch to its shard's server (ShardProtocol::IngestPipelined: one round trip
+  /// per server). One entry per batch, in order; a server's error is repeated in each of
+  /// its batches. Thread-safe.
+  std::vector<absl::StatusOr<std::vector<ShardIngestResult>>> IngestShards(
+      std::span<const ShardIngest> batches);
+
+  /// ShardProtocol::FramesApplied across servers: one entry per frame, in order, or the
+  /// error of the frame's server (then the frame's state is unknown). Thread-safe.
+  std::vector<absl::StatusOr<bool>> FramesApplied(std::span<const ShardFrame> frames);
 
  private:
   struct Pool;

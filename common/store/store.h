@@ -4,6 +4,8 @@
 // MemoryStore (standalone) implements it here; the Redis store (distributed) later.
 
 #include <cstdint>
+#include <functional>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -20,10 +22,21 @@ struct IngestResult {
   std::uint64_t series_limit_points = 0;  ///< Points of new buckets over the open-bucket bound.
 };
 
+/// Completion of IngestAsync: called exactly once, on any thread.
+using IngestDone = std::function<void(absl::StatusOr<IngestResult>)>;
+
 /// Thread-safe: Ingest and TakeClosed may be called from any threads.
 class Store {
  public:
   virtual ~Store() = default;
+
+  /// Ingest without blocking the caller: `done` gets what Ingest would return, possibly
+  /// before this returns (the default: Ingest, then done), possibly later from another
+  /// thread (a store that batches several requests into one write, PreAggregator).
+  virtual void IngestAsync(std::string tenant, std::string frame_id, bucket::BucketMap partials,
+                           IngestDone done) {
+    done(Ingest(tenant, frame_id, partials));
+  }
 
   /// Applies one drain request's partial buckets of `tenant` atomically: when `frame_id`
   /// is non-empty and was applied for this tenant within the de-duplication window, the

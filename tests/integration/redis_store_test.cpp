@@ -6,9 +6,19 @@
 
 #include "common/store/redis_store.h"
 
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
+#include <functional>
+#include <future>
+#include <map>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -19,6 +29,7 @@
 #include "common/drain/handler.h"
 #include "common/drain/processor.h"
 #include "common/librato/gauge.h"
+#include "common/store/pre_aggregator.h"
 #include "gtest/gtest.h"
 #include "tests/support/drain_text.h"
 #include "tests/support/redis_server.h"
@@ -118,6 +129,41 @@ class RedisStoreTest : public ::testing::Test {
     return merged;
   }
 
+  /// The partial buckets `bodies` give through the in-memory path (resolution 1 s).
+  static bucket::BucketMap Expected(const std::vector<const std::string*>& bodies) {
+    extract::DrainOptions options;
+    options.resolution_seconds = 1;
+    bucket::BucketMap expected;
+    for (const std::string* body : bodies) {
+      bucket::BucketMap request;
+      telemetry::Counters counters;
+      drain::ProcessBody("acme", options, *body, {}, request, counters);
+      expected.Merge(std::move(request));
+    }
+    return expected;
+  }
+
+  /// Waits for the windows to close, reads every shard back and compares the gauges.
+  void ExpectReadBackEquals(bucket::BucketMap& expected) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2500));  // window + 1 s + 1 s grace
+    bucket::BucketMap merged = ReadBackAll();
+    const std::vector<librato::Gauge> got = Gauges(merged);
+    const std::vector<librato::Gauge> want = Gauges(expected);
+    ASSERT_FALSE(want.empty());
+    ASSERT_EQ(got.size(), want.size());
+    for (std::size_t i = 0; i < want.size(); ++i) {
+      SCOPED_TRACE(want[i].name + " " + want[i].source);
+      EXPECT_EQ(got[i].name, want[i].name);
+      EXPECT_EQ(got[i].source, want[i].source);
+      EXPECT_EQ(got[i].measure_time, want[i].measure_time);
+      EXPECT_EQ(got[i].count, want[i].count);
+      EXPECT_EQ(got[i].value, want[i].value);
+      EXPECT_EQ(got[i].min, want[i].min);
+      EXPECT_EQ(got[i].max, want[i].max);
+      EXPECT_NEAR(got[i].sum, want[i].sum, 1e-9 * std::abs(want[i].sum));
+    }
+  }
+
   static std::vector<librato::Gauge> Gauges(bucket::BucketMap& map) {
     std::vector<bucket::ClosedBucket> closed = map.TakeAll();
     telemetry::Counters counters;
@@ -141,33 +187,8 @@ TEST_F(RedisStoreTest, PointsReadBackGiveTheSameGaugesAsTheMemoryPath) {
   EXPECT_EQ(metrics_.Snapshot().points, 3u * 37);
 
   // The same two requests through the in-memory path.
-  extract::DrainOptions options;
-  options.resolution_seconds = 1;
-  bucket::BucketMap expected;
-  for (const std::string* body : {&first, &second}) {
-    bucket::BucketMap request;
-    telemetry::Counters counters;
-    drain::ProcessBody("acme", options, *body, {}, request, counters);
-    expected.Merge(std::move(request));
-  }
-
-  std::this_thread::sleep_for(std::chrono::milliseconds(2500));  // window + 1 s + 1 s grace
-  bucket::BucketMap merged = ReadBackAll();
-  const std::vector<librato::Gauge> got = Gauges(merged);
-  const std::vector<librato::Gauge> want = Gauges(expected);
-  ASSERT_FALSE(want.empty());
-  ASSERT_EQ(got.size(), want.size());
-  for (std::size_t i = 0; i < want.size(); ++i) {
-    SCOPED_TRACE(want[i].name + " " + want[i].source);
-    EXPECT_EQ(got[i].name, want[i].name);
-    EXPECT_EQ(got[i].source, want[i].source);
-    EXPECT_EQ(got[i].measure_time, want[i].measure_time);
-    EXPECT_EQ(got[i].count, want[i].count);
-    EXPECT_EQ(got[i].value, want[i].value);
-    EXPECT_EQ(got[i].min, want[i].min);
-    EXPECT_EQ(got[i].max, want[i].max);
-    EXPECT_NEAR(got[i].sum, want[i].sum, 1e-9 * std::abs(want[i].sum));
-  }
+  bucket::BucketMap expected = Expected({&first, &second});
+  ExpectReadBackEquals(expected);
 }
 
 TEST_F(RedisStoreTest, RetriedFrameIdIsCountedOnceAcrossShards) {
@@ -205,6 +226,244 @@ TEST_F(RedisStoreTest, RedisDownAnswers503WithRetryAfter) {
   EXPECT_EQ(metrics_.Snapshot().points, 0u) << "nothing is counted for a request answered 503";
   EXPECT_FALSE(store.Ping().ok());
   EXPECT_TRUE(store_->Ping().ok());
+}
+
+// ---- PreAggregator: requests merged for a flush interval, answered after the write ----
+
+/// Collects asynchronous answers of a DrainHandler.
+class Answers {
+ public:
+  std::function<void(http::Response)> Slot(std::size_t i) {
+    return [this, i](http::Response r) {
+      std::lock_guard<std::mutex> lock(mu_);
+      status_[i] = r.status;
+      cv_.notify_all();
+    };
+  }
+  /// The statuses of answers 0..n-1, waiting up to 10 s for all of them (0: none yet).
+  std::vector<unsigned> Wait(std::size_t n) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, std::chrono::seconds(10), [&] {
+      for (std::size_t i = 0; i < n; ++i)
+        if (!status_.contains(i)) return false;
+      return true;
+    });
+    std::vector<unsigned> out;
+    for (std::size_t i = 0; i < n; ++i) out.push_back(status_.contains(i) ? status_[i] : 0);
+    return out;
+  }
+  std::size_t count() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return status_.size();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<std::size_t, unsigned> status_;
+};
+
+class PreAggregatorTest : public RedisStoreTest {
+ protected:
+  void StartAggregator(std::chrono::milliseconds interval, std::uint64_t max_series = 200'000) {
+    PreAggregatorOptions options;
+    options.flush_interval = interval;
+    options.max_series = max_series;
+    aggregator_ = std::make_unique<PreAggregator>(*store_, options);
+    async_handler_ =
+        std::make_unique<drain::DrainHandler>(directory_, *aggregator_, base::SystemClock::Get(), metrics_);
+  }
+  void TearDown() override {
+    async_handler_.reset();
+    aggregator_.reset();
+  }
+
+  /// Waits until `done()` holds (5 s at most).
+  static bool WaitFor(const std::function<bool()>& done) {
+    for (int i = 0; i < 500 && !done(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    return done();
+  }
+
+  std::unique_ptr<PreAggregator> aggregator_;
+  std::unique_ptr<drain::DrainHandler> async_handler_;
+};
+
+// The receiver: requests of one flush interval are merged into one partial bucket
+// per (series, window), written once, and each request is answered after that write.
+TEST_F(PreAggregatorTest, RequestsOfOneIntervalAreMergedWrittenOnceAndGiveTheSameGauges) {
+  StartAggregator(std::chrono::milliseconds(400));
+  const std::int64_t now = base::SystemClock::Get().NowUnixNanos();
+  std::vector<std::string> bodies;
+  for (int i = 0; i < 20; ++i) bodies.push_back(Body(now, 5 + i));
+  Answers answers;
+  for (std::size_t i = 0; i < bodies.size(); ++i) {
+    async_handler_->HandleAsync(Drain(bodies[i], "M" + std::to_string(i)), answers.Slot(i));
+  }
+  EXPECT_LT(answers.count(), bodies.size()) << "answers wait for the flush";
+  for (unsigned status : answers.Wait(bodies.size())) EXPECT_EQ(status, 204u);
+
+  const PreAggregatorStats stats = aggregator_->stats();
+  EXPECT_EQ(stats.requests_merged, 20u);
+  EXPECT_LE(stats.flushes, 2u);  // all 20 in one interval (two if the clock ticked a window)
+  // 3 sources × 3 series, 1 window (2 if the second changed between bodies): merged.
+  EXPECT_LE(stats.records_written, 2u * 9);
+  EXPECT_GE(stats.records_written, 9u);
+  std::uint64_t lines = 0;
+  for (int i = 0; i < 20; ++i) lines += 5 + i;
+  EXPECT_EQ(metrics_.Snapshot().points, 3 * lines);
+
+  std::vector<const std::string*> views;
+  for (const std::string& b : bodies) views.push_back(&b);
+  bucket::BucketMap expected = Expected(views);
+  ExpectReadBackEquals(expected);
+}
+
+// A retry whose first copy got through on some shards only (a receiver killed mid-write):
+// the pre-check skips the (shard, window) parts already applied; every point lands once.
+TEST_F(PreAggregatorTest, RetryAfterAPartialWriteAppliesOnlyTheMissingParts) {
+  StartAggregator(std::chrono::milliseconds(100));
+  const std::string body = Body(base::SystemClock::Get().NowUnixNanos(), 30);
+  // The first copy: only the series of even shards reached Redis.
+  extract::DrainOptions options;
+  options.resolution_seconds = 1;
+  bucket::BucketMap all;
+  telemetry::Counters counters;
+  drain::ProcessBody("acme", options, body, {}, all, counters);
+  bucket::BucketMap part;
+  bucket::BucketKey key;
+  std::size_t odd = 0;
+  for (const auto& [encoded, partial] : all.map()) {
+    ASSERT_TRUE(bucket::DecodeBucketKey(encoded, &key));
+    if (ShardWindowOf(key, store_->options()).shard % 2 == 0) {
+      part.MergeBucket(encoded, bucket::PartialBucket(partial));
+    } else {
+      ++odd;
+    }
+  }
+  ASSERT_GT(odd, 0u);
+  ASSERT_GT(part.size(), 0u);
+  ASSERT_TRUE(store_->Ingest("acme", "PARTIAL", part).ok());
+
+  const http::Response retry = async_handler_->Handle(Drain(body, "PARTIAL"));
+  EXPECT_EQ(retry.status, 204u);
+  const http::Response again = async_handler_->Handle(Drain(body, "PARTIAL"));
+  EXPECT_EQ(again.status, 204u);
+  EXPECT_EQ(metrics_.Snapshot().duplicate_request, 1u);
+
+  bucket::BucketMap expected = Expected({&body});
+  ExpectReadBackEquals(expected);
+}
+
+// Two copies of one frame in flight at once on two receivers: the write that comes second
+// is refused whole (503 for its requests, counted as a conflict); the retries then apply
+// exactly what is missing.
+TEST_F(PreAggregatorTest, FrameAppliedMeanwhileByAnotherReceiverFailsTheBatchAndRetriesConverge) {
+  StartAggregator(std::chrono::milliseconds(60'000));  // flushed by hand below
+  const std::int64_t now = base::SystemClock::Get().NowUnixNanos();
+  const std::string mine = Body(now, 9);
+  const std::string other = Body(now, 4);
+  Answers answers;
+  async_handler_->HandleAsync(Drain(mine, "RACE"), answers.Slot(0));
+  async_handler_->HandleAsync(Drain(other, "BYSTANDER"), answers.Slot(1));
+  ASSERT_TRUE(WaitFor([&] { return aggregator_->stats().requests_merged == 2; }));
+  // Meanwhile the other receiver writes its copy of RACE.
+  ASSERT_EQ(handler_->Handle(Drain(mine, "RACE")).status, 204u);
+  aggregator_->FlushSoon();
+  EXPECT_EQ(answers.Wait(2), (std::vector<unsigned>{503, 503}));
+  EXPECT_GE(aggregator_->stats().conflicts, 1u);
+
+  // Logplex retries both.
+  EXPECT_EQ(async_handler_->Handle(Drain(mine, "RACE")).status, 204u);
+  EXPECT_EQ(async_handler_->Handle(Drain(other, "BYSTANDER")).status, 204u);
+  bucket::BucketMap expected = Expected({&mine, &other});
+  ExpectReadBackEquals(expected);
+}
+
+// A second copy of a frame that still waits for its flush here is refused at once.
+TEST_F(PreAggregatorTest, SecondCopyOfAWaitingFrameIsRefusedAndTheFirstCounts) {
+  StartAggregator(std::chrono::milliseconds(500));
+  const std::string body = Body(base::SystemClock::Get().NowUnixNanos(), 6);
+  Answers answers;
+  async_handler_->HandleAsync(Drain(body, "TWICE"), answers.Slot(0));
+  async_handler_->HandleAsync(Drain(body, "TWICE"), answers.Slot(1));
+  EXPECT_EQ(answers.Wait(2), (std::vector<unsigned>{204, 503}));
+  EXPECT_EQ(metrics_.Snapshot().points, 18u);
+  EXPECT_EQ(async_handler_->Handle(Drain(body, "TWICE")).status, 204u);  // now a duplicate
+  EXPECT_EQ(metrics_.Snapshot().points, 18u);
+  EXPECT_EQ(metrics_.Snapshot().duplicate_request, 1u);
+}
+
+TEST_F(PreAggregatorTest, LateWindowsAreCountedLate) {
+  StartAggregator(std::chrono::milliseconds(50));
+  const std::int64_t old = base::SystemClock::Get().NowUnixNanos() - 600LL * 1'000'000'000;
+  EXPECT_EQ(async_handler_->Handle(Drain(Body(old, 4), "OLD")).status, 204u);
+  EXPECT_EQ(metrics_.Snapshot().late, 12u);
+  EXPECT_EQ(metrics_.Snapshot().points, 0u);
+}
+
+TEST_F(PreAggregatorTest, StopWritesWhatWaitsThenRefuses) {
+  StartAggregator(std::chrono::milliseconds(60'000));
+  const std::string body = Body(base::SystemClock::Get().NowUnixNanos(), 3);
+  Answers answers;
+  async_handler_->HandleAsync(Drain(body, "S1"), answers.Slot(0));
+  aggregator_->Stop();
+  EXPECT_EQ(answers.Wait(1), (std::vector<unsigned>{204}));
+  EXPECT_EQ(metrics_.Snapshot().points, 9u);
+  EXPECT_EQ(async_handler_->Handle(Drain(body, "S2")).status, 503u);
+}
+
+TEST_F(PreAggregatorTest, RedisDownAnswers503) {
+  RedisStoreOptions options;
+  options.shards = kShards;
+  RedisClient::Options dead;
+  dead.unix_socket = "/nonexistent/redis.sock";
+  dead.connect_timeout = std::chrono::milliseconds(200);
+  options.servers = {dead};
+  RedisStore store(options);
+  PreAggregator aggregator(store, PreAggregatorOptions{std::chrono::milliseconds(50), 1000});
+  drain::DrainHandler handler(directory_, aggregator, base::SystemClock::Get(), metrics_);
+  const std::string body = Body(base::SystemClock::Get().NowUnixNanos(), 2);
+  EXPECT_EQ(handler.Handle(Drain(body, "DOWN")).status, 503u);  // the pre-check fails
+  EXPECT_EQ(handler.Handle(Drain(body)).status, 503u);          // no frame id: the write fails
+  EXPECT_EQ(metrics_.Snapshot().points, 0u);
+  EXPECT_GE(aggregator.stats().flush_errors, 1u);
+}
+
+// While the flusher waits on a stalled Redis, the queue fills up to max_series buckets;
+// beyond that requests are refused at once (503) instead of queuing without bound.
+TEST_F(PreAggregatorTest, FullQueueRefusesAtOnce) {
+  // A Unix socket that accepts connections (backlog) and never answers.
+  const std::string path = ::testing::TempDir() + "/stalled-redis.sock";
+  ::unlink(path.c_str());
+  const int listener = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  ASSERT_LT(path.size(), sizeof(address.sun_path));
+  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<const sockaddr*>(&address), sizeof(address)), 0);
+  ASSERT_EQ(::listen(listener, 16), 0);
+
+  RedisStoreOptions options;
+  options.shards = kShards;
+  RedisClient::Options stalled;
+  stalled.unix_socket = path;
+  stalled.command_timeout = std::chrono::milliseconds(1500);
+  options.servers = {stalled};
+  RedisStore store(options);
+  PreAggregator aggregator(store, PreAggregatorOptions{std::chrono::milliseconds(10), 10});
+  drain::DrainHandler handler(directory_, aggregator, base::SystemClock::Get(), metrics_);
+  const std::int64_t now = base::SystemClock::Get().NowUnixNanos();
+  Answers answers;
+  handler.HandleAsync(Drain(Body(now, 3), "Q0"), answers.Slot(0));               // 9 buckets: taken, stalls
+  ASSERT_TRUE(WaitFor([&] { return aggregator.stats().queued_buckets == 0; }));  // the flusher took Q0
+  handler.HandleAsync(Drain(Body(now, 3), "Q1"), answers.Slot(1));               // 9 buckets: queued
+  handler.HandleAsync(Drain(Body(now, 3), "Q2"), answers.Slot(2));               // 18 > 10: refused now
+  EXPECT_TRUE(WaitFor([&] { return answers.count() >= 1; }));
+  EXPECT_EQ(answers.Wait(3)[2], 503u);
+  EXPECT_GE(aggregator.stats().requests_refused, 1u);
+  aggregator.Stop();
+  ::close(listener);
+  ::unlink(path.c_str());
 }
 
 }  // namespace

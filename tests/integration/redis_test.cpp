@@ -454,6 +454,47 @@ TEST_F(ShardProtocolTest, IngestReportsAppliedLateAndDuplicatePerRequest) {
   EXPECT_EQ(List(PtsKey(shard, open)).size(), 3u);
 }
 
+// A receiver's flush: one request carries the merged records of several drain requests
+// and all their frame ids; they are applied together or not at all.
+TEST_F(ShardProtocolTest, IngestOfMergedRequestsMarksEveryFrameOrAppliesNothing) {
+  const std::uint32_t shard = NewShard();
+  const std::int64_t open = ServerSeconds(*client_) + 60;
+  const std::vector<IngestRecord> merged = {{open, "m1"}, {open, "m2"}};
+  const std::vector<FrameRef> more = {{"globex", "g-1"}, {"acme", "a-2"}};
+  IngestRequest request{"acme", "a-1", merged};
+  request.more_frames = more;
+  EXPECT_THAT(*protocol_.Ingest(*client_, shard, std::span(&request, 1)),
+              ElementsAre(ShardIngestResult{2, 0, false}));
+  for (const char* key : {"dedupe:acme:a-1", "dedupe:globex:g-1", "dedupe:acme:a-2"}) {
+    EXPECT_TRUE(Exists(ShardProtocol::Key(shard, key))) << key;
+  }
+
+  // A later batch holding one of those frames and a new one: refused whole, the new
+  // frame not marked (its retry must still apply).
+  const std::vector<IngestRecord> next = {{open, "n1"}};
+  const std::vector<FrameRef> seen = {{"globex", "g-1"}};
+  IngestRequest conflict{"acme", "a-3", next};
+  conflict.more_frames = seen;
+  EXPECT_THAT(*protocol_.Ingest(*client_, shard, std::span(&conflict, 1)),
+              ElementsAre(ShardIngestResult{0, 0, true}));
+  EXPECT_FALSE(Exists(ShardProtocol::Key(shard, "dedupe:acme:a-3")));
+  EXPECT_THAT(List(PtsKey(shard, open)), ElementsAre("m1", "m2"));
+
+  // The pre-check sees the same keys, without writing.
+  const std::vector<ShardFrame> frames = {
+      {shard, "acme", "a-1"}, {shard, "acme", "a-3"}, {shard, "globex", "g-1"}};
+  absl::StatusOr<std::vector<bool>> applied = protocol_.FramesApplied(*client_, frames);
+  ASSERT_TRUE(applied.ok()) << applied.status();
+  EXPECT_THAT(*applied, ElementsAre(true, false, true));
+
+  // A bad tenant among the extra frames is refused before anything is sent.
+  const std::vector<FrameRef> bad = {{"evil:tenant", "x"}};
+  IngestRequest refused{"acme", "a-4", next};
+  refused.more_frames = bad;
+  EXPECT_EQ(protocol_.Ingest(*client_, shard, std::span(&refused, 1)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST_F(ShardProtocolTest, IngestDeduplicatesPerTenantAndPerShard) {
   const std::uint32_t shard = NewShard();
   const std::uint32_t other_shard = NewShard();

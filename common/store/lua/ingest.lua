@@ -11,9 +11,12 @@
 -- ARGV[2]  de-duplication TTL, seconds.
 -- ARGV[3]  window TTL, seconds after the close time (safety net for lists never sealed).
 -- ARGV[4]  number of requests R; then per request:
---          tenant, frame id ("" = no de-duplication), record count n,
---          then n pairs (close time in unix seconds, record bytes).
--- Returns R arrays {applied, late, duplicate (0|1)}, in request order.
+--          frame count f (>= 1), then f pairs (tenant, frame id; "" = no de-duplication),
+--          record count n, then n pairs (close time in unix seconds, record bytes).
+--          A request with several frames is the merge of several drain requests (a
+--          receiver's flush): its frames share the records' fate, all or nothing.
+-- Returns R arrays {applied, late, duplicate (0|1)}, in request order. duplicate = 1: one
+-- of the request's frames was already applied; nothing of the request was.
 local prefix = ARGV[1]
 local dedupe_ttl = ARGV[2]
 local window_ttl = tonumber(ARGV[3])
@@ -25,13 +28,26 @@ local appended = {}  -- close -> true for every list this call appended to
 local sealed = {}    -- close -> whether sealed:<close> exists (one EXISTS per close)
 local at = 5
 for r = 1, request_count do
-  local tenant, frame, count = ARGV[at], ARGV[at + 1], tonumber(ARGV[at + 2])
-  at = at + 3
+  local frame_count = tonumber(ARGV[at])
+  local frames_at = at + 1
+  at = frames_at + 2 * frame_count
+  local count = tonumber(ARGV[at])
+  at = at + 1
   local duplicate = 0
-  if frame ~= '' then
-    local key = prefix .. 'dedupe:' .. tenant .. ':' .. frame
-    if not redis.call('SET', key, '1', 'NX', 'EX', dedupe_ttl) then
+  for f = 0, frame_count - 1 do
+    local frame = ARGV[frames_at + 2 * f + 1]
+    if frame ~= '' and
+        redis.call('EXISTS', prefix .. 'dedupe:' .. ARGV[frames_at + 2 * f] .. ':' .. frame) == 1 then
       duplicate = 1
+      break
+    end
+  end
+  if duplicate == 0 then
+    for f = 0, frame_count - 1 do
+      local frame = ARGV[frames_at + 2 * f + 1]
+      if frame ~= '' then
+        redis.call('SET', prefix .. 'dedupe:' .. ARGV[frames_at + 2 * f] .. ':' .. frame, '1', 'EX', dedupe_ttl)
+      end
     end
   end
   local applied, late = 0, 0

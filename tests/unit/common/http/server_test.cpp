@@ -10,9 +10,11 @@
 #include <cerrno>
 #include <chrono>
 #include <future>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -407,6 +409,81 @@ TEST(ServerTest, StopClosesIdleKeepAliveConnectionsAtOnce) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
   EXPECT_EQ((*connection)->Send("GET", "/", {}, "").status, 0u);
   server->Stop();  // idempotent
+}
+
+// An asynchronous handler keeps the responder and answers from another thread later; the
+// server thread is free meanwhile (one thread serves a second request in between).
+TEST(ServerTest, AsyncHandlerAnswersFromAnotherThreadWithoutHoldingAServerThread) {
+  std::mutex mu;
+  std::vector<Responder> waiting;  // guarded by mu
+  ServerOptions options;
+  options.threads = 1;
+  auto server = Server::StartAsync(options, [&](const Request& request, Responder respond) {
+    if (request.Path() == "/later") {
+      std::lock_guard<std::mutex> lock(mu);
+      waiting.push_back(std::move(respond));
+      return;
+    }
+    respond(Echo(request));
+  });
+  ASSERT_TRUE(server.ok()) << server.status();
+  const std::uint16_t port = (*server)->port();
+
+  auto later = std::async(std::launch::async, [port] { return support::HttpGet(port, "/later"); });
+  for (int i = 0; i < 500; ++i) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (!waiting.empty()) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  // The only server thread is not blocked by the waiting request.
+  const support::HttpReply now = support::HttpGet(port, "/now");
+  EXPECT_EQ(now.status, 200u) << now.error;
+  EXPECT_EQ(now.body, "GET /now q= body=");
+  EXPECT_EQ(later.wait_for(std::chrono::milliseconds(0)), std::future_status::timeout);
+
+  std::thread answerer([&] {
+    std::lock_guard<std::mutex> lock(mu);
+    ASSERT_EQ(waiting.size(), 1u);
+    Response response;
+    response.status = 202;
+    response.body = "done";
+    waiting[0](response);
+    waiting[0](Response{});  // a second call is ignored
+    waiting.clear();
+  });
+  answerer.join();
+  const support::HttpReply reply = later.get();
+  EXPECT_EQ(reply.status, 202u) << reply.error;
+  EXPECT_EQ(reply.body, "done");
+}
+
+TEST(ServerTest, AsyncResponderDroppedWithoutAnswerIs500) {
+  auto server = Server::StartAsync({}, [](const Request&, Responder) {});
+  ASSERT_TRUE(server.ok()) << server.status();
+  const support::HttpReply reply = support::HttpGet((*server)->port(), "/x");
+  EXPECT_EQ(reply.status, 500u) << reply.error;
+}
+
+TEST(ServerTest, StopWaitsForAnAsyncAnswer) {
+  std::promise<Responder> handed;
+  auto server = Server::StartAsync({}, [&](const Request&, Responder respond) { handed.set_value(respond); });
+  ASSERT_TRUE(server.ok()) << server.status();
+  const std::uint16_t port = (*server)->port();
+  auto in_flight = std::async(std::launch::async, [port] { return support::HttpGet(port, "/wait"); });
+  Responder respond = handed.get_future().get();
+  auto stopped = std::async(std::launch::async, [&server] { (*server)->Stop(5000); });
+  EXPECT_EQ(stopped.wait_for(std::chrono::milliseconds(200)), std::future_status::timeout);
+  Response response;
+  response.body = "late";
+  respond(response);
+  respond = nullptr;
+  const support::HttpReply reply = in_flight.get();
+  EXPECT_EQ(reply.status, 200u) << reply.error;
+  EXPECT_EQ(reply.body, "late");
+  EXPECT_EQ(reply.Header("Connection"), "close");
+  EXPECT_EQ(stopped.wait_for(std::chrono::seconds(5)), std::future_status::ready);
 }
 
 TEST(ServerTest, StartRejectsBadAddressAndBusyPort) {

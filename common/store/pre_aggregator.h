@@ -1,0 +1,123 @@
+#pragma once
+// A receiver's pre-aggregation (issue "Distributed drainmet", DESIGN.md data flow): the
+// partial buckets of every drain request of a flush interval are merged in memory, then
+// written to their Redis shards in one ingest.lua call per shard; each request is answered
+// when the write that carries its points has succeeded (DESIGN rule 2: 2xx only once the
+// points are in Redis). docs/architecture.md "Receiver" describes it.
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/store/redis_store.h"
+#include "common/store/store.h"
+
+namespace drainmet::store {
+
+struct PreAggregatorOptions {
+  /// How long requests are merged before their write; the first request of a batch waits
+  /// at most this long plus the write (SEMANTICS-neutral: only latency and Redis load).
+  std::chrono::milliseconds flush_interval{1000};
+  /// Buckets (series × window) merged in memory at most: reaching it flushes at once. The
+  /// queue of requests not yet merged is bounded by the same number of buckets; a request
+  /// that would exceed it is refused with Unavailable (the receiver answers 503 with
+  /// Retry-After) instead of queuing without bound. > 0.
+  std::uint64_t max_series = 200'000;
+};
+
+/// Counters of the pre-aggregation, cumulative since start (for metrics and tests).
+struct PreAggregatorStats {
+  std::uint64_t flushes = 0;           ///< Writes (one per flush that had data).
+  std::uint64_t flush_errors = 0;      ///< Flushes where some server failed (its requests: 503).
+  std::uint64_t records_written = 0;   ///< Merged partial buckets sent to Redis.
+  std::uint64_t requests_merged = 0;   ///< Requests whose partial buckets were merged.
+  std::uint64_t requests_refused = 0;  ///< Refused: queue full, stopping, or frame in flight.
+  std::uint64_t conflicts = 0;         ///< (shard, window) writes refused: a frame was applied meanwhile.
+  std::uint64_t queued_buckets = 0;    ///< Now: buckets of requests queued, not yet merged.
+};
+
+/// A Store that batches: IngestAsync queues the request; a flusher thread checks its frame
+/// id against Redis (which (shard, window) parts a previous copy already applied: those
+/// parts are skipped, RELIABILITY.md §3.3), merges the rest into one partial bucket per
+/// (series, window), and every flush interval (or when `max_series` buckets are merged, or
+/// when stopping) writes them with RedisStore::IngestShards: per (shard, window), one
+/// ingest.lua request carrying the merged records and every merged frame id, applied all
+/// or nothing. Then each request's `done` runs with its own point counts.
+///
+/// Failure handling: a server error fails the requests with parts on that server
+/// (Unavailable: 503, Logplex retries; parts on other servers stay applied and are
+/// recognised by the retry's pre-check). A (shard, window) write refused because one of
+/// its frames was applied meanwhile (two copies of one frame in flight on two receivers at
+/// once) fails its requests with Aborted; their retries skip what was applied. A second
+/// copy of a frame still waiting here is refused with Aborted at once. No point is ever
+/// applied twice; a 2xx is only given after the write.
+///
+/// Thread-safety: IngestAsync, Ingest, FlushSoon, Stop and stats may be called from any
+/// thread; `done` runs on the flusher thread or on the caller's.
+class PreAggregator final : public Store {
+ public:
+  /// `redis` must outlive this object. Starts the flusher thread.
+  PreAggregator(RedisStore& redis, PreAggregatorOptions options);
+  ~PreAggregator() override;  ///< Stop().
+  PreAggregator(const PreAggregator&) = delete;
+  PreAggregator& operator=(const PreAggregator&) = delete;
+
+  void IngestAsync(std::string tenant, std::string frame_id, bucket::BucketMap partials,
+                   IngestDone done) override;
+  /// IngestAsync, waiting for its result (tests, tools): blocks up to a flush interval.
+  absl::StatusOr<IngestResult> Ingest(std::string_view tenant, std::string_view frame_id,
+                                      bucket::BucketMap& partials) override;
+  /// Always false: the pre-check runs on the flusher thread, batched.
+  absl::StatusOr<bool> SeenFrame(std::string_view tenant, std::string_view frame_id) override;
+  /// Unimplemented: outlets take windows (ShardProtocol::Seal).
+  absl::StatusOr<std::vector<bucket::ClosedBucket>> TakeClosed(bool all) override;
+  /// Buckets merged in memory and not yet written.
+  std::size_t OpenBuckets() const override { return merged_buckets_.load(std::memory_order_relaxed); }
+
+  /// From now on, write as soon as anything is merged (shutdown: in-flight requests are
+  /// answered without waiting for the interval). Idempotent.
+  void FlushSoon();
+  /// Refuses new requests (Unavailable), writes what is queued and merged, answers every
+  /// waiting request, joins the flusher. Idempotent.
+  void Stop();
+
+  PreAggregatorStats stats() const;
+
+ private:
+  struct Queued {
+    std::string tenant;
+    std::string frame_id;
+    bucket::BucketMap partials;
+    IngestDone done;
+  };
+  struct Batch;
+
+  void Run();
+  /// Pre-checks and merges `queued` into `batch` (answers duplicates and refusals now).
+  void Absorb(std::vector<Queued>& queued, Batch& batch);
+  /// Writes `batch` and answers its requests.
+  void Flush(Batch& batch);
+  void Refuse(IngestDone& done, absl::Status status);
+
+  RedisStore& redis_;
+  const PreAggregatorOptions options_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Queued> queue_;         // guarded by mu_
+  std::uint64_t queued_buckets_ = 0;  // guarded by mu_
+  bool stopping_ = false;             // guarded by mu_
+  bool flush_soon_ = false;           // guarded by mu_
+  PreAggregatorStats stats_;          // guarded by mu_
+  std::atomic<std::size_t> merged_buckets_{0};
+  std::mutex stop_mu_;  // serialises Stop()
+  std::thread flusher_;
+};
+
+}  // namespace drainmet::store
