@@ -16,10 +16,8 @@
 #include "common/base/strings.h"
 #include "common/config/auth.h"
 #include "common/config/snapshot.h"
+#include "common/health/health_server.h"
 #include "common/telemetry/log.h"
-#include "grpcpp/health_check_service_interface.h"
-#include "grpcpp/security/server_credentials.h"
-#include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
 #include "proto/drainmet/v1/config.grpc.pb.h"
 
@@ -269,7 +267,8 @@ struct ConfigServer::Impl {
   const ConfigServerOptions options;
   SnapshotHub hub;
   ConfigServiceImpl service;
-  std::unique_ptr<grpc::Server> server;
+  // The gRPC server: ConfigService and grpc.health.v1.
+  std::unique_ptr<health::HealthServer> server;
   std::uint16_t port = 0;
   std::thread file_thread;
 
@@ -346,29 +345,30 @@ absl::StatusOr<std::unique_ptr<ConfigServer>> ConfigServer::Start(ConfigServerOp
   if (!config.ok()) return config.status();
   impl->Serve(*config);
 
-  grpc::EnableDefaultHealthCheckService(true);
-  grpc::ServerBuilder builder;
-  int selected_port = 0;
-  builder.AddListeningPort(opts.listen, grpc::InsecureServerCredentials(), &selected_port);
-  builder.RegisterService(&impl->service);
-  // A taken port is an error, not a second server sharing it.
-  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  // Clients ping every 10 s to notice a vanished service (common/config/watcher.cpp);
-  // accept that, and ping idle clients ourselves so dead Watch streams are reaped.
-  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
-  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
-  impl->server = builder.BuildAndStart();
-  if (impl->server == nullptr || selected_port <= 0 || selected_port > 65535) {
-    return absl::UnavailableError(base::Cat("--listen: cannot listen on ", opts.listen));
+  health::HealthServerOptions grpc_options;
+  grpc_options.listen = opts.listen;
+  grpc_options.service_names = {kServiceName};
+  grpc_options.initially_serving = true;  // a configuration is loaded by now
+  grpc_options.services = {&impl->service};
+  grpc_options.configure = [](grpc::ServerBuilder& builder) {
+    // Clients ping every 10 s to notice a vanished service (common/config/watcher.cpp);
+    // accept that, and ping idle clients ourselves so dead Watch streams are reaped.
+    builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+    builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  };
+  absl::StatusOr<std::unique_ptr<health::HealthServer>> server =
+      health::HealthServer::Start(std::move(grpc_options));
+  if (!server.ok()) {
+    if (absl::IsUnavailable(server.status())) {
+      return absl::UnavailableError(base::Cat("--listen: cannot listen on ", opts.listen));
+    }
+    return server.status();
   }
-  impl->port = static_cast<std::uint16_t>(selected_port);
-  if (grpc::HealthCheckServiceInterface* health = impl->server->GetHealthCheckService()) {
-    health->SetServingStatus(true);
-    health->SetServingStatus(kServiceName, true);
-  }
+  impl->server = *std::move(server);
+  impl->port = impl->server->port();
 
   Impl* raw = impl.get();
   impl->file_thread = std::thread([raw] { raw->WatchFile(); });
@@ -391,12 +391,9 @@ void ConfigServer::Stop() {
   impl_->stop_cv.notify_all();
   if (impl_->file_thread.joinable()) impl_->file_thread.join();
   if (impl_->server != nullptr) {
-    if (grpc::HealthCheckServiceInterface* health = impl_->server->GetHealthCheckService()) {
-      health->Shutdown();  // NOT_SERVING for every service, and stays so
-    }
+    impl_->server->ShutdownHealth();  // NOT_SERVING for every service, and stays so
     impl_->hub.Shutdown();
-    impl_->server->Shutdown(std::chrono::system_clock::now() + impl_->options.shutdown_grace);
-    impl_->server->Wait();
+    impl_->server->Stop(impl_->options.shutdown_grace);
   }
 }
 

@@ -11,8 +11,8 @@
 #include <string>
 
 #include "CLI/CLI.hpp"
+#include "common/health/health_server.h"
 #include "common/telemetry/log.h"
-#include "grpc/support/log.h"
 #include "services/config/config_service.h"
 
 namespace drainmet::config_service {
@@ -20,18 +20,6 @@ namespace {
 
 using telemetry::Level;
 using telemetry::Log;
-
-// gRPC's own log lines (gpr_log) as logfmt, so that stderr stays one format. gRPC's
-// errors are mostly transient (a port taken, a peer gone) and the service logs its own
-// verdict, hence warn.
-void LogGrpc(gpr_log_func_args* args) {
-  const Level level = args->severity == GPR_LOG_SEVERITY_ERROR  ? Level::kWarn
-                      : args->severity == GPR_LOG_SEVERITY_INFO ? Level::kInfo
-                                                                : Level::kDebug;
-  const std::string where =
-      std::string(args->file != nullptr ? args->file : "?") + ":" + std::to_string(args->line);
-  Log(level, "grpc", {{"message", args->message != nullptr ? args->message : ""}, {"where", where}});
-}
 
 int Run(const std::string& config_path, const std::string& listen, std::int64_t reload_interval_ms,
         const std::string& log_level) {
@@ -42,7 +30,7 @@ int Run(const std::string& config_path, const std::string& listen, std::int64_t 
     return 2;
   }
   telemetry::SetLogLevel(level);
-  gpr_set_log_function(LogGrpc);
+  health::RouteGrpcLogsToLogfmt();
 
   // Block the stop signals before any thread starts, so that only sigwait below sees them.
   sigset_t signals;

@@ -1,7 +1,7 @@
 // drainmet-outlet: leases Redis shards, closes their windows and posts the gauges to
 // Librato (docs/architecture.md "Outlet"). Config file as for `drainmet run`.
 //   drainmet-outlet (--config FILE | --config-service HOST:PORT [--config FILE])
-//                   [--listen HOST:PORT] [--threads N] [--log-level L]
+//                   [--listen HOST:PORT] [--grpc-listen HOST:PORT] [--threads N] [--log-level L]
 // SIGTERM/SIGINT: finish the windows in progress, release every lease, exit 0.
 
 #include <signal.h>
@@ -13,6 +13,7 @@
 #include "CLI/CLI.hpp"
 #include "common/base/clock.h"
 #include "common/config/config.h"
+#include "common/health/health_server.h"
 #include "common/telemetry/log.h"
 #include "services/outlet/service.h"
 
@@ -28,7 +29,7 @@ int Fail(const absl::Status& status) {
 }
 
 int Run(const std::string& config_path, const std::string& config_service, int config_wait_s,
-        const std::string& listen, int threads, const std::string& log_level,
+        const std::string& listen, const std::string& grpc_listen, int threads, const std::string& log_level,
         std::int64_t shutdown_timeout_s) {
   // Block the stop signals before any thread starts, so only sigwait below sees them.
   sigset_t signals;
@@ -36,9 +37,11 @@ int Run(const std::string& config_path, const std::string& config_service, int c
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  health::RouteGrpcLogsToLogfmt();
 
   ServiceOptions options;
   if (!listen.empty()) options.listen = listen;
+  options.grpc_listen = grpc_listen;
   options.outlet.threads = threads;
   options.outlet.shutdown_timeout_ms = shutdown_timeout_s * 1000;
 
@@ -95,6 +98,7 @@ int main(int argc, char** argv) {
   CLI::App app{"drainmet-outlet: leases Redis shards and posts their closed windows to Librato."};
   app.set_version_flag("--version", "drainmet-outlet 0.1.0");
   std::string config_path, config_service, listen, log_level;
+  std::string grpc_listen = "0.0.0.0:9091";
   int threads = 2;
   int config_wait_s = 10;
   std::int64_t shutdown_timeout_s = 20;
@@ -110,6 +114,9 @@ int main(int argc, char** argv) {
                  "Seconds to wait at start for the first config from --config-service (default 10).")
       ->check(CLI::Range(1, 3600));
   app.add_option("--listen", listen, "HOST:PORT of /healthz, /readyz, /metrics (default 0.0.0.0:8081).");
+  app.add_option(
+      "--grpc-listen", grpc_listen,
+      "HOST:PORT of grpc.health.v1 (default 0.0.0.0:9091; port 0 picks a free one, logged as grpc=).");
   app.add_option("--threads", threads, "Worker threads (default 2).")->check(CLI::Range(1, 256));
   app.add_option("--log-level", log_level, "debug, info, warn or error (overrides the config).");
   app.add_option("--shutdown-timeout", shutdown_timeout_s,
@@ -125,6 +132,6 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "drainmet-outlet: one of --config FILE or --config-service HOST:PORT is required\n");
     return 2;
   }
-  return drainmet::outlet::Run(config_path, config_service, config_wait_s, listen, threads, log_level,
-                               shutdown_timeout_s);
+  return drainmet::outlet::Run(config_path, config_service, config_wait_s, listen, grpc_listen, threads,
+                               log_level, shutdown_timeout_s);
 }

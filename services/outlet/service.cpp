@@ -1,5 +1,8 @@
 #include "services/outlet/service.h"
 
+#include <chrono>
+#include <thread>
+
 #include "common/base/status_macros.h"
 #include "common/telemetry/log.h"
 
@@ -22,6 +25,10 @@ absl::StatusOr<std::unique_ptr<Service>> Service::Start(config::Config config, S
   std::unique_ptr<Service> service(new Service());
   service->outlet_ =
       std::make_unique<ShardOutlet>(std::move(config), std::move(options.outlet), clock, service->metrics_);
+  health::HealthServerOptions health_options;
+  health_options.listen = options.grpc_listen;
+  health_options.service_names = {kHealthServiceName};
+  DRAINMET_ASSIGN_OR_RETURN(service->health_, health::HealthServer::Start(std::move(health_options)));
   http::ServerOptions server_options;
   server_options.address = listen.first;
   server_options.port = listen.second;
@@ -32,9 +39,19 @@ absl::StatusOr<std::unique_ptr<Service>> Service::Start(config::Config config, S
       service->server_,
       http::Server::Start(server_options, [self](const http::Request& r) { return self->Route(r); }));
   DRAINMET_RETURN_IF_ERROR(service->outlet_->Start());
+  // RedisHealthy() turns false a few seconds after Redis stops answering; 200 ms adds little.
+  service->health_poller_ = std::jthread([self](std::stop_token stop) {
+    while (!stop.stop_requested()) {
+      self->health_->SetServing(!self->stopped_.load() && self->outlet_->RedisHealthy());
+      for (int i = 0; i < 4 && !stop.stop_requested(); ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+    }
+  });
   telemetry::Log(telemetry::Level::kInfo, "drainmet-outlet listening",
                  {{"listen", listen.first + ":" + std::to_string(service->port())},
-                  {"owner", service->outlet_->owner()}});
+                  {"owner", service->outlet_->owner()},
+                  {"grpc", service->health_->address()}});
   return service;
 }
 
@@ -132,10 +149,15 @@ http::Response Service::Route(const http::Request& request) {
 
 void Service::Stop() {
   if (stopped_.exchange(true)) return;
+  // Probes learn first; the gRPC server keeps answering NOT_SERVING while windows finish.
+  if (health_) health_->ShutdownHealth();
+  health_poller_.request_stop();
+  if (health_poller_.joinable()) health_poller_.join();
   // No config callback runs after this (the watcher's thread is joined).
   if (watcher_) watcher_->Stop();
   if (outlet_) outlet_->Stop();
   if (server_) server_->Stop(2000);
+  if (health_) health_->Stop(std::chrono::milliseconds(1000));
   const telemetry::Counters c = metrics_.Snapshot();
   telemetry::Log(telemetry::Level::kInfo, "stopped",
                  {{"posted", std::to_string(c.posted)},

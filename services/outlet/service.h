@@ -1,6 +1,7 @@
 #pragma once
 // drainmet-outlet's process: the ShardOutlet plus its HTTP endpoints (/healthz, /readyz,
-// /metrics) on one listener (issue "Distributed drainmet": every service has them).
+// /metrics) on one listener and grpc.health.v1 on a gRPC port (issue "Distributed
+// drainmet": every service has them).
 
 #include <atomic>
 #include <chrono>
@@ -9,20 +10,29 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 
 #include "absl/status/statusor.h"
 #include "common/base/clock.h"
 #include "common/config/config.h"
 #include "common/config/watcher.h"
+#include "common/health/health_server.h"
 #include "common/http/server.h"
 #include "common/telemetry/metrics.h"
 #include "services/outlet/outlet.h"
 
 namespace drainmet::outlet {
 
+/// The grpc.health.v1 service name of an outlet (besides "").
+inline constexpr char kHealthServiceName[] = "drainmet.v1.Outlet";
+
 struct ServiceOptions {
   /// HOST:PORT of the HTTP endpoints (http::ParseListenAddress); port 0 picks a free one.
   std::string listen = "0.0.0.0:8081";
+  /// gRPC listen address of grpc.health.v1, "HOST:PORT" or "[IPv6]:PORT"; port 0 picks a
+  /// free port (Service::grpc_port()). The binary's --grpc-listen defaults to 0.0.0.0:9091;
+  /// this default keeps in-process outlets (tests) off fixed ports.
+  std::string grpc_listen = "127.0.0.1:0";
   OutletOptions outlet;
 };
 
@@ -45,12 +55,19 @@ struct FollowOptions {
 /// Routes: GET /healthz 200 "ok" while the process runs; GET /readyz 200 when Redis
 /// answered within the last few seconds (ShardOutlet::RedisHealthy), else 503; GET
 /// /metrics the Prometheus text (telemetry::Metrics, with drainmet_outlet_* families);
-/// anything else 404, non-GET/HEAD 405. Thread-safety: Stop from one thread.
+/// anything else 404, non-GET/HEAD 405.
+///
+/// grpc.health.v1, for "" and kHealthServiceName: SERVING while ShardOutlet::RedisHealthy()
+/// (checked every 200 ms) and Stop() has not begun; NOT_SERVING otherwise, and for good
+/// from Stop() on. Any other name answers NOT_FOUND.
+///
+/// Thread-safety: Stop from one thread.
 class Service {
  public:
-  /// Validates `config`, starts the outlet and the HTTP server, and logs
-  /// `msg="drainmet-outlet listening" listen=HOST:PORT` with the bound port.
-  /// InvalidArgument for a bad config or listen address; Unavailable when the port is taken.
+  /// Validates `config`, starts the gRPC health server, the HTTP server and the outlet, and
+  /// logs `msg="drainmet-outlet listening" listen=HOST:PORT owner=... grpc=HOST:PORT` with
+  /// the bound ports. InvalidArgument for a bad config or listen address; Unavailable when a
+  /// port is taken ("cannot listen for gRPC on HOST:PORT" for the gRPC one).
   static absl::StatusOr<std::unique_ptr<Service>> Start(config::Config config, ServiceOptions options,
                                                         const base::Clock& clock);
 
@@ -65,11 +82,15 @@ class Service {
   Service(const Service&) = delete;
   Service& operator=(const Service&) = delete;
 
-  /// Stops the outlet (finish windows in progress, release leases), then the HTTP server.
-  /// Idempotent.
+  /// grpc.health.v1 NOT_SERVING for good, then stops the outlet (finish windows in
+  /// progress, release leases), then the HTTP server and the gRPC server (health RPCs in
+  /// flight get up to 1 s). Idempotent.
   void Stop();
 
+  /// The bound HTTP port.
   std::uint16_t port() const { return server_->port(); }
+  /// The bound gRPC (grpc.health.v1) port.
+  std::uint16_t grpc_port() const { return health_->port(); }
   ShardOutlet& outlet() { return *outlet_; }
   telemetry::Metrics& metrics() { return metrics_; }
 
@@ -91,6 +112,9 @@ class Service {
   telemetry::Metrics metrics_;
   std::unique_ptr<ShardOutlet> outlet_;
   std::unique_ptr<http::Server> server_;
+  std::unique_ptr<health::HealthServer> health_;
+  /// Sets health_ from outlet_->RedisHealthy() every 200 ms; started last in Start().
+  std::jthread health_poller_;
   std::atomic<bool> stopped_{false};
 };
 

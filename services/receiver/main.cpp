@@ -9,6 +9,7 @@
 #include "common/base/clock.h"
 #include "common/base/signals.h"
 #include "common/config/config.h"
+#include "common/health/health_server.h"
 #include "common/telemetry/log.h"
 #include "services/receiver/service.h"
 
@@ -19,6 +20,7 @@ int main(int argc, char** argv) {
   CLI::App app{"drainmet-receiver: drains in, partial buckets into Redis shards.\nSee docs/cli.md."};
   app.set_version_flag("--version", "drainmet-receiver 0.1.0");
   std::string config_path, config_service, listen, log_level;
+  std::string grpc_listen = "0.0.0.0:9090";
   int threads = 0;
   int config_wait_s = 10;
   CLI::Option* config_option = app.add_option(
@@ -33,6 +35,9 @@ int main(int argc, char** argv) {
                  "Seconds to wait at start for the first config from --config-service (default 10).")
       ->check(CLI::Range(1, 3600));
   app.add_option("--listen", listen, "HOST:PORT to listen on (overrides the config).");
+  app.add_option(
+      "--grpc-listen", grpc_listen,
+      "HOST:PORT of grpc.health.v1 (default 0.0.0.0:9090; port 0 picks a free one, logged as grpc=).");
   app.add_option("--threads", threads, "HTTP threads (overrides the config; default: one per core).")
       ->check(CLI::Range(0, 1024));
   app.add_option("--log-level", log_level, "debug, info, warn or error (overrides the config).");
@@ -48,6 +53,9 @@ int main(int argc, char** argv) {
     return 2;
   }
   base::BlockStopSignals();
+  health::RouteGrpcLogsToLogfmt();
+  receiver::ServiceOptions service_options;
+  service_options.grpc_listen = grpc_listen;
 
   if (!config_service.empty()) {
     // Command-line overrides apply to every copy the service sends.
@@ -71,7 +79,7 @@ int main(int argc, char** argv) {
     follow.first_config_timeout = std::chrono::seconds(config_wait_s);
     follow.adjust = adjust;
     absl::StatusOr<std::unique_ptr<receiver::Service>> service =
-        receiver::Service::StartFollowing(std::move(follow), base::SystemClock::Get());
+        receiver::Service::StartFollowing(std::move(follow), base::SystemClock::Get(), service_options);
     if (!service.ok()) {
       Log(Level::kError, "drainmet-receiver failed", {{"error", service.status().ToString()}});
       return 1;
@@ -102,7 +110,7 @@ int main(int argc, char** argv) {
   telemetry::SetLogLevel(level);
 
   absl::StatusOr<std::unique_ptr<receiver::Service>> service =
-      receiver::Service::Start(*std::move(config), base::SystemClock::Get());
+      receiver::Service::Start(*std::move(config), base::SystemClock::Get(), service_options);
   if (!service.ok()) {
     Log(Level::kError, "drainmet-receiver failed", {{"error", service.status().ToString()}});
     return 1;

@@ -30,17 +30,23 @@ Service::Service(std::shared_ptr<const drain::TenantDirectory> directory,
     : holder_(std::make_shared<drain::DirectoryHolder>(std::move(directory))),
       store_(std::move(store_options)) {}
 
-absl::StatusOr<std::unique_ptr<Service>> Service::Start(config::Config config, const base::Clock& clock) {
+absl::StatusOr<std::unique_ptr<Service>> Service::Start(config::Config config, const base::Clock& clock,
+                                                        ServiceOptions options) {
   DRAINMET_RETURN_IF_ERROR(config::Validate(config));
   DRAINMET_ASSIGN_OR_RETURN(store::RedisStoreOptions store_options, RedisStoreOptionsFrom(config));
   auto directory = std::make_shared<const drain::TenantDirectory>(std::move(config));
   std::unique_ptr<Service> service(new Service(directory, std::move(store_options)));
   Service* self = service.get();
+  health::HealthServerOptions health_options;
+  health_options.listen = options.grpc_listen;
+  health_options.service_names = {kHealthServiceName};
+  DRAINMET_ASSIGN_OR_RETURN(self->health_, health::HealthServer::Start(std::move(health_options)));
   self->pinger_ = std::jthread([self](std::stop_token stop) {
     bool was_ok = true;
     while (!stop.stop_requested()) {
       const absl::Status ping = self->store_.Ping();
       self->redis_ok_ = ping.ok();
+      self->UpdateHealth();
       if (ping.ok() != was_ok) {
         if (ping.ok()) {
           telemetry::Log(telemetry::Level::kInfo, "redis reachable");
@@ -58,12 +64,20 @@ absl::StatusOr<std::unique_ptr<Service>> Service::Start(config::Config config, c
   DRAINMET_ASSIGN_OR_RETURN(self->frontend_,
                             drain::Frontend::Start(self->holder_, self->store_, clock, self->metrics_,
                                                    [self] { return self->redis_ok_.load(); }));
+  self->started_ = true;
+  self->UpdateHealth();
   telemetry::Log(telemetry::Level::kInfo, "drainmet-receiver listening",
                  {{"listen", directory->config.listen.substr(0, directory->config.listen.rfind(':')) + ":" +
                                  std::to_string(service->port())},
+                  {"grpc", self->health_->address()},
                   {"shards", std::to_string(directory->config.redis.shards)},
                   {"redis_servers", std::to_string(directory->config.redis.servers.size())}});
   return service;
+}
+
+void Service::UpdateHealth() {
+  std::lock_guard<std::mutex> lock(health_mu_);
+  health_->SetServing(redis_ok_.load() && started_.load() && !stopped_.load());
 }
 
 namespace {
@@ -146,7 +160,8 @@ void Service::OnServed(const config::ServedConfig& served) {
 }
 
 absl::StatusOr<std::unique_ptr<Service>> Service::StartFollowing(FollowOptions options,
-                                                                 const base::Clock& clock) {
+                                                                 const base::Clock& clock,
+                                                                 ServiceOptions service_options) {
   if (options.target.empty()) return absl::InvalidArgumentError("config service target: empty");
   auto link = std::make_shared<ServiceLink>();
   config::ConfigWatcherOptions watch;
@@ -170,7 +185,8 @@ absl::StatusOr<std::unique_ptr<Service>> Service::StartFollowing(FollowOptions o
   const config::ServedConfig first = watcher->CurrentServed();
   config::Config config = *first.config;
   if (options.adjust) options.adjust(config);
-  DRAINMET_ASSIGN_OR_RETURN(std::unique_ptr<Service> service, Start(std::move(config), clock));
+  DRAINMET_ASSIGN_OR_RETURN(std::unique_ptr<Service> service,
+                            Start(std::move(config), clock, std::move(service_options)));
   service->adjust_ = std::move(options.adjust);
   {
     std::lock_guard<std::mutex> lock(service->apply_mu_);
@@ -191,6 +207,8 @@ absl::StatusOr<std::unique_ptr<Service>> Service::StartFollowing(FollowOptions o
 
 void Service::Stop() {
   if (stopped_.exchange(true)) return;
+  // Probes learn first; the gRPC server keeps answering NOT_SERVING while requests drain.
+  if (health_ != nullptr) health_->ShutdownHealth();
   // No config callback runs after this (the watcher's thread is joined).
   if (watcher_ != nullptr) watcher_->Stop();
   if (frontend_ != nullptr) {
@@ -199,6 +217,7 @@ void Service::Stop() {
   }
   pinger_.request_stop();
   if (pinger_.joinable()) pinger_.join();
+  if (health_ != nullptr) health_->Stop(std::chrono::milliseconds(1000));
 }
 
 Service::~Service() { Stop(); }

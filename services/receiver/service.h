@@ -2,7 +2,8 @@
 // drainmet-receiver: the stateless drain endpoint of the distributed mode. The same HTTP
 // face and request logic as standalone (drain::Frontend, DrainHandler), on the Redis store:
 // a request is answered 2xx only once its partial buckets are in their Redis shards, 503
-// with Retry-After when Redis is down or slow (FORMATS.md §1.6).
+// with Retry-After when Redis is down or slow (FORMATS.md §1.6). grpc.health.v1 on its own
+// gRPC port says whether Redis answers.
 
 #include <atomic>
 #include <chrono>
@@ -18,10 +19,22 @@
 #include "common/config/config.h"
 #include "common/config/watcher.h"
 #include "common/drain/frontend.h"
+#include "common/health/health_server.h"
 #include "common/store/redis_store.h"
 #include "common/telemetry/metrics.h"
 
 namespace drainmet::receiver {
+
+/// The grpc.health.v1 service name of a receiver (besides "").
+inline constexpr char kHealthServiceName[] = "drainmet.v1.Receiver";
+
+/// What a receiver takes from the command line rather than the config file.
+struct ServiceOptions {
+  /// gRPC listen address of grpc.health.v1, "HOST:PORT" or "[IPv6]:PORT"; port 0 picks a
+  /// free port (Service::grpc_port()). The binary's --grpc-listen defaults to 0.0.0.0:9090;
+  /// this default keeps in-process receivers (tests) off fixed ports.
+  std::string grpc_listen = "127.0.0.1:0";
+};
 
 /// How a receiver follows drainmet-config (issue "Distributed drainmet": receivers keep the
 /// last good copy while the service is unreachable).
@@ -44,10 +57,17 @@ struct FollowOptions {
 /// The running receiver. Thread-safe: Stop() may be called from any thread.
 class Service {
  public:
-  /// Validates `config`, binds config.listen and serves. InvalidArgument for a bad config
-  /// (a Redis address included), Unavailable when the address cannot be bound. Redis need
-  /// not be up: requests are answered 503 until it is, and /readyz says so.
-  static absl::StatusOr<std::unique_ptr<Service>> Start(config::Config config, const base::Clock& clock);
+  /// Validates `config`, binds options.grpc_listen (grpc.health.v1) and config.listen and
+  /// serves. InvalidArgument for a bad config (a Redis address included) or a malformed
+  /// grpc_listen; Unavailable when an address cannot be bound ("cannot listen for gRPC on
+  /// HOST:PORT" for the gRPC one). Redis need not be up: requests are answered 503 until it
+  /// is, and /readyz and grpc.health.v1 say so.
+  ///
+  /// grpc.health.v1, for "" and kHealthServiceName: SERVING while the last Redis ping (one
+  /// a second) succeeded and Stop() has not begun; NOT_SERVING otherwise, and for good from
+  /// Stop() on. Any other name answers NOT_FOUND.
+  static absl::StatusOr<std::unique_ptr<Service>> Start(config::Config config, const base::Clock& clock,
+                                                        ServiceOptions options = {});
 
   /// Follows the config service: starts a config::ConfigWatcher, waits up to
   /// `first_config_timeout` for a configuration (DeadlineExceeded "no configuration from
@@ -55,10 +75,14 @@ class Service {
   /// Start() does. Each later change of content is applied with ApplyConfig; while the
   /// service is unreachable the last good copy stays in use.
   static absl::StatusOr<std::unique_ptr<Service>> StartFollowing(FollowOptions options,
-                                                                 const base::Clock& clock);
+                                                                 const base::Clock& clock,
+                                                                 ServiceOptions service_options = {});
   ~Service();
 
+  /// The bound HTTP port.
   std::uint16_t port() const { return frontend_->port(); }
+  /// The bound gRPC (grpc.health.v1) port.
+  std::uint16_t grpc_port() const { return health_->port(); }
   telemetry::Metrics& metrics() { return metrics_; }
 
   /// Applies a new configuration to the requests that start afterwards: tenants, tokens,
@@ -75,14 +99,18 @@ class Service {
   /// The config service's version of the copy in use; 0 for a local file.
   std::uint64_t config_version() const { return config_version_.load(); }
 
-  /// Marks not ready, stops the config watcher, stops accepting, lets requests in flight
-  /// finish. Idempotent.
+  /// grpc.health.v1 NOT_SERVING for good, marks not ready, stops the config watcher, stops
+  /// accepting, lets requests in flight finish, then stops the gRPC server (health RPCs in
+  /// flight get up to 1 s). Idempotent.
   void Stop();
 
  private:
   Service(std::shared_ptr<const drain::TenantDirectory> directory, store::RedisStoreOptions store_options);
   /// on_change of the watcher: adjust, ApplyConfig, remember the version (log on error).
   void OnServed(const config::ServedConfig& served);
+  /// Sets grpc.health.v1 from redis_ok_, started_ and stopped_ (the pinger, the end of
+  /// Start). Serialised by health_mu_, so a stale reading never overwrites a newer one.
+  void UpdateHealth();
 
   std::shared_ptr<drain::DirectoryHolder> holder_;
   std::function<void(config::Config&)> adjust_;
@@ -93,9 +121,14 @@ class Service {
   telemetry::Metrics metrics_;
   store::RedisStore store_;
   std::unique_ptr<drain::Frontend> frontend_;
-  /// Pings Redis every second; /readyz is 200 only while the last ping succeeded.
+  /// grpc.health.v1; started before the pinger, so the pinger may use it.
+  std::unique_ptr<health::HealthServer> health_;
+  std::mutex health_mu_;  // Serialises UpdateHealth.
+  /// Pings Redis every second; /readyz is 200 (and health SERVING) only while the last ping
+  /// succeeded.
   std::atomic<bool> redis_ok_{false};
   std::jthread pinger_;
+  std::atomic<bool> started_{false};  // Start() finished: every listener is up
   std::atomic<bool> stopped_{false};
 };
 

@@ -414,7 +414,8 @@ TEST_F(OutletTest, BinaryServesHealthzAndReleasesLeasesOnSigterm) {
   }
   int fds[2];
   ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
-  std::vector<std::string> args = {kOutletBinary, "--config", config_path, "--listen", "127.0.0.1:0"};
+  std::vector<std::string> args = {kOutletBinary, "--config",      config_path,  "--listen",
+                                   "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0"};
   std::vector<char*> argv;
   for (std::string& s : args) argv.push_back(s.data());
   argv.push_back(nullptr);
