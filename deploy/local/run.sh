@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Starts the whole distributed topology of drainmet on one machine, on loopback only:
-# a private redis-server (AOF, fsync always), drainmet-config, N drainmet-receiver and
-# M drainmet-outlet processes, each logging to its own file in the work dir.
+# K private redis-server processes (AOF, fsync always; shard s on server s % K),
+# drainmet-config, N drainmet-receiver and M drainmet-outlet processes, each logging to its
+# own file in the work dir.
 # Waits until every process is ready, prints a summary (logfmt) on stdout, then stays in
 # the foreground until SIGTERM or SIGINT and stops everything in order: receivers,
-# outlets, config service, redis. Exit status 0 after a clean stop; 1 when a process
+# outlets, config service, the redis servers. Exit status 0 after a clean stop; 1 when a process
 # failed to start or exited non-zero (or had to be killed) at the stop, or, with
 # --fail-on-exit, exited on its own meanwhile; 2 for a usage error.
 # docs/operations.md "Local distributed topology" describes it.
@@ -16,6 +17,8 @@ usage: deploy/local/run.sh [options]
   --dir DIR              work dir (config, logs, redis data, pids); default: a new temp dir
   --receivers N          drainmet-receiver processes (default 2)
   --outlets M            drainmet-outlet processes (default 2)
+  --redis-servers K      redis-server processes (default 1), all in redis.servers:
+                         shard s lives on server s % K
   --binaries DIR         build tree's services dir (default build-release/services)
   --librato-url URL      post gauges to this Librato API endpoint (default: output stdout)
   --grace-seconds S      grace_seconds of the config (default 5)
@@ -50,6 +53,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 dir=""
 receivers=2
 outlets=2
+redis_servers=1
 binaries="$root/build-release/services"
 librato_url=""
 grace_seconds=5
@@ -71,7 +75,7 @@ while [ $# -gt 0 ]; do
       shift
       continue
       ;;
-    --dir | --receivers | --outlets | --binaries | --librato-url | --grace-seconds | --shards | \
+    --dir | --receivers | --outlets | --redis-servers | --binaries | --librato-url | --grace-seconds | --shards | \
       --flush-interval-ms | --lease-ttl-ms | --lease-renew-ms | --log-level | --ready-timeout | --redis-server)
       [ $# -ge 2 ] || usage_error "$opt needs a value"
       val=$2
@@ -83,6 +87,7 @@ while [ $# -gt 0 ]; do
     --dir) dir=$val ;;
     --receivers) receivers=$val ;;
     --outlets) outlets=$val ;;
+    --redis-servers) redis_servers=$val ;;
     --binaries) binaries=$val ;;
     --librato-url) librato_url=$val ;;
     --grace-seconds) grace_seconds=$val ;;
@@ -96,11 +101,13 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-for n in receivers outlets grace_seconds shards flush_interval_ms lease_ttl_ms lease_renew_ms ready_timeout; do
+for n in receivers outlets redis_servers grace_seconds shards flush_interval_ms lease_ttl_ms lease_renew_ms ready_timeout; do
   is_uint "${!n}" || usage_error "--${n//_/-} must be a non-negative integer, got '${!n}'"
 done
 [ "$receivers" -ge 1 ] || usage_error "--receivers must be >= 1"
 [ "$outlets" -ge 1 ] || usage_error "--outlets must be >= 1"
+[ "$redis_servers" -ge 1 ] || usage_error "--redis-servers must be >= 1"
+[ "$redis_servers" -le "$shards" ] || usage_error "--redis-servers must be <= --shards ($shards)"
 [ "$ready_timeout" -ge 1 ] || usage_error "--ready-timeout must be >= 1"
 case "$log_level" in debug | info | warn | error) ;; *) usage_error "--log-level: debug, info, warn or error" ;; esac
 if [ -n "$librato_url" ] && ! [[ $librato_url =~ ^https?://[^/]+ ]]; then
@@ -135,10 +142,21 @@ else
 fi
 dir=$(cd "$dir" && pwd)
 [ -e "$dir/pids" ] && die "$dir/pids exists: is a topology already running in $dir? (remove the file if not)"
-mkdir -p "$dir/redis"
 chmod 700 "$dir"
-redis_sock="$dir/redis/redis.sock"
-[ "${#redis_sock}" -lt 100 ] || die "work dir path too long for a unix socket: $redis_sock"
+# Redis server k (1-based; shard s lives on server s % K, i.e. k = s % K + 1): process name
+# redis_names[k-1], data dir (AOF, unix socket) $dir/<name>/, log $dir/<name>.log. With one
+# server the name is plain "redis" (the layout before --redis-servers); else redis-1..redis-K.
+redis_names=()
+redis_socks=()
+redis_ports=()
+for ((k = 1; k <= redis_servers; k++)); do
+  if [ "$redis_servers" -eq 1 ]; then name=redis; else name="redis-$k"; fi
+  mkdir -p "$dir/$name"
+  sock="$dir/$name/redis.sock"
+  [ "${#sock}" -lt 100 ] || die "work dir path too long for a unix socket: $sock"
+  redis_names+=("$name")
+  redis_socks+=("$sock")
+done
 
 # --- process bookkeeping -----------------------------------------------------------
 names=()  # parallel arrays: process name, pid
@@ -205,11 +223,12 @@ stop_all() {
   local i
   [ "$stopping" -eq 1 ] && return 0
   stopping=1
-  # Receivers first (no new points), then outlets (post what is closed), config, redis last.
+  # Receivers first (no new points), then outlets (post what is closed), config, the redis
+  # servers last.
   for ((i = 1; i <= receivers; i++)); do stop_one "receiver-$i" 15; done
   for ((i = 1; i <= outlets; i++)); do stop_one "outlet-$i" 30; done
   stop_one config 10
-  stop_one redis 15
+  for ((i = 0; i < redis_servers; i++)); do stop_one "${redis_names[i]}" 15; done
   rm -f "$dir/pids"
 }
 
@@ -223,7 +242,8 @@ on_signal() {
 
 on_exit() {
   local rc=$?
-  if [ "$stopping" -eq 0 ] && [ "${#pids[@]}" -gt 0 ]; then
+  # Also after a failed start with nothing left running: stop_all removes DIR/pids.
+  if [ "$stopping" -eq 0 ]; then
     stop_all
   fi
   exit "$rc"
@@ -275,29 +295,48 @@ listen_of() {  # listen_of LOGLINE: the listen=HOST:PORT value
 }
 
 # --- redis ---------------------------------------------------------------------------
-redis_port=""
-for attempt in 1 2 3 4 5; do
-  port=$((20000 + RANDOM % 40000))
-  : >"$dir/redis.log"
-  start redis "$dir/redis.log" "$dir/redis.out" "$redis_server" --port "$port" --bind 127.0.0.1 \
-    --unixsocket "$redis_sock" --unixsocketperm 700 --dir "$dir/redis" \
-    --appendonly yes --appendfsync always --save "" --daemonize no --protected-mode yes \
-    --logfile "$dir/redis.log"
-  pid=$(pid_of redis)
-  while alive "$pid" && ! grep -q 'Ready to accept connections' "$dir/redis.log" 2>/dev/null; do
-    [ "$SECONDS" -lt "$deadline" ] || die "redis not ready within ${ready_timeout}s (log: $dir/redis.log)"
-    sleep 0.05
+forget_last() {  # drops the last started process from the bookkeeping (a failed start)
+  local n=$((${#names[@]} - 1))
+  unset 'names[n]' 'pids[n]'
+  names=("${names[@]}")
+  pids=("${pids[@]}")
+  write_pids
+}
+port_taken() {  # port_taken PORT: one of our redis servers already listens on PORT
+  local p
+  for p in "${redis_ports[@]}"; do [ "$p" = "$1" ] && return 0; done
+  return 1
+}
+start_redis() {  # start_redis INDEX (0-based): on a random free loopback port, retried 5 times
+  local k=$1 name=${redis_names[$1]} sock=${redis_socks[$1]} attempt port pid
+  for attempt in 1 2 3 4 5; do
+    port=$((20000 + RANDOM % 40000))
+    port_taken "$port" && continue
+    : >"$dir/$name.log"
+    start "$name" "$dir/$name.log" "$dir/$name.out" "$redis_server" --port "$port" --bind 127.0.0.1 \
+      --unixsocket "$sock" --unixsocketperm 700 --dir "$dir/$name" \
+      --appendonly yes --appendfsync always --save "" --daemonize no --protected-mode yes \
+      --logfile "$dir/$name.log"
+    pid=$(pid_of "$name")
+    while alive "$pid" && ! grep -q 'Ready to accept connections' "$dir/$name.log" 2>/dev/null; do
+      [ "$SECONDS" -lt "$deadline" ] || die "$name not ready within ${ready_timeout}s (log: $dir/$name.log)"
+      sleep 0.05
+    done
+    if alive "$pid"; then
+      redis_ports[k]=$port
+      return 0
+    fi
+    wait "$pid" 2>/dev/null || true
+    note "level=warn msg=\"redis-server did not start; retrying on another port\" process=$name port=$port attempt=$attempt"
+    forget_last
   done
-  if alive "$pid"; then
-    redis_port=$port
-    break
-  fi
-  wait "$pid" 2>/dev/null || true
-  note "level=warn msg=\"redis-server did not start; retrying on another port\" port=$port attempt=$attempt"
-  names=()
-  pids=()
+  die "redis-server $name failed to start (log: $dir/$name.log)"
+}
+for ((k = 0; k < redis_servers; k++)); do start_redis "$k"; done
+servers_yaml=""
+for ((k = 0; k < redis_servers; k++)); do
+  servers_yaml+="${servers_yaml:+, }\"unix:${redis_socks[k]}\""
 done
-[ -n "$redis_port" ] || die "redis-server failed to start (log: $dir/redis.log)"
 
 # --- config file ---------------------------------------------------------------------
 if [ -n "${DRAINMET_TOKEN:-}" ]; then
@@ -325,7 +364,7 @@ outlet:
   lease_renew_ms: $lease_renew_ms
 redis:
   shards: $shards
-  servers: ["unix:$redis_sock"]
+  servers: [$servers_yaml]
 tenants:
   - id: default
     token_hashes: ["$token_hash"]
@@ -342,11 +381,11 @@ config_port=$(printf '%s' "$line" | grep -oE 'port=[0-9]+' | head -n1 | cut -d= 
 
 for ((i = 1; i <= receivers; i++)); do
   start "receiver-$i" "$dir/receiver-$i.log" "$dir/receiver-$i.out" "$bin_receiver" \
-    --config "$dir/config.yaml" --listen 127.0.0.1:0 --log-level "$log_level"
+    --config "$dir/config.yaml" --listen 127.0.0.1:0 --grpc-listen 127.0.0.1:0 --log-level "$log_level"
 done
 for ((i = 1; i <= outlets; i++)); do
   start "outlet-$i" "$dir/outlet-$i.log" "$dir/outlet-$i.out" "$bin_outlet" \
-    --config "$dir/config.yaml" --listen 127.0.0.1:0 --log-level "$log_level"
+    --config "$dir/config.yaml" --listen 127.0.0.1:0 --grpc-listen 127.0.0.1:0 --log-level "$log_level"
 done
 
 receiver_urls=()
@@ -366,7 +405,10 @@ done
 
 # --- summary -------------------------------------------------------------------------
 {
-  say "component=redis pid=$(pid_of redis) unix=$redis_sock addr=127.0.0.1:$redis_port log=$dir/redis.log"
+  for ((k = 0; k < redis_servers; k++)); do
+    name=${redis_names[k]}
+    say "component=redis index=$((k + 1)) process=$name pid=$(pid_of "$name") unix=${redis_socks[k]} addr=127.0.0.1:${redis_ports[k]} log=$dir/$name.log"
+  done
   say "component=config pid=$(pid_of config) grpc=127.0.0.1:$config_port log=$dir/config.log"
   for ((i = 1; i <= receivers; i++)); do
     u=${receiver_urls[$((i - 1))]}
@@ -378,7 +420,7 @@ done
     [ -z "$librato_url" ] && out=" gauges=$dir/outlet-$i.out"
     say "component=outlet index=$i pid=$(pid_of "outlet-$i") metrics_url=$u/metrics log=$dir/outlet-$i.log$out"
   done
-  say "msg=ready dir=$dir token=$token config=$dir/config.yaml pids=$dir/pids output=${librato_url:-stdout}"
+  say "msg=ready dir=$dir token=$token config=$dir/config.yaml pids=$dir/pids output=${librato_url:-stdout} redis_servers=$redis_servers shards=$shards"
 } | tee "$dir/summary"
 
 # --- foreground ----------------------------------------------------------------------

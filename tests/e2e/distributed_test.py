@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """End-to-end test of the distributed topology against the standalone path (issue 3).
 
-Starts deploy/local/run.sh (redis-server, drainmet-config, two receivers, two outlets)
+Starts deploy/local/run.sh (K redis-servers, drainmet-config, two receivers, two outlets)
 with a fake Librato of its own, posts the heroku-sample drain bodies restamped to now
 round-robin across both receivers (resolution 1 s, grace 1 s), re-posts the first
 body with its frame id to the other receiver (counted once as a duplicate), waits until the outlets
@@ -9,11 +9,21 @@ have posted every window, and requires exactly the gauges `drainmet replay --res
 gives for the same restamped bodies: same (name, source, measure_time, period), same
 count/min/max/value, sum and sum_squares to 1e-12 relative (the rule of
 tests/fixtures/data/README.md); a gauge posted twice must be an identical re-post.
+Before stopping, checks the shard placement on every Redis server (docs/redis-layout.md
+"Keys"): every key is `dm:{s<N>}:<suffix>` with a documented suffix and N % K == the
+server's 0-based index (shard s lives on servers[s % K], config ServerOfShard), except
+`dm:outlets` (the outlets' heartbeats), which must be on the first server and only there;
+every shard 0..S-1 has its `fence` key (each was leased); the windows are drained (no
+`pts:`/`proc:`/`pending`/`sealed_index` left); each server holds the data keys (`dedupe:`,
+`sealed:`, `done:`) of at least one shard and a `done:` marker.
 Then stops the topology with SIGTERM and requires exit status 0.
+
+--redis-servers K (default 1) runs K Redis servers (CTest drainmet_e2e_distributed with 1,
+drainmet_e2e_distributed_3redis with 3).
 
 Standard library only. Fails (never skips) when redis-server is missing.
 
-usage: distributed_test.py --binaries BUILD/services [--keep]
+usage: distributed_test.py --binaries BUILD/services [--redis-servers K] [--keep]
 """
 import argparse
 import base64
@@ -27,6 +37,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -253,6 +264,11 @@ class Topology:
         self.outlets = [f["metrics_url"] for f in fields if f.get("component") == "outlet"]
         self.token = next(f["token"] for f in fields if f.get("msg") == "ready")
         self.dir = next(f["dir"] for f in fields if f.get("msg") == "ready")
+        # The Redis servers in config order (index 1..K): {index, process, pid, unix, addr, log}.
+        self.redis = sorted((f for f in fields if f.get("component") == "redis"),
+                            key=lambda f: int(f.get("index", "1")))
+        ready = next(f for f in fields if f.get("msg") == "ready")
+        self.shards = int(ready.get("shards", "64"))
 
     def stderr_tail(self, n=40):
         self.stderr.flush()
@@ -268,6 +284,139 @@ class Topology:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
             raise Failure(f"run.sh did not stop within {timeout}s")
+
+
+class Resp:
+    """A minimal blocking RESP2 client over a unix socket (enough for SCAN)."""
+
+    def __init__(self, path, timeout=5):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(path)
+        self.buf = self.sock.makefile("rb")
+
+    def call(self, *args):
+        out = bytearray(b"*%d\r\n" % len(args))
+        for a in args:
+            a = a if isinstance(a, bytes) else str(a).encode()
+            out += b"$%d\r\n%s\r\n" % (len(a), a)
+        self.sock.sendall(out)
+        return self._reply()
+
+    def _reply(self):
+        line = self.buf.readline()
+        if not line.endswith(b"\r\n"):
+            raise Failure(f"redis: connection closed mid-reply ({line!r})")
+        kind, rest = line[:1], line[1:-2]
+        if kind == b"+":
+            return rest
+        if kind == b"-":
+            raise Failure(f"redis error: {rest.decode(errors='replace')}")
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            n = int(rest)
+            if n < 0:
+                return None
+            data = self.buf.read(n + 2)
+            return data[:-2]
+        if kind == b"*":
+            n = int(rest)
+            return None if n < 0 else [self._reply() for _ in range(n)]
+        raise Failure(f"redis: unexpected reply {line!r}")
+
+    def scan_all(self):
+        keys, cursor = [], b"0"
+        while True:
+            cursor, batch = self.call("SCAN", cursor, "COUNT", 1000)
+            keys.extend(batch)
+            if cursor == b"0":
+                return keys
+
+    def close(self):
+        self.sock.close()
+
+
+SHARD_KEY = re.compile(rb"^dm:\{s(\d+)\}:(.+)$")
+# The suffixes after dm:{sN}: (docs/redis-layout.md "Keys"), and `dlq`, the dead-letter
+# stream of RELIABILITY.md §3.3 (being added to the store).
+SUFFIXES = re.compile(rb"^(pts:\d+|proc:\d+|pending|sealed_index|dedupe:[A-Za-z0-9._-]+:.+|sealed:\d+|"
+                      rb"sent:\d+|done:\d+|lease|fence|dlq)$")
+DATA_KINDS = (b"dedupe", b"sealed", b"done")  # keys that stay after emission (TTLs of 1-2 h)
+UNDRAINED_KINDS = (b"pts", b"proc", b"pending", b"sealed_index")
+
+
+def redis_keys(topo):
+    """[(server index, [key, ...])] of every Redis server of the topology, in config order."""
+    out = []
+    for k, red in enumerate(topo.redis):
+        c = Resp(red["unix"])
+        try:
+            out.append((k, c.scan_all()))
+        finally:
+            c.close()
+    return out
+
+
+def placement_problems(keys_by_server, shards):
+    """Checks the shard map on the keys of every server (the module docstring's rules);
+    returns (problems, summary per server)."""
+    n = len(keys_by_server)
+    problems, summary, fences, outlets_key = [], [], set(), False
+    for k, keys in keys_by_server:
+        kinds, data_shards, done_shards = {}, set(), set()
+        for key in keys:
+            if key == b"dm:outlets":
+                if k != 0:
+                    problems.append(f"server {k + 1}: dm:outlets is on server 1 only (redis-layout.md)")
+                outlets_key = True
+                continue
+            m = SHARD_KEY.match(key)
+            if not m:
+                problems.append(f"server {k + 1}: key {key!r} is not dm:{{s<N>}}:...")
+                continue
+            shard, suffix = int(m.group(1)), m.group(2)
+            if not SUFFIXES.match(suffix):
+                problems.append(f"server {k + 1}: key {key!r} has an undocumented suffix")
+            if shard >= shards:
+                problems.append(f"server {k + 1}: key {key!r}: shard {shard} >= redis.shards {shards}")
+            if shard % n != k:
+                problems.append(f"server {k + 1}: key {key!r}: shard {shard} % {n} = {shard % n}, "
+                                f"want {k} (servers[s % K])")
+            kind = suffix.split(b":", 1)[0]
+            kinds[kind] = kinds.get(kind, 0) + 1
+            if kind in DATA_KINDS:
+                data_shards.add(shard)
+            if kind == b"done":
+                done_shards.add(shard)
+            if kind == b"fence":
+                fences.add(shard)
+            if kind in UNDRAINED_KINDS:
+                problems.append(f"server {k + 1}: {key!r} left after every gauge was posted (not drained)")
+        if not data_shards:
+            problems.append(f"server {k + 1}: no shard's data keys (dedupe:/sealed:/done:) on it")
+        if not done_shards:
+            problems.append(f"server {k + 1}: no done: marker on it")
+        summary.append(f"server{k + 1}: keys={len(keys)} data_shards={len(data_shards)} "
+                       f"done_shards={len(done_shards)} " +
+                       " ".join(f"{kind.decode()}={c}" for kind, c in sorted(kinds.items())))
+    if not outlets_key:
+        problems.append("no dm:outlets (the outlets' heartbeats) on server 1")
+    missing = sorted(set(range(shards)) - fences)
+    if missing:
+        problems.append(f"shards without a fence key (never leased): {missing[:20]}")
+    return problems, summary
+
+
+def check_placement(topo, wait_s=15.0):
+    """placement_problems, waiting (bounded) for the outlets' last acks to drain the windows."""
+    until = time.monotonic() + wait_s
+    while True:
+        problems, summary = placement_problems(redis_keys(topo), topo.shards)
+        undrained = [p for p in problems if "not drained" in p]
+        if not undrained or time.monotonic() > until:
+            return problems, summary
+        time.sleep(0.25)
 
 
 def post_body(url, token, frame_id, body, frames, deadline):
@@ -312,14 +461,16 @@ def run(args):
 
     work = tempfile.mkdtemp(prefix="drainmet-e2e.")
     librato = FakeLibrato()
-    topo = Topology(args.binaries, work, librato.url)
+    topo = Topology(args.binaries, work, librato.url,
+                    options=(*Topology.DEFAULT_OPTIONS, "--redis-servers", str(args.redis_servers)))
     ok = False
     try:
         t0 = time.monotonic()
         topo.wait_ready(60)
         log(f"topology ready in {time.monotonic() - t0:.1f}s: receivers={topo.receivers} dir={topo.dir}")
-        if len(topo.receivers) != 2 or len(topo.outlets) != 2:
-            raise Failure(f"want 2 receivers and 2 outlets in the summary, got {topo.lines}")
+        if len(topo.receivers) != 2 or len(topo.outlets) != 2 or len(topo.redis) != args.redis_servers:
+            raise Failure(f"want 2 receivers, 2 outlets and {args.redis_servers} redis servers in the summary, "
+                          f"got {topo.lines}")
 
         # Restamp just before posting.
         start = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=LEAD_S)
@@ -389,11 +540,16 @@ def run(args):
                 stats[f"outlet{i + 1}.gauges.{result}"] = metric_sum(text, "drainmet_gauges_total", result=result)
         log("counters: " + " ".join(f"{k}={v:g}" for k, v in sorted(stats.items())))
 
+        # Shard placement on the Redis servers, before they stop.
+        placement, summary = check_placement(topo)
+        for line in summary:
+            log(f"redis {line}")
+
         rc = topo.stop()
         log(f"run.sh exited {rc}")
 
         got, reposts, conflicts = index_gauges(librato.snapshot(), "librato")
-        problems = list(conflicts)
+        problems = list(conflicts) + placement
         for k, g in sorted(want.items()):
             if k not in got:
                 problems.append(f"missing: {json.dumps(g, sort_keys=True)}")
@@ -416,7 +572,8 @@ def run(args):
             problems.append(f"run.sh exit status {rc}, want 0")
         log(f"compared {len(want)} gauges: {len(got)} posted, {reposts} identical re-posts, {len(problems)} problems")
         if problems:
-            raise Failure("gauges differ from the standalone path:\n  " + "\n  ".join(problems[:40]) +
+            raise Failure("gauges differ from the standalone path or keys are misplaced:\n  " +
+                          "\n  ".join(problems[:40]) +
                           (f"\n  ... and {len(problems) - 40} more" if len(problems) > 40 else ""))
         ok = True
     finally:
@@ -443,8 +600,11 @@ def run(args):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--binaries", required=True, help="the build tree's services directory")
+    ap.add_argument("--redis-servers", type=int, default=1, help="Redis servers of the topology (default 1)")
     ap.add_argument("--keep", action="store_true", help="keep the work dir after a pass")
     args = ap.parse_args()
+    if args.redis_servers < 1:
+        ap.error("--redis-servers must be >= 1")
     t0 = time.monotonic()
     try:
         run(args)

@@ -22,6 +22,16 @@ Scenarios (one CTest entry each, `--scenario NAME`):
                             Redis is down for 10 s, then Redis restarted with run.sh's command
                             line (same dir, same AOF): receivers and outlets recover by
                             themselves and nothing acknowledged is lost.
+  redis_one_of_three        3 Redis servers (shard s on server s % 3), leases 3 s / renew 1 s:
+                            half the bodies posted, redis-1 (which also holds dm:outlets) killed
+                            with SIGKILL, the rest posted and retried on 503 while it is down
+                            for 5 s, then restarted on its own AOF. A request touching its
+                            shards answers 503 after the other servers' shards were applied;
+                            the retry applies only the missing shards (per-shard de-dup), so
+                            nothing is lost or counted twice; the keys' placement
+                            (distributed_test.py) holds afterwards. 12 one-series probe
+                            bodies posted once during the outage: 2xx for a shard on a live
+                            server, 503 for one on the dead server (retried after it is back).
 
 Each prints one `[faults] result` logfmt line: points_sent (points the replay counts in the
 restamped bodies), gauges_expected, gauges_emitted (distinct gauges posted), points_emitted,
@@ -513,12 +523,13 @@ def receiver_retry_other(args):
 OUTAGE_S = 10.0
 
 
-def redis_command_line(topo):
-    """run.sh's redis-server command line (deploy/local/run.sh, "--- redis"), rebuilt from
-    its summary line: same port, unix socket, dir (hence the same AOF) and log file. (Redis
-    rewrites its process title, so /proc/PID/cmdline does not hold it.)"""
+def redis_command_line(topo, index=1):
+    """run.sh's redis-server command line (deploy/local/run.sh, "--- redis") of its Redis
+    server `index` (1-based; the summary's index=, absent before --redis-servers), rebuilt
+    from its summary line: same port, unix socket, dir (hence the same AOF) and log file.
+    (Redis rewrites its process title, so /proc/PID/cmdline does not hold it.)"""
     fields = [dict(re.findall(r'(\w+)=("[^"]*"|\S+)', x)) for x in topo.lines]
-    red = next((f for f in fields if f.get("component") == "redis"), None)
+    red = next((f for f in fields if f.get("component") == "redis" and int(f.get("index", "1")) == index), None)
     if not red or "unix" not in red or "addr" not in red:
         raise Failure(f"no redis line in run.sh's summary: {topo.lines}")
     sock = red["unix"]
@@ -587,11 +598,150 @@ def redis_outage(args):
         r.cleanup()
 
 
+ONE_OF_THREE_OUTAGE_S = 5.0
+ONE_OF_THREE_VICTIM = 1  # 1-based: redis-1, which also holds dm:outlets (the outlets' heartbeats)
+# One-series probe bodies (count#e2e.probe.pK=1, one shard each) posted once while the server
+# is down: those whose shard is on a live server must answer 2xx, the others 503. Which
+# probes land where is fixed by the series hash (docs/redis-layout.md "Shard function").
+PROBES = 12
+
+
+def probe_body(k, when):
+    msg = f"<190>1 {when.strftime('%Y-%m-%dT%H:%M:%S.%f+00:00')} host app web.1 - count#e2e.probe.p{k}=1".encode()
+    return str(len(msg)).encode() + b" " + msg
+
+
+def post_once(url, token, frame_id, body):
+    """One POST of a one-frame drain body: the HTTP status, or the transport error's text."""
+    req = urllib.request.Request(url + f"?resolution={RESOLUTION}", data=body, method="POST", headers={
+        "Content-Type": "application/logplex-1",
+        "Authorization": "Basic " + base64.b64encode(f"{token}:".encode()).decode(),
+        "Logplex-Msg-Count": "1",
+        "Logplex-Frame-Id": frame_id,
+        "User-Agent": "Logplex/v72",
+    })
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except OSError as e:
+        return repr(e)
+
+
+def readyz(url):
+    try:
+        return D.http_get(url.replace("/logs", "/readyz"))[0]
+    except urllib.error.HTTPError as e:
+        return e.code
+    except OSError as e:
+        return repr(e)
+
+
+def redis_one_of_three(args):
+    # 3 Redis servers (shard s on server s % 3), 2 receivers, 2 outlets, short leases.
+    # Lead 20 s: the 5 s outage and the recovery happen before the first window closes.
+    r = Run(args, lead_s=20.0, delay_s=0.0,
+            extra=["--receivers", "2", "--outlets", "2", "--redis-servers", "3", *SHORT_LEASES])
+    try:
+        r.start()
+        if len(r.topo.redis) != 3:
+            raise Failure(f"want 3 redis servers in run.sh's summary, got {r.topo.lines}")
+        deadline = r.t_post + r.lead_s + 15
+        half = len(r.bodies) // 2
+        r.post_all(range(half), r.topo.receivers, deadline)
+        log(f"posted {half} bodies (all 2xx) in {time.monotonic() - r.t_post:.2f}s")
+        name = r.topo.redis[ONE_OF_THREE_VICTIM - 1]["process"]
+        pid = r.topo.pids()[name]
+        cmdline = redis_command_line(r.topo, ONE_OF_THREE_VICTIM)
+        os.kill(pid, signal.SIGKILL)
+        t_kill = time.monotonic()
+        log(f"kill -9 {name} pid={pid} (shards s % 3 == {ONE_OF_THREE_VICTIM - 1}); restarting it in "
+            f"{ONE_OF_THREE_OUTAGE_S:g}s with: {' '.join(cmdline)}")
+
+        def restart():
+            time.sleep(max(0.0, t_kill + ONE_OF_THREE_OUTAGE_S - time.monotonic()))
+            out = open(os.path.join(r.work, f"{name}-restarted.out"), "wb")
+            p = subprocess.Popen(cmdline, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                 start_new_session=True)
+            r.extra_procs.append(p)
+            return time.monotonic()
+
+        acked = {}  # body index -> monotonic time of its 2xx
+        # Probes stamped inside the sample's span (same windows), written beside the bodies so
+        # that the replay counts them too.
+        probe_time = dt.datetime.fromtimestamp(r.last_close - SPAN_S / 2 - RESOLUTION - GRACE, dt.timezone.utc)
+        probes = [probe_body(k, probe_time) for k in range(PROBES)]
+        for k, b in enumerate(probes):
+            path = os.path.join(r.work, "bodies", f"probe-{k:02d}.logplex")
+            with open(path, "wb") as out:
+                out.write(b)
+            r.paths.append(path)
+
+        def post_one(n, i):
+            r.poster.post(r.topo.receivers[n % 2], r.frame_id(i), r.bodies[i], r.frames[i], deadline)
+            acked[i] = time.monotonic()
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            restarted = pool.submit(restart)
+            time.sleep(1.0)  # the rest is posted while the server is down
+            probe_status = [post_once(r.topo.receivers[k % 2], r.topo.token, f"{r.run_id}-probe-{k:02d}", b)
+                            for k, b in enumerate(probes)]
+            ready_during = [readyz(u) for u in r.topo.receivers]
+            log(f"probes during the outage: {probe_status}; receivers' /readyz {ready_during}")
+            with concurrent.futures.ThreadPoolExecutor(max_workers=8) as posters:
+                futures = [posters.submit(post_one, n, i) for n, i in enumerate(range(half, len(r.bodies)))]
+                for fu in futures:
+                    fu.result()
+            t_restart = restarted.result()
+        t_all_acked = max(acked.values())
+        during = sum(1 for t in acked.values() if t < t_restart)
+        # The probes answered 503 are retried now (same frame id), as Logplex would.
+        for k, st in enumerate(probe_status):
+            if st != 204 and st != 200:
+                r.poster.post(r.topo.receivers[k % 2], f"{r.run_id}-probe-{k:02d}", probes[k], 1, deadline)
+        log(f"{name} restarted {t_restart - t_kill:.2f}s after the kill; {during} of {len(acked)} bodies "
+            f"acknowledged during the outage (bodies whose shards are all on the other servers), the rest "
+            f"{t_all_acked - t_restart:.2f}s after the restart; 503 answers {r.poster.status_503}, "
+            f"transport errors {r.poster.transport_errors}")
+        want = r.expected()
+        t_done = r.wait_all(want, 60)
+        time.sleep(1.5)
+        stats = r.counters()
+        problems = [f"counter {k}={v:g}, want 0" for k, v in stats.items()
+                    if (".dropped." in k or k.endswith(".rejected") or k.endswith(".expired")) and v]
+        if r.poster.status_503 == 0:
+            problems.append(f"no 503 answered while {name} was down")
+        probes_2xx = sum(1 for st in probe_status if st in (200, 204))
+        probes_503 = sum(1 for st in probe_status if st == 503)
+        if probes_2xx == 0 or probes_503 == 0 or probes_2xx + probes_503 != PROBES:
+            problems.append(f"one-series probes during the outage answered {probe_status}: want 2xx for "
+                            f"shards on the live servers and 503 for {name}'s, nothing else")
+        # The shard map still holds after the restart (distributed_test.py's placement rules).
+        placement, summary = D.check_placement(r.topo)
+        for line in summary:
+            log(f"redis {line}")
+        problems += placement
+        rc = r.stop()
+        if rc != 0:
+            problems.append(f"run.sh exit status {rc}, want 0")
+        r.verdict(want, t_restart, t_done,
+                  {"killed": name, "outage_s": f"{t_restart - t_kill:.2f}", "status_503": r.poster.status_503,
+                   "transport_errors": r.poster.transport_errors, "acked_during_outage": during,
+                   "probes_2xx": probes_2xx, "probes_503": probes_503,
+                   "readyz_during_outage": "/".join(str(x) for x in ready_during),
+                   "acked_after_restart_s": f"{t_all_acked - t_restart:.2f}"}, problems)
+        r.ok = True
+    finally:
+        r.cleanup()
+
+
 SCENARIOS = {
     "outlet_kill9": outlet_kill9,
     "receiver_kill9_after_ack": receiver_kill9_after_ack,
     "receiver_retry_other": receiver_retry_other,
     "redis_outage": redis_outage,
+    "redis_one_of_three": redis_one_of_three,
 }
 
 
