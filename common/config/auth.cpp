@@ -120,16 +120,18 @@ std::string NewToken() {
   return token;
 }
 
-std::string HashToken(std::string_view token) {
-  const std::array<unsigned char, 32> digest = Sha256(token);
-  std::string out(kHashPrefix);
-  out.reserve(kHashPrefix.size() + 64);
+std::string Sha256Hex(std::string_view data) {
+  const std::array<unsigned char, 32> digest = Sha256(data);
+  std::string out;
+  out.reserve(64);
   for (unsigned char byte : digest) {
     out.push_back(kHexDigits[byte >> 4]);
     out.push_back(kHexDigits[byte & 0xF]);
   }
   return out;
 }
+
+std::string HashToken(std::string_view token) { return std::string(kHashPrefix) + Sha256Hex(token); }
 
 std::optional<BasicCredentials> ParseBasicAuthorization(std::string_view header_value) {
   std::string_view value = StripBlanks(header_value);

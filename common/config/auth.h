@@ -18,6 +18,9 @@ namespace drainmet::config {
 /// (RFC 4648 §5), so 43 characters of [A-Za-z0-9_-]. Thread-safe.
 std::string NewToken();
 
+/// The 64 lowercase hex digits of SHA-256(data) (FIPS 180-4). Thread-safe.
+std::string Sha256Hex(std::string_view data);
+
 /// "sha256:" + the 64 lowercase hex digits of SHA-256(token): the form kept in
 /// Tenant::token_hashes. Thread-safe.
 std::string HashToken(std::string_view token);

@@ -327,7 +327,8 @@ absl::StatusOr<std::vector<std::string>> ShardProtocol::SentTenants(RedisClient&
 
 absl::StatusOr<std::int64_t> ShardProtocol::MarkSent(RedisClient& client, std::uint32_t shard,
                                                      const Lease& lease, std::int64_t close,
-                                                     std::span<const std::string_view> tenants) const {
+                                                     std::span<const std::string_view> tenants,
+                                                     std::span<const DeadLetter> dead_letters) const {
   const std::string prefix = KeyPrefix(shard);
   const std::string lease_key = prefix + "lease";
   const std::string value = lease.Value();
@@ -337,11 +338,59 @@ absl::StatusOr<std::int64_t> ShardProtocol::MarkSent(RedisClient& client, std::u
   args.Add(value);
   args.Add(close);
   args.Add(static_cast<std::int64_t>(options_.marker_ttl.count()));
+  args.Add(options_.dead_letter_maxlen);
+  args.Add(static_cast<std::int64_t>(tenants.size()));
   for (std::string_view tenant : tenants) args.Add(tenant);
+  for (const DeadLetter& letter : dead_letters) {
+    args.Add(letter.tenant);
+    args.Add(letter.status);
+    args.Add(letter.reason);
+    args.Add(letter.gauges);
+    args.Add(letter.payload_sha256);
+    args.Add(std::string_view(letter.detail).substr(0, 512));
+  }
   absl::StatusOr<Reply> reply = client.Eval(MarkSentScript(), keys, args.views());
   if (!reply.ok()) return Fenced(reply.status());
   if (!reply->is_integer()) return BadShape("mark_sent.lua", *reply);
   return reply->integer;
+}
+
+absl::StatusOr<std::vector<DeadLetter>> ShardProtocol::DeadLetters(RedisClient& client, std::uint32_t shard,
+                                                                   std::int64_t count) const {
+  const std::string key = Key(shard, "dlq");
+  const std::string n = std::to_string(count);
+  const std::string_view argv[] = {"XREVRANGE", key, "+", "-", "COUNT", n};
+  DRAINMET_ASSIGN_OR_RETURN(Reply reply, client.Command(argv));
+  if (!reply.is_array()) return BadShape("XREVRANGE", reply);
+  std::vector<DeadLetter> letters;
+  for (const Reply& entry : reply.elements) {
+    // [id, [field, value, ...]]
+    if (!entry.is_array() || entry.elements.size() != 2 || !entry.elements[1].is_array())
+      return BadShape("XREVRANGE", reply);
+    const std::vector<Reply>& fields = entry.elements[1].elements;
+    DeadLetter letter;
+    for (std::size_t i = 0; i + 1 < fields.size(); i += 2) {
+      const std::string& name = fields[i].str;
+      const std::string& value = fields[i + 1].str;
+      if (name == "tenant") {
+        letter.tenant = value;
+      } else if (name == "close") {
+        if (!absl::SimpleAtoi(value, &letter.close)) return BadShape("XREVRANGE close", reply);
+      } else if (name == "status") {
+        if (!absl::SimpleAtoi(value, &letter.status)) return BadShape("XREVRANGE status", reply);
+      } else if (name == "reason") {
+        letter.reason = value;
+      } else if (name == "gauges") {
+        if (!absl::SimpleAtoi(value, &letter.gauges)) return BadShape("XREVRANGE gauges", reply);
+      } else if (name == "payload_sha256") {
+        letter.payload_sha256 = value;
+      } else if (name == "detail") {
+        letter.detail = value;
+      }
+    }
+    letters.push_back(std::move(letter));
+  }
+  return letters;
 }
 
 absl::StatusOr<bool> ShardProtocol::Ack(RedisClient& client, std::uint32_t shard, const Lease& lease,

@@ -83,6 +83,20 @@ struct SealResult {
   std::vector<std::int64_t> expired;  ///< Records expired (window TTL) before an ack: lost.
 };
 
+/// A request of gauges the outlet gave up on: the API rejected it for good (4xx other than
+/// 429) or its retries passed the horizon (RELIABILITY.md §3.3 step 4). Kept in the shard's
+/// `dlq` stream for operators; the gauges themselves are not (their hash identifies them).
+struct DeadLetter {
+  std::string tenant;
+  std::int64_t close = 0;      ///< The window's close time (filled when read back).
+  std::int64_t status = 0;     ///< The API's last HTTP status; 0 for a transport error.
+  std::string reason;          ///< "rejected" or "expired".
+  std::int64_t gauges = 0;     ///< Gauges in the request.
+  std::string payload_sha256;  ///< Lowercase hex SHA-256 of the request body.
+  std::string detail;          ///< The API's answer or the error, at most 512 bytes.
+  friend bool operator==(const DeadLetter&, const DeadLetter&) = default;
+};
+
 /// The TTLs of the protocol's keys (docs/redis-layout.md, "Keys").
 struct ShardProtocolOptions {
   /// dedupe:<tenant>:<frame> lifetime: how long a retried request is recognised.
@@ -92,6 +106,8 @@ struct ShardProtocolOptions {
   std::chrono::seconds window_ttl{7200};
   /// sealed:<close>, sent:<close> and done:<close> lifetime.
   std::chrono::seconds marker_ttl{7200};
+  /// Approximate cap (XADD MAXLEN ~) of each shard's dead-letter stream `dlq`.
+  std::int64_t dead_letter_maxlen = 1000;
 };
 
 /// The shard protocol's calls. Stateless apart from its options: one instance may be
@@ -166,9 +182,17 @@ class ShardProtocol {
   absl::StatusOr<std::vector<std::string>> SentTenants(RedisClient& client, std::uint32_t shard,
                                                        std::int64_t close) const;
 
-  /// Fenced (mark_sent.lua): adds `tenants` to sent:<close>. How many were new.
+  /// Fenced (mark_sent.lua): adds `tenants` to sent:<close> and, in the same step, appends
+  /// `dead_letters` to the shard's dead-letter stream dlq (capped near
+  /// ShardProtocolOptions::dead_letter_maxlen). How many tenants were new.
   absl::StatusOr<std::int64_t> MarkSent(RedisClient& client, std::uint32_t shard, const Lease& lease,
-                                        std::int64_t close, std::span<const std::string_view> tenants) const;
+                                        std::int64_t close, std::span<const std::string_view> tenants,
+                                        std::span<const DeadLetter> dead_letters = {}) const;
+
+  /// The newest `count` entries of the shard's dead-letter stream, newest first (XREVRANGE).
+  /// For operators and tests.
+  absl::StatusOr<std::vector<DeadLetter>> DeadLetters(RedisClient& client, std::uint32_t shard,
+                                                      std::int64_t count) const;
 
   /// Fenced (ack.lua): deletes window `close` (proc, sent, index entry) and sets done:<close>.
   /// True when it was still there; false when already acked (acking again is harmless).

@@ -88,6 +88,45 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                          .Name("drainmet_outlet_windows_total")
                          .Help("Sealed windows by outcome: acked, lost (expired in Redis), abandoned.")
                          .Register(r);
+  auto& flushes = BuildCounter()
+                      .Name("drainmet_receiver_flushes_total")
+                      .Help("Receiver pre-aggregation writes to Redis, by result (ok, error).")
+                      .Register(r);
+  flushes_ok_ = &flushes.Add({{"result", "ok"}});
+  flushes_failed_ = &flushes.Add({{"result", "error"}});
+  records_written_ = &BuildCounter()
+                          .Name("drainmet_receiver_records_written_total")
+                          .Help("Merged partial buckets the receiver sent to Redis.")
+                          .Register(r)
+                          .Add({});
+  requests_refused_ =
+      &BuildCounter()
+           .Name("drainmet_receiver_requests_refused_total")
+           .Help(
+               "Drain requests refused with 503 before any write: pre-aggregation queue full, "
+               "stopping, or another copy of the frame still waiting.")
+           .Register(r)
+           .Add({});
+  frame_conflicts_ = &BuildCounter()
+                          .Name("drainmet_receiver_frame_conflicts_total")
+                          .Help(
+                              "(shard, window) writes refused whole because one of their frames was applied "
+                              "meanwhile by another copy; their requests answered 503.")
+                          .Register(r)
+                          .Add({});
+  auto& buffered = BuildGauge()
+                       .Name("drainmet_receiver_buffered_buckets")
+                       .Help("Buckets the receiver holds before writing: queued (not merged yet) and merged.")
+                       .Register(r);
+  buffered_queued_ = &buffered.Add({{"stage", "queued"}});
+  buffered_merged_ = &buffered.Add({{"stage", "merged"}});
+  dead_letters_ =
+      &BuildCounter()
+           .Name("drainmet_outlet_dead_letters_total")
+           .Help(
+               "Requests of gauges given up on (rejected for good, or expired) and written to the "
+               "shard's dead-letter stream, by reason.")
+           .Register(r);
   bad_records_ = &BuildCounter()
                       .Name("drainmet_outlet_bad_records_total")
                       .Help("Records read from Redis that did not decode; skipped.")
@@ -127,6 +166,19 @@ void Metrics::SetPendingGauges(double value) { pending_gauges_->Set(value); }
 void Metrics::SetLeasesHeld(double value) { leases_held_->Set(value); }
 void Metrics::CountWindow(std::string_view result) {
   outlet_windows_->Add({{"result", std::string(result)}}).Increment();
+}
+void Metrics::AddPreAggregation(const PreAggregationDelta& delta, double queued_buckets,
+                                double merged_buckets) {
+  flushes_ok_->Increment(static_cast<double>(delta.flushes_ok));
+  flushes_failed_->Increment(static_cast<double>(delta.flushes_failed));
+  records_written_->Increment(static_cast<double>(delta.records_written));
+  requests_refused_->Increment(static_cast<double>(delta.requests_refused));
+  frame_conflicts_->Increment(static_cast<double>(delta.conflicts));
+  buffered_queued_->Set(queued_buckets);
+  buffered_merged_->Set(merged_buckets);
+}
+void Metrics::CountDeadLetter(std::string_view reason) {
+  dead_letters_->Add({{"reason", std::string(reason)}}).Increment();
 }
 void Metrics::AddBadRecords(std::uint64_t n) { bad_records_->Increment(static_cast<double>(n)); }
 

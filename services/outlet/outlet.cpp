@@ -10,6 +10,7 @@
 #include "common/base/status_macros.h"
 #include "common/bucket/codec.h"
 #include "common/bucket/partial_bucket.h"
+#include "common/config/auth.h"
 #include "common/emit/outlet.h"
 #include "common/emit/retry.h"
 #include "common/librato/gauge.h"
@@ -545,6 +546,7 @@ ShardOutlet::WindowOutcome ShardOutlet::WorkWindow(Worker& worker, std::uint32_t
   struct TenantWork {
     std::string id;
     std::vector<Request> requests;
+    std::vector<store::DeadLetter> dead_letters;  // recorded with the tenant's mark
     bool marked = false;
   };
   std::vector<TenantWork> tenants;
@@ -562,7 +564,7 @@ ShardOutlet::WindowOutcome ShardOutlet::WorkWindow(Worker& worker, std::uint32_t
                          {{"tenant", id}});
       return;
     }
-    if (tenants.empty() || tenants.back().id != id) tenants.push_back(TenantWork{id, {}, false});
+    if (tenants.empty() || tenants.back().id != id) tenants.push_back(TenantWork{id, {}, {}, false});
     Request r;
     r.tenant = index->second;
     r.body = librato::RenderRequestBody(chunk);
@@ -581,7 +583,22 @@ ShardOutlet::WindowOutcome ShardOutlet::WorkWindow(Worker& worker, std::uint32_t
   }
 
   const std::int64_t horizon = config.retry_horizon_seconds * base::kNanosPerSecond;
-  auto post = [&](Request& r) {
+  // A request given up on leaves a dead letter (RELIABILITY.md §3.3), written with its
+  // tenant's mark.
+  auto dead_letter = [&](TenantWork& t, const Request& r, const librato::PostResult& result,
+                         const char* reason) {
+    store::DeadLetter letter;
+    letter.tenant = t.id;
+    letter.close = close;
+    letter.status = result.http_status;
+    letter.reason = reason;
+    letter.gauges = static_cast<std::int64_t>(r.gauges);
+    letter.payload_sha256 = config::Sha256Hex(r.body);
+    letter.detail = emit::FailureText(result);
+    t.dead_letters.push_back(std::move(letter));
+    metrics_.CountDeadLetter(reason);
+  };
+  auto post = [&](TenantWork& t, Request& r) {
     telemetry::Counters counters;
     if (r.attempts > 0 || takeover) counters.retried += r.gauges;
     const librato::PostResult result = worker.sink->Post(r.tenant, r.body);
@@ -599,6 +616,7 @@ ShardOutlet::WindowOutcome ShardOutlet::WorkWindow(Worker& worker, std::uint32_t
       case librato::Delivery::kRejected:
         counters.rejected += r.gauges;
         r.done = true;
+        dead_letter(t, r, result, "rejected");
         Log(Level::kError, "Librato rejected a request; its gauges are dropped",
             {{"tenant", tenant},
              {"status", emit::StatusText(result)},
@@ -610,6 +628,7 @@ ShardOutlet::WindowOutcome ShardOutlet::WorkWindow(Worker& worker, std::uint32_t
         if (after + wait - r.window_end_nanos > horizon) {
           counters.expired += r.gauges;
           r.done = true;
+          dead_letter(t, r, result, "expired");
           Log(Level::kError, "gauges expired: retry horizon passed",
               {{"tenant", tenant},
                {"status", emit::StatusText(result)},
@@ -645,7 +664,8 @@ ShardOutlet::WindowOutcome ShardOutlet::WorkWindow(Worker& worker, std::uint32_t
           std::all_of(t.requests.begin(), t.requests.end(), [](const Request& r) { return r.done; });
       if (resolved && !redis_trouble) {
         const std::string_view ids[] = {t.id};
-        absl::StatusOr<std::int64_t> marked = protocol_.MarkSent(client, shard, lease, close, ids);
+        absl::StatusOr<std::int64_t> marked =
+            protocol_.MarkSent(client, shard, lease, close, ids, t.dead_letters);
         if (marked.ok()) {
           NoteRedisOk();
           t.marked = true;
@@ -676,12 +696,14 @@ ShardOutlet::WindowOutcome ShardOutlet::WorkWindow(Worker& worker, std::uint32_t
     // One due request per round, so the lease is re-checked between posts.
     const std::int64_t now = SteadyNanos();
     Request* due = nullptr;
+    TenantWork* due_tenant = nullptr;
     std::int64_t earliest = INT64_MAX;
     for (TenantWork& t : tenants) {
       for (Request& r : t.requests) {
         if (r.done) continue;
         if (r.next_attempt_ns <= now) {
           due = &r;
+          due_tenant = &t;
           break;
         }
         earliest = std::min(earliest, r.next_attempt_ns);
@@ -689,7 +711,7 @@ ShardOutlet::WindowOutcome ShardOutlet::WorkWindow(Worker& worker, std::uint32_t
       if (due != nullptr) break;
     }
     if (due != nullptr) {
-      post(*due);
+      post(*due_tenant, *due);
       continue;
     }
     std::int64_t wait_ns = redis_trouble ? 100 * kNanosPerMilli : earliest - now;

@@ -28,7 +28,26 @@ absl::StatusOr<store::RedisStoreOptions> RedisStoreOptionsFrom(const config::Con
 Service::Service(std::shared_ptr<const drain::TenantDirectory> directory,
                  store::RedisStoreOptions store_options)
     : holder_(std::make_shared<drain::DirectoryHolder>(std::move(directory))),
-      store_(std::move(store_options)) {}
+      store_(std::move(store_options)) {
+  const config::Receiver& receiver = holder_->Get()->config.receiver;
+  store::PreAggregatorOptions options;
+  options.flush_interval = std::chrono::milliseconds(receiver.flush_interval_ms);
+  options.max_series = receiver.max_series_in_memory;
+  aggregator_ = std::make_unique<store::PreAggregator>(store_, options);
+}
+
+void Service::ReportPreAggregation() {
+  const store::PreAggregatorStats now = aggregator_->stats();
+  telemetry::PreAggregationDelta delta;
+  delta.flushes_failed = now.flush_errors - reported_.flush_errors;
+  delta.flushes_ok = (now.flushes - reported_.flushes) - delta.flushes_failed;
+  delta.records_written = now.records_written - reported_.records_written;
+  delta.requests_refused = now.requests_refused - reported_.requests_refused;
+  delta.conflicts = now.conflicts - reported_.conflicts;
+  metrics_.AddPreAggregation(delta, static_cast<double>(now.queued_buckets),
+                             static_cast<double>(aggregator_->OpenBuckets()));
+  reported_ = now;
+}
 
 absl::StatusOr<std::unique_ptr<Service>> Service::Start(config::Config config, const base::Clock& clock,
                                                         ServiceOptions options) {
@@ -46,6 +65,7 @@ absl::StatusOr<std::unique_ptr<Service>> Service::Start(config::Config config, c
     while (!stop.stop_requested()) {
       const absl::Status ping = self->store_.Ping();
       self->redis_ok_ = ping.ok();
+      self->ReportPreAggregation();
       self->UpdateHealth();
       if (ping.ok() != was_ok) {
         if (ping.ok()) {
@@ -62,7 +82,7 @@ absl::StatusOr<std::unique_ptr<Service>> Service::Start(config::Config config, c
     }
   });
   DRAINMET_ASSIGN_OR_RETURN(self->frontend_,
-                            drain::Frontend::Start(self->holder_, self->store_, clock, self->metrics_,
+                            drain::Frontend::Start(self->holder_, *self->aggregator_, clock, self->metrics_,
                                                    [self] { return self->redis_ok_.load(); }));
   self->started_ = true;
   self->UpdateHealth();
@@ -211,12 +231,18 @@ void Service::Stop() {
   if (health_ != nullptr) health_->ShutdownHealth();
   // No config callback runs after this (the watcher's thread is joined).
   if (watcher_ != nullptr) watcher_->Stop();
+  // Requests waiting for the flush are written at once rather than after the interval.
+  aggregator_->FlushSoon();
   if (frontend_ != nullptr) {
     telemetry::Log(telemetry::Level::kInfo, "shutting down: finishing requests in flight");
     frontend_->Stop();
   }
+  // Whatever a request still waits for (the frontend's stop timed out) is written and
+  // answered now, before the server that holds the answers goes away.
+  aggregator_->Stop();
   pinger_.request_stop();
   if (pinger_.joinable()) pinger_.join();
+  ReportPreAggregation();
   if (health_ != nullptr) health_->Stop(std::chrono::milliseconds(1000));
 }
 

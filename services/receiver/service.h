@@ -20,6 +20,7 @@
 #include "common/config/watcher.h"
 #include "common/drain/frontend.h"
 #include "common/health/health_server.h"
+#include "common/store/pre_aggregator.h"
 #include "common/store/redis_store.h"
 #include "common/telemetry/metrics.h"
 
@@ -106,6 +107,8 @@ class Service {
 
  private:
   Service(std::shared_ptr<const drain::TenantDirectory> directory, store::RedisStoreOptions store_options);
+  /// Adds the pre-aggregator's counts since the last call to metrics_ (pinger thread).
+  void ReportPreAggregation();
   /// on_change of the watcher: adjust, ApplyConfig, remember the version (log on error).
   void OnServed(const config::ServedConfig& served);
   /// Sets grpc.health.v1 from redis_ok_, started_ and stopped_ (the pinger, the end of
@@ -120,6 +123,10 @@ class Service {
   std::unique_ptr<config::ConfigWatcher> watcher_;
   telemetry::Metrics metrics_;
   store::RedisStore store_;
+  /// The requests' store: merges a flush interval of requests, then writes to store_.
+  /// Stopped (every waiting request answered) before frontend_ is destroyed.
+  std::unique_ptr<store::PreAggregator> aggregator_;
+  store::PreAggregatorStats reported_;  // pinger thread only: stats already in metrics_
   std::unique_ptr<drain::Frontend> frontend_;
   /// grpc.health.v1; started before the pinger, so the pinger may use it.
   std::unique_ptr<health::HealthServer> health_;

@@ -374,6 +374,21 @@ TEST_F(OutletTest, ClientErrorIsRejectedAckedAndNotRetried) {
   EXPECT_EQ(metrics.Snapshot().rejected, gauges);
   EXPECT_EQ(metrics.Snapshot().retried, 0u);
   EXPECT_EQ(metrics.Snapshot().posted, 0u);
+  // RELIABILITY.md §3.3 step 4: the request is kept as a dead letter of its shard.
+  store::ShardProtocol protocol;
+  absl::StatusOr<std::vector<store::DeadLetter>> letters = protocol.DeadLetters(client_, 0, 10);
+  ASSERT_TRUE(letters.ok()) << letters.status();
+  ASSERT_EQ(letters->size(), 1u);
+  const store::DeadLetter& letter = letters->front();
+  EXPECT_EQ(letter.tenant, "acme");
+  EXPECT_EQ(letter.status, 400);
+  EXPECT_EQ(letter.reason, "rejected");
+  EXPECT_EQ(letter.gauges, static_cast<std::int64_t>(gauges));
+  EXPECT_EQ(letter.payload_sha256, config::Sha256Hex(requests[0].body));
+  EXPECT_NE(letter.detail.find("bad"), std::string::npos) << letter.detail;
+  EXPECT_GT(letter.close, 0);
+  EXPECT_NE(metrics.RenderText().find("drainmet_outlet_dead_letters_total{reason=\"rejected\"} 1"),
+            std::string::npos);
   outlet->Stop();
 }
 

@@ -651,6 +651,34 @@ TEST_F(ShardProtocolTest, ExpiredLeaseFencesItsOldHolder) {
   EXPECT_TRUE(*protocol_.Ack(*client_, shard, *new_holder, close));
 }
 
+// RELIABILITY.md §3.3 step 4: a request given up on becomes a dead letter, written with
+// its tenant's mark (fenced, atomic), read back newest first.
+TEST_F(ShardProtocolTest, MarkSentRecordsDeadLettersWithTheMark) {
+  const std::uint32_t shard = NewShard();
+  std::optional<Lease> lease = Acquire(shard, "outlet-a");
+  ASSERT_TRUE(lease.has_value());
+  const std::string_view tenants[] = {"acme"};
+  std::vector<DeadLetter> letters(2);
+  letters[0] = {"acme", 0, 400, "rejected", 12, std::string(64, 'a'), "{\"errors\":1}"};
+  letters[1] = {"acme", 0, 0, "expired", 3, std::string(64, 'b'), std::string(2000, 'x')};
+  EXPECT_EQ(*protocol_.MarkSent(*client_, shard, *lease, 1000, tenants, letters), 1);
+  absl::StatusOr<std::vector<DeadLetter>> read = protocol_.DeadLetters(*client_, shard, 10);
+  ASSERT_TRUE(read.ok()) << read.status();
+  ASSERT_EQ(read->size(), 2u);
+  EXPECT_EQ((*read)[0].reason, "expired");    // newest first
+  EXPECT_EQ((*read)[0].detail.size(), 512u);  // the detail is capped
+  EXPECT_EQ((*read)[0].close, 1000);
+  EXPECT_EQ((*read)[1],
+            (DeadLetter{"acme", 1000, 400, "rejected", 12, std::string(64, 'a'), "{\"errors\":1}"}));
+
+  // A holder whose lease was taken over can neither mark nor dead-letter.
+  Lease stale = *lease;
+  stale.token += 1000;
+  EXPECT_TRUE(
+      ShardProtocol::IsFenced(protocol_.MarkSent(*client_, shard, stale, 1000, tenants, letters).status()));
+  EXPECT_EQ(protocol_.DeadLetters(*client_, shard, 10)->size(), 2u);
+}
+
 TEST_F(ShardProtocolTest, SealReadMarkSentAndAckAWindow) {
   const std::uint32_t shard = NewShard();
   std::optional<Lease> lease = Acquire(shard, "outlet-a");
