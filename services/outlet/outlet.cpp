@@ -273,6 +273,38 @@ bool ShardOutlet::StillHeld(std::uint32_t shard, std::int64_t token) const {
   return s.lease && s.lease->token == token;
 }
 
+std::optional<std::int64_t> ShardOutlet::Heartbeat(store::RedisClient& c0) {
+  absl::StatusOr<std::chrono::microseconds> server_time = store::ShardProtocol::ServerTime(c0);
+  if (!server_time.ok()) {
+    Log(Level::kWarn, "Redis server 0 unavailable: no heartbeat; the last outlet count stands",
+        {{"error", server_time.status().ToString()}});
+    return std::nullopt;
+  }
+  const std::int64_t now_ms = server_time->count() / 1000;
+  const std::string score = Num(now_ms);
+  // Built by append: `"(" + std::string` trips GCC 12's -Wrestrict false positive at -O3.
+  std::string cutoff = "(";
+  // An outlet is live while its heartbeat (written every lease_renew_ms) is younger than
+  // max(3 renewals, one lease time): a dead outlet leaves the count about when its leases
+  // expire, so the others' share grows and its shards are taken over in about one lease time.
+  cutoff +=
+      Num(now_ms - std::max<std::int64_t>(3 * config_.outlet.lease_renew_ms, config_.outlet.lease_ttl_ms));
+  const std::string_view zadd[] = {"ZADD", kOutletsKey, score, owner_};
+  const std::string_view zrem[] = {"ZREMRANGEBYSCORE", kOutletsKey, "-inf", cutoff};
+  const std::string_view zcard[] = {"ZCARD", kOutletsKey};
+  c0.Append(zadd);
+  c0.Append(zrem);
+  c0.Append(zcard);
+  absl::StatusOr<std::vector<store::Reply>> replies = c0.GetReplies();
+  if (!replies.ok() || replies->size() != 3 || !(*replies)[2].is_integer()) {
+    Log(Level::kWarn, "heartbeat failed; the last outlet count stands",
+        {{"error", replies.ok() ? std::string("unexpected reply") : replies.status().ToString()}});
+    return std::nullopt;
+  }
+  NoteRedisOk();
+  return (*replies)[2].integer;
+}
+
 void ShardOutlet::ManagerTick(std::vector<store::RedisClient>& clients, std::mt19937_64& rng) {
   const auto ttl = std::chrono::milliseconds(config_.outlet.lease_ttl_ms);
 
@@ -307,37 +339,11 @@ void ShardOutlet::ManagerTick(std::vector<store::RedisClient>& clients, std::mt1
   PublishLeaseCount();
   if (stopping_.load()) return;  // Shutting down: claim nothing new.
 
-  // 2. Heartbeat on server 0; live outlets = members seen recently (below).
-  store::RedisClient& c0 = clients[0];
-  absl::StatusOr<std::chrono::microseconds> server_time = store::ShardProtocol::ServerTime(c0);
-  if (!server_time.ok()) {
-    Log(Level::kWarn, "Redis unavailable: no heartbeat, no new leases",
-        {{"error", server_time.status().ToString()}});
-    return;
-  }
-  const std::int64_t now_ms = server_time->count() / 1000;
-  const std::string score = Num(now_ms);
-  // Built by append: `"(" + std::string` trips GCC 12's -Wrestrict false positive at -O3.
-  std::string cutoff = "(";
-  // An outlet is live while its heartbeat (written every lease_renew_ms) is younger than
-  // max(3 renewals, one lease time): a dead outlet leaves the count about when its leases
-  // expire, so the others' share grows and its shards are taken over in about one lease time.
-  cutoff +=
-      Num(now_ms - std::max<std::int64_t>(3 * config_.outlet.lease_renew_ms, config_.outlet.lease_ttl_ms));
-  const std::string_view zadd[] = {"ZADD", kOutletsKey, score, owner_};
-  const std::string_view zrem[] = {"ZREMRANGEBYSCORE", kOutletsKey, "-inf", cutoff};
-  const std::string_view zcard[] = {"ZCARD", kOutletsKey};
-  c0.Append(zadd);
-  c0.Append(zrem);
-  c0.Append(zcard);
-  absl::StatusOr<std::vector<store::Reply>> replies = c0.GetReplies();
-  if (!replies.ok() || replies->size() != 3 || !(*replies)[2].is_integer()) {
-    Log(Level::kWarn, "heartbeat failed; no new leases this round",
-        {{"error", replies.ok() ? std::string("unexpected reply") : replies.status().ToString()}});
-    return;
-  }
-  NoteRedisOk();
-  const std::int64_t live = std::max<std::int64_t>(1, (*replies)[2].integer);
+  // 2. Heartbeat on server 0; live outlets = members seen recently (below). While server 0
+  // is unreachable, the last count stands: shards of the other servers can still be
+  // claimed (a dead outlet's shards there are taken over as orphans).
+  const std::int64_t live = std::max<std::int64_t>(1, Heartbeat(clients[0]).value_or(last_live_));
+  last_live_ = live;
   const std::int64_t share = (static_cast<std::int64_t>(shards_) + live - 1) / live;
 
   // 3. Claim free shards up to the share (plus shards free for over a lease time).

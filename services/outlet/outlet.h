@@ -155,6 +155,9 @@ class ShardOutlet {
 
   void ManagerLoop();
   void ManagerTick(std::vector<store::RedisClient>& clients, std::mt19937_64& rng);
+  /// Writes this outlet's heartbeat to dm:outlets on server 0 (`c0`), prunes dead members
+  /// and returns how many outlets are live; nullopt (logged) when server 0 fails.
+  std::optional<std::int64_t> Heartbeat(store::RedisClient& c0);
   /// Drops `shard`'s lease locally when it still holds `token`.
   void DropLease(std::uint32_t shard, std::int64_t token, std::string_view why);
   /// Whether `shard`'s lease is still held locally with `token`.
@@ -180,6 +183,7 @@ class ShardOutlet {
 
   mutable std::mutex mu_;
   std::vector<ShardState> states_;  // guarded by mu_, one per shard
+  std::int64_t last_live_ = 1;      // manager thread only: the last outlet count heard
 
   std::atomic<bool> stopping_{false};      // workers: take no new windows
   std::atomic<bool> manager_stop_{false};  // manager: exit
