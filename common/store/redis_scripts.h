@@ -97,7 +97,7 @@ struct DeadLetter {
   friend bool operator==(const DeadLetter&, const DeadLetter&) = default;
 };
 
-/// The TTLs of the protocol's keys (docs/redis-layout.md, "Keys").
+/// The TTLs of the protocol's keys (docs/architecture.md, "Redis keys").
 struct ShardProtocolOptions {
   /// dedupe:<tenant>:<frame> lifetime: how long a retried request is recognised.
   std::chrono::seconds dedupe_ttl{3600};

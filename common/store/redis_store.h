@@ -36,7 +36,7 @@ struct ShardWindow {
 ShardWindow ShardWindowOf(const bucket::BucketKey& key, const RedisStoreOptions& options);
 
 /// The frame id ingest.lua de-duplicates for one request's records of one window:
-/// "<frame id>/<close>" (docs/redis-layout.md "Keys"). `frame_id` non-empty.
+/// "<frame id>/<close>" (docs/architecture.md "Redis keys"). `frame_id` non-empty.
 std::string DedupeId(std::string_view frame_id, std::int64_t close_unix_s);
 
 /// Thread-safe: each call checks a client out of a small per-server pool.
