@@ -338,8 +338,8 @@ class Resp:
 
 
 SHARD_KEY = re.compile(rb"^dm:\{s(\d+)\}:(.+)$")
-# The suffixes after dm:{sN}: (docs/redis-layout.md "Keys"), and `dlq`, the dead-letter
-# stream of RELIABILITY.md §3.3 (being added to the store).
+# The suffixes after dm:{sN}: (docs/architecture.md "Redis keys"); `dlq` is the
+# dead-letter stream of RELIABILITY.md §3.3.
 SUFFIXES = re.compile(rb"^(pts:\d+|proc:\d+|pending|sealed_index|dedupe:[A-Za-z0-9._-]+:.+|sealed:\d+|"
                       rb"sent:\d+|done:\d+|lease|fence|dlq)$")
 DATA_KINDS = (b"dedupe", b"sealed", b"done")  # keys that stay after emission (TTLs of 1-2 h)
