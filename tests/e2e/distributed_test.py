@@ -534,6 +534,8 @@ def run(args):
             for reason in ("late", "future", "series_limit"):
                 stats[f"receiver{i + 1}.dropped.{reason}"] = metric_sum(text, "drainmet_points_dropped_total", reason=reason)
             stats[f"receiver{i + 1}.duplicate_requests"] = metric_sum(text, "drainmet_duplicate_requests_total")
+            stats[f"receiver{i + 1}.points"] = metric_sum(text, "drainmet_points_total")
+            stats[f"receiver{i + 1}.records_written"] = metric_sum(text, "drainmet_receiver_records_written_total")
         for i, u in enumerate(topo.outlets):
             _, text = http_get(u)
             for result in ("posted", "rejected", "expired"):
@@ -550,6 +552,11 @@ def run(args):
 
         got, reposts, conflicts = index_gauges(librato.snapshot(), "librato")
         problems = list(conflicts) + placement
+        # Pre-aggregation: the receivers wrote merged partial buckets, far fewer than points.
+        points = sum(v for k, v in stats.items() if k.endswith(".points"))
+        records = sum(v for k, v in stats.items() if k.endswith(".records_written"))
+        if not 0 < records < points:
+            problems.append(f"receivers wrote {records:g} records for {points:g} points: no pre-aggregation")
         for k, g in sorted(want.items()):
             if k not in got:
                 problems.append(f"missing: {json.dumps(g, sort_keys=True)}")

@@ -3,8 +3,12 @@
 // when it is back (issue "Distributed drainmet").
 
 #include <chrono>
+#include <cstdlib>
 #include <ctime>
+#include <future>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/escaping.h"
 #include "common/config/auth.h"
@@ -56,7 +60,14 @@ class ReceiverTest : public ::testing::Test {
     if (absl::IsNotFound(server.status())) GTEST_SKIP() << "no redis-server; deploy/bootstrap.sh installs it";
     ASSERT_TRUE(server.ok()) << server.status();
     redis_ = *std::move(server);
+    StartService(300);
+  }
+
+  /// (Re)starts the receiver with `flush_interval_ms`.
+  void StartService(std::int64_t flush_interval_ms) {
+    service_.reset();
     config::Config c;
+    c.receiver.flush_interval_ms = flush_interval_ms;
     c.listen = "127.0.0.1:0";
     c.threads = 2;
     c.redis.shards = 4;
@@ -120,6 +131,56 @@ TEST_F(ReceiverTest, RedisDownIs503ThenRecoversByItself) {
   EXPECT_TRUE(Eventually([&] { return support::HttpGet(service_->port(), "/readyz").status == 200; },
                          milliseconds(3000)));
   EXPECT_EQ(service_->metrics().Snapshot().points, 2u) << "the 503 answer counted nothing";
+}
+
+// The receiver pre-aggregates: requests of one flush interval become one record per
+// (series, window) in Redis, and each is answered after that write.
+TEST_F(ReceiverTest, ConcurrentRequestsOfOneIntervalAreWrittenAsOneRecordPerSeries) {
+  ASSERT_TRUE(Eventually([&] { return support::HttpGet(service_->port(), "/readyz").status == 200; },
+                         milliseconds(3000)));
+  const std::uint16_t port = service_->port();
+  std::vector<std::future<support::HttpReply>> replies;
+  for (int i = 0; i < 10; ++i) {
+    replies.push_back(std::async(std::launch::async, [port, i] {
+      return support::HttpPost(port, "/logs?resolution=60", DrainHeaders("C" + std::to_string(i)), NowBody());
+    }));
+  }
+  for (auto& reply : replies) EXPECT_EQ(reply.get().status, 204u);
+  EXPECT_EQ(service_->metrics().Snapshot().points, 20u);
+  // Two series (hits, db); a flush or minute boundary between requests may split them.
+  auto written = [&] {
+    const std::string text = support::HttpGet(port, "/metrics").body;
+    const std::string name = "\ndrainmet_receiver_records_written_total ";  // the sample, not # HELP
+    const std::size_t at = text.find(name);
+    return at == std::string::npos ? -1.0 : std::strtod(text.c_str() + at + name.size(), nullptr);
+  };
+  ASSERT_TRUE(Eventually([&] { return written() > 0; }, milliseconds(3000)));  // reported each second
+  EXPECT_GE(written(), 2.0);
+  EXPECT_LE(written(), 6.0) << "per-request writes would give 20 records";
+}
+
+// SIGTERM (Stop) writes what waits at once: a request does not wait out the interval.
+TEST_F(ReceiverTest, StopAnswersWaitingRequestsAfterWritingThem) {
+  StartService(30'000);
+  ASSERT_TRUE(Eventually([&] { return support::HttpGet(service_->port(), "/readyz").status == 200; },
+                         milliseconds(3000)));
+  const std::uint16_t port = service_->port();
+  auto reply = std::async(std::launch::async, [port] {
+    return support::HttpPost(port, "/logs?resolution=60", DrainHeaders("S1"), NowBody());
+  });
+  // Merged and waiting (the gauge is refreshed every second).
+  ASSERT_TRUE(Eventually(
+      [&] {
+        return support::HttpGet(port, "/metrics")
+                   .body.find("drainmet_receiver_buffered_buckets{stage=\"merged\"} 2") != std::string::npos;
+      },
+      milliseconds(5000)));
+  const auto stop_started = std::chrono::steady_clock::now();
+  service_->Stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - stop_started, std::chrono::seconds(10));
+  EXPECT_EQ(reply.get().status, 204u);
+  EXPECT_EQ(service_->metrics().Snapshot().points, 2u);
+  EXPECT_GE(PendingWindows(), 1u);
 }
 
 }  // namespace
