@@ -461,6 +461,11 @@ absl::StatusOr<RedisAddress> ParseRedisAddress(std::string_view text) {
   return address;
 }
 
+std::chrono::seconds ReceiverWriteAllowance(const Config& config) {
+  const std::int64_t ms = config.receiver.flush_interval_ms + config.redis.command_timeout_ms;
+  return std::chrono::seconds((ms + 999) / 1000);
+}
+
 std::size_t ServerOfShard(const Config& config, std::uint32_t shard) {
   const std::size_t servers = config.redis.servers.size();
   return servers == 0 ? 0 : shard % servers;

@@ -4,6 +4,7 @@
 // Read from one YAML or JSON file (docs/configuration.md is the reference of every key).
 
 #include <cstddef>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -149,6 +150,14 @@ absl::StatusOr<RedisAddress> ParseRedisAddress(std::string_view text);
 /// (the shard map, docs/configuration.md "redis"). `config` must be valid (servers
 /// non-empty); `shard` should be < config.redis.shards. Pure.
 std::size_t ServerOfShard(const Config& config, std::uint32_t shard);
+
+/// How long after a window's close (window + resolution + grace, SEMANTICS §6.5) a
+/// receiver's write of points it received before the close may still arrive in Redis: one
+/// flush interval plus one Redis command timeout, rounded up to whole seconds. Outlets seal
+/// a window only this long after its close, and ingest.lua refuses records only after it
+/// (or once sealed); receivers judge lateness at receipt (docs/semantics-choices.md, 12).
+/// Pure.
+std::chrono::seconds ReceiverWriteAllowance(const Config& config);
 
 /// Looks up an environment variable; std::nullopt when it is not set.
 using EnvLookup = std::function<std::optional<std::string>(std::string_view name)>;

@@ -70,7 +70,11 @@ void PreAggregator::IngestAsync(std::string tenant, std::string frame_id, bucket
       lock.unlock();
       return Refuse(done, absl::UnavailableError("receiver pre-aggregation queue is full"));
     }
-    queue_.push_back(Queued{std::move(tenant), std::move(frame_id), std::move(partials), std::move(done)});
+    const std::int64_t received = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                      std::chrono::system_clock::now().time_since_epoch())
+                                      .count();
+    queue_.push_back(
+        Queued{std::move(tenant), std::move(frame_id), std::move(partials), std::move(done), received});
     queued_buckets_ += buckets;
   }
   cv_.notify_one();
@@ -161,6 +165,7 @@ void PreAggregator::Absorb(std::vector<Queued>& queued, Batch& batch) {
     std::vector<ShardWindow> where;
     std::map<ShardWindow, std::uint64_t> parts;
     std::string inflight_key;
+    std::size_t applied = 0;  // parts an earlier copy already applied
     bool refused = false;
   };
   std::vector<Split> splits(queued.size());
@@ -214,6 +219,7 @@ void PreAggregator::Absorb(std::vector<Queued>& queued, Batch& batch) {
              absl::UnavailableError("redis: " + std::string(applied[c].status().message())));
     } else if (*applied[c]) {
       split.parts.erase(check_of[c].second);
+      ++split.applied;
     }
   }
 

@@ -44,7 +44,9 @@ struct PreAggregatorStats {
 
 /// A Store that batches: IngestAsync queues the request; a flusher thread checks its frame
 /// id against Redis (which (shard, window) parts a previous copy already applied: those
-/// parts are skipped, RELIABILITY.md §3.3), merges the rest into one partial bucket per
+/// parts are skipped, RELIABILITY.md §3.3), drops the parts whose window had closed when
+/// the request arrived (SEMANTICS §6.5 on the shard server's clock, RedisStore::ClosedAt:
+/// counted late), merges the rest into one partial bucket per
 /// (series, window), and every flush interval (or when `max_series` buckets are merged, or
 /// when stopping) writes them with RedisStore::IngestShards: per (shard, window), one
 /// ingest.lua request carrying the merged records and every merged frame id, applied all
@@ -95,6 +97,7 @@ class PreAggregator final : public Store {
     std::string frame_id;
     bucket::BucketMap partials;
     IngestDone done;
+    std::int64_t received_unix_nanos = 0;  ///< System clock at IngestAsync: lateness is judged then.
   };
   struct Batch;
 

@@ -176,6 +176,7 @@ std::vector<absl::StatusOr<std::vector<ShardIngestResult>>> ShardProtocol::Inges
     args.Add(prefix);
     args.Add(static_cast<std::int64_t>(options_.dedupe_ttl.count()));
     args.Add(static_cast<std::int64_t>(options_.window_ttl.count()));
+    args.Add(static_cast<std::int64_t>(options_.write_allowance.count()));
     args.Add(static_cast<std::int64_t>(batch.requests.size()));
     for (const IngestRequest& request : batch.requests) {
       args.Add(static_cast<std::int64_t>(1 + request.more_frames.size()));
@@ -295,6 +296,7 @@ absl::StatusOr<SealResult> ShardProtocol::Seal(RedisClient& client, std::uint32_
   args.Add(value);
   args.Add(limit);
   args.Add(static_cast<std::int64_t>(options_.marker_ttl.count()));
+  args.Add(static_cast<std::int64_t>(options_.write_allowance.count()));
   absl::StatusOr<Reply> reply = client.Eval(SealScript(), keys, args.views());
   if (!reply.ok()) return Fenced(reply.status());
   if (!reply->is_array() || reply->elements.size() != 3) return BadShape("seal.lua", *reply);

@@ -106,6 +106,10 @@ struct ShardProtocolOptions {
   std::chrono::seconds window_ttl{7200};
   /// sealed:<close>, sent:<close> and done:<close> lifetime.
   std::chrono::seconds marker_ttl{7200};
+  /// Write allowance (config::ReceiverWriteAllowance): a window is sealed, and its records
+  /// refused as late by ingest, only once close + write_allowance <= Redis TIME (or, for
+  /// ingest, once it is sealed). Receivers and outlets of one deployment must agree.
+  std::chrono::seconds write_allowance{0};
   /// Approximate cap (XADD MAXLEN ~) of each shard's dead-letter stream `dlq`.
   std::int64_t dead_letter_maxlen = 1000;
 };

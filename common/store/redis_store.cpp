@@ -24,9 +24,39 @@ std::string DedupeId(std::string_view frame_id, std::int64_t close_unix_s) {
   return base::Cat(frame_id, "/", close_unix_s);
 }
 
+namespace {
+constexpr std::int64_t kUnknownOffset = INT64_MIN;
+
+std::int64_t SystemNanos() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
+
 RedisStore::RedisStore(RedisStoreOptions options)
-    : options_(std::move(options)), protocol_(options_.protocol) {
-  for (std::size_t i = 0; i < options_.servers.size(); ++i) pools_.push_back(std::make_unique<Pool>());
+    : options_(std::move(options)),
+      protocol_(options_.protocol),
+      clock_offsets_(new std::atomic<std::int64_t>[std::max<std::size_t>(1, options_.servers.size())]) {
+  for (std::size_t i = 0; i < options_.servers.size(); ++i) {
+    pools_.push_back(std::make_unique<Pool>());
+    clock_offsets_[i].store(kUnknownOffset);
+  }
+}
+
+std::optional<std::int64_t> RedisStore::ClockOffsetNanos(std::size_t server) const {
+  if (server >= options_.servers.size()) return std::nullopt;
+  const std::int64_t offset = clock_offsets_[server].load(std::memory_order_relaxed);
+  if (offset == kUnknownOffset) return std::nullopt;
+  return offset;
+}
+
+bool RedisStore::ClosedAt(std::uint32_t shard, std::int64_t close_unix_s, std::int64_t local_unix_nanos) const {
+  if (options_.servers.empty()) return false;
+  const std::optional<std::int64_t> offset = ClockOffsetNanos(shard % options_.servers.size());
+  if (!offset) return false;
+  // Redis TIME's whole seconds, as ingest.lua compares them.
+  const std::int64_t server_seconds = (local_unix_nanos + *offset) / 1'000'000'000;
+  return close_unix_s <= server_seconds;
 }
 
 RedisStore::~RedisStore() = default;
@@ -62,15 +92,24 @@ absl::StatusOr<IngestResult> RedisStore::Ingest(std::string_view tenant, std::st
   };
   std::map<ShardWindow, Part> parts;
   bucket::BucketKey key;
+  const std::int64_t received = SystemNanos();
+  std::uint64_t late_at_receipt = 0;
   for (const auto& [encoded, partial] : partials.map()) {
     if (!bucket::DecodeBucketKey(encoded, &key)) continue;  // Cannot happen: we encoded it.
-    Part& part = parts[ShardWindowOf(key, options_)];
+    const ShardWindow where = ShardWindowOf(key, options_);
+    if (ClosedAt(where.shard, where.close, received)) {
+      late_at_receipt += partial.count;
+      continue;
+    }
+    Part& part = parts[where];
     part.bytes.emplace_back();
     bucket::EncodeRecord(key, partial, part.bytes.back());
     part.points += partial.count;
   }
   partials.clear();
-  if (parts.empty()) return IngestResult{};
+  IngestResult result;
+  result.late_points = late_at_receipt;
+  if (parts.empty()) return result;
 
   // Views into `parts`, which no longer changes: one ingest request per (shard, window).
   std::map<std::uint32_t, std::vector<IngestRequest>> by_shard;
@@ -87,7 +126,6 @@ absl::StatusOr<IngestResult> RedisStore::Ingest(std::string_view tenant, std::st
   }
   const std::vector<absl::StatusOr<std::vector<ShardIngestResult>>> replies = IngestShards(batches);
 
-  IngestResult result;
   bool all_duplicate = true;
   absl::Status first_error;
   for (std::size_t b = 0; b < replies.size(); ++b) {
@@ -177,14 +215,20 @@ absl::StatusOr<std::vector<bucket::ClosedBucket>> RedisStore::TakeClosed(bool) {
 }
 
 absl::Status RedisStore::Ping() {
+  absl::Status first_error;
   for (std::size_t server = 0; server < options_.servers.size(); ++server) {
     std::unique_ptr<RedisClient> client = Checkout(server);
-    const std::string_view ping[] = {"PING"};
-    absl::StatusOr<Reply> reply = client->Command(ping);
+    const std::int64_t sent = SystemNanos();
+    absl::StatusOr<std::chrono::microseconds> time = ShardProtocol::ServerTime(*client);
+    const std::int64_t received = SystemNanos();
     Return(server, std::move(client));
-    if (!reply.ok()) return reply.status();
+    if (!time.ok()) {
+      if (first_error.ok()) first_error = time.status();
+      continue;
+    }
+    clock_offsets_[server].store(time->count() * 1000 - (sent + (received - sent) / 2), std::memory_order_relaxed);
   }
-  return absl::OkStatus();
+  return first_error;
 }
 
 }  // namespace drainmet::store

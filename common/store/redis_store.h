@@ -6,7 +6,9 @@
 
 #include <compare>
 #include <cstdint>
+#include <atomic>
 #include <memory>
+#include <optional>
 #include <mutex>
 #include <span>
 #include <string>
@@ -63,8 +65,19 @@ class RedisStore final : public Store {
   /// 0: open buckets live in Redis.
   std::size_t OpenBuckets() const override { return 0; }
 
-  /// PING on every server: OK when all answer.
+  /// TIME on every server: OK when all answer. Also measures each server's clock against
+  /// this host's (ClockOffsetNanos).
   absl::Status Ping();
+
+  /// Server `server`'s clock minus this host's system clock, ns, as the last Ping measured
+  /// it (to within half a round trip); nullopt before the first answer. Thread-safe.
+  std::optional<std::int64_t> ClockOffsetNanos(std::size_t server) const;
+
+  /// SEMANTICS §6.5 at receipt: whether the window closing at `close_unix_s` (window +
+  /// resolution + grace) had closed on `shard`'s server clock at `local_unix_nanos` (this
+  /// host's system clock). False when that server's offset is not known yet (ingest.lua
+  /// then judges at write time). Thread-safe.
+  bool ClosedAt(std::uint32_t shard, std::int64_t close_unix_s, std::int64_t local_unix_nanos) const;
 
   /// The options this store was built with.
   const RedisStoreOptions& options() const { return options_; }
@@ -87,6 +100,8 @@ class RedisStore final : public Store {
   const RedisStoreOptions options_;
   const ShardProtocol protocol_;
   std::vector<std::unique_ptr<Pool>> pools_;
+  /// Per server: ClockOffsetNanos, or kUnknownOffset.
+  std::unique_ptr<std::atomic<std::int64_t>[]> clock_offsets_;
 };
 
 }  // namespace drainmet::store

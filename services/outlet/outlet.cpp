@@ -69,6 +69,7 @@ ShardOutlet::ShardOutlet(config::Config config, OutletOptions options, const bas
       clock_(clock),
       metrics_(metrics),
       owner_(options_.owner.empty() ? NewOwnerId() : options_.owner),
+      protocol_(store::ShardProtocolOptions{.write_allowance = config::ReceiverWriteAllowance(config_)}),
       shards_(std::max<std::uint32_t>(1, config_.redis.shards)),
       view_(MakeView(std::make_shared<const config::Config>(config_), 0)),
       states_(shards_) {}

@@ -12,6 +12,7 @@ absl::StatusOr<store::RedisStoreOptions> RedisStoreOptionsFrom(const config::Con
   options.shards = config.redis.shards;
   options.grace_seconds = config.grace_seconds;
   options.protocol.dedupe_ttl = std::chrono::seconds(config.limits.dedupe_window_seconds);
+  options.protocol.write_allowance = config::ReceiverWriteAllowance(config);
   for (const std::string& server : config.redis.servers) {
     DRAINMET_ASSIGN_OR_RETURN(config::RedisAddress address, config::ParseRedisAddress(server));
     store::RedisClient::Options client;

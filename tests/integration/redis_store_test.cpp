@@ -466,5 +466,39 @@ TEST_F(PreAggregatorTest, FullQueueRefusesAtOnce) {
   ::unlink(path.c_str());
 }
 
+// SEMANTICS §6.5 is judged when a request arrives, not when its flush reaches Redis: a
+// point received before its window closed is applied even if the write comes after the
+// close (within the write allowance); one received after the close is late at once.
+TEST_F(PreAggregatorTest, LatenessIsJudgedAtReceiptNotAtTheFlush) {
+  RedisStoreOptions options = store_->options();
+  options.protocol.write_allowance = std::chrono::seconds(4);
+  RedisStore store(options);
+  ASSERT_TRUE(store.Ping().ok());  // measures the server's clock offset
+  ASSERT_TRUE(store.ClockOffsetNanos(0).has_value());
+  EXPECT_LT(std::abs(*store.ClockOffsetNanos(0)), 1'000'000'000) << "same host: offset well under 1 s";
+  PreAggregator aggregator(store, PreAggregatorOptions{std::chrono::milliseconds(2500), 1000});
+  drain::DrainHandler handler(directory_, aggregator, base::SystemClock::Get(), metrics_);
+
+  // Stamped now: resolution 1 s + grace 1 s closes it within 2 s, before the 2.5 s flush.
+  const std::int64_t now = base::SystemClock::Get().NowUnixNanos();
+  const std::string fresh = Body(now, 5);
+  const auto sent = std::chrono::steady_clock::now();
+  EXPECT_EQ(handler.Handle(Drain(fresh, "FRESH")).status, 204u);
+  EXPECT_GE(std::chrono::steady_clock::now() - sent, std::chrono::seconds(2)) << "written after the close";
+  EXPECT_EQ(metrics_.Snapshot().points, 15u);
+  EXPECT_EQ(metrics_.Snapshot().late, 0u);
+
+  // Stamped 3 s ago: closed on arrival (still inside the allowance, so only the receipt
+  // check can tell).
+  const std::string stale = Body(now - 3'000'000'000LL, 4);
+  EXPECT_EQ(handler.Handle(Drain(stale, "STALE")).status, 204u);
+  EXPECT_EQ(metrics_.Snapshot().late, 12u);
+  EXPECT_EQ(metrics_.Snapshot().points, 15u);
+
+  // Read back: exactly the fresh request.
+  bucket::BucketMap expected = Expected({&fresh});
+  ExpectReadBackEquals(expected);
+}
+
 }  // namespace
 }  // namespace drainmet::store

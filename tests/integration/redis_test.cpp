@@ -653,6 +653,34 @@ TEST_F(ShardProtocolTest, ExpiredLeaseFencesItsOldHolder) {
 
 // RELIABILITY.md §3.3 step 4: a request given up on becomes a dead letter, written with
 // its tenant's mark (fenced, atomic), read back newest first.
+// With a write allowance A (config::ReceiverWriteAllowance), a window is sealed only once
+// close + A has passed, and until then (unless sealed) ingest still appends to it.
+TEST_F(ShardProtocolTest, WriteAllowanceDelaysSealAndLateness) {
+  ShardProtocolOptions options;
+  options.write_allowance = std::chrono::seconds(30);
+  const ShardProtocol protocol(options);
+  const std::uint32_t shard = NewShard();
+  std::optional<Lease> lease = Acquire(shard, "outlet-a");
+  ASSERT_TRUE(lease.has_value());
+  const std::int64_t closed = ServerSeconds(*client_) - 5;  // closed 5 s ago, inside 30 s
+  const std::vector<IngestRecord> records = {{closed, "r1"}};
+  const std::vector<IngestRequest> requests = {{"acme", "w1", records}};
+  EXPECT_THAT(*protocol.Ingest(*client_, shard, requests), ElementsAre(ShardIngestResult{1, 0, false}));
+  // Without the allowance the same record is late.
+  const std::vector<IngestRequest> strict = {{"acme", "w2", records}};
+  EXPECT_THAT(*protocol_.Ingest(*client_, shard, strict), ElementsAre(ShardIngestResult{0, 1, false}));
+
+  absl::StatusOr<SealResult> early = protocol.Seal(*client_, shard, *lease);
+  ASSERT_TRUE(early.ok()) << early.status();
+  EXPECT_THAT(early->sealed, IsEmpty()) << "close + allowance has not passed";
+  absl::StatusOr<SealResult> now = protocol_.Seal(*client_, shard, *lease);  // allowance 0
+  ASSERT_TRUE(now.ok()) << now.status();
+  EXPECT_THAT(now->sealed, ElementsAre(closed));
+  // Sealed: late whatever the allowance.
+  const std::vector<IngestRequest> after = {{"acme", "w3", records}};
+  EXPECT_THAT(*protocol.Ingest(*client_, shard, after), ElementsAre(ShardIngestResult{0, 1, false}));
+}
+
 TEST_F(ShardProtocolTest, MarkSentRecordsDeadLettersWithTheMark) {
   const std::uint32_t shard = NewShard();
   std::optional<Lease> lease = Acquire(shard, "outlet-a");

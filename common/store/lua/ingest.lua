@@ -10,7 +10,10 @@
 -- ARGV[1]  <prefix>, "dm:{s<shard>}:"; every key used below starts with it.
 -- ARGV[2]  de-duplication TTL, seconds.
 -- ARGV[3]  window TTL, seconds after the close time (safety net for lists never sealed).
--- ARGV[4]  number of requests R; then per request:
+-- ARGV[4]  write allowance, seconds: a record is late once close + allowance <= TIME or its
+--          window is sealed (the receiver judged lateness at receipt; the allowance covers
+--          its flush interval and write).
+-- ARGV[5]  number of requests R; then per request:
 --          frame count f (>= 1), then f pairs (tenant, frame id; "" = no de-duplication),
 --          record count n, then n pairs (close time in unix seconds, record bytes).
 --          A request with several frames is the merge of several drain requests (a
@@ -20,13 +23,13 @@
 local prefix = ARGV[1]
 local dedupe_ttl = ARGV[2]
 local window_ttl = tonumber(ARGV[3])
-local request_count = tonumber(ARGV[4])
-local now = tonumber(redis.call('TIME')[1])
+local request_count = tonumber(ARGV[5])
+local now = tonumber(redis.call('TIME')[1]) - tonumber(ARGV[4])
 
 local results = {}
 local appended = {}  -- close -> true for every list this call appended to
 local sealed = {}    -- close -> whether sealed:<close> exists (one EXISTS per close)
-local at = 5
+local at = 6
 for r = 1, request_count do
   local frame_count = tonumber(ARGV[at])
   local frames_at = at + 1

@@ -4,7 +4,8 @@
 --
 -- KEYS[1] <prefix>lease, KEYS[2] <prefix>pending, KEYS[3] <prefix>sealed_index.
 -- ARGV[1] <prefix>, ARGV[2] "<owner>:<token>", ARGV[3] at most this many windows sealed
--- (and this many reported ready), ARGV[4] TTL of the sealed:<close> markers, seconds.
+-- (and this many reported ready), ARGV[4] TTL of the sealed:<close> markers, seconds,
+-- ARGV[5] write allowance, seconds: a window is due once close + allowance <= TIME.
 -- Returns {sealed, ready, expired}, three arrays of close times (strings):
 --   sealed   windows this call sealed: pts:<close> renamed to proc:<close>;
 --   ready    windows sealed and not acked (this call's and older ones, e.g. left by a
@@ -16,7 +17,7 @@ if redis.call('GET', KEYS[1]) ~= ARGV[2] then
 end
 local prefix = ARGV[1]
 local limit = tonumber(ARGV[3])
-local now = tonumber(redis.call('TIME')[1])
+local now = tonumber(redis.call('TIME')[1]) - tonumber(ARGV[5])
 
 local sealed, ready, expired = {}, {}, {}
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, limit)
