@@ -294,6 +294,15 @@ void Extractor::Extract(const logplex::Frame& frame, std::int64_t time_unix_nano
     return;
   }
 
+  const bool router = frame.app_name == "heroku" && frame.proc_id == "router";
+  // Points come only from keys with an l2met prefix (all contain '#' or "measure"), the
+  // legacy `measure=` form, router lines and loss notices (above). A line with none of
+  // those yields nothing and counts nothing: skip the scan (about 40% of app lines).
+  if (!router && frame.line.find('#') == std::string_view::npos &&
+      frame.line.find("measure") == std::string_view::npos) {
+    return;
+  }
+
   pairs_.clear();
   logfmt::Scanner scanner(frame.line, scratch_);
   for (logfmt::Pair pair; scanner.Next(&pair);) pairs_.push_back(pair);
@@ -310,7 +319,6 @@ void Extractor::Extract(const logplex::Frame& frame, std::int64_t time_unix_nano
     if (legacy_units == nullptr && pair.key == "units") legacy_units = &pair;
   }
   const std::string_view line_source = source != nullptr ? source->value : std::string_view();
-  const bool router = frame.app_name == "heroku" && frame.proc_id == "router";
 
   for (const logfmt::Pair& pair : pairs_) {
     const std::string_view key = pair.key;
