@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <cstring>
 #include <utility>
 
 #include "absl/strings/string_view.h"
@@ -29,10 +30,6 @@ std::uint64_t ReadBigEndian(std::string_view bytes) {
   for (char c : bytes) value = (value << 8) | static_cast<unsigned char>(c);
   return value;
 }
-
-// Debian's Abseil is built with its own absl::string_view (not an alias of the std one),
-// and the map's transparent hash only takes that type.
-absl::string_view AbslView(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 
 // Floor division for b > 0.
 std::int64_t FloorDiv(std::int64_t a, std::int64_t b) {
@@ -130,12 +127,36 @@ std::int64_t WindowOf(std::int64_t unix_nanos, std::int32_t resolution_seconds) 
   return FloorDiv(seconds, resolution) * resolution;
 }
 
+void EncodedKey::Assign(std::string_view bytes) {
+  size_ = static_cast<std::uint32_t>(bytes.size());
+  if (bytes.size() <= kInlineBytes) {
+    heap_.reset();
+    std::memcpy(inline_, bytes.data(), bytes.size());
+  } else {
+    heap_ = std::make_unique<char[]>(bytes.size());
+    std::memcpy(heap_.get(), bytes.data(), bytes.size());
+  }
+}
+
+void EncodedKey::Take(EncodedKey&& other) noexcept {
+  size_ = other.size_;
+  heap_ = std::move(other.heap_);
+  if (heap_ == nullptr) std::memcpy(inline_, other.inline_, size_);
+  other.size_ = 0;
+}
+
 void BucketMap::Add(std::string_view tenant, std::int32_t resolution_seconds, const extract::Point& point) {
   EncodeBucketKey(tenant, point.name, point.source, point.kind, resolution_seconds,
                   WindowOf(point.time_unix_nanos, resolution_seconds), key_buffer_);
-  auto it = map_.find(AbslView(key_buffer_));
-  if (it == map_.end()) it = map_.try_emplace(key_buffer_).first;
+  auto it = map_.find(std::string_view(key_buffer_));
+  if (it == map_.end()) it = map_.try_emplace(EncodedKey(key_buffer_)).first;
   it->second.Add(point.value, point.time_unix_nanos, point.units, point.kind == extract::Kind::kMeasure);
+}
+
+void BucketMap::clear() {
+  // Erasing leaves tombstones that the next inserts reclaim in place (no reallocation
+  // while the table is at most 25/32 full); the slot array stays.
+  for (auto it = map_.begin(); it != map_.end();) map_.erase(it++);
 }
 
 void BucketMap::Merge(BucketMap&& other) {
@@ -148,9 +169,9 @@ void BucketMap::Merge(BucketMap&& other) {
 }
 
 void BucketMap::MergeBucket(std::string_view encoded_key, PartialBucket&& bucket) {
-  auto it = map_.find(AbslView(encoded_key));
+  auto it = map_.find(encoded_key);
   if (it == map_.end()) {
-    map_.try_emplace(std::string(encoded_key), std::move(bucket));
+    map_.try_emplace(EncodedKey(encoded_key), std::move(bucket));
   } else {
     it->second.Merge(bucket);
   }

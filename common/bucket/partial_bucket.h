@@ -4,11 +4,13 @@
 
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/hash/hash.h"
 #include "common/bucket/distribution.h"
 #include "common/extract/extract.h"
 
@@ -69,11 +71,62 @@ struct ClosedBucket {
   PartialBucket bucket;
 };
 
+/// The bytes of an encoded BucketKey (EncodeBucketKey), inline up to kInlineBytes (nearly
+/// every key: tenant, name and source of a few dozen bytes plus 13 fixed bytes) and on the
+/// heap beyond, so a table of a request's buckets allocates nothing per bucket. Converts
+/// implicitly to std::string_view; compares, orders and hashes as its bytes.
+class EncodedKey {
+ public:
+  static constexpr std::size_t kInlineBytes = 76;
+
+  EncodedKey() = default;
+  EncodedKey(std::string_view bytes) { Assign(bytes); }  // NOLINT: implicit by design
+  EncodedKey(const EncodedKey& other) { Assign(other.view()); }
+  EncodedKey(EncodedKey&& other) noexcept { Take(std::move(other)); }
+  EncodedKey& operator=(const EncodedKey& other) {
+    if (this != &other) Assign(other.view());
+    return *this;
+  }
+  EncodedKey& operator=(EncodedKey&& other) noexcept {
+    if (this != &other) Take(std::move(other));
+    return *this;
+  }
+  ~EncodedKey() = default;
+
+  std::string_view view() const { return {heap_ != nullptr ? heap_.get() : inline_, size_}; }
+  operator std::string_view() const { return view(); }  // NOLINT: implicit by design
+
+  friend bool operator==(const EncodedKey& a, const EncodedKey& b) { return a.view() == b.view(); }
+  friend bool operator<(const EncodedKey& a, const EncodedKey& b) { return a.view() < b.view(); }
+  template <typename H>
+  friend H AbslHashValue(H h, const EncodedKey& key) {
+    return H::combine(std::move(h), key.view());
+  }
+
+ private:
+  void Assign(std::string_view bytes);
+  void Take(EncodedKey&& other) noexcept;
+
+  std::uint32_t size_ = 0;
+  char inline_[kInlineBytes];
+  std::unique_ptr<char[]> heap_;  // Set when size_ > kInlineBytes.
+};
+
+/// Transparent hash and equality of EncodedKey and std::string_view (lookups by bytes).
+struct EncodedKeyHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view bytes) const { return absl::Hash<std::string_view>{}(bytes); }
+};
+struct EncodedKeyEq {
+  using is_transparent = void;
+  bool operator()(std::string_view a, std::string_view b) const { return a == b; }
+};
+
 /// Partial buckets keyed by encoded BucketKey: the pre-aggregation table of one request,
 /// of one replay, or of the memory store. Not thread-safe.
 class BucketMap {
  public:
-  using Map = absl::flat_hash_map<std::string, PartialBucket>;
+  using Map = absl::flat_hash_map<EncodedKey, PartialBucket, EncodedKeyHash, EncodedKeyEq>;
 
   /// Adds one point of `tenant` at `resolution_seconds` (window from point.time_unix_nanos).
   void Add(std::string_view tenant, std::int32_t resolution_seconds, const extract::Point& point);
@@ -87,7 +140,9 @@ class BucketMap {
   bool empty() const { return map_.empty(); }
   Map& map() { return map_; }
   const Map& map() const { return map_; }
-  void clear() { map_.clear(); }
+  /// Empties the table and keeps its capacity, so a table reused for request after
+  /// request stops allocating its slot array (absl's clear() frees it past 127 slots).
+  void clear();
 
   /// Moves out every bucket, decoded, sorted by key (tenant, name, source, kind, ...).
   std::vector<ClosedBucket> TakeAll();

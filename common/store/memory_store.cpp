@@ -81,7 +81,7 @@ absl::StatusOr<IngestResult> MemoryStore::Ingest(std::string_view tenant, std::s
         result.series_limit_points += partial.count;
         continue;
       }
-      closing_[close].push_back(encoded);
+      closing_[close].emplace_back(encoded.view());
       result.applied_points += partial.count;
       open_.map().emplace(encoded, std::move(partial));
       continue;

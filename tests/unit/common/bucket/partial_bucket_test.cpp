@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/allocation_counter.h"
+
 namespace drainmet::bucket {
 namespace {
 
@@ -521,6 +523,72 @@ TEST(BucketMap, MergeBucketInsertsOrMerges) {
   ASSERT_EQ(closed.size(), 1u);
   EXPECT_EQ(closed[0].bucket.count, 3u);
   EXPECT_EQ(closed[0].bucket.values.Percentile(50), 2);
+}
+
+}  // namespace
+}  // namespace drainmet::bucket
+
+namespace drainmet::bucket {
+namespace {
+
+// ---- EncodedKey and table reuse (issue "Performance": no allocation per bucket) --------
+
+TEST(EncodedKeyTest, ShortKeysInlineLongKeysOnTheHeapBothCopyAndMove) {
+  const std::string short_bytes(EncodedKey::kInlineBytes, 'a');
+  const std::string long_bytes(EncodedKey::kInlineBytes + 1, 'b');
+  for (const std::string& bytes : {short_bytes, long_bytes, std::string("x\0y", 3), std::string()}) {
+    EncodedKey key(bytes);
+    EXPECT_EQ(key.view(), bytes);
+    EncodedKey copy = key;
+    EXPECT_EQ(copy.view(), bytes);
+    EXPECT_EQ(copy, key);
+    EncodedKey moved = std::move(copy);
+    EXPECT_EQ(moved.view(), bytes);
+    EncodedKey assigned("other");
+    assigned = moved;
+    EXPECT_EQ(assigned.view(), bytes);
+    assigned = EncodedKey("z");
+    EXPECT_EQ(assigned.view(), "z");
+    EXPECT_EQ(EncodedKeyHash{}(key), EncodedKeyHash{}(std::string_view(bytes)));
+  }
+  EXPECT_LT(EncodedKey("a"), EncodedKey("b"));
+  EXPECT_LT(EncodedKey(short_bytes), EncodedKey(long_bytes));
+}
+
+extract::Point CountPoint(const std::string& name, std::string_view source, std::int64_t t) {
+  extract::Point p;
+  p.kind = extract::Kind::kCount;
+  p.name = name;
+  p.source = source;
+  p.value = 1;
+  p.time_unix_nanos = t;
+  return p;
+}
+
+TEST(BucketMapTest, ClearedTableIsReusedAndFindsByBytes) {
+  BucketMap map;
+  std::vector<std::string> names;
+  for (int i = 0; i < 300; ++i) names.push_back("metric.number." + std::to_string(i));
+  long allocations_after_first_round = 0;
+  for (int round = 0; round < 3; ++round) {
+    const long before = testing_support::AllocationCount();
+    for (const std::string& name : names) {
+      const extract::Point p = CountPoint(name, "web.1", 1'700'000'000'000'000'000);
+      map.Add("acme", 60, p);
+      map.Add("acme", 60, p);
+    }
+    ASSERT_EQ(map.size(), 300u);
+    for (const auto& [key, bucket] : map.map()) EXPECT_EQ(bucket.count, 2u);
+    std::string encoded;
+    EncodeBucketKey("acme", "metric.number.7", "web.1", extract::Kind::kCount, 60, 1'699'999'980, encoded);
+    ASSERT_TRUE(map.map().contains(std::string_view(encoded)));
+    map.clear();
+    EXPECT_TRUE(map.empty());
+    if (round > 0) allocations_after_first_round += testing_support::AllocationCount() - before;
+  }
+  // Keys are inline and the slot array stays: a reused table allocates nothing per bucket
+  // (600 points and 300 buckets a round; the `encoded` probe above allocates per round).
+  EXPECT_LE(allocations_after_first_round, 2 * 2);
 }
 
 }  // namespace
