@@ -287,6 +287,12 @@ wait_ready() {  # wait_ready NAME BASE_URL: /readyz answers 200
     sleep 0.1
   done
 }
+grpc_of() {  # grpc_of LOGLINE: the grpc=HOST:PORT value (grpc.health.v1)
+  local v
+  v=$(printf '%s' "$1" | grep -oE ' grpc="?[^" ]+' | head -n1)
+  v=${v# grpc=}
+  printf '%s' "${v#\"}"
+}
 listen_of() {  # listen_of LOGLINE: the listen=HOST:PORT value
   local v
   v=$(printf '%s' "$1" | grep -oE 'listen="?[^" ]+' | head -n1)
@@ -389,18 +395,24 @@ for ((i = 1; i <= outlets; i++)); do
 done
 
 receiver_urls=()
+receiver_grpc=()
 for ((i = 1; i <= receivers; i++)); do
-  addr=$(listen_of "$(wait_log "receiver-$i" 'msg="?drainmet-receiver listening')")
+  line=$(wait_log "receiver-$i" 'msg="?drainmet-receiver listening')
+  addr=$(listen_of "$line")
   [ -n "$addr" ] || die "receiver-$i: no listen address in its log"
   wait_ready "receiver-$i" "http://$addr"
   receiver_urls+=("http://$addr")
+  receiver_grpc+=("$(grpc_of "$line")")
 done
 outlet_urls=()
+outlet_grpc=()
 for ((i = 1; i <= outlets; i++)); do
-  addr=$(listen_of "$(wait_log "outlet-$i" 'msg="?drainmet-outlet listening')")
+  line=$(wait_log "outlet-$i" 'msg="?drainmet-outlet listening')
+  addr=$(listen_of "$line")
   [ -n "$addr" ] || die "outlet-$i: no listen address in its log"
   wait_ready "outlet-$i" "http://$addr"
   outlet_urls+=("http://$addr")
+  outlet_grpc+=("$(grpc_of "$line")")
 done
 
 # --- summary -------------------------------------------------------------------------
@@ -412,13 +424,13 @@ done
   say "component=config pid=$(pid_of config) grpc=127.0.0.1:$config_port log=$dir/config.log"
   for ((i = 1; i <= receivers; i++)); do
     u=${receiver_urls[$((i - 1))]}
-    say "component=receiver index=$i pid=$(pid_of "receiver-$i") url=$u/logs drain_url=${u/http:\/\//http://$token@}/logs log=$dir/receiver-$i.log"
+    say "component=receiver index=$i pid=$(pid_of "receiver-$i") url=$u/logs drain_url=${u/http:\/\//http://$token@}/logs grpc=${receiver_grpc[$((i - 1))]} log=$dir/receiver-$i.log"
   done
   for ((i = 1; i <= outlets; i++)); do
     u=${outlet_urls[$((i - 1))]}
     out=""
     [ -z "$librato_url" ] && out=" gauges=$dir/outlet-$i.out"
-    say "component=outlet index=$i pid=$(pid_of "outlet-$i") metrics_url=$u/metrics log=$dir/outlet-$i.log$out"
+    say "component=outlet index=$i pid=$(pid_of "outlet-$i") metrics_url=$u/metrics grpc=${outlet_grpc[$((i - 1))]} log=$dir/outlet-$i.log$out"
   done
   say "msg=ready dir=$dir token=$token config=$dir/config.yaml pids=$dir/pids output=${librato_url:-stdout} redis_servers=$redis_servers shards=$shards"
 } | tee "$dir/summary"
