@@ -133,6 +133,21 @@ void Distribution::Add(double value) {
   sorted_ = false;
 }
 
+std::vector<double> Distribution::TakeStorage() {
+  if (sketched_) return {};
+  std::vector<double> storage = std::move(values_);
+  storage.clear();
+  values_ = {};
+  sorted_ = false;
+  return storage;
+}
+
+void Distribution::AdoptStorage(std::vector<double>&& storage) {
+  if (sketched_ || values_.capacity() != 0) return;
+  values_ = std::move(storage);
+  values_.clear();
+}
+
 void Distribution::Merge(const Distribution& other) {
   if (other.count() == 0) return;
   if (!sketched_ && !other.sketched_ && values_.size() + other.values_.size() <= kExactCap) {

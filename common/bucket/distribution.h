@@ -94,6 +94,14 @@ class Distribution {
 
   /// Exact values (in no particular order) while exact().
   const std::vector<double>& values() const { return values_; }
+
+  /// Storage recycling for tables reused request after request (BucketMap::clear): moves
+  /// the exact values' vector out, emptied with its capacity kept, and leaves this
+  /// distribution empty. Empty vector when sketched.
+  std::vector<double> TakeStorage();
+  /// Gives a distribution with no values yet an emptied vector to fill (from TakeStorage);
+  /// ignored when it already has values or storage.
+  void AdoptStorage(std::vector<double>&& storage);
   const DDSketch& sketch() const { return sketch_; }
 
  private:

@@ -149,14 +149,29 @@ void BucketMap::Add(std::string_view tenant, std::int32_t resolution_seconds, co
   EncodeBucketKey(tenant, point.name, point.source, point.kind, resolution_seconds,
                   WindowOf(point.time_unix_nanos, resolution_seconds), key_buffer_);
   auto it = map_.find(std::string_view(key_buffer_));
-  if (it == map_.end()) it = map_.try_emplace(EncodedKey(key_buffer_)).first;
+  if (it == map_.end()) {
+    it = map_.try_emplace(EncodedKey(key_buffer_)).first;
+    if (point.kind == extract::Kind::kMeasure && !spare_values_.empty()) {
+      it->second.values.AdoptStorage(std::move(spare_values_.back()));
+      spare_values_.pop_back();
+    }
+  }
   it->second.Add(point.value, point.time_unix_nanos, point.units, point.kind == extract::Kind::kMeasure);
 }
 
 void BucketMap::clear() {
   // Erasing leaves tombstones that the next inserts reclaim in place (no reallocation
   // while the table is at most 25/32 full); the slot array stays.
-  for (auto it = map_.begin(); it != map_.end();) map_.erase(it++);
+  constexpr std::size_t kMaxSpare = 1024;
+  for (auto it = map_.begin(); it != map_.end();) {
+    if (spare_values_.size() < kMaxSpare) {
+      std::vector<double> storage = it->second.values.TakeStorage();
+      if (storage.capacity() > 0 && storage.capacity() <= Distribution::kExactCap) {
+        spare_values_.push_back(std::move(storage));
+      }
+    }
+    map_.erase(it++);
+  }
 }
 
 void BucketMap::Merge(BucketMap&& other) {

@@ -141,7 +141,8 @@ class BucketMap {
   Map& map() { return map_; }
   const Map& map() const { return map_; }
   /// Empties the table and keeps its capacity, so a table reused for request after
-  /// request stops allocating its slot array (absl's clear() frees it past 127 slots).
+  /// request stops allocating its slot array (absl's clear() frees it past 127 slots),
+  /// and keeps the measures' value vectors for its next buckets (at most 1024 of them).
   void clear();
 
   /// Moves out every bucket, decoded, sorted by key (tenant, name, source, kind, ...).
@@ -150,6 +151,7 @@ class BucketMap {
  private:
   Map map_;
   std::string key_buffer_;
+  std::vector<std::vector<double>> spare_values_;  // emptied vectors for new measure buckets
 };
 
 }  // namespace drainmet::bucket

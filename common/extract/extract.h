@@ -72,6 +72,11 @@ class Extractor {
 
   explicit Extractor(const DrainOptions& options);
 
+  /// Serves another drain's `options` from now on, keeping the scratch buffers (one
+  /// extractor per thread serves request after request without allocating). Copies
+  /// `options` (prefixes of at most a few bytes; no allocation once warm unless longer).
+  void Reset(const DrainOptions& options) { options_ = options; }
+
   /// Calls `sink` for every point of `frame`'s line, in order, all at `time_unix_nanos`,
   /// and counts bad_value and bad_name in `counters` (points are counted by the caller).
   ///
