@@ -11,6 +11,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/hash/hash.h"
+#include "absl/strings/string_view.h"
 #include "common/bucket/distribution.h"
 #include "common/extract/extract.h"
 
@@ -100,7 +101,8 @@ class EncodedKey {
   friend bool operator<(const EncodedKey& a, const EncodedKey& b) { return a.view() < b.view(); }
   template <typename H>
   friend H AbslHashValue(H h, const EncodedKey& key) {
-    return H::combine(std::move(h), key.view());
+    const std::string_view v = key.view();
+    return H::combine(std::move(h), absl::string_view(v.data(), v.size()));
   }
 
  private:
@@ -113,9 +115,13 @@ class EncodedKey {
 };
 
 /// Transparent hash and equality of EncodedKey and std::string_view (lookups by bytes).
+/// Hashes as absl::string_view: Debian's Abseil has its own string_view type, and hashing a
+/// std::string_view there falls back to std::hash (several times slower).
 struct EncodedKeyHash {
   using is_transparent = void;
-  std::size_t operator()(std::string_view bytes) const { return absl::Hash<std::string_view>{}(bytes); }
+  std::size_t operator()(std::string_view bytes) const {
+    return absl::Hash<absl::string_view>{}(absl::string_view(bytes.data(), bytes.size()));
+  }
 };
 struct EncodedKeyEq {
   using is_transparent = void;
