@@ -165,10 +165,12 @@ absl::Status ParseOutlet(const YAML::Node& node, std::string_view path, Outlet* 
 }
 
 absl::Status ParseReceiver(const YAML::Node& node, std::string_view path, Receiver* receiver) {
-  return ForEachEntry(node, path, {"flush_interval_ms", "max_series_in_memory"},
+  return ForEachEntry(node, path, {"flush_interval_ms", "flush_delay_ms", "max_series_in_memory"},
                       [&](std::string_view key, const YAML::Node& value, const std::string& key_path) {
                         if (key == "flush_interval_ms")
                           return ReadInt64(value, key_path, &receiver->flush_interval_ms);
+                        if (key == "flush_delay_ms")
+                          return ReadInt64(value, key_path, &receiver->flush_delay_ms);
                         return ReadUint64(value, key_path, &receiver->max_series_in_memory);
                       });
 }
@@ -519,6 +521,10 @@ absl::Status Validate(const Config& config) {
   }
   if (config.outlet.lease_renew_ms >= config.outlet.lease_ttl_ms) {
     return Error("outlet.lease_renew_ms", "must be < outlet.lease_ttl_ms");
+  }
+  if (config.receiver.flush_delay_ms < 0 ||
+      config.receiver.flush_delay_ms > config.receiver.flush_interval_ms) {
+    return Error("receiver.flush_delay_ms", "must be between 0 and receiver.flush_interval_ms");
   }
   if (absl::Status s = ValidateRedis(config.redis); !s.ok()) return s;
 

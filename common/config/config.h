@@ -3,8 +3,8 @@
 // the outlet's pacing and retries, and the tenants with their tokens and Librato accounts.
 // Read from one YAML or JSON file (docs/configuration.md is the reference of every key).
 
-#include <cstddef>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -84,8 +84,14 @@ struct Outlet {
 
 /// Distributed mode: the receivers' pre-aggregation before a flush to Redis.
 struct Receiver {
-  /// How long a worker pre-aggregates points before writing its partial buckets, ms. > 0.
+  /// The longest a request's points wait in a receiver before their write to Redis
+  /// starts, ms: the bound of the pre-aggregation window. > 0.
   std::int64_t flush_interval_ms = 1000;
+  /// How long a batch collects after its first request before its write starts while
+  /// Redis is idle, ms (group commit: under load, batches also grow while the previous
+  /// write runs). 0..flush_interval_ms. Logplex sends one request at a time per
+  /// connection (FORMATS.md §1.1), so this is about each drain's added latency.
+  std::int64_t flush_delay_ms = 2;
   /// Series a worker keeps in memory at most; reaching it flushes early. > 0.
   std::uint64_t max_series_in_memory = 200'000;
 

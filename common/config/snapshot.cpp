@@ -65,6 +65,7 @@ v1::ConfigSnapshot ToProto(const Config& config, std::uint64_t version) {
   v1::ReceiverSettings& receiver = *snapshot.mutable_receiver();
   receiver.set_flush_interval_ms(config.receiver.flush_interval_ms);
   receiver.set_max_series_in_memory(config.receiver.max_series_in_memory);
+  receiver.set_flush_delay_ms(config.receiver.flush_delay_ms);
 
   v1::RedisSettings& redis = *snapshot.mutable_redis();
   redis.set_shards(config.redis.shards);
@@ -136,6 +137,7 @@ absl::StatusOr<Config> FromProto(const v1::ConfigSnapshot& snapshot) {
   if (snapshot.has_receiver()) {
     config.receiver.flush_interval_ms = snapshot.receiver().flush_interval_ms();
     config.receiver.max_series_in_memory = snapshot.receiver().max_series_in_memory();
+    config.receiver.flush_delay_ms = snapshot.receiver().flush_delay_ms();
   }
   if (snapshot.has_redis()) {
     const v1::RedisSettings& redis = snapshot.redis();

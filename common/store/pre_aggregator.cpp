@@ -1,5 +1,6 @@
 #include "common/store/pre_aggregator.h"
 
+#include <algorithm>
 #include <future>
 #include <map>
 #include <utility>
@@ -121,6 +122,10 @@ PreAggregatorStats PreAggregator::stats() const {
   return stats;
 }
 
+std::chrono::milliseconds PreAggregator::FlushWait() const {
+  return std::min(options_.flush_delay, options_.flush_interval);
+}
+
 void PreAggregator::Run() {
   Batch batch;
   std::vector<Queued> queued;
@@ -133,7 +138,7 @@ void PreAggregator::Run() {
       if (batch.empty()) {
         cv_.wait(lock, wake);
       } else {
-        cv_.wait_until(lock, batch.first + options_.flush_interval, wake);
+        cv_.wait_until(lock, batch.first + FlushWait(), wake);
       }
       queued.swap(queue_);
       queued_buckets_ = 0;
@@ -145,7 +150,7 @@ void PreAggregator::Run() {
       queued.clear();
     }
     if (!batch.empty() && (stopping || soon || batch.buckets >= options_.max_series ||
-                           Clock::now() >= batch.first + options_.flush_interval)) {
+                           Clock::now() >= batch.first + FlushWait())) {
       Flush(batch);
       batch = Batch{};
     }

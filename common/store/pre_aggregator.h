@@ -21,9 +21,14 @@
 namespace drainmet::store {
 
 struct PreAggregatorOptions {
-  /// How long requests are merged before their write; the first request of a batch waits
-  /// at most this long plus the write (SEMANTICS-neutral: only latency and Redis load).
+  /// The longest a batch collects before its write starts (the first request of a batch
+  /// waits at most this long plus the write).
   std::chrono::milliseconds flush_interval{1000};
+  /// How long a batch collects after its first request before its write starts (group
+  /// commit: requests that arrive during a write join the next batch, so under load the
+  /// batches grow by themselves). At most flush_interval; the effective wait is the
+  /// smaller of the two.
+  std::chrono::milliseconds flush_delay{1000};
   /// Buckets (series × window) merged in memory at most: reaching it flushes at once. The
   /// queue of requests not yet merged is bounded by the same number of buckets; a request
   /// that would exceed it is refused with Unavailable (the receiver answers 503 with
@@ -102,6 +107,8 @@ class PreAggregator final : public Store {
   struct Batch;
 
   void Run();
+  /// How long a batch collects after its first request: min(flush_delay, flush_interval).
+  std::chrono::milliseconds FlushWait() const;
   /// Pre-checks and merges `queued` into `batch` (answers duplicates and refusals now).
   void Absorb(std::vector<Queued>& queued, Batch& batch);
   /// Writes `batch` and answers its requests.

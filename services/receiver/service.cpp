@@ -33,6 +33,7 @@ Service::Service(std::shared_ptr<const drain::TenantDirectory> directory,
   const config::Receiver& receiver = holder_->Get()->config.receiver;
   store::PreAggregatorOptions options;
   options.flush_interval = std::chrono::milliseconds(receiver.flush_interval_ms);
+  options.flush_delay = std::chrono::milliseconds(receiver.flush_delay_ms);
   options.max_series = receiver.max_series_in_memory;
   aggregator_ = std::make_unique<store::PreAggregator>(store_, options);
 }

@@ -68,6 +68,7 @@ class ReceiverTest : public ::testing::Test {
     service_.reset();
     config::Config c;
     c.receiver.flush_interval_ms = flush_interval_ms;
+    c.receiver.flush_delay_ms = flush_interval_ms;  // batches collect for the whole interval
     c.listen = "127.0.0.1:0";
     c.threads = 2;
     c.redis.shards = 4;

@@ -263,13 +263,19 @@ class Answers {
   std::map<std::size_t, unsigned> status_;
 };
 
+/// Options whose batches collect for `interval` (flush_delay = flush_interval).
+PreAggregatorOptions AggregatorOptions(std::chrono::milliseconds interval, std::uint64_t max_series) {
+  PreAggregatorOptions options;
+  options.flush_interval = interval;
+  options.flush_delay = interval;
+  options.max_series = max_series;
+  return options;
+}
+
 class PreAggregatorTest : public RedisStoreTest {
  protected:
   void StartAggregator(std::chrono::milliseconds interval, std::uint64_t max_series = 200'000) {
-    PreAggregatorOptions options;
-    options.flush_interval = interval;
-    options.max_series = max_series;
-    aggregator_ = std::make_unique<PreAggregator>(*store_, options);
+    aggregator_ = std::make_unique<PreAggregator>(*store_, AggregatorOptions(interval, max_series));
     async_handler_ =
         std::make_unique<drain::DrainHandler>(directory_, *aggregator_, base::SystemClock::Get(), metrics_);
   }
@@ -420,7 +426,7 @@ TEST_F(PreAggregatorTest, RedisDownAnswers503) {
   dead.connect_timeout = std::chrono::milliseconds(200);
   options.servers = {dead};
   RedisStore store(options);
-  PreAggregator aggregator(store, PreAggregatorOptions{std::chrono::milliseconds(50), 1000});
+  PreAggregator aggregator(store, AggregatorOptions(std::chrono::milliseconds(50), 1000));
   drain::DrainHandler handler(directory_, aggregator, base::SystemClock::Get(), metrics_);
   const std::string body = Body(base::SystemClock::Get().NowUnixNanos(), 2);
   EXPECT_EQ(handler.Handle(Drain(body, "DOWN")).status, 503u);  // the pre-check fails
@@ -450,7 +456,7 @@ TEST_F(PreAggregatorTest, FullQueueRefusesAtOnce) {
   stalled.command_timeout = std::chrono::milliseconds(1500);
   options.servers = {stalled};
   RedisStore store(options);
-  PreAggregator aggregator(store, PreAggregatorOptions{std::chrono::milliseconds(10), 10});
+  PreAggregator aggregator(store, AggregatorOptions(std::chrono::milliseconds(10), 10));
   drain::DrainHandler handler(directory_, aggregator, base::SystemClock::Get(), metrics_);
   const std::int64_t now = base::SystemClock::Get().NowUnixNanos();
   Answers answers;
@@ -476,7 +482,7 @@ TEST_F(PreAggregatorTest, LatenessIsJudgedAtReceiptNotAtTheFlush) {
   ASSERT_TRUE(store.Ping().ok());  // measures the server's clock offset
   ASSERT_TRUE(store.ClockOffsetNanos(0).has_value());
   EXPECT_LT(std::abs(*store.ClockOffsetNanos(0)), 1'000'000'000) << "same host: offset well under 1 s";
-  PreAggregator aggregator(store, PreAggregatorOptions{std::chrono::milliseconds(2500), 1000});
+  PreAggregator aggregator(store, AggregatorOptions(std::chrono::milliseconds(2500), 1000));
   drain::DrainHandler handler(directory_, aggregator, base::SystemClock::Get(), metrics_);
 
   // Stamped now: resolution 1 s + grace 1 s closes it within 2 s, before the 2.5 s flush.

@@ -54,6 +54,7 @@ outlet:
   lease_renew_ms: 4000
 receiver:
   flush_interval_ms: 250
+  flush_delay_ms: 7
   max_series_in_memory: 5000
 redis:
   shards: 16
@@ -89,7 +90,7 @@ const char kFullJson[] = R"({
   "outlet": {"interval_ms": 250, "connect_timeout_ms": 1000, "request_timeout_ms": 5000,
              "max_gauges_per_request": 100, "retry_initial_backoff_ms": 200,
              "retry_max_backoff_ms": 30000, "lease_ttl_ms": 20000, "lease_renew_ms": 4000},
-  "receiver": {"flush_interval_ms": 250, "max_series_in_memory": 5000},
+  "receiver": {"flush_interval_ms": 250, "flush_delay_ms": 7, "max_series_in_memory": 5000},
   "redis": {"shards": 16, "servers": ["10.0.0.1:6379", "[::1]:6380", "unix:/run/redis/redis.sock"],
             "connect_timeout_ms": 500, "command_timeout_ms": 750},
   "tenants": [
@@ -128,7 +129,7 @@ Config ExpectedFull() {
               .retry_max_backoff_ms = 30000,
               .lease_ttl_ms = 20000,
               .lease_renew_ms = 4000};
-  c.receiver = {.flush_interval_ms = 250, .max_series_in_memory = 5000};
+  c.receiver = {.flush_interval_ms = 250, .flush_delay_ms = 7, .max_series_in_memory = 5000};
   c.redis = {.shards = 16,
              .servers = {"10.0.0.1:6379", "[::1]:6380", "unix:/run/redis/redis.sock"},
              .connect_timeout_ms = 500,
@@ -187,6 +188,7 @@ TEST(ParseConfigTest, EveryDefault) {
   EXPECT_EQ(config->outlet.lease_ttl_ms, 15000);
   EXPECT_EQ(config->outlet.lease_renew_ms, 5000);
   EXPECT_EQ(config->receiver.flush_interval_ms, 1000);
+  EXPECT_EQ(config->receiver.flush_delay_ms, 2);
   EXPECT_EQ(config->receiver.max_series_in_memory, 200000u);
   EXPECT_EQ(config->redis.shards, 64u);
   EXPECT_EQ(config->redis.servers, std::vector<std::string>{"127.0.0.1:6379"});
@@ -307,6 +309,8 @@ TEST(ParseConfigTest, TypeErrorsNamedByPath) {
        "redis.command_timeout_ms: must be an integer"},
       {"FlushIntervalQuoted", "receiver: {flush_interval_ms: \"5\"}\n" + kTenants,
        "receiver.flush_interval_ms: must be an integer"},
+      {"FlushDelayOverInterval", "receiver: {flush_interval_ms: 100, flush_delay_ms: 101}\n" + kTenants,
+       "receiver.flush_delay_ms: must be between 0 and receiver.flush_interval_ms"},
       {"MaxSeriesNegative", "receiver: {max_series_in_memory: -5}\n" + kTenants,
        "receiver.max_series_in_memory: must be a non-negative integer"},
       {"LeaseTtlWord", "outlet: {lease_ttl_ms: long}\n" + kTenants,

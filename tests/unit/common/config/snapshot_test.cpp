@@ -37,7 +37,7 @@ Config RichConfig() {
               .retry_max_backoff_ms = 16,
               .lease_ttl_ms = 17,
               .lease_renew_ms = 3};
-  c.receiver = {.flush_interval_ms = 250, .max_series_in_memory = 123456};
+  c.receiver = {.flush_interval_ms = 250, .flush_delay_ms = 9, .max_series_in_memory = 123456};
   c.redis = {.shards = 4096,
              .servers = {"10.0.0.1:6379", "[::1]:6380", "unix:/run/redis.sock"},
              .connect_timeout_ms = 321,
@@ -106,6 +106,7 @@ TEST(SnapshotTest, ToProtoFillsTheFieldsAsDocumented) {
   EXPECT_EQ(s.outlet().lease_renew_ms(), 3);
   EXPECT_EQ(s.receiver().flush_interval_ms(), 250);
   EXPECT_EQ(s.receiver().max_series_in_memory(), 123456u);
+  EXPECT_EQ(s.receiver().flush_delay_ms(), 9);
   EXPECT_EQ(s.redis().shards(), 4096u);
   EXPECT_THAT(s.redis().servers(),
               testing::ElementsAre("10.0.0.1:6379", "[::1]:6380", "unix:/run/redis.sock"));
