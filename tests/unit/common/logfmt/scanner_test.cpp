@@ -252,5 +252,43 @@ INSTANTIATE_TEST_SUITE_P(
         UnquoteRow{"EmptyIsEmpty", "", true, ""}),
     [](const testing::TestParamInfo<UnquoteRow>& info) { return info.param.name; });
 
+// Ident runs are found 16 bytes at a time: every run length around the block size, every
+// kind of terminator (space, tab, NUL, '=', '"', 0x20) and bytes >= 0x80 inside runs.
+TEST(ScannerTest, LongAndShortRunsEndAtEveryTerminator) {
+  const std::string terminators[] = {" ", "\t", std::string(1, '\0'), "\x1f", "\x20"};
+  for (std::size_t key_len = 1; key_len <= 40; ++key_len) {
+    for (std::size_t value_len = 1; value_len <= 40; value_len += 3) {
+      for (const std::string& end : terminators) {
+        std::string key(key_len, 'k');
+        key[key_len / 2] = static_cast<char>(0xC3);  // a byte >= 0x80 is ident
+        const std::string value(value_len, '7');
+        const std::string line = key + "=" + value + end + "b=\"q\"" + end + "tail";
+        std::string scratch;
+        Scanner scanner(line, scratch);
+        Pair pair;
+        ASSERT_TRUE(scanner.Next(&pair)) << key_len << " " << value_len;
+        EXPECT_EQ(pair.key, key);
+        EXPECT_EQ(pair.value, value);
+        ASSERT_TRUE(scanner.Next(&pair));
+        EXPECT_EQ(pair.key, "b");
+        EXPECT_EQ(pair.value, "q");
+        ASSERT_TRUE(scanner.Next(&pair));
+        EXPECT_EQ(pair.key, "tail");
+        EXPECT_FALSE(pair.has_value);
+        EXPECT_FALSE(scanner.Next(&pair));
+      }
+      // '=' right after a value ends it (h=1=2 is h=1 then the bare key 2), '"' too.
+      const std::string line = std::string(key_len, 'h') + "=" + std::string(value_len, '1') + "=2";
+      std::string scratch;
+      Scanner scanner(line, scratch);
+      Pair pair;
+      ASSERT_TRUE(scanner.Next(&pair));
+      EXPECT_EQ(pair.value, std::string(value_len, '1'));
+      ASSERT_TRUE(scanner.Next(&pair));
+      EXPECT_EQ(pair.key, "2");
+    }
+  }
+}
+
 }  // namespace
 }  // namespace drainmet::logfmt
