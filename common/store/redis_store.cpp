@@ -28,7 +28,8 @@ namespace {
 constexpr std::int64_t kUnknownOffset = INT64_MIN;
 
 std::int64_t SystemNanos() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
 }  // namespace
@@ -50,7 +51,8 @@ std::optional<std::int64_t> RedisStore::ClockOffsetNanos(std::size_t server) con
   return offset;
 }
 
-bool RedisStore::ClosedAt(std::uint32_t shard, std::int64_t close_unix_s, std::int64_t local_unix_nanos) const {
+bool RedisStore::ClosedAt(std::uint32_t shard, std::int64_t close_unix_s,
+                          std::int64_t local_unix_nanos) const {
   if (options_.servers.empty()) return false;
   const std::optional<std::int64_t> offset = ClockOffsetNanos(shard % options_.servers.size());
   if (!offset) return false;
@@ -226,7 +228,8 @@ absl::Status RedisStore::Ping() {
       if (first_error.ok()) first_error = time.status();
       continue;
     }
-    clock_offsets_[server].store(time->count() * 1000 - (sent + (received - sent) / 2), std::memory_order_relaxed);
+    clock_offsets_[server].store(time->count() * 1000 - (sent + (received - sent) / 2),
+                                 std::memory_order_relaxed);
   }
   return first_error;
 }

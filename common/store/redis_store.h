@@ -4,12 +4,12 @@
 // is answered 2xx only once its points are in Redis (DESIGN rule 2). Outlets read the
 // shards through ShardProtocol directly; TakeClosed is not this class's job.
 
+#include <atomic>
 #include <compare>
 #include <cstdint>
-#include <atomic>
 #include <memory>
-#include <optional>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
