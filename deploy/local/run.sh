@@ -313,10 +313,16 @@ port_taken() {  # port_taken PORT: one of our redis servers already listens on P
   for p in "${redis_ports[@]}"; do [ "$p" = "$1" ] && return 0; done
   return 1
 }
+# Redis TCP ports are drawn below the kernel's ephemeral range, so that while a Redis
+# server is down (a fault test restarts it on the same port) no outgoing connection can
+# take its port.
+ephemeral_low=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+port_span=$((ephemeral_low - 20000))
+[ "$port_span" -ge 1000 ] || port_span=10000
 start_redis() {  # start_redis INDEX (0-based): on a random free loopback port, retried 5 times
   local k=$1 name=${redis_names[$1]} sock=${redis_socks[$1]} attempt port pid
   for attempt in 1 2 3 4 5; do
-    port=$((20000 + RANDOM % 40000))
+    port=$((20000 + RANDOM % port_span))
     port_taken "$port" && continue
     : >"$dir/$name.log"
     start "$name" "$dir/$name.log" "$dir/$name.out" "$redis_server" --port "$port" --bind 127.0.0.1 \
