@@ -24,6 +24,10 @@ usage: deploy/local/run.sh [options]
   --grace-seconds S      grace_seconds of the config (default 5)
   --shards S             redis.shards (default 64)
   --flush-interval-ms MS receiver.flush_interval_ms (default 1000)
+  --flush-delay-ms MS    receiver.flush_delay_ms (default: not written, the config's default 2)
+  --max-series-in-memory N
+                         receiver.max_series_in_memory (default: not written, the config's
+                         default 200000)
   --lease-ttl-ms MS      outlet.lease_ttl_ms (default 15000)
   --lease-renew-ms MS    outlet.lease_renew_ms (default 5000)
   --log-level L          debug, info, warn or error (default info)
@@ -59,6 +63,8 @@ librato_url=""
 grace_seconds=5
 shards=64
 flush_interval_ms=1000
+flush_delay_ms=""
+max_series_in_memory=""
 lease_ttl_ms=15000
 lease_renew_ms=5000
 log_level=info
@@ -76,7 +82,8 @@ while [ $# -gt 0 ]; do
       continue
       ;;
     --dir | --receivers | --outlets | --redis-servers | --binaries | --librato-url | --grace-seconds | --shards | \
-      --flush-interval-ms | --lease-ttl-ms | --lease-renew-ms | --log-level | --ready-timeout | --redis-server)
+      --flush-interval-ms | --lease-ttl-ms | --lease-renew-ms | --log-level | --ready-timeout | --redis-server | \
+      --flush-delay-ms | --max-series-in-memory)
       [ $# -ge 2 ] || usage_error "$opt needs a value"
       val=$2
       shift 2
@@ -93,6 +100,8 @@ while [ $# -gt 0 ]; do
     --grace-seconds) grace_seconds=$val ;;
     --shards) shards=$val ;;
     --flush-interval-ms) flush_interval_ms=$val ;;
+    --flush-delay-ms) flush_delay_ms=$val ;;
+    --max-series-in-memory) max_series_in_memory=$val ;;
     --lease-ttl-ms) lease_ttl_ms=$val ;;
     --lease-renew-ms) lease_renew_ms=$val ;;
     --log-level) log_level=$val ;;
@@ -104,6 +113,14 @@ done
 for n in receivers outlets redis_servers grace_seconds shards flush_interval_ms lease_ttl_ms lease_renew_ms ready_timeout; do
   is_uint "${!n}" || usage_error "--${n//_/-} must be a non-negative integer, got '${!n}'"
 done
+if [ -n "$flush_delay_ms" ]; then
+  is_uint "$flush_delay_ms" || usage_error "--flush-delay-ms must be a non-negative integer, got '$flush_delay_ms'"
+fi
+if [ -n "$max_series_in_memory" ]; then
+  if ! is_uint "$max_series_in_memory" || [ "$max_series_in_memory" -lt 1 ]; then
+    usage_error "--max-series-in-memory must be a positive integer, got '$max_series_in_memory'"
+  fi
+fi
 [ "$receivers" -ge 1 ] || usage_error "--receivers must be >= 1"
 [ "$outlets" -ge 1 ] || usage_error "--outlets must be >= 1"
 [ "$redis_servers" -ge 1 ] || usage_error "--redis-servers must be >= 1"
@@ -370,7 +387,9 @@ listen: "127.0.0.1:0"
 log_level: $log_level
 grace_seconds: $grace_seconds
 receiver:
-  flush_interval_ms: $flush_interval_ms
+  flush_interval_ms: $flush_interval_ms${flush_delay_ms:+
+  flush_delay_ms: $flush_delay_ms}${max_series_in_memory:+
+  max_series_in_memory: $max_series_in_memory}
 outlet:
   lease_ttl_ms: $lease_ttl_ms
   lease_renew_ms: $lease_renew_ms
