@@ -18,6 +18,8 @@ void ProcessBody(std::string_view tenant, const extract::DrainOptions& options, 
   const std::int64_t future_limit =
       times.now_nanos ? *times.now_nanos + times.future_tolerance_nanos : INT64_MAX;
   logplex::FrameReader reader(body);
+  // Frames of one body mostly share their timestamp's second: parse it once.
+  logplex::Rfc3339Cache timestamps;
   std::string_view frame_bytes;
   for (;;) {
     const logplex::FrameStatus status = reader.Next(&frame_bytes);
@@ -40,7 +42,7 @@ void ProcessBody(std::string_view tenant, const extract::DrainOptions& options, 
                          {{"tenant", tenant}});
       continue;
     }
-    std::optional<std::int64_t> time = logplex::ParseRfc3339Nanos(frame->timestamp);
+    std::optional<std::int64_t> time = timestamps.Parse(frame->timestamp);
     if (!time) {
       ++counters.bad_timestamp;
       time = times.received_at_nanos;

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -421,6 +422,122 @@ TEST(ParseRfc3339Nanos, RejectsInvalidText) {
   };
   for (const std::string& text : cases) {
     EXPECT_EQ(ParseRfc3339Nanos(text), std::nullopt) << text;
+  }
+}
+
+// Rfc3339Cache gives ParseRfc3339Nanos's result whatever came before it.
+TEST(Rfc3339Cache, SamePrefixReusesTheSecondAndParsesTheRest) {
+  constexpr std::int64_t k = 1714564805 * kSecond;  // 2024-05-01T12:00:05Z
+  Rfc3339Cache cache;
+  EXPECT_EQ(cache.Parse("2024-05-01T12:00:05.1Z"), k + 100'000'000);
+  EXPECT_EQ(cache.Parse("2024-05-01T12:00:05.25Z"), k + 250'000'000);
+  EXPECT_EQ(cache.Parse("2024-05-01T12:00:05Z"), k);
+  EXPECT_EQ(cache.Parse("2024-05-01T12:00:05.999999999+00:00"), k + 999'999'999);
+  // Same prefix, different offsets: a different instant each.
+  EXPECT_EQ(cache.Parse("2024-05-01T12:00:05+01:00"), k - 3600 * kSecond);
+  EXPECT_EQ(cache.Parse("2024-05-01T12:00:05.5-07:00"), k + 7 * 3600 * kSecond + 500'000'000);
+  // Same prefix, bad rest: rejected, and the next good one still parses.
+  EXPECT_EQ(cache.Parse("2024-05-01T12:00:05"), std::nullopt);
+  EXPECT_EQ(cache.Parse("2024-05-01T12:00:05.Z"), std::nullopt);
+  EXPECT_EQ(cache.Parse("2024-05-01T12:00:05.1234567890Z"), std::nullopt);
+  EXPECT_EQ(cache.Parse("2024-05-01T12:00:05+24:00"), std::nullopt);
+  EXPECT_EQ(cache.Parse("2024-05-01T12:00:05Z "), std::nullopt);
+  EXPECT_EQ(cache.Parse("2024-05-01T12:00:05.3Z"), k + 300'000'000);
+}
+
+TEST(Rfc3339Cache, DifferentSecondIsParsedAgain) {
+  constexpr std::int64_t k = 1714564805 * kSecond;  // 2024-05-01T12:00:05Z
+  Rfc3339Cache cache;
+  EXPECT_EQ(cache.Parse("2024-05-01T12:00:05.5Z"), k + 500'000'000);
+  EXPECT_EQ(cache.Parse("2024-05-01T12:00:06.5Z"), k + kSecond + 500'000'000);
+  EXPECT_EQ(cache.Parse("2024-05-01T12:00:05.5Z"), k + 500'000'000);  // Back again.
+  EXPECT_EQ(cache.Parse("2024-05-02T12:00:05Z"), k + 86400 * kSecond);
+  EXPECT_EQ(cache.Parse("2024-05-01t12:00:05Z"), k);  // Lower-case t: another prefix, same second.
+  EXPECT_EQ(cache.Parse("2016-12-31T23:59:60Z"), 1483228800 * kSecond);  // Leap second.
+}
+
+TEST(Rfc3339Cache, InvalidPrefixIsRejectedAndDoesNotStick) {
+  Rfc3339Cache cache;
+  EXPECT_EQ(cache.Parse(""), std::nullopt);
+  EXPECT_EQ(cache.Parse("-"), std::nullopt);
+  EXPECT_EQ(cache.Parse("2024-05-01T12:00:0"), std::nullopt);  // 18 bytes.
+  EXPECT_EQ(cache.Parse("2024-02-30T00:00:00Z"), std::nullopt);
+  EXPECT_EQ(cache.Parse("2024-02-30T00:00:00.5Z"), std::nullopt);  // Same invalid prefix.
+  EXPECT_EQ(cache.Parse("2024-02-29T00:00:00Z"), 1709164800 * kSecond);
+  EXPECT_EQ(cache.Parse("2024-02-29X00:00:00Z"), std::nullopt);
+  EXPECT_EQ(cache.Parse("2024-02-29T00:00:00Z"), 1709164800 * kSecond);
+  // A short text after a cached prefix is not compared past its end.
+  EXPECT_EQ(cache.Parse("2024-02-29T00:00:0"), std::nullopt);
+  EXPECT_EQ(cache.Parse("2024-02-29T00:00:00+00:00"), 1709164800 * kSecond);
+}
+
+// Random sequences of timestamps, many sharing their second, with random damage: the
+// cache always agrees with ParseRfc3339Nanos.
+TEST(Rfc3339Cache, AgreesWithParseRfc3339NanosOnRandomSequences) {
+  const std::string seconds[] = {"2024-05-01T12:00:05", "2024-05-01T12:00:06", "2024-02-29T23:59:60",
+                                 "2024-02-30T00:00:00", "1678-01-01T00:00:00", "2261-12-31T23:59:59",
+                                 "1969-12-31t23:59:59", "2024-5-01T12:00:05Z"};
+  const std::string rests[] = {"Z",      "z",           ".1Z", ".123456+00:00", ".123456789-07:00", "+23:59",
+                               "-23:59", ".Z",          "",    ".1234567890Z",  "+24:00",           "+05:60",
+                               "+0000",  "Z ",          ".5",  ".000001Z",      "-00:00",           "ZZ",
+                               "+5:00",  ".96214+00:00"};
+  constexpr std::string_view kDamage = "0123456789-:.+TZtz ";
+  std::mt19937 rng(3339);
+  std::uniform_int_distribution<std::size_t> pick_second(0, std::size(seconds) - 1);
+  std::uniform_int_distribution<std::size_t> pick_rest(0, std::size(rests) - 1);
+  std::uniform_int_distribution<int> percent(0, 99);
+  std::uniform_int_distribution<std::size_t> pick_damage(0, kDamage.size() - 1);
+  Rfc3339Cache cache;
+  std::string text = seconds[0] + rests[0];
+  for (int round = 0; round < 200000; ++round) {
+    const int roll = percent(rng);
+    if (roll < 30) {
+      text = seconds[pick_second(rng)] + rests[pick_rest(rng)];  // New second.
+    } else if (roll < 80) {
+      text = text.substr(0, std::min(text.size(), kRfc3339SecondBytes)) + rests[pick_rest(rng)];
+    } else if (!text.empty()) {
+      std::uniform_int_distribution<std::size_t> at(0, text.size() - 1);
+      if (roll < 90) {
+        text[at(rng)] = kDamage[pick_damage(rng)];
+      } else {
+        text.erase(at(rng), 1);
+      }
+    }
+    ASSERT_EQ(cache.Parse(text), ParseRfc3339Nanos(text)) << text << " at round " << round;
+  }
+}
+
+// Header fields of every length around the 16-byte blocks the SP search reads: each
+// field comes out whole, and a doubled SP (an empty field) is rejected.
+TEST(ParseFrame, FieldsOfEveryLengthAroundTheBlockSize) {
+  for (std::size_t field = 0; field < 5; ++field) {
+    for (std::size_t length = 1; length <= 40; ++length) {
+      std::string fields[] = {"2024-05-01T12:00:01Z", "host", "app", "web.1", "-"};
+      fields[field].assign(length, static_cast<char>('a' + field));
+      std::string msg = "<190>1";
+      std::size_t field_begin = 0;
+      for (std::size_t i = 0; i < 5; ++i) {
+        msg += " ";
+        if (i == field) field_begin = msg.size();
+        msg += fields[i];
+      }
+      const std::string with_line = msg + " x=1\n";  // The views point into it.
+      std::optional<Frame> frame = ParseFrame(with_line);
+      ASSERT_TRUE(frame.has_value()) << msg;
+      EXPECT_EQ(frame->timestamp, fields[0]);
+      EXPECT_EQ(frame->hostname, fields[1]);
+      EXPECT_EQ(frame->app_name, fields[2]);
+      EXPECT_EQ(frame->proc_id, fields[3]);
+      EXPECT_EQ(frame->msg_id, fields[4]);
+      EXPECT_EQ(frame->line, "x=1");
+      frame = ParseFrame(msg);  // Nothing after MSGID.
+      ASSERT_TRUE(frame.has_value()) << msg;
+      EXPECT_EQ(frame->msg_id, fields[4]);
+      EXPECT_EQ(frame->line, "");
+      std::string doubled = msg;
+      doubled.insert(field_begin, " ");
+      EXPECT_EQ(ParseFrame(doubled + " x=1"), std::nullopt) << doubled;
+    }
   }
 }
 
