@@ -14,6 +14,13 @@ constexpr bool IsDigit(char c) { return c >= '0' && c <= '9'; }
 // Exponents stop growing here ("1e99999999999999999999"); only their sign matters then.
 constexpr std::int64_t kExponentCap = 1'000'000'000;
 
+// The fast path: a plain decimal of at most kFastDigits digits and no exponent is
+// M / 10^F with M < 10^15 < 2^53 and 10^F <= 10^15, both exact doubles, so one IEEE
+// division gives the correctly rounded value, which std::from_chars also returns.
+constexpr std::size_t kFastDigits = 15;
+constexpr double kPowersOfTen[kFastDigits + 1] = {1e0, 1e1, 1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                                  1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
+
 }  // namespace
 
 bool ParseValue(std::string_view text, ParsedValue* out) {
@@ -34,6 +41,8 @@ bool ParseValue(std::string_view text, ParsedValue* out) {
   bool seen_significant = false;
   std::int64_t integer_digits = 0;
   std::int64_t fraction_zeros = 0;  // Zeros after '.' before the first significant digit.
+  std::uint64_t mantissa = 0;       // The digits as an integer, while digits <= kFastDigits.
+  std::size_t fraction_digits = 0;
   for (; i < n; ++i) {
     const char c = text[i];
     if (c == '.') {
@@ -41,6 +50,8 @@ bool ParseValue(std::string_view text, ParsedValue* out) {
       seen_dot = true;
     } else if (IsDigit(c)) {
       ++digits;
+      if (digits <= kFastDigits) mantissa = mantissa * 10 + static_cast<std::uint64_t>(c - '0');
+      if (seen_dot) ++fraction_digits;
       if (!seen_dot) {
         if (seen_significant || c != '0') ++integer_digits;
       } else if (!seen_significant && integer_digits == 0 && c == '0') {
@@ -52,6 +63,7 @@ bool ParseValue(std::string_view text, ParsedValue* out) {
     }
   }
   if (digits == 0) return false;  // "", "-", ".", "e5", "inf", "nan", " 5".
+  const std::size_t mantissa_end = i;
   const std::int64_t lead_exponent = integer_digits > 0 ? integer_digits - 1 : -(fraction_zeros + 1);
 
   // Exponent: only when 'e'/'E' is followed by digits (after an optional sign);
@@ -73,11 +85,23 @@ bool ParseValue(std::string_view text, ParsedValue* out) {
     }
   }
 
-  // std::from_chars is locale-free; it gets exactly the matched span without the sign
-  // (it rejects '+').
   double value = 0;
   const char* const first = text.data() + mantissa_begin;
   const char* const last = text.data() + i;
+  if (digits <= kFastDigits && i == mantissa_end) {  // No exponent.
+    // Below 10^15: never out of range, never above kMaxMagnitude.
+    value = static_cast<double>(mantissa) / kPowersOfTen[fraction_digits];
+    if (value == 0) {
+      value = 0;  // No negative zero.
+    } else if (negative) {
+      value = -value;
+    }
+    out->value = value;
+    out->units = text.substr(i);
+    return true;
+  }
+  // std::from_chars is locale-free; it gets exactly the matched span without the sign
+  // (it rejects '+').
   const std::from_chars_result result = std::from_chars(first, last, value, std::chars_format::general);
   if (result.ec == std::errc::result_out_of_range) {
     // The value lies in [10^d, 10^(d+1)) for d = lead_exponent + exponent, so a

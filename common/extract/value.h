@@ -21,7 +21,9 @@ struct ParsedValue {
 /// caller's business (§3.2) and returns false. `*out` is written only on success.
 /// Examples: "4.5ms" -> 4.5 "ms"; "2.5E+3" -> 2500 ""; "5em" -> 5 "em"; "12ms3" -> 12
 /// "ms3"; ".5" -> 0.5; "-3C" -> -3 "C"; "0x1F", "inf", "nan", "-", "1e400" -> false.
-/// Pure; thread-safe; no allocation; locale-independent (std::from_chars).
+/// The value is the correctly rounded double of the decimal (std::from_chars; a plain
+/// decimal of at most 15 digits without exponent by one exact division, which gives the
+/// same double). Pure; thread-safe; no allocation; locale-independent.
 bool ParseValue(std::string_view text, ParsedValue* out);
 
 }  // namespace drainmet::extract

@@ -1,8 +1,20 @@
 #include "common/extract/value.h"
 
+#include <bit>
+#include <charconv>
 #include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <optional>
+#include <random>
 #include <string>
+#include <string_view>
+#include <system_error>
 
+#include "common/logfmt/scanner.h"
+#include "common/logplex/frame_reader.h"
 #include "gtest/gtest.h"
 
 namespace drainmet::extract {
@@ -82,6 +94,100 @@ INSTANTIATE_TEST_SUITE_P(
                     Bad("AboveLimit", "1.0000001e126"), Bad("FarAboveLimit", "1e200"),
                     Bad("ManyDigitsAboveLimit", std::string(130, '9'))),
     [](const testing::TestParamInfo<ValueRow>& info) { return info.param.name; });
+
+// ---------------------------------------------------------------------------------------
+// The short-decimal fast path gives bit for bit what std::from_chars gives.
+
+// Checks one text: when ParseValue accepts it and std::from_chars parses the matched
+// number (the text without its sign and units) in range, the doubles are identical
+// (with the sign applied and -0 made +0, as SEMANTICS §3.3 says).
+void ExpectSameAsFromChars(std::string_view text) {
+  ParsedValue parsed;
+  if (!ParseValue(text, &parsed)) return;
+  ASSERT_TRUE(text.ends_with(parsed.units)) << text;
+  std::string_view span = text.substr(0, text.size() - parsed.units.size());
+  bool negative = false;
+  if (!span.empty() && (span[0] == '+' || span[0] == '-')) {
+    negative = span[0] == '-';
+    span.remove_prefix(1);
+  }
+  double reference = 0;
+  const std::from_chars_result result =
+      std::from_chars(span.data(), span.data() + span.size(), reference, std::chars_format::general);
+  if (result.ec != std::errc() || result.ptr != span.data() + span.size()) return;  // Slow path only.
+  if (reference == 0) {
+    reference = 0;
+  } else if (negative) {
+    reference = -reference;
+  }
+  ASSERT_EQ(std::bit_cast<std::uint64_t>(parsed.value), std::bit_cast<std::uint64_t>(reference)) << text;
+}
+
+TEST(ParseValueFastPath, EveryValueOfTheDataSetsMatchesFromChars) {
+  const std::filesystem::path root = DRAINMET_FIXTURES_DIR "/data";
+  if (!std::filesystem::exists(root)) GTEST_SKIP() << "no " << root;
+  std::size_t values = 0;
+  std::string scratch;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(root)) {
+    if (entry.path().extension() != ".logplex") continue;
+    std::ifstream in(entry.path(), std::ios::binary);
+    const std::string body((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    logplex::FrameReader reader(body);
+    std::string_view bytes;
+    while (reader.Next(&bytes) == logplex::FrameStatus::kFrame) {
+      const std::optional<logplex::Frame> frame = logplex::ParseFrame(bytes);
+      if (!frame) continue;
+      logfmt::Scanner scanner(frame->line, scratch);
+      for (logfmt::Pair pair; scanner.Next(&pair);) {
+        if (pair.value.empty()) continue;
+        ++values;
+        ExpectSameAsFromChars(pair.value);
+      }
+    }
+  }
+  EXPECT_GT(values, 10000u);
+}
+
+TEST(ParseValueFastPath, EveryShortDecimalMatchesFromChars) {
+  // Every value of up to 5 digits with the dot anywhere (or none), both signs.
+  for (int number = 0; number < 100000; ++number) {
+    const std::string digits = std::to_string(number);
+    for (std::size_t width = digits.size(); width <= 5; ++width) {
+      const std::string padded = std::string(width - digits.size(), '0') + digits;
+      for (std::size_t dot = 0; dot <= width + 1; ++dot) {
+        std::string text = padded;
+        if (dot <= width) text.insert(dot, ".");
+        ExpectSameAsFromChars(text);
+        ExpectSameAsFromChars("-" + text + "ms");
+      }
+    }
+  }
+}
+
+TEST(ParseValueFastPath, RandomDecimalsMatchFromChars) {
+  std::mt19937_64 rng(5424);
+  std::uniform_int_distribution<int> length(1, 20);  // Past the 15 digits of the fast path.
+  std::uniform_int_distribution<int> digit(0, 9);
+  std::uniform_int_distribution<int> percent(0, 99);
+  const std::string suffixes[] = {"", "ms", "MB", "e", "e5", "E-3", ".", "..5", "x", "s"};
+  std::uniform_int_distribution<std::size_t> suffix(0, std::size(suffixes) - 1);
+  for (int round = 0; round < 1000000; ++round) {
+    std::string text;
+    const int roll = percent(rng);
+    if (roll < 10) text = "-";
+    if (roll >= 10 && roll < 15) text = "+";
+    const int n = length(rng);
+    std::uniform_int_distribution<int> dot_at(-1, n);
+    const int dot = dot_at(rng);
+    for (int i = 0; i < n; ++i) {
+      if (i == dot) text.push_back('.');
+      text.push_back(static_cast<char>('0' + digit(rng)));
+    }
+    if (dot == n) text.push_back('.');
+    text += suffixes[suffix(rng)];
+    ExpectSameAsFromChars(text);
+  }
+}
 
 }  // namespace
 }  // namespace drainmet::extract
