@@ -33,14 +33,6 @@ double RepresentativeOf(int index) {
 
 }  // namespace
 
-bool TotalLess(double a, double b) {
-  if (std::isnan(a)) return false;
-  if (std::isnan(b)) return true;
-  if (a < b) return true;
-  if (b < a) return false;
-  return std::signbit(a) && !std::signbit(b);
-}
-
 void DDSketch::Add(double value, std::uint64_t n) {
   if (n == 0) return;
   count_ += n;

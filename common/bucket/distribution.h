@@ -3,6 +3,7 @@
 // kExactCap of them, a mergeable relative-error sketch (DDSketch, 1% relative accuracy)
 // beyond that (SEMANTICS.md §6.3). Percentiles by nearest rank (§6.4).
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -15,7 +16,14 @@ namespace drainmet::bucket {
 /// A strict total order on doubles used wherever a bucket picks one value among equals, so
 /// that merge results never depend on order: -0 sorts before +0, and NaN after everything
 /// (all NaNs equivalent). Otherwise the same as `a < b`. Pure.
-bool TotalLess(double a, double b);
+/// Inline: buckets call it for every point.
+inline bool TotalLess(double a, double b) {
+  if (std::isnan(a)) return false;
+  if (std::isnan(b)) return true;
+  if (a < b) return true;
+  if (b < a) return false;
+  return std::signbit(a) && !std::signbit(b);
+}
 
 /// DDSketch (Masson, Rim, Lee, VLDB 2019) with relative accuracy alpha = 0.01:
 /// gamma = (1 + alpha) / (1 - alpha); a positive value v goes to bucket ceil(log_gamma(v)),

@@ -19,10 +19,11 @@ void TakeSmallerUnits(std::string_view candidate, std::string& units) {
   if (!candidate.empty() && (units.empty() || candidate < std::string_view(units))) units.assign(candidate);
 }
 
-void AppendBigEndian(std::uint64_t value, int bytes, std::string& out) {
-  for (int shift = (bytes - 1) * 8; shift >= 0; shift -= 8) {
-    out.push_back(static_cast<char>((value >> shift) & 0xff));
-  }
+// Writes the low `kBytes` bytes of `value` at `out`, most significant first (the
+// compiler makes this one byte swap and store).
+template <int kBytes>
+void StoreBigEndian(std::uint64_t value, char* out) {
+  for (int i = 0; i < kBytes; ++i) out[i] = static_cast<char>((value >> ((kBytes - 1 - i) * 8)) & 0xff);
 }
 
 std::uint64_t ReadBigEndian(std::string_view bytes) {
@@ -82,17 +83,21 @@ void PartialBucket::Merge(const PartialBucket& other) {
 void EncodeBucketKey(std::string_view tenant, std::string_view name, std::string_view source,
                      extract::Kind kind, std::int32_t resolution_seconds, std::int64_t window_unix_seconds,
                      std::string& out) {
-  out.clear();
-  out.append(tenant);
-  out.push_back('\0');
-  out.append(name);
-  out.push_back('\0');
-  out.append(source);
-  out.push_back('\0');
-  out.push_back(static_cast<char>(kind));
-  AppendBigEndian(static_cast<std::uint32_t>(resolution_seconds), 4, out);
+  // Sized once and filled with memcpy: this runs once per point (BucketMap::Add).
+  out.resize(tenant.size() + name.size() + source.size() + 3 + kTailBytes);
+  char* p = out.data();
+  const auto put = [&p](std::string_view bytes) {
+    if (!bytes.empty()) std::memcpy(p, bytes.data(), bytes.size());
+    p += bytes.size();
+    *p++ = '\0';
+  };
+  put(tenant);
+  put(name);
+  put(source);
+  *p++ = static_cast<char>(kind);
+  StoreBigEndian<4>(static_cast<std::uint32_t>(resolution_seconds), p);
   // Flipping the sign bit maps int64 order onto unsigned byte order.
-  AppendBigEndian(static_cast<std::uint64_t>(window_unix_seconds) ^ kSignBit, 8, out);
+  StoreBigEndian<8>(static_cast<std::uint64_t>(window_unix_seconds) ^ kSignBit, p + 4);
 }
 
 bool DecodeBucketKey(std::string_view encoded, BucketKey* key) {

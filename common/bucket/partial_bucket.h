@@ -3,6 +3,7 @@
 // table of them. Buckets merge exactly and associatively (DESIGN.md rule 4, SEMANTICS §6).
 
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <memory>
 #include <string>
@@ -114,14 +115,54 @@ class EncodedKey {
   std::unique_ptr<char[]> heap_;  // Set when size_ > kInlineBytes.
 };
 
+namespace internal {
+// Its address seeds HashKeyBytes: it differs from process to process (ASLR), so which
+// names collide cannot be worked out from outside.
+inline const char kHashSeedAnchor = 0;
+}  // namespace internal
+
+/// A 64-bit hash of `bytes` for the tables of encoded keys: 16 bytes at a time in two
+/// independent lanes (so the multiplies overlap), each 8-byte word mixed in by a
+/// 64x64->128-bit multiply whose halves are folded, and the lanes folded together the same
+/// way, so every output bit depends on every input bit (absl's flat_hash_map reads both
+/// the low 7 bits and the high bits). Inline: the tables hash one key per point, and
+/// Debian's Abseil hashes strings in a shared library behind two calls. Seeded per process
+/// like absl::Hash: equal bytes hash equal within a process only (nothing depends on table
+/// order: TakeAll sorts). Pure within a process; thread-safe.
+inline std::uint64_t HashKeyBytes(std::string_view bytes) {
+  constexpr std::uint64_t kMultiplier = 0x9E3779B97F4A7C15u;  // 2^64 / golden ratio, odd.
+  constexpr std::uint64_t kOtherMultiplier = 0xD6E8FEB86659FD93u;
+  const auto mix = [](std::uint64_t a, std::uint64_t b) {
+    const unsigned __int128 product = static_cast<unsigned __int128>(a) * b;
+    return static_cast<std::uint64_t>(product) ^ static_cast<std::uint64_t>(product >> 64);
+  };
+  const auto load = [](const char* p, std::size_t n) {
+    std::uint64_t word = 0;
+    std::memcpy(&word, p, n);
+    return word;
+  };
+  const char* p = bytes.data();
+  std::size_t n = bytes.size();
+  const auto seed = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(&internal::kHashSeedAnchor));
+  std::uint64_t a = mix(seed ^ n, kMultiplier);
+  std::uint64_t b = mix(seed + n, kOtherMultiplier);
+  for (; n >= 16; p += 16, n -= 16) {
+    a = mix(a ^ load(p, 8), kMultiplier);
+    b = mix(b ^ load(p + 8, 8), kOtherMultiplier);
+  }
+  if (n >= 8) {
+    a = mix(a ^ load(p, 8), kMultiplier);
+    p += 8;
+    n -= 8;
+  }
+  if (n > 0) b = mix(b ^ load(p, n), kOtherMultiplier);
+  return mix(a ^ kOtherMultiplier, b ^ kMultiplier);
+}
+
 /// Transparent hash and equality of EncodedKey and std::string_view (lookups by bytes).
-/// Hashes as absl::string_view: Debian's Abseil has its own string_view type, and hashing a
-/// std::string_view there falls back to std::hash (several times slower).
 struct EncodedKeyHash {
   using is_transparent = void;
-  std::size_t operator()(std::string_view bytes) const {
-    return absl::Hash<absl::string_view>{}(absl::string_view(bytes.data(), bytes.size()));
-  }
+  std::size_t operator()(std::string_view bytes) const { return HashKeyBytes(bytes); }
 };
 struct EncodedKeyEq {
   using is_transparent = void;

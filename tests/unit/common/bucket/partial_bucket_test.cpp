@@ -8,6 +8,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "tests/support/allocation_counter.h"
@@ -402,6 +403,66 @@ TEST(BucketKey, EncodeReusesCapacity) {
   ASSERT_TRUE(DecodeBucketKey(out, &key));
   EXPECT_EQ(key.tenant, "tenant2");
   EXPECT_EQ(key.window_unix_seconds, -120);
+}
+
+TEST(BucketKey, EncodeAfterALongerKeyHasExactlyTheNewBytes) {
+  std::string out = std::string(200, 'x');
+  EncodeBucketKey("t", "n", "s", extract::Kind::kSample, 60, -1, out);
+  EXPECT_EQ(out, std::string("t\0n\0s\0\x02\x00\x00\x00\x3c\x7f\xff\xff\xff\xff\xff\xff\xff", 19));
+  EncodeBucketKey("", "", "", extract::Kind::kCount, 0x01020304, 0x0102030405060708, out);
+  EXPECT_EQ(out, std::string("\0\0\0\x01\x01\x02\x03\x04\x81\x02\x03\x04\x05\x06\x07\x08", 16));
+}
+
+// HashKeyBytes: equal bytes hash equal (also through EncodedKey), and the keys of a
+// request spread over both the bits absl's table reads (low 7 and the rest).
+TEST(HashKeyBytes, EqualBytesHashEqual) {
+  for (std::size_t n = 0; n <= 40; ++n) {
+    const std::string a(n, 'k');
+    const std::string b = a;  // Another buffer.
+    EXPECT_EQ(HashKeyBytes(a), HashKeyBytes(b)) << n;
+    EXPECT_EQ(EncodedKeyHash{}(EncodedKey(a)), EncodedKeyHash{}(std::string_view(b))) << n;
+  }
+}
+
+TEST(HashKeyBytes, EveryByteAndLengthCounts) {
+  std::string key;
+  EncodeBucketKey("default", "http.request.time", "web.1", extract::Kind::kMeasure, 60, 1709647320, key);
+  const std::uint64_t base = HashKeyBytes(key);
+  for (std::size_t i = 0; i < key.size(); ++i) {
+    for (int bit = 0; bit < 8; ++bit) {
+      std::string flipped = key;
+      flipped[i] = static_cast<char>(flipped[i] ^ (1 << bit));
+      EXPECT_NE(HashKeyBytes(flipped), base) << i << " " << bit;
+    }
+  }
+  // A trailing NUL (or a shorter key) is another key.
+  EXPECT_NE(HashKeyBytes(key + std::string(1, '\0')), base);
+  EXPECT_NE(HashKeyBytes(std::string_view(key).substr(0, key.size() - 1)), base);
+  EXPECT_NE(HashKeyBytes(std::string(8, '\0')), HashKeyBytes(std::string(16, '\0')));
+}
+
+TEST(HashKeyBytes, RequestKeysSpreadOverLowAndHighBits) {
+  std::vector<std::uint64_t> hashes;
+  std::string key;
+  for (int name = 0; name < 100; ++name) {
+    for (int window = 0; window < 20; ++window) {
+      EncodeBucketKey("default", "app.metric." + std::to_string(name), "web." + std::to_string(window % 3),
+                      extract::Kind::kMeasure, 60, 1709647320 + 60 * window, key);
+      hashes.push_back(HashKeyBytes(key));
+    }
+  }
+  std::vector<std::uint64_t> sorted = hashes;
+  std::sort(sorted.begin(), sorted.end());
+  EXPECT_EQ(std::unique(sorted.begin(), sorted.end()), sorted.end()) << "no collisions among 2000 keys";
+  std::vector<int> low7(128), high(256);
+  for (std::uint64_t h : hashes) {
+    ++low7[h & 0x7f];
+    ++high[h >> 56];
+  }
+  // 2000 keys: about 15.6 per low-7 value and 7.8 per top byte; a poor mix piles up.
+  EXPECT_LT(*std::max_element(low7.begin(), low7.end()), 40);
+  EXPECT_LT(*std::max_element(high.begin(), high.end()), 30);
+  EXPECT_LT(std::count(low7.begin(), low7.end(), 0), 3);
 }
 
 TEST(BucketKey, DecodeRejectsMalformed) {
