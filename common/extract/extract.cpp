@@ -1,6 +1,8 @@
 #include "common/extract/extract.h"
 
 #include <algorithm>
+#include <array>
+#include <cstring>
 #include <iterator>
 #include <optional>
 #include <string>
@@ -22,9 +24,16 @@ constexpr bool IsNameByte(char c) {
          c == '-';
 }
 
+// IsNameByte of every byte value, for Sanitise (once per point).
+constexpr auto kNameBytes = [] {
+  std::array<bool, 256> table{};
+  for (int c = 0; c < 256; ++c) table[c] = IsNameByte(static_cast<char>(c));
+  return table;
+}();
+
 void Sanitise(std::string& s) {
   for (char& c : s) {
-    if (!IsNameByte(c)) c = '_';
+    if (!kNameBytes[static_cast<unsigned char>(c)]) c = '_';
   }
 }
 
@@ -50,17 +59,47 @@ bool IsAll(std::string_view s) {
   return s.size() == 3 && (s[0] | 0x20) == 'a' && (s[1] | 0x20) == 'l' && (s[2] | 0x20) == 'l';
 }
 
-// l2met conventions, SEMANTICS §4.1: only the first matching prefix is stripped.
-struct L2metPrefix {
-  std::string_view text;
-  Kind kind;
-};
-constexpr L2metPrefix kL2metPrefixes[] = {
-    {"measure#", Kind::kMeasure},
-    {"count#", Kind::kCount},
-    {"sample#", Kind::kSample},
-    {"measure.", Kind::kMeasure},
-};
+// `s` starts with the literal `prefix` (a fixed-size compare the compiler inlines).
+template <std::size_t N>
+bool HasPrefix(std::string_view s, const char (&prefix)[N]) {
+  return s.size() >= N - 1 && std::memcmp(s.data(), prefix, N - 1) == 0;
+}
+
+// `s` is the literal `word`.
+template <std::size_t N>
+bool Is(std::string_view s, const char (&word)[N]) {
+  return s.size() == N - 1 && std::memcmp(s.data(), word, N - 1) == 0;
+}
+
+// l2met conventions, SEMANTICS §4.1: `measure#`, `count#`, `sample#`, `measure.` (no
+// key starts with two of them). The kind and the prefix's length, or false.
+bool MatchL2metPrefix(std::string_view key, Kind* kind, std::size_t* prefix_size) {
+  switch (key.empty() ? '\0' : key[0]) {
+    case 'm':
+      if (HasPrefix(key, "measure#") || HasPrefix(key, "measure.")) {
+        *kind = Kind::kMeasure;
+        *prefix_size = 8;
+        return true;
+      }
+      return false;
+    case 'c':
+      if (HasPrefix(key, "count#")) {
+        *kind = Kind::kCount;
+        *prefix_size = 6;
+        return true;
+      }
+      return false;
+    case 's':
+      if (HasPrefix(key, "sample#")) {
+        *kind = Kind::kSample;
+        *prefix_size = 7;
+        return true;
+      }
+      return false;
+    default:
+      return false;
+  }
+}
 
 // SEMANTICS §4.6. `count` is the decimal digits of N.
 struct LossNotice {
@@ -303,38 +342,53 @@ void Extractor::Extract(const logplex::Frame& frame, std::int64_t time_unix_nano
     return;
   }
 
+  // One pass of the scanner; the first `source`, `measure`, `val` and `units` pairs are
+  // noted on the way (indices: pairs_ may grow).
+  constexpr std::size_t kNone = static_cast<std::size_t>(-1);
+  std::size_t source = kNone;
+  std::size_t legacy_name = kNone;
+  std::size_t legacy_val = kNone;
+  std::size_t legacy_units = kNone;
   pairs_.clear();
   logfmt::Scanner scanner(frame.line, scratch_);
-  for (logfmt::Pair pair; scanner.Next(&pair);) pairs_.push_back(pair);
-  // A malformed quoted value ended the scan: the pairs before it stand (SEMANTICS §2.1).
-
-  const logfmt::Pair* source = nullptr;
-  const logfmt::Pair* legacy_name = nullptr;
-  const logfmt::Pair* legacy_val = nullptr;
-  const logfmt::Pair* legacy_units = nullptr;
-  for (const logfmt::Pair& pair : pairs_) {
-    if (source == nullptr && pair.key == "source") source = &pair;
-    if (legacy_name == nullptr && pair.key == "measure") legacy_name = &pair;
-    if (legacy_val == nullptr && pair.key == "val") legacy_val = &pair;
-    if (legacy_units == nullptr && pair.key == "units") legacy_units = &pair;
-  }
-  const std::string_view line_source = source != nullptr ? source->value : std::string_view();
-
-  for (const logfmt::Pair& pair : pairs_) {
-    const std::string_view key = pair.key;
-    for (const L2metPrefix& prefix : kL2metPrefixes) {
-      if (key.starts_with(prefix.text)) {
-        // An empty NAME fails in BuildName: bad_name (§4.1).
-        Emit(prefix.kind, key.substr(prefix.text.size()), {}, line_source_, line_source, pair.value, true, {},
-             time_unix_nanos, counters, sink);
+  for (logfmt::Pair pair; scanner.Next(&pair);) {
+    const std::size_t index = pairs_.size();
+    pairs_.push_back(pair);
+    switch (pair.key.size()) {
+      case 3:
+        if (legacy_val == kNone && Is(pair.key, "val")) legacy_val = index;
         break;
-      }
+      case 5:
+        if (legacy_units == kNone && Is(pair.key, "units")) legacy_units = index;
+        break;
+      case 6:
+        if (source == kNone && Is(pair.key, "source")) source = index;
+        break;
+      case 7:
+        if (legacy_name == kNone && Is(pair.key, "measure")) legacy_name = index;
+        break;
+      default:
+        break;
+    }
+  }
+  // A malformed quoted value ended the scan: the pairs before it stand (SEMANTICS §2.1).
+  const std::string_view line_source = source != kNone ? pairs_[source].value : std::string_view();
+
+  for (std::size_t index = 0; index < pairs_.size(); ++index) {
+    const logfmt::Pair& pair = pairs_[index];
+    const std::string_view key = pair.key;
+    Kind kind;
+    std::size_t prefix_size;
+    if (MatchL2metPrefix(key, &kind, &prefix_size)) {
+      // An empty NAME fails in BuildName: bad_name (§4.1).
+      Emit(kind, key.substr(prefix_size), {}, line_source_, line_source, pair.value, true, {},
+           time_unix_nanos, counters, sink);
     }
     if (router) {
-      if (key == "connect" || key == "service" || key == "bytes") {
+      if (Is(key, "connect") || Is(key, "service") || Is(key, "bytes")) {
         Emit(Kind::kMeasure, "router.", key, no_source_, {}, pair.value, false, {}, time_unix_nanos, counters,
              sink);
-      } else if (key == "status" && !pair.value.empty()) {
+      } else if (Is(key, "status") && !pair.value.empty()) {
         if (!IsDigit(pair.value[0])) {
           ++counters.bad_value;
         } else {
@@ -342,15 +396,15 @@ void Extractor::Extract(const logplex::Frame& frame, std::int64_t time_unix_nano
           Emit(Kind::kCount, "router.status.", std::string_view(status_class, 3), no_source_, {}, {}, true,
                {}, time_unix_nanos, counters, sink);
         }
-      } else if (key == "code" && !pair.value.empty()) {
+      } else if (Is(key, "code") && !pair.value.empty()) {
         Emit(Kind::kCount, "router.error.", pair.value, no_source_, {}, {}, true, {}, time_unix_nanos,
              counters, sink);
       }
     }
-    if (&pair == legacy_val && legacy_name != nullptr) {
-      const std::string_view units = legacy_units != nullptr ? legacy_units->value : std::string_view();
-      Emit(Kind::kSample, legacy_name->value, {}, legacy_source_, DynoRole(line_source), pair.value, false,
-           units, time_unix_nanos, counters, sink);
+    if (index == legacy_val && legacy_name != kNone) {
+      const std::string_view units = legacy_units != kNone ? pairs_[legacy_units].value : std::string_view();
+      Emit(Kind::kSample, pairs_[legacy_name].value, {}, legacy_source_, DynoRole(line_source), pair.value,
+           false, units, time_unix_nanos, counters, sink);
     }
   }
 }
