@@ -144,7 +144,8 @@ absl::Status ParseLimits(const YAML::Node& node, std::string_view path, Limits* 
 absl::Status ParseOutlet(const YAML::Node& node, std::string_view path, Outlet* outlet) {
   return ForEachEntry(node, path,
                       {"interval_ms", "connect_timeout_ms", "request_timeout_ms", "max_gauges_per_request",
-                       "retry_initial_backoff_ms", "retry_max_backoff_ms", "lease_ttl_ms", "lease_renew_ms"},
+                       "max_inflight_requests", "retry_initial_backoff_ms", "retry_max_backoff_ms",
+                       "lease_ttl_ms", "lease_renew_ms"},
                       [&](std::string_view key, const YAML::Node& value, const std::string& key_path) {
                         if (key == "interval_ms") return ReadInt64(value, key_path, &outlet->interval_ms);
                         if (key == "connect_timeout_ms")
@@ -153,6 +154,9 @@ absl::Status ParseOutlet(const YAML::Node& node, std::string_view path, Outlet* 
                           return ReadInt64(value, key_path, &outlet->request_timeout_ms);
                         if (key == "max_gauges_per_request") {
                           return ReadInt(value, key_path, &outlet->max_gauges_per_request);
+                        }
+                        if (key == "max_inflight_requests") {
+                          return ReadInt(value, key_path, &outlet->max_inflight_requests);
                         }
                         if (key == "retry_initial_backoff_ms") {
                           return ReadInt64(value, key_path, &outlet->retry_initial_backoff_ms);
@@ -515,6 +519,9 @@ absl::Status Validate(const Config& config) {
   }
   if (config.outlet.max_gauges_per_request < 1 || config.outlet.max_gauges_per_request > 300) {
     return Error("outlet.max_gauges_per_request", "must be between 1 and 300");
+  }
+  if (config.outlet.max_inflight_requests < 1 || config.outlet.max_inflight_requests > 64) {
+    return Error("outlet.max_inflight_requests", "must be between 1 and 64");
   }
   if (config.outlet.retry_max_backoff_ms < config.outlet.retry_initial_backoff_ms) {
     return Error("outlet.retry_max_backoff_ms", "must be >= outlet.retry_initial_backoff_ms");

@@ -68,10 +68,13 @@ struct Limits {
 
 /// Pacing and retries of the emission to Librato (SEMANTICS §7.4, §7.5).
 struct Outlet {
-  std::int64_t interval_ms = 500;               ///< How often closed buckets are looked for.
-  std::int64_t connect_timeout_ms = 3000;       ///< TCP + TLS connect to the API.
-  std::int64_t request_timeout_ms = 10000;      ///< Whole POST, connect included.
-  int max_gauges_per_request = 300;             ///< 1..300 (SEMANTICS §7.4).
+  std::int64_t interval_ms = 500;           ///< How often closed buckets are looked for.
+  std::int64_t connect_timeout_ms = 3000;   ///< TCP + TLS connect to the API.
+  std::int64_t request_timeout_ms = 10000;  ///< Whole POST, connect included.
+  int max_gauges_per_request = 300;         ///< 1..300 (SEMANTICS §7.4).
+  /// Requests of one tenant in flight at once (each on its own keep-alive connection),
+  /// distributed outlet. 1..64.
+  int max_inflight_requests = 8;
   std::int64_t retry_initial_backoff_ms = 500;  ///< First retry delay, then doubled (with jitter).
   std::int64_t retry_max_backoff_ms = 60000;    ///< Cap of the delay; >= the initial backoff.
   /// Distributed mode: how long a shard lease lasts without renewal, ms. > 0.

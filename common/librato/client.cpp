@@ -87,6 +87,80 @@ bool SetOption(CURL* curl, CURLoption option, T value) {
   return curl_easy_setopt(curl, option, value) == CURLE_OK;
 }
 
+// What Client::Create and MultiClient::AddEndpoint refuse.
+absl::Status CheckOptions(const ClientOptions& options) {
+  if (options.connect_timeout_ms <= 0)
+    return absl::InvalidArgumentError("librato.connect_timeout_ms: must be > 0");
+  if (options.request_timeout_ms <= 0)
+    return absl::InvalidArgumentError("librato.request_timeout_ms: must be > 0");
+  if (absl::Status status = GlobalInit(); !status.ok()) return status;
+  return ValidateUrl(options.url);
+}
+
+// The fixed request headers; null when out of memory.
+curl_slist* FixedHeaders() {
+  curl_slist* headers = nullptr;
+  for (const char* header : {"Content-Type: application/json", "Accept: application/json",
+                             "Expect:"}) {  // "Expect:" drops curl's 100-continue round trip
+    curl_slist* appended = curl_slist_append(headers, header);
+    if (appended == nullptr) {
+      curl_slist_free_all(headers);
+      return nullptr;
+    }
+    headers = appended;
+  }
+  return headers;
+}
+
+// Every option of a POST to the API but the body and the callbacks' data. `options`,
+// `headers` and `error` must outlive the handle's use.
+bool Configure(CURL* curl, const ClientOptions& options, curl_slist* headers, char* error) {
+  return SetOption(curl, CURLOPT_URL, options.url.c_str()) &&
+         SetOption(curl, CURLOPT_PROTOCOLS_STR, "http,https") && SetOption(curl, CURLOPT_POST, 1L) &&
+         SetOption(curl, CURLOPT_HTTPHEADER, headers) &&
+         SetOption(curl, CURLOPT_HTTPAUTH, static_cast<long>(CURLAUTH_BASIC)) &&
+         SetOption(curl, CURLOPT_USERNAME, options.email.c_str()) &&
+         SetOption(curl, CURLOPT_PASSWORD, options.api_token.c_str()) &&
+         SetOption(curl, CURLOPT_USERAGENT, options.user_agent.c_str()) &&
+         SetOption(curl, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(options.connect_timeout_ms)) &&
+         SetOption(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(options.request_timeout_ms)) &&
+         SetOption(curl, CURLOPT_NOSIGNAL, 1L) &&  // timeouts without SIGALRM: we are threaded
+         SetOption(curl, CURLOPT_TCP_KEEPALIVE, 1L) && SetOption(curl, CURLOPT_FOLLOWLOCATION, 0L) &&
+         SetOption(curl, CURLOPT_ERRORBUFFER, error) && SetOption(curl, CURLOPT_WRITEFUNCTION, &OnBody) &&
+         SetOption(curl, CURLOPT_HEADERFUNCTION, &OnHeader);
+}
+
+// A null POSTFIELDS would make libcurl read the body from stdin.
+constexpr char kEmpty[] = "";
+
+void SetBody(CURL* curl, std::string_view json_body) {
+  curl_easy_setopt(curl, CURLOPT_POSTFIELDS, json_body.empty() ? kEmpty : json_body.data());
+  curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(json_body.size()));
+}
+
+// Drops the handle's pointer into the caller's bytes.
+void ClearBody(CURL* curl) {
+  curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(0));
+  curl_easy_setopt(curl, CURLOPT_POSTFIELDS, kEmpty);
+}
+
+// Classifies a finished transfer into `result` (whose body and Retry-After the callbacks
+// filled): no answer -> kRetry with curl's message; else by status.
+void ClassifyTransfer(CURL* curl, CURLcode code, const char* error, PostResult& result) {
+  if (code != CURLE_OK) {
+    // Timeout, refused, reset, TLS failure, or an answer cut short: no answer to act on.
+    result.delivery = Delivery::kRetry;
+    result.http_status = 0;
+    result.retry_after_seconds.reset();
+    result.error = error[0] != '\0' ? std::string(error) : std::string(curl_easy_strerror(code));
+    return;
+  }
+  long status = 0;
+  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+  result.http_status = status;
+  result.delivery = Classify(status);
+}
+
 }  // namespace
 
 Delivery Classify(long http_status) {
@@ -113,44 +187,19 @@ std::optional<std::int64_t> ParseRetryAfterSeconds(std::string_view value) {
 }
 
 absl::StatusOr<std::unique_ptr<Client>> Client::Create(const ClientOptions& options) {
-  if (options.connect_timeout_ms <= 0)
-    return absl::InvalidArgumentError("librato.connect_timeout_ms: must be > 0");
-  if (options.request_timeout_ms <= 0)
-    return absl::InvalidArgumentError("librato.request_timeout_ms: must be > 0");
-  if (absl::Status status = GlobalInit(); !status.ok()) return status;
-  if (absl::Status status = ValidateUrl(options.url); !status.ok()) return status;
-
+  if (absl::Status status = CheckOptions(options); !status.ok()) return status;
   CURL* curl = curl_easy_init();
   if (curl == nullptr) return absl::InternalError("librato: curl_easy_init failed");
-  curl_slist* headers = nullptr;
-  for (const char* header : {"Content-Type: application/json", "Accept: application/json",
-                             "Expect:"}) {  // "Expect:" drops curl's 100-continue round trip
-    curl_slist* appended = curl_slist_append(headers, header);
-    if (appended == nullptr) {
-      curl_slist_free_all(headers);
-      curl_easy_cleanup(curl);
-      return absl::InternalError("librato: curl_slist_append failed");
-    }
-    headers = appended;
+  curl_slist* headers = FixedHeaders();
+  if (headers == nullptr) {
+    curl_easy_cleanup(curl);
+    return absl::InternalError("librato: curl_slist_append failed");
   }
   // From here the Client owns both, so every early return cleans up.
   std::unique_ptr<Client> client(new Client(options, curl, headers));
-  const ClientOptions& kept = client->options_;  // the strings libcurl copies come from here
-  const bool ok = SetOption(curl, CURLOPT_URL, kept.url.c_str()) &&
-                  SetOption(curl, CURLOPT_PROTOCOLS_STR, "http,https") && SetOption(curl, CURLOPT_POST, 1L) &&
-                  SetOption(curl, CURLOPT_HTTPHEADER, headers) &&
-                  SetOption(curl, CURLOPT_HTTPAUTH, static_cast<long>(CURLAUTH_BASIC)) &&
-                  SetOption(curl, CURLOPT_USERNAME, kept.email.c_str()) &&
-                  SetOption(curl, CURLOPT_PASSWORD, kept.api_token.c_str()) &&
-                  SetOption(curl, CURLOPT_USERAGENT, kept.user_agent.c_str()) &&
-                  SetOption(curl, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(kept.connect_timeout_ms)) &&
-                  SetOption(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(kept.request_timeout_ms)) &&
-                  SetOption(curl, CURLOPT_NOSIGNAL, 1L) &&  // timeouts without SIGALRM: we are threaded
-                  SetOption(curl, CURLOPT_TCP_KEEPALIVE, 1L) && SetOption(curl, CURLOPT_FOLLOWLOCATION, 0L) &&
-                  SetOption(curl, CURLOPT_ERRORBUFFER, client->error_.data()) &&
-                  SetOption(curl, CURLOPT_WRITEFUNCTION, &OnBody) &&
-                  SetOption(curl, CURLOPT_HEADERFUNCTION, &OnHeader);
-  if (!ok) return absl::InternalError("librato: curl_easy_setopt failed");
+  // The strings libcurl copies come from the client's own options.
+  if (!Configure(curl, client->options_, headers, client->error_.data()))
+    return absl::InternalError("librato: curl_easy_setopt failed");
   return client;
 }
 
@@ -166,32 +215,148 @@ PostResult Client::Post(std::string_view json_body) {
   PostResult result;
   CURL* curl = static_cast<CURL*>(curl_);
   error_[0] = '\0';
-  // A null POSTFIELDS would make libcurl read the body from stdin.
-  static constexpr char kEmpty[] = "";
-  curl_easy_setopt(curl, CURLOPT_POSTFIELDS, json_body.empty() ? kEmpty : json_body.data());
-  curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(json_body.size()));
+  SetBody(curl, json_body);
   curl_easy_setopt(curl, CURLOPT_WRITEDATA, &result);
   curl_easy_setopt(curl, CURLOPT_HEADERDATA, &result);
 
   const CURLcode code = curl_easy_perform(curl);
 
-  curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(0));
-  curl_easy_setopt(curl, CURLOPT_POSTFIELDS, kEmpty);  // drop pointers into the caller's data
+  ClearBody(curl);
   curl_easy_setopt(curl, CURLOPT_WRITEDATA, nullptr);
   curl_easy_setopt(curl, CURLOPT_HEADERDATA, nullptr);
-  if (code != CURLE_OK) {
-    // Timeout, refused, reset, TLS failure, or an answer cut short: no answer to act on.
-    result.delivery = Delivery::kRetry;
-    result.http_status = 0;
-    result.retry_after_seconds.reset();
-    result.error = error_[0] != '\0' ? std::string(error_.data()) : std::string(curl_easy_strerror(code));
-    return result;
-  }
-  long status = 0;
-  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-  result.http_status = status;
-  result.delivery = Classify(status);
+  ClassifyTransfer(curl, code, error_.data(), result);
   return result;
+}
+
+struct MultiClient::Transfer {
+  CURL* curl = nullptr;  // owned
+  std::array<char, CURL_ERROR_SIZE> error{};
+  PostResult result;  // filled by the callbacks (WRITEDATA, HEADERDATA point here)
+  std::uint64_t tag = 0;
+  bool active = false;  // added to the multi handle
+
+  ~Transfer() { curl_easy_cleanup(curl); }
+};
+
+struct MultiClient::Endpoint {
+  ClientOptions options;                             // the strings libcurl copies come from here
+  curl_slist* headers = nullptr;                     // owned
+  std::vector<std::unique_ptr<Transfer>> transfers;  // every handle made for this endpoint
+  std::vector<Transfer*> idle;                       // those not in flight
+
+  ~Endpoint() {
+    transfers.clear();  // the handles use `headers`
+    curl_slist_free_all(headers);
+  }
+};
+
+absl::StatusOr<std::unique_ptr<MultiClient>> MultiClient::Create() {
+  if (absl::Status status = GlobalInit(); !status.ok()) return status;
+  CURLM* multi = curl_multi_init();
+  if (multi == nullptr) return absl::InternalError("librato: curl_multi_init failed");
+  return std::unique_ptr<MultiClient>(new MultiClient(multi));
+}
+
+MultiClient::MultiClient(void* multi) : multi_(multi) {}
+
+MultiClient::~MultiClient() {
+  CancelAll();
+  endpoints_.clear();
+  curl_multi_cleanup(static_cast<CURLM*>(multi_));
+}
+
+absl::StatusOr<std::size_t> MultiClient::AddEndpoint(const ClientOptions& options) {
+  if (absl::Status status = CheckOptions(options); !status.ok()) return status;
+  auto endpoint = std::make_unique<Endpoint>();
+  endpoint->options = options;
+  endpoint->headers = FixedHeaders();
+  if (endpoint->headers == nullptr) return absl::InternalError("librato: curl_slist_append failed");
+  endpoints_.push_back(std::move(endpoint));
+  return endpoints_.size() - 1;
+}
+
+absl::Status MultiClient::Start(std::size_t endpoint_index, std::string_view json_body, std::uint64_t tag) {
+  if (endpoint_index >= endpoints_.size()) return absl::InvalidArgumentError("librato: unknown endpoint");
+  Endpoint& endpoint = *endpoints_[endpoint_index];
+  Transfer* transfer = nullptr;
+  if (!endpoint.idle.empty()) {
+    transfer = endpoint.idle.back();
+    endpoint.idle.pop_back();
+  } else {
+    auto made = std::make_unique<Transfer>();
+    made->curl = curl_easy_init();
+    if (made->curl == nullptr) return absl::InternalError("librato: curl_easy_init failed");
+    if (!Configure(made->curl, endpoint.options, endpoint.headers, made->error.data()) ||
+        !SetOption(made->curl, CURLOPT_WRITEDATA, static_cast<void*>(&made->result)) ||
+        !SetOption(made->curl, CURLOPT_HEADERDATA, static_cast<void*>(&made->result)) ||
+        !SetOption(made->curl, CURLOPT_PRIVATE, static_cast<void*>(made.get()))) {
+      return absl::InternalError("librato: curl_easy_setopt failed");
+    }
+    transfer = made.get();
+    endpoint.transfers.push_back(std::move(made));
+  }
+  transfer->result = PostResult{};
+  transfer->error[0] = '\0';
+  transfer->tag = tag;
+  SetBody(transfer->curl, json_body);
+  if (curl_multi_add_handle(static_cast<CURLM*>(multi_), transfer->curl) != CURLM_OK) {
+    ClearBody(transfer->curl);
+    endpoint.idle.push_back(transfer);
+    return absl::InternalError("librato: curl_multi_add_handle failed");
+  }
+  transfer->active = true;
+  ++in_flight_;
+  return absl::OkStatus();
+}
+
+void MultiClient::Finish(Transfer& transfer, int code, std::vector<Completion>& out) {
+  CURLM* multi = static_cast<CURLM*>(multi_);
+  ClassifyTransfer(transfer.curl, static_cast<CURLcode>(code), transfer.error.data(), transfer.result);
+  curl_multi_remove_handle(multi, transfer.curl);  // an answered transfer's connection stays cached
+  ClearBody(transfer.curl);
+  transfer.active = false;
+  --in_flight_;
+  out.push_back(Completion{transfer.tag, std::move(transfer.result)});
+  transfer.result = PostResult{};
+}
+
+void MultiClient::Poll(std::chrono::milliseconds timeout, std::vector<Completion>& out) {
+  CURLM* multi = static_cast<CURLM*>(multi_);
+  const std::size_t before = out.size();
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (in_flight_ > 0) {
+    int running = 0;
+    curl_multi_perform(multi, &running);
+    int left = 0;
+    while (CURLMsg* message = curl_multi_info_read(multi, &left)) {
+      if (message->msg != CURLMSG_DONE) continue;
+      void* transfer = nullptr;
+      curl_easy_getinfo(message->easy_handle, CURLINFO_PRIVATE, &transfer);
+      // `message` is freed by the removal in Finish: read the result first.
+      const CURLcode code = message->data.result;
+      Finish(*static_cast<Transfer*>(transfer), code, out);
+    }
+    if (out.size() > before) return;
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) return;
+    const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count();
+    curl_multi_poll(multi, nullptr, 0, static_cast<int>(std::max<std::int64_t>(1, wait)), nullptr);
+  }
+}
+
+void MultiClient::CancelAll() {
+  CURLM* multi = static_cast<CURLM*>(multi_);
+  for (const std::unique_ptr<Endpoint>& endpoint : endpoints_) {
+    for (const std::unique_ptr<Transfer>& transfer : endpoint->transfers) {
+      if (!transfer->active) continue;
+      curl_multi_remove_handle(multi, transfer->curl);  // an unfinished transfer's connection is closed
+      ClearBody(transfer->curl);
+      transfer->active = false;
+      transfer->result = PostResult{};
+      endpoint->idle.push_back(transfer.get());
+    }
+  }
+  in_flight_ = 0;
 }
 
 }  // namespace drainmet::librato

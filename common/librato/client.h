@@ -3,12 +3,14 @@
 // answer classified for retries (SEMANTICS.md §7.5).
 
 #include <array>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
 
@@ -73,6 +75,64 @@ class Client {
   void* curl_;                     // CURL*, owned.
   void* headers_;                  // curl_slist* of the fixed request headers, owned; used by curl_.
   std::array<char, 256> error_{};  // CURLOPT_ERRORBUFFER (CURL_ERROR_SIZE bytes).
+};
+
+/// One finished POST of a MultiClient: the tag given to Start and the classified answer.
+struct Completion {
+  std::uint64_t tag = 0;
+  PostResult result;
+};
+
+/// Many POSTs in flight at once over keep-alive connections (one libcurl multi handle).
+/// Each endpoint (AddEndpoint: URL, credentials, timeouts) keeps its easy handles for
+/// reuse, and every transfer draws on the multi handle's connection cache, so a connection
+/// is reused by the next request to the same host once its answer is read: with at most
+/// N requests in flight to a host, at most N connections are open to it. HTTP/1.1, one
+/// request at a time per connection. The answers are classified as Client::Post does
+/// (same headers, timeouts, Retry-After parsing, body kept up to 4 KiB).
+///
+/// Not thread-safe: one thread at a time (the outlet worker that owns it). Never throws.
+class MultiClient {
+ public:
+  /// Internal when libcurl cannot be initialised.
+  static absl::StatusOr<std::unique_ptr<MultiClient>> Create();
+  ~MultiClient();  ///< Aborts what is in flight (CancelAll) and closes the connections.
+  MultiClient(const MultiClient&) = delete;
+  MultiClient& operator=(const MultiClient&) = delete;
+
+  /// Registers a destination; returns its index (0, 1, ...) for Start. InvalidArgument
+  /// for the options Client::Create refuses.
+  absl::StatusOr<std::size_t> AddEndpoint(const ClientOptions& options);
+
+  /// Starts POSTing `json_body` to `endpoint`. The bytes are not copied: they must stay
+  /// valid and unchanged until the Completion carrying `tag` has been returned by Poll, or
+  /// CancelAll returned. The transfer makes progress only inside Poll. Internal when
+  /// libcurl refuses the transfer (nothing started); InvalidArgument for an unknown
+  /// endpoint.
+  absl::Status Start(std::size_t endpoint, std::string_view json_body, std::uint64_t tag);
+
+  /// Drives every transfer; waits up to `timeout` (>= 0) for one to finish, returning
+  /// sooner when one did, and appends each finished transfer to `out` (any order). Returns
+  /// at once when nothing is in flight.
+  void Poll(std::chrono::milliseconds timeout, std::vector<Completion>& out);
+
+  /// Aborts every transfer in flight; their completions are never returned. Their
+  /// connections are closed (a half-sent request cannot be reused). The bodies given to
+  /// Start may be freed afterwards.
+  void CancelAll();
+
+  /// Transfers started and not yet returned by Poll.
+  std::size_t in_flight() const { return in_flight_; }
+
+ private:
+  struct Transfer;
+  struct Endpoint;
+  explicit MultiClient(void* multi);
+  void Finish(Transfer& transfer, int code, std::vector<Completion>& out);
+
+  void* multi_;  // CURLM*, owned.
+  std::vector<std::unique_ptr<Endpoint>> endpoints_;
+  std::size_t in_flight_ = 0;
 };
 
 /// Parses a Retry-After value in delta-seconds ("120", surrounding spaces/tabs allowed;

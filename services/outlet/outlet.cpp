@@ -548,6 +548,7 @@ ShardOutlet::WindowOutcome ShardOutlet::WorkWindow(Worker& worker, std::uint32_t
     std::int64_t window_end_nanos = 0;  // Earliest (window + period) of its gauges, unix ns.
     int attempts = 0;
     std::int64_t next_attempt_ns = 0;  // Steady clock.
+    bool in_flight = false;            // Started in the sink, answer not yet handled.
     bool done = false;
   };
   struct TenantWork {
@@ -555,6 +556,7 @@ ShardOutlet::WindowOutcome ShardOutlet::WorkWindow(Worker& worker, std::uint32_t
     std::vector<Request> requests;
     std::vector<store::DeadLetter> dead_letters;  // recorded with the tenant's mark
     bool marked = false;
+    std::size_t in_flight = 0;  // its requests started and not yet answered
   };
   std::vector<TenantWork> tenants;
   // One copy of the tenants for the whole window (UpdateConfig applies to later windows).
@@ -571,7 +573,7 @@ ShardOutlet::WindowOutcome ShardOutlet::WorkWindow(Worker& worker, std::uint32_t
                          {{"tenant", id}});
       return;
     }
-    if (tenants.empty() || tenants.back().id != id) tenants.push_back(TenantWork{id, {}, {}, false});
+    if (tenants.empty() || tenants.back().id != id) tenants.push_back(TenantWork{id, {}, {}, false, 0});
     Request r;
     r.tenant = index->second;
     r.body = librato::RenderRequestBody(chunk);
@@ -605,11 +607,13 @@ ShardOutlet::WindowOutcome ShardOutlet::WorkWindow(Worker& worker, std::uint32_t
     t.dead_letters.push_back(std::move(letter));
     metrics_.CountDeadLetter(reason);
   };
-  auto post = [&](TenantWork& t, Request& r) {
+  // The answer to one attempt of `r` (SEMANTICS §7.5).
+  auto complete = [&](TenantWork& t, Request& r, const librato::PostResult& result) {
     telemetry::Counters counters;
     if (r.attempts > 0 || takeover) counters.retried += r.gauges;
-    const librato::PostResult result = worker.sink->Post(r.tenant, r.body);
     ++r.attempts;
+    r.in_flight = false;
+    --t.in_flight;
     metrics_.CountOutputRequest(worker.sink->OutputName(r.tenant), emit::ResultLabel(result));
     const std::string& tenant = config.tenants[r.tenant].id;
     const std::int64_t after = clock_.NowUnixNanos();
@@ -656,12 +660,30 @@ ShardOutlet::WindowOutcome ShardOutlet::WorkWindow(Worker& worker, std::uint32_t
     metrics_.Add(counters);
   };
 
-  // Post, mark and ack; every step re-checks the lease and the shutdown deadline.
+  // Requests in flight hold pointers into `tenants`' bodies: whatever way this function
+  // returns, the sink lets go of them first.
+  struct CancelGuard {
+    emit::Sink& sink;
+    ~CancelGuard() { sink.CancelAll(); }
+  } cancel_guard{*worker.sink};
+  const auto max_in_flight = static_cast<std::size_t>(config.outlet.max_inflight_requests);
+  // Tag of a request: tenant position << 32 | request position.
+  auto tag_of = [](std::size_t t, std::size_t r) { return (static_cast<std::uint64_t>(t) << 32) | r; };
+  std::vector<librato::Completion> completions;
+
+  // Post (up to max_inflight_requests per tenant at once), mark and ack; every round
+  // re-checks the lease and the shutdown deadline, and rounds last at most kSlice.
   for (;;) {
     if (!StillHeld(shard, lease.token))
       return abandon("lease lost", absl::AbortedError("lease no longer held"));
     if (SteadyNanos() > shutdown_deadline_ns_.load())
       return abandon("shutdown deadline passed", absl::DeadlineExceededError("shutdown"));
+
+    for (librato::Completion& c : completions) {
+      TenantWork& t = tenants[c.tag >> 32];
+      complete(t, t.requests[c.tag & 0xffffffffu], c.result);
+    }
+    completions.clear();
 
     bool redis_trouble = false;
     bool all_marked = true;
@@ -700,25 +722,28 @@ ShardOutlet::WindowOutcome ShardOutlet::WorkWindow(Worker& worker, std::uint32_t
       redis_trouble = true;
     }
 
-    // One due request per round, so the lease is re-checked between posts.
+    // Start every due request, in order, while its tenant has room in flight.
     const std::int64_t now = SteadyNanos();
-    Request* due = nullptr;
-    TenantWork* due_tenant = nullptr;
     std::int64_t earliest = INT64_MAX;
-    for (TenantWork& t : tenants) {
-      for (Request& r : t.requests) {
-        if (r.done) continue;
-        if (r.next_attempt_ns <= now) {
-          due = &r;
-          due_tenant = &t;
-          break;
+    for (std::size_t ti = 0; ti < tenants.size(); ++ti) {
+      TenantWork& t = tenants[ti];
+      for (std::size_t ri = 0; ri < t.requests.size() && t.in_flight < max_in_flight; ++ri) {
+        Request& r = t.requests[ri];
+        if (r.done || r.in_flight) continue;
+        if (r.next_attempt_ns > now) {
+          earliest = std::min(earliest, r.next_attempt_ns);
+          continue;
         }
-        earliest = std::min(earliest, r.next_attempt_ns);
+        r.in_flight = true;
+        ++t.in_flight;
+        worker.sink->Start(r.tenant, r.body, tag_of(ti, ri));
       }
-      if (due != nullptr) break;
     }
-    if (due != nullptr) {
-      post(*due_tenant, *due);
+    if (worker.sink->InFlight() > 0) {
+      // Answers, or a retry falling due, or the next lease check.
+      const std::int64_t wait_ns = std::clamp<std::int64_t>(earliest - now, 0, 50 * kNanosPerMilli);
+      worker.sink->Poll(std::chrono::milliseconds((wait_ns + kNanosPerMilli - 1) / kNanosPerMilli),
+                        completions);
       continue;
     }
     std::int64_t wait_ns = redis_trouble ? 100 * kNanosPerMilli : earliest - now;

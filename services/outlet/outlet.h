@@ -71,7 +71,9 @@ struct OutletOptions {
 /// in chunks, DecodeRecord (a record that does not decode is counted, logged once and
 /// skipped), merge in list order, BuildGauges (name_conflict, bad_name counted), one
 /// request per tenant and <= max_gauges_per_request gauges (emit::ForEachRequest),
-/// skipping tenants already in SentTenants; each request is posted with the standalone
+/// skipping tenants already in SentTenants; up to outlet.max_inflight_requests requests of
+/// a tenant are in flight at once (Sink::Start / Poll: libcurl multi, keep-alive
+/// connections), and each request is posted with the standalone
 /// outlet's rules (SEMANTICS §7.5: 2xx accepted; 429/5xx/transport retried with full-jitter
 /// exponential backoff and at least Retry-After; other statuses rejected for good and
 /// logged with the API's body; a retry that would fall past retry_horizon_seconds after the

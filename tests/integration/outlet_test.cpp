@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <ctime>
@@ -19,8 +20,10 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <set>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/escaping.h"
 #include "common/config/auth.h"
@@ -216,6 +219,23 @@ class OutletTest : public ::testing::Test {
     return true;
   }
 
+  /// The tenants marked sent in any window of `shard` (sent:<close> sets), sorted.
+  std::vector<std::string> SentTenants(std::uint32_t shard) {
+    std::vector<std::string> tenants;
+    const std::string pattern = store::ShardProtocol::Key(shard, "sent:*");
+    const std::string_view keys[] = {"KEYS", pattern};
+    auto found = client_.Command(keys);
+    if (!found.ok() || !found->is_array()) return tenants;
+    for (const store::Reply& key : found->elements) {
+      const std::string_view members[] = {"SMEMBERS", key.str};
+      auto got = client_.Command(members);
+      if (!got.ok() || !got->is_array()) continue;
+      for (const store::Reply& m : got->elements) tenants.push_back(m.str);
+    }
+    std::sort(tenants.begin(), tenants.end());
+    return tenants;
+  }
+
   bool LeaseExists(std::uint32_t shard) {
     const std::string k = store::ShardProtocol::Key(shard, "lease");
     const std::string_view exists[] = {"EXISTS", k};
@@ -297,8 +317,10 @@ TEST_F(OutletTest, TwoOutletsShareTheShardsAndPostEachGaugeOnce) {
 }
 
 TEST_F(OutletTest, FencedOutletLeavesTheUnsentTenantsToTheNextHolder) {
-  // RELIABILITY.md §3.3: A posts acme (200) and is stuck on beta when its lease is taken
-  // over; B re-emits only beta (acme is marked sent) and acks; A never marks or acks.
+  // RELIABILITY.md §3.3: A posts one tenant (200, marked sent) and is stuck on the other
+  // when its lease is taken over; B re-emits only the stuck one and acks; A never marks or
+  // acks. A posts both tenants' requests at once (outlet.max_inflight_requests), so either
+  // may arrive first: the first gets the 200.
   config::Config c = MakeConfig(1);
   config::Config slow_retries = c;
   slow_retries.outlet.retry_initial_backoff_ms = 20000;  // A's retry waits >= 2 s.
@@ -309,7 +331,14 @@ TEST_F(OutletTest, FencedOutletLeavesTheUnsentTenantsToTheNextHolder) {
   Ingest(c, "beta", Body(t, 10), "F2");
   telemetry::Metrics ma, mb;
   auto a = NewOutlet(slow_retries, ma, "outlet-a");
-  ASSERT_TRUE(fake_->WaitForRequests(2, milliseconds(10000)));  // acme answered, beta held.
+  ASSERT_TRUE(fake_->WaitForRequests(2, milliseconds(10000)));  // One answered, one held.
+  const std::string done_user = fake_->Requests()[0].user;
+  const std::string stuck_user = fake_->Requests()[1].user;
+  ASSERT_NE(done_user, stuck_user);
+  // A marks the answered tenant sent before its lease goes.
+  ASSERT_TRUE(WaitUntil(
+      [&] { return SentTenants(0) == std::vector<std::string>{done_user.substr(0, done_user.find('@'))}; },
+      milliseconds(3000)));
   a->PauseLeaseManagerForTest(true);
   const std::string lease_key = store::ShardProtocol::Key(0, "lease");
   const std::string_view del[] = {"DEL", lease_key};
@@ -323,15 +352,13 @@ TEST_F(OutletTest, FencedOutletLeavesTheUnsentTenantsToTheNextHolder) {
   std::this_thread::sleep_for(milliseconds(2500));  // Past A's retry time: it must not post.
   const std::vector<support::RecordedRequest> requests = fake_->Requests();
   ASSERT_EQ(requests.size(), 3u);
-  EXPECT_EQ(requests[0].user, "acme@example.com");
   EXPECT_EQ(requests[0].status, 200u);
-  EXPECT_EQ(requests[1].user, "beta@example.com");
   EXPECT_EQ(requests[1].status, 500u);
-  EXPECT_EQ(requests[2].user, "beta@example.com");
+  EXPECT_EQ(requests[2].user, stuck_user);
   EXPECT_EQ(requests[2].status, 200u);
   EXPECT_EQ(requests[2].body, requests[1].body) << "a re-emission is byte-identical";
-  const std::uint64_t beta_gauges = nlohmann::json::parse(requests[2].body)["gauges"].size();
-  EXPECT_EQ(mb.Snapshot().retried, beta_gauges) << "B's re-emission counts as retried";
+  const std::uint64_t stuck_gauges = nlohmann::json::parse(requests[2].body)["gauges"].size();
+  EXPECT_EQ(mb.Snapshot().retried, stuck_gauges) << "B's re-emission counts as retried";
   EXPECT_EQ(ma.Snapshot().posted + mb.Snapshot().posted, ExpectedGauges().size());
   a->Stop();
   b->Stop();
@@ -356,6 +383,56 @@ TEST_F(OutletTest, ServerErrorIsRetriedThenAcked) {
   EXPECT_EQ(metrics.Snapshot().retried, gauges);
   EXPECT_EQ(metrics.Snapshot().posted, gauges);
   outlet->Stop();
+}
+
+TEST_F(OutletTest, ConcurrentRequestsRetryAndPostEachGaugeOnce) {
+  // outlet.max_inflight_requests: a tenant's requests go out several at once (libcurl
+  // multi, keep-alive); a 500 and a 429 with Retry-After among them are retried (same body,
+  // the 429 not before its Retry-After), every gauge arrives exactly once, then the window
+  // is acked.
+  config::Config c = MakeConfig(1);
+  c.outlet.max_gauges_per_request = 5;
+  c.outlet.max_inflight_requests = 4;
+  std::vector<support::FakeLibrato::Answer> script = {{500, "{\"errors\":\"busy\"}", std::nullopt, 300},
+                                                      {429, "{}", std::string("1"), 300}};
+  for (int i = 0; i < 12; ++i) script.push_back({200, "{}", std::nullopt, 300});
+  fake_->Script(script);
+  Ingest(c, "acme", Body(Now(), 30), "F1");
+  const std::vector<librato::Gauge> want = ExpectedGauges();
+  const std::size_t posts = (want.size() + 4) / 5;
+  ASSERT_GE(posts, 6u) << "the test needs more requests than may be in flight";
+  telemetry::Metrics metrics;
+  auto outlet = NewOutlet(c, metrics);
+  ExpectExactlyTheExpectedGauges(want);
+  EXPECT_TRUE(WaitUntil([&] { return AllAcked(1); }, milliseconds(3000)));
+  outlet->Stop();
+
+  const auto requests = fake_->Requests();
+  ASSERT_EQ(requests.size(), posts + 2);
+  // Several in flight at once: the second and third arrived while the first was held.
+  EXPECT_LT(requests[2].received - requests[0].received, milliseconds(300));
+  // Never more than 4 at once: the fifth waited for an answer.
+  EXPECT_GE(requests[4].received - requests[0].received, milliseconds(250));
+  // The 500's and the 429's bodies were posted again, the 429's after its Retry-After.
+  int again_500 = 0;
+  int again_429 = 0;
+  for (std::size_t i = 2; i < requests.size(); ++i) {
+    if (requests[i].body == requests[0].body) ++again_500;
+    if (requests[i].body == requests[1].body) {
+      ++again_429;
+      EXPECT_GE(requests[i].received - requests[1].received, milliseconds(1000 + 300));
+    }
+  }
+  EXPECT_EQ(again_500, 1);
+  EXPECT_EQ(again_429, 1);
+  const std::uint64_t retried = nlohmann::json::parse(requests[0].body)["gauges"].size() +
+                                nlohmann::json::parse(requests[1].body)["gauges"].size();
+  EXPECT_EQ(metrics.Snapshot().retried, retried);
+  EXPECT_EQ(metrics.Snapshot().posted, want.size());
+  // Keep-alive: at most one connection per request in flight, reused by later requests.
+  std::set<std::string> connections;
+  for (const support::RecordedRequest& r : requests) connections.insert(r.remote_address);
+  EXPECT_LE(connections.size(), 4u);
 }
 
 TEST_F(OutletTest, ClientErrorIsRejectedAckedAndNotRetried) {

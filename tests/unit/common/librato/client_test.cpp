@@ -6,7 +6,10 @@
 
 #include <chrono>
 #include <limits>
+#include <map>
+#include <set>
 #include <string>
+#include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -252,6 +255,144 @@ TEST(ParseRetryAfterSecondsTest, AcceptsOnlyDeltaSeconds) {
     SCOPED_TRACE(text);
     EXPECT_EQ(ParseRetryAfterSeconds(text), expected);
   }
+}
+
+// MultiClient: several POSTs in flight at once, each classified as Client::Post does.
+
+/// Polls `client` until nothing is in flight (at most 10 s); the completions by tag.
+std::map<std::uint64_t, PostResult> PollAll(MultiClient& client) {
+  std::map<std::uint64_t, PostResult> done;
+  std::vector<Completion> out;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (client.in_flight() > 0 && std::chrono::steady_clock::now() < deadline) {
+    client.Poll(std::chrono::milliseconds(50), out);
+    for (Completion& c : out) {
+      EXPECT_EQ(done.count(c.tag), 0u) << "tag " << c.tag << " completed twice";
+      done[c.tag] = std::move(c.result);
+    }
+    out.clear();
+  }
+  return done;
+}
+
+TEST_F(ClientTest, MultiClientKeepsSeveralPostsInFlightAtOnce) {
+  // Four answers held 400 ms each: one after another they would take 1.6 s.
+  fake_->Script({{200, "{}", std::nullopt, 400},
+                 {200, "{}", std::nullopt, 400},
+                 {200, "{}", std::nullopt, 400},
+                 {200, "{}", std::nullopt, 400}});
+  auto client = MultiClient::Create();
+  ASSERT_TRUE(client.ok()) << client.status();
+  auto endpoint = (*client)->AddEndpoint(Options());
+  ASSERT_TRUE(endpoint.ok()) << endpoint.status();
+  const std::string bodies[] = {std::string(kBody), std::string(kBody) + " ", std::string(kBody) + "  ",
+                                std::string(kBody) + "   "};
+  const auto start = std::chrono::steady_clock::now();
+  for (std::uint64_t i = 0; i < 4; ++i) ASSERT_TRUE((*client)->Start(*endpoint, bodies[i], 10 + i).ok());
+  EXPECT_EQ((*client)->in_flight(), 4u);
+  const std::map<std::uint64_t, PostResult> done = PollAll(**client);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(1200));
+  ASSERT_EQ(done.size(), 4u);
+  for (const auto& [tag, result] : done) {
+    EXPECT_EQ(result.delivery, Delivery::kAccepted) << tag;
+    EXPECT_EQ(result.http_status, 200) << tag;
+    EXPECT_EQ(result.body, "{}") << tag;
+  }
+  // Each body arrived once, with the endpoint's credentials.
+  const std::vector<support::RecordedRequest> requests = fake_->Requests();
+  ASSERT_EQ(requests.size(), 4u);
+  std::set<std::string> got;
+  for (const support::RecordedRequest& r : requests) {
+    got.insert(r.body);
+    EXPECT_EQ(r.user, "ops@example.com");
+    EXPECT_EQ(r.password, "t0k3n:with:colons");
+    EXPECT_EQ(r.Header("content-type"), "application/json");
+  }
+  EXPECT_EQ(got, std::set<std::string>(std::begin(bodies), std::end(bodies)));
+}
+
+TEST_F(ClientTest, MultiClientClassifiesEachAnswerAndReadsRetryAfter) {
+  // Answers go to requests in arrival order; delays keep the arrival order fixed.
+  fake_->Script({{500, "{\"errors\":\"busy\"}", std::nullopt, 0},
+                 {429, "{}", std::string("7"), 0},
+                 {400, "{\"errors\":\"bad\"}", std::nullopt, 0}});
+  auto client = MultiClient::Create();
+  ASSERT_TRUE(client.ok()) << client.status();
+  auto endpoint = (*client)->AddEndpoint(Options());
+  ASSERT_TRUE(endpoint.ok()) << endpoint.status();
+  std::map<std::uint64_t, PostResult> done;
+  for (std::uint64_t tag = 1; tag <= 4; ++tag) {
+    ASSERT_TRUE((*client)->Start(*endpoint, kBody, tag).ok());
+    done.merge(PollAll(**client));
+  }
+  ASSERT_EQ(done.size(), 4u);
+  EXPECT_EQ(done[1].delivery, Delivery::kRetry);
+  EXPECT_EQ(done[1].http_status, 500);
+  EXPECT_EQ(done[1].body, "{\"errors\":\"busy\"}");
+  EXPECT_EQ(done[2].delivery, Delivery::kRetry);
+  EXPECT_EQ(done[2].http_status, 429);
+  EXPECT_EQ(done[2].retry_after_seconds, 7);
+  EXPECT_EQ(done[3].delivery, Delivery::kRejected);
+  EXPECT_EQ(done[3].http_status, 400);
+  EXPECT_EQ(done[3].retry_after_seconds, std::nullopt);
+  EXPECT_EQ(done[4].delivery, Delivery::kAccepted);
+  EXPECT_EQ(done[4].body, "{}");
+  // One transfer at a time: one connection, kept alive throughout.
+  const std::vector<support::RecordedRequest> requests = fake_->Requests();
+  ASSERT_EQ(requests.size(), 4u);
+  for (const support::RecordedRequest& r : requests) EXPECT_EQ(r.remote_address, requests[0].remote_address);
+}
+
+TEST_F(ClientTest, MultiClientReusesItsConnectionsForTheNextRequests) {
+  auto client = MultiClient::Create();
+  ASSERT_TRUE(client.ok()) << client.status();
+  auto endpoint = (*client)->AddEndpoint(Options());
+  ASSERT_TRUE(endpoint.ok()) << endpoint.status();
+  for (int round = 0; round < 3; ++round) {
+    for (std::uint64_t i = 0; i < 3; ++i) ASSERT_TRUE((*client)->Start(*endpoint, kBody, i).ok());
+    EXPECT_EQ(PollAll(**client).size(), 3u);
+  }
+  const std::vector<support::RecordedRequest> requests = fake_->Requests();
+  ASSERT_EQ(requests.size(), 9u);
+  std::set<std::string> connections;
+  for (const support::RecordedRequest& r : requests) connections.insert(r.remote_address);
+  EXPECT_LE(connections.size(), 3u) << "at most one connection per request in flight";
+}
+
+TEST_F(ClientTest, MultiClientTransportFailureIsRetryAndCancelAllDropsTheRest) {
+  ClientOptions closed = Options();
+  closed.url = "http://127.0.0.1:1/v1/metrics";
+  auto client = MultiClient::Create();
+  ASSERT_TRUE(client.ok()) << client.status();
+  auto bad = (*client)->AddEndpoint(closed);
+  ASSERT_TRUE(bad.ok()) << bad.status();
+  ASSERT_TRUE((*client)->Start(*bad, kBody, 1).ok());
+  std::map<std::uint64_t, PostResult> done = PollAll(**client);
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_EQ(done[1].delivery, Delivery::kRetry);
+  EXPECT_EQ(done[1].http_status, 0);
+  EXPECT_FALSE(done[1].error.empty());
+
+  fake_->Script({{200, "{}", std::nullopt, 2000}});
+  auto good = (*client)->AddEndpoint(Options());
+  ASSERT_TRUE(good.ok()) << good.status();
+  {
+    const std::string body(kBody);
+    ASSERT_TRUE((*client)->Start(*good, body, 2).ok());
+    std::vector<Completion> out;
+    (*client)->Poll(std::chrono::milliseconds(100), out);
+    EXPECT_TRUE(out.empty());
+    (*client)->CancelAll();
+    EXPECT_EQ((*client)->in_flight(), 0u);
+  }  // the body is gone: the client must not touch it again
+  ASSERT_TRUE((*client)->Start(*good, kBody, 3).ok());
+  done = PollAll(**client);
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_EQ(done[3].delivery, Delivery::kAccepted);
+  ClientOptions ftp = Options();
+  ftp.url = "ftp://example.com/";
+  EXPECT_EQ((*client)->AddEndpoint(ftp).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ((*client)->Start(99, kBody, 4).code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -1,0 +1,224 @@
+#!/usr/bin/env bash
+# Outlet throughput on one window (issue "Performance"): fills window W of the real
+# distributed topology (deploy/local/run.sh: 1 Redis, 1 receiver, 1 outlet) with SERIES
+# sources x 3 metrics through drainmet-loadgen send, lets the outlet post it to
+# drainmet-loadgen sink (the fake Librato API), and times the emission from the sink's
+# side. Prints one logfmt line:
+#
+#   buckets          buckets in the window(s) (the series of the send record x windows)
+#   gauges requests  what the sink received (gauges, POSTs)
+#   close_to_last_post_s  last window's close (end + grace) -> the sink holds its last gauge
+#   seal_to_last_post_s   same from the seal (close + ReceiverWriteAllowance, 3 s by default)
+#   seal_to_first_post_s  the outlet's pick-up delay (seal pass interval, read, merge, build)
+#   buckets_per_s    buckets / (last post - first post of the run)
+#   outlet_cpu_s     outlet user+system CPU from just before the first seal to the last post
+#   buckets_per_outlet_cpu_s
+#   sink_cpu_s       the fake API's CPU over the same span (it shares the machine's cores)
+#   check            the sink's /check against the send record: ok | failed
+#
+# The last post is the first /stats poll (every 10 ms, one keep-alive curl) that shows the
+# final gauge count; the figures are therefore late by up to ~10 ms plus one /stats call.
+#
+# usage: tests/load/outlet_window.sh BINARIES_DIR SERIES RESOLUTION [WINDOWS]
+#   BINARIES_DIR  a build tree's services dir (e.g. build-release/services)
+#   SERIES        sources of the one tenant; 3 metrics each (measure, sample, count)
+#   RESOLUTION    seconds per window
+#   WINDOWS       consecutive windows filled (default 1; > 1 checks that the outlet keeps up:
+#                 zero loss, and the last window's close -> last post)
+# environment: GRACE_SECONDS (default 5), SHARDS (64), OUTLET_THREADS is not a knob of
+#   run.sh (the outlet runs with its default, 2), KEEP_DIR=1 keeps the work dir.
+# Exit status 0 when the check is ok, 1 otherwise, 2 for a usage error. Every process it
+# starts is stopped on exit (SIGTERM, then SIGKILL after a timeout).
+set -euo pipefail
+
+usage() {
+  sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//' >&2
+  exit 2
+}
+[ $# -ge 3 ] && [ $# -le 4 ] || usage
+binaries=$(cd "$1" && pwd)
+series=$2
+resolution=$3
+windows=${4:-1}
+[[ $series =~ ^[0-9]+$ && $series -ge 1 ]] || usage
+[[ $resolution =~ ^[0-9]+$ && $resolution -ge 1 ]] || usage
+[[ $windows =~ ^[0-9]+$ && $windows -ge 1 ]] || usage
+grace=${GRACE_SECONDS:-5}
+shards=${SHARDS:-64}
+allowance=3 # config::ReceiverWriteAllowance: flush_interval_ms 1000 + command_timeout_ms 2000
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+loadgen="$binaries/loadgen/drainmet-loadgen"
+[ -x "$loadgen" ] || {
+  echo "outlet_window.sh: $loadgen not found (ninja drainmet-loadgen)" >&2
+  exit 2
+}
+dir=$(mktemp -d "${TMPDIR:-/tmp}/outlet-window.XXXXXX")
+
+log() { printf 'ts=%s component=outlet_window %s\n' "$(date -u +%H:%M:%S.%N)" "$*" >&2; }
+
+# --- cleanup: every process started here, by pid ----------------------------------
+sink_pid=""
+topo_pid=""
+poll_pid=""
+stop_pid() { # stop_pid PID TIMEOUT_S [GROUP]: with GROUP, the process group PID (setsid)
+  local pid=$1 deadline=$((SECONDS + $2)) target=$1
+  [ -n "$pid" ] || return 0
+  [ -n "${3:-}" ] && target="-$pid"
+  kill -TERM -- "$target" 2>/dev/null || return 0
+  while kill -0 -- "$target" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.1; done
+  kill -KILL -- "$target" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+cleanup() {
+  local rc=$?
+  stop_pid "$poll_pid" 5 group
+  stop_pid "$topo_pid" 90 # run.sh stops receiver, outlet, config and Redis in order
+  stop_pid "$sink_pid" 10
+  if [ "${KEEP_DIR:-0}" = 1 ] || [ "$rc" -ne 0 ]; then
+    log "msg=\"work dir kept\" dir=$dir"
+  else
+    rm -rf "$dir"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --- sink and topology -------------------------------------------------------------
+"$loadgen" sink --threads 2 --expect "$dir/record.json" >"$dir/sink.out" 2>"$dir/sink.log" &
+sink_pid=$!
+for _ in $(seq 100); do
+  grep -q 'listening port=' "$dir/sink.out" 2>/dev/null && break
+  sleep 0.05
+done
+sink_port=$(grep -oE 'port=[0-9]+' "$dir/sink.out" | cut -d= -f2)
+[ -n "$sink_port" ] || {
+  log "level=error msg=\"sink did not start\""
+  exit 1
+}
+stats_url="http://127.0.0.1:$sink_port/stats"
+
+"$root/deploy/local/run.sh" --dir "$dir/topo" --binaries "$binaries" --receivers 1 --outlets 1 \
+  --grace-seconds "$grace" --shards "$shards" \
+  --librato-url "http://127.0.0.1:$sink_port/v1/metrics" >"$dir/topo.out" 2>"$dir/topo.log" &
+topo_pid=$!
+for _ in $(seq 600); do
+  grep -q '^msg=ready' "$dir/topo.out" 2>/dev/null && break
+  kill -0 "$topo_pid" 2>/dev/null || break
+  sleep 0.1
+done
+grep -q '^msg=ready' "$dir/topo.out" || {
+  log "level=error msg=\"topology did not start\" log=$dir/topo.log"
+  exit 1
+}
+outlet_pid=$(grep '^component=outlet' "$dir/topo.out" | grep -oE ' pid=[0-9]+' | cut -d= -f2)
+drain_url=$(grep '^component=receiver' "$dir/topo.out" | grep -oE ' url=[^ ]+' | cut -d= -f2)
+token=$(grep '^msg=ready' "$dir/topo.out" | grep -oE ' token=[^ ]+' | cut -d= -f2)
+
+# --- fill windows W .. W+windows-1 ---------------------------------------------------
+now() { printf '%s' "$EPOCHREALTIME"; }
+fsub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a - b }'; }
+sleep_until() { # sleep_until UNIX_SECONDS (fractional)
+  local d
+  d=$(fsub "$1" "$(now)")
+  awk -v d="$d" 'BEGIN { exit !(d > 0) }' && sleep "$d"
+  return 0
+}
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
+ring=$(((series + 799) / 800))
+[ "$ring" -ge 64 ] || ring=64
+t=$(now)
+w=$(((${t%.*} / resolution + 1) * resolution))
+# At least half a second before the sender starts (at W+1).
+if awk -v d="$(fsub "$((w + 1))" "$t")" 'BEGIN { exit !(d < 0.5) }'; then w=$((w + resolution)); fi
+# A template body stamped second S holds lines spread over [S-1, S): the requests must start
+# in seconds W+1 .. W+n*R. The sender renders its bodies (~0.5 s) before its first request:
+# it starts at W+1 and stops starting requests half a second before W+n*R+1.
+duration=$(awk -v r="$resolution" -v n="$windows" 'BEGIN { printf "%.2f", r * n - 0.5 }')
+rate=max
+# Several windows: a steady rate of two passes over the ring per window, as a drain would.
+[ "$windows" -gt 1 ] && rate=$((2 * ring * 800 / resolution))
+sleep_until "$((w + 1))"
+log "msg=filling window=$w windows=$windows series=$series resolution=$resolution rate=$rate"
+"$loadgen" send --url "$drain_url" --token "$token" --connections 16 --series "$series" \
+  --resolution "$resolution" --ring "$ring" --duration "$duration" --rate "$rate" --retry-503 \
+  --record "$dir/record.json" >"$dir/send.out" 2>"$dir/send.log"
+sent_end=$(now)
+last_window=$((w + (windows - 1) * resolution))
+first_close=$((w + resolution + grace))
+close=$((last_window + resolution + grace))
+first_seal=$((first_close + allowance))
+seal=$((close + allowance))
+awk -v a="$sent_end" -v c="$first_close" 'BEGIN { exit !(a < c) }' ||
+  log "level=warn msg=\"filling ran past the first close: late points\""
+
+# --- watch the sink ----------------------------------------------------------------
+sleep_until "$(fsub "$first_seal" 1)"
+cpu_before=$(cpu_ticks "$outlet_pid")
+sink_cpu_before=$(cpu_ticks "$sink_pid")
+polls=$(((seal - first_seal + 60) * 100))
+# In its own process group (setsid: same pid, not a group leader here), so that stopping
+# it stops curl and the reader too.
+# shellcheck disable=SC2016
+setsid bash -c 'curl -sN --rate 100/s -w "\n" "$1?[1-$2]" 2>/dev/null |
+  while IFS= read -r line; do
+    g=${line#*\"gauges\":}
+    r=${line#*\"requests\":}
+    printf "%s %s %s\n" "$EPOCHREALTIME" "${g%%[,\}]*}" "${r%%[,\}]*}"
+  done' poller "$stats_url" "$polls" >"$dir/polls" &
+poll_pid=$!
+# Done when the count has not moved for 2 s, past the last seal.
+last_change=""
+last_gauges=-1
+deadline=$((SECONDS + seal - first_seal + 60))
+while [ "$SECONDS" -lt "$deadline" ]; do
+  sleep 0.2
+  line=$(tail -n 1 "$dir/polls" 2>/dev/null || true)
+  [ -n "$line" ] || continue
+  read -r ts gauges requests <<<"$line"
+  if [ "$gauges" != "$last_gauges" ]; then
+    last_gauges=$gauges
+    last_change=$ts
+  fi
+  if [ "$gauges" -gt 0 ] && awk -v n="$ts" -v s="$seal" -v l="$last_change" 'BEGIN { exit !(n > s + 1 && n - l > 2) }'; then
+    break
+  fi
+done
+cpu_after=$(cpu_ticks "$outlet_pid")
+sink_cpu_after=$(cpu_ticks "$sink_pid")
+stop_pid "$poll_pid" 5 group
+poll_pid=""
+
+# First poll showing a gauge, first poll showing the final count.
+read -r first_post _ < <(awk '$2 > 0 { print $1; exit }' "$dir/polls")
+awk 'NR == 1 && $2 > 0 { exit 1 }' "$dir/polls" || log "level=warn msg=\"posts began before the watch: seal_to_first_post_s is an upper bound\""
+read -r last_post final_gauges final_requests < <(awk -v g="$last_gauges" '$2 == g { print $1, $2, $3; exit }' "$dir/polls")
+buckets_per_window=$(grep -o '"kind"' "$dir/record.json" | wc -l)
+buckets=$((buckets_per_window * windows))
+stats=$(curl -s "$stats_url")
+complex=${stats#*\"complex_gauges\":}
+complex=${complex%%[,\}]*}
+measures=$(grep -o '"kind": *"measure"' "$dir/record.json" | wc -l)
+[ "$complex" = $((measures * windows)) ] ||
+  log "level=warn msg=\"the points fell in other windows than planned\" complex_gauges=$complex measure_series=$measures windows=$windows"
+check=$(curl -s "http://127.0.0.1:$sink_port/check")
+ok=failed
+[[ $check == *'"ok":true'* ]] && ok=ok
+hz=$(getconf CLK_TCK)
+awk -v b="$buckets" -v gauges="$final_gauges" -v req="$final_requests" -v closed="$close" -v seal="$seal" \
+  -v first_seal="$first_seal" -v first="$first_post" -v last="$last_post" \
+  -v c0="$cpu_before" -v c1="$cpu_after" -v s0="$sink_cpu_before" -v s1="$sink_cpu_after" -v hz="$hz" -v ok="$ok" -v w="$w" -v n="$windows" \
+  -v series="$series" -v res="$resolution" 'BEGIN {
+    cpu = (c1 - c0) / hz
+    span = last - first
+    printf "series=%d resolution=%d windows=%d window=%d buckets=%d gauges=%d requests=%d", series, res, n, w, b, gauges, req
+    printf " close_to_last_post_s=%.3f seal_to_last_post_s=%.3f seal_to_first_post_s=%.3f", last - closed, last - seal, first - first_seal
+    printf " buckets_per_s=%.0f outlet_cpu_s=%.2f buckets_per_outlet_cpu_s=%.0f sink_cpu_s=%.2f check=%s\n", (span > 0 ? b / span : 0), cpu, (cpu > 0 ? b / cpu : 0), (s1 - s0) / hz, ok
+  }'
+[ "$ok" = ok ] || {
+  log "level=error msg=\"check failed\" check=${check:0:2000}"
+  exit 1
+}
