@@ -24,17 +24,16 @@ constexpr bool IsNameByte(char c) {
          c == '-';
 }
 
-// IsNameByte of every byte value, for Sanitise (once per point).
-constexpr auto kNameBytes = [] {
-  std::array<bool, 256> table{};
-  for (int c = 0; c < 256; ++c) table[c] = IsNameByte(static_cast<char>(c));
+// Every byte value -> itself when IsNameByte, else '_': Sanitise (once per point) maps
+// each byte without a branch.
+constexpr auto kSanitised = [] {
+  std::array<char, 256> table{};
+  for (int c = 0; c < 256; ++c) table[c] = IsNameByte(static_cast<char>(c)) ? static_cast<char>(c) : '_';
   return table;
 }();
 
 void Sanitise(std::string& s) {
-  for (char& c : s) {
-    if (!kNameBytes[static_cast<unsigned char>(c)]) c = '_';
-  }
+  for (char& c : s) c = kSanitised[static_cast<unsigned char>(c)];
 }
 
 // Writes `prefix.head tail` (or `head tail`) sanitised into `out`. False, with `out`
