@@ -142,6 +142,11 @@ int Main(int argc, char** argv) {
   sink_cmd->add_flag("--per-tenant", sink.per_tenant,
                      "Key series by the Basic-auth user (the tenant's Librato email) as well.");
   sink_cmd->add_option("--expect", sink.expect_path, "The send --record file, read at each check.");
+  std::size_t max_pending_mb = sink.max_pending_bytes >> 20;
+  sink_cmd
+      ->add_option("--max-pending-mb", max_pending_mb,
+                   "Bodies kept unparsed (parsed at /stats, /check, or once past this) (default 256).")
+      ->check(CLI::Range(1, 65536));
   sink_cmd
       ->add_option("--check-after", check_after_s,
                    "Check once after S seconds, print the result, exit 0 when it holds, else 1.")
@@ -154,6 +159,7 @@ int Main(int argc, char** argv) {
     return code == 0 ? 0 : 2;
   }
 
+  sink.max_pending_bytes = max_pending_mb << 20;
   if (sink_cmd->parsed()) return RunSink(sink, check_after_s);
 
   if (rate != "max") {

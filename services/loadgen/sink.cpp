@@ -1,5 +1,6 @@
 #include "services/loadgen/sink.h"
 
+#include <chrono>
 #include <cmath>
 #include <fstream>
 #include <functional>
@@ -25,90 +26,158 @@ void Push(json& list, json entry) {
   if (list.size() < kListLimit) list.push_back(std::move(entry));
 }
 
+std::int64_t UnixNanosNow() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// The quick look of Enqueue: blanks aside, '{' first and '}' last.
+bool LooksLikeObject(std::string_view body) {
+  constexpr std::string_view kBlanks = " \t\r\n";
+  const std::size_t first = body.find_first_not_of(kBlanks);
+  const std::size_t last = body.find_last_not_of(kBlanks);
+  return first != std::string_view::npos && last > first && body[first] == '{' && body[last] == '}';
+}
+
 }  // namespace
 
+void GaugeLedger::CountArrival(std::string_view user, std::size_t bytes, std::int64_t unix_nanos) const {
+  ++requests_;
+  bytes_ += bytes;
+  if (first_unix_nanos_ == 0) first_unix_nanos_ = unix_nanos;
+  last_unix_nanos_ = unix_nanos;
+  auto it = users_.find(user);
+  if (it == users_.end()) it = users_.emplace(std::string(user), 0).first;
+  ++it->second;
+}
+
 bool GaugeLedger::Add(std::string_view user, std::string_view body) {
+  std::lock_guard<std::mutex> ledger_lock(ledger_mu_);
+  AccountPending();
+  {
+    std::lock_guard<std::mutex> lock(arrival_mu_);
+    CountArrival(user, body.size(), UnixNanosNow());
+  }
+  return Account(user, body);
+}
+
+bool GaugeLedger::Enqueue(std::string_view user, std::string_view body) {
+  const std::int64_t now = UnixNanosNow();
+  const bool valid = LooksLikeObject(body);
+  bool over = false;
+  {
+    std::lock_guard<std::mutex> lock(arrival_mu_);
+    CountArrival(user, body.size(), now);
+    if (!valid) {
+      ++refused_at_arrival_;
+      return false;
+    }
+    pending_.push_back(Pending{std::string(user), std::string(body)});
+    pending_bytes_ += body.size();
+    over = pending_bytes_ > max_pending_bytes_;
+  }
+  if (over) Flush();
+  return true;
+}
+
+void GaugeLedger::Flush() const {
+  std::lock_guard<std::mutex> lock(ledger_mu_);
+  AccountPending();
+}
+
+GaugeLedger::Arrivals GaugeLedger::Received() const {
+  std::lock_guard<std::mutex> lock(arrival_mu_);
+  return Arrivals{.requests = requests_,
+                  .bytes = bytes_,
+                  .pending_requests = pending_.size(),
+                  .pending_bytes = pending_bytes_,
+                  .first_unix_nanos = first_unix_nanos_,
+                  .last_unix_nanos = last_unix_nanos_};
+}
+
+void GaugeLedger::AccountPending() const {
+  // Bodies are taken in batches, so arrivals keep flowing while a batch is parsed.
+  for (;;) {
+    std::deque<Pending> batch;
+    {
+      std::lock_guard<std::mutex> lock(arrival_mu_);
+      if (pending_.empty()) return;
+      batch.swap(pending_);
+      pending_bytes_ = 0;
+    }
+    for (Pending& p : batch) {
+      Account(p.user, p.body);
+      std::string().swap(p.body);  // Give the memory back as we go.
+    }
+  }
+}
+
+bool GaugeLedger::Account(std::string_view user, std::string_view body) const {
   const json doc = json::parse(body, nullptr, /*allow_exceptions=*/false);
   const bool valid =
       !doc.is_discarded() && doc.is_object() && doc.contains("gauges") && doc["gauges"].is_array();
-  // Identities and hashes are made outside the lock.
-  struct Entry {
-    std::string identity;
-    std::uint64_t hash;
-    std::string name, source;
-    bool complex;
-    double count, sum, value;
-  };
-  std::vector<Entry> entries;
-  if (valid) {
-    for (const json& g : doc["gauges"]) {
-      if (!g.is_object() || !g.contains("name") || !g["name"].is_string()) continue;
-      Entry e;
-      e.name = g["name"].get<std::string>();
-      if (g.contains("source") && g["source"].is_string()) e.source = g["source"].get<std::string>();
-      const std::string time = g.contains("measure_time") ? g["measure_time"].dump() : "";
-      e.identity.append(user);
-      e.identity.push_back('\0');
-      e.identity.append(e.name);
-      e.identity.push_back('\0');
-      e.identity.append(e.source);
-      e.identity.push_back('\0');
-      e.identity.append(time);
-      e.hash = std::hash<std::string>{}(g.dump());
-      e.complex = g.contains("count") && g["count"].is_number();
-      e.count = e.complex ? g["count"].get<double>() : 0;
-      e.sum = e.complex && g.contains("sum") && g["sum"].is_number() ? g["sum"].get<double>() : 0;
-      e.value = !e.complex && g.contains("value") && g["value"].is_number() ? g["value"].get<double>() : 0;
-      entries.push_back(std::move(e));
-    }
-  }
-  std::lock_guard<std::mutex> lock(mu_);
-  ++requests_;
-  bytes_ += body.size();
-  ++users_[std::string(user)];
   if (!valid) {
     ++bad_requests_;
     return false;
   }
-  for (Entry& e : entries) {
+  std::string identity;
+  for (const json& g : doc["gauges"]) {
+    if (!g.is_object() || !g.contains("name") || !g["name"].is_string()) continue;
+    const std::string& name = g["name"].get_ref<const std::string&>();
+    std::string source;
+    if (g.contains("source") && g["source"].is_string()) source = g["source"].get<std::string>();
+    const std::string time = g.contains("measure_time") ? g["measure_time"].dump() : "";
+    identity.clear();
+    identity.append(user);
+    identity.push_back('\0');
+    identity.append(name);
+    identity.push_back('\0');
+    identity.append(source);
+    identity.push_back('\0');
+    identity.append(time);
+    const std::uint64_t hash = std::hash<std::string>{}(g.dump());
+    const bool complex = g.contains("count") && g["count"].is_number();
     ++gauges_;
-    const auto [it, inserted] = identities_.try_emplace(std::move(e.identity), e.hash);
+    const auto [it, inserted] = identities_.try_emplace(identity, hash);
     if (!inserted) {
-      ++(it->second == e.hash ? duplicates_identical_ : duplicates_conflicting_);
+      ++(it->second == hash ? duplicates_identical_ : duplicates_conflicting_);
       continue;
     }
-    Totals& t = series_[{per_tenant_ ? std::string(user) : std::string(), e.name, e.source}];
+    Totals& t = series_[{per_tenant_ ? std::string(user) : std::string(), name, source}];
     ++t.gauges;
-    if (e.complex) {
+    if (complex) {
+      const auto count = static_cast<std::uint64_t>(std::llround(g["count"].get<double>()));
       ++t.complex_gauges;
-      t.count_sum += static_cast<std::uint64_t>(std::llround(e.count));
-      t.sum_sum += e.sum;
+      ++complex_gauges_;
+      t.count_sum += count;
+      count_sum_ += count;
+      t.sum_sum += g.contains("sum") && g["sum"].is_number() ? g["sum"].get<double>() : 0;
     } else {
-      t.value_sum += e.value;
+      t.value_sum += g.contains("value") && g["value"].is_number() ? g["value"].get<double>() : 0;
     }
   }
   return true;
 }
 
 json GaugeLedger::Stats() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  std::uint64_t complex = 0, count_sum = 0;
-  for (const auto& [key, t] : series_) {
-    complex += t.complex_gauges;
-    count_sum += t.count_sum;
-  }
+  std::lock_guard<std::mutex> ledger_lock(ledger_mu_);
+  AccountPending();
+  std::lock_guard<std::mutex> lock(arrival_mu_);
   json users = json::object();
   for (const auto& [user, n] : users_) users[user] = n;
   return {{"requests", requests_},
-          {"bad_requests", bad_requests_},
+          {"bad_requests", bad_requests_ + refused_at_arrival_},
           {"bytes", bytes_},
           {"gauges", gauges_},
-          {"complex_gauges", complex},
+          {"complex_gauges", complex_gauges_},
           {"series", series_.size()},
-          {"count_sum", count_sum},
+          {"count_sum", count_sum_},
           {"duplicates_identical", duplicates_identical_},
           {"duplicates_conflicting", duplicates_conflicting_},
-          {"users", std::move(users)}};
+          {"users", std::move(users)},
+          {"first_post_unix_s", static_cast<double>(first_unix_nanos_) / 1e9},
+          {"last_post_unix_s", static_cast<double>(last_unix_nanos_) / 1e9}};
 }
 
 absl::StatusOr<json> GaugeLedger::Check(const json& record) const {
@@ -145,7 +214,8 @@ absl::StatusOr<json> GaugeLedger::Check(const json& record) const {
     }
   }
 
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> lock(ledger_mu_);
+  AccountPending();
   json missing = json::array(), extra = json::array(), sum_mismatch = json::array();
   double missing_total = 0, extra_total = 0;
   std::uint64_t series_expected = 0, series_ok = 0, measure_expected = 0, measure_emitted = 0;
@@ -280,12 +350,23 @@ http::Response Sink::Handle(const http::Request& request) {
         user = credentials->user;
       }
     }
-    if (ledger_.Add(user, request.body)) {
+    if (ledger_.Enqueue(user, request.body)) {
       response.body = "{}";
     } else {
       response.status = 400;
       response.body = R"({"errors":{"request":["expected a JSON object with a gauges array"]}})";
     }
+    return response;
+  }
+  if (path == "/arrivals" && request.method == "GET") {
+    const GaugeLedger::Arrivals a = ledger_.Received();
+    response.body = json{{"requests", a.requests},
+                         {"bytes", a.bytes},
+                         {"pending_requests", a.pending_requests},
+                         {"pending_bytes", a.pending_bytes},
+                         {"first_post_unix_s", static_cast<double>(a.first_unix_nanos) / 1e9},
+                         {"last_post_unix_s", static_cast<double>(a.last_unix_nanos) / 1e9}}
+                        .dump();
     return response;
   }
   if (path == "/stats" && request.method == "GET") {

@@ -6,6 +6,7 @@
 
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "absl/strings/escaping.h"
 #include "gtest/gtest.h"
@@ -157,6 +158,66 @@ TEST(GaugeLedger, RefusesWhatIsNotGaugesOrARecord) {
   EXPECT_EQ(ledger.Check(json{{"format", "other"}}).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+// Bodies stored by Enqueue and accounted at Check/Stats give the same check and totals as
+// bodies accounted at once by Add: same order, so the same first copies and duplicates.
+TEST(GaugeLedger, LazyAccountingGivesTheSameCheck) {
+  const std::vector<std::string> bodies = {
+      Body(Window(100, 6, 30)),
+      Body(Window(101, 4, 25)),
+      Body(Window(101, 4, 25)),          // identical duplicate
+      Body(Window(101, 5, 26)),          // conflicting duplicate
+      Body(Window(102, 1, 1, "web.9")),  // not recorded
+      R"({"counters":[]})",              // passes the quick look, fails the parse
+  };
+  GaugeLedger eager(false);
+  GaugeLedger lazy(false);
+  for (const std::string& body : bodies) {
+    eager.Add("ops@a", body);
+    EXPECT_TRUE(lazy.Enqueue("ops@a", body));
+  }
+  const GaugeLedger::Arrivals arrivals = lazy.Received();
+  EXPECT_EQ(arrivals.requests, bodies.size());
+  EXPECT_EQ(arrivals.pending_requests, bodies.size());
+  EXPECT_GT(arrivals.last_unix_nanos, 0);
+  absl::StatusOr<json> want = eager.Check(Record());
+  absl::StatusOr<json> got = lazy.Check(Record());
+  ASSERT_TRUE(want.ok() && got.ok());
+  EXPECT_EQ(*got, *want);
+  EXPECT_FALSE((*got)["ok"].get<bool>());
+  EXPECT_EQ(lazy.Received().pending_requests, 0u);
+  json want_stats = eager.Stats(), got_stats = lazy.Stats();
+  for (json* stats : {&want_stats, &got_stats}) {
+    stats->erase("first_post_unix_s");
+    stats->erase("last_post_unix_s");
+  }
+  EXPECT_EQ(got_stats, want_stats);
+  EXPECT_EQ(got_stats["bad_requests"], 1);
+
+  // Bodies that fit an ok check stay ok when accounted lazily, and a body refused at the
+  // quick look is a bad request at once.
+  GaugeLedger ok(false);
+  EXPECT_TRUE(ok.Enqueue("ops@a", Body(Window(100, 6, 30))));
+  EXPECT_TRUE(ok.Enqueue("ops@a", Body(Window(101, 4, 25))));
+  EXPECT_FALSE(ok.Enqueue("ops@a", "{"));
+  got = ok.Check(Record());
+  ASSERT_TRUE(got.ok());
+  EXPECT_TRUE((*got)["ok"].get<bool>()) << got->dump();
+  EXPECT_EQ(ok.Stats()["bad_requests"], 1);
+}
+
+// Past max_pending_bytes the body that crossed it is accounted before Enqueue returns.
+TEST(GaugeLedger, BoundsTheBodiesKeptUnparsed) {
+  const std::string body = Body(Window(100, 6, 30));
+  GaugeLedger ledger(false, /*max_pending_bytes=*/body.size() + 1);
+  ASSERT_TRUE(ledger.Enqueue("ops@a", body));
+  EXPECT_EQ(ledger.Received().pending_requests, 1u);
+  ASSERT_TRUE(ledger.Enqueue("ops@a", Body(Window(101, 4, 25))));
+  EXPECT_EQ(ledger.Received().pending_requests, 0u);
+  absl::StatusOr<json> check = ledger.Check(Record());
+  ASSERT_TRUE(check.ok());
+  EXPECT_TRUE((*check)["ok"].get<bool>()) << check->dump();
+}
+
 // FORMATS.md §5.1-§5.2 over HTTP: POST /v1/metrics with Basic auth answers 200; /stats
 // and /check answer JSON.
 TEST(Sink, AnswersMetricsStatsAndCheckOverHttp) {
@@ -176,6 +237,13 @@ TEST(Sink, AnswersMetricsStatsAndCheckOverHttp) {
   support::HttpReply reply = support::HttpPost(port, "/v1/metrics", headers, Body(Window(100, 10, 55)));
   EXPECT_EQ(reply.status, 200u) << reply.error;
   EXPECT_EQ(support::HttpPost(port, "/v1/metrics", headers, "{").status, 400u);
+
+  reply = support::HttpGet(port, "/arrivals");
+  ASSERT_EQ(reply.status, 200u);
+  const json arrivals = json::parse(reply.body, nullptr, false);
+  EXPECT_EQ(arrivals["requests"], 2);
+  EXPECT_EQ(arrivals["pending_requests"], 1);
+  EXPECT_GT(arrivals["last_post_unix_s"].get<double>(), 0);
 
   reply = support::HttpGet(port, "/stats");
   ASSERT_EQ(reply.status, 200u);
