@@ -57,6 +57,7 @@ v1::ConfigSnapshot ToProto(const Config& config, std::uint64_t version) {
   outlet.set_connect_timeout_ms(config.outlet.connect_timeout_ms);
   outlet.set_request_timeout_ms(config.outlet.request_timeout_ms);
   outlet.set_max_gauges_per_request(config.outlet.max_gauges_per_request);
+  outlet.set_max_inflight_requests(config.outlet.max_inflight_requests);
   outlet.set_retry_initial_backoff_ms(config.outlet.retry_initial_backoff_ms);
   outlet.set_retry_max_backoff_ms(config.outlet.retry_max_backoff_ms);
   outlet.set_lease_ttl_ms(config.outlet.lease_ttl_ms);
@@ -129,6 +130,9 @@ absl::StatusOr<Config> FromProto(const v1::ConfigSnapshot& snapshot) {
     config.outlet.connect_timeout_ms = outlet.connect_timeout_ms();
     config.outlet.request_timeout_ms = outlet.request_timeout_ms();
     config.outlet.max_gauges_per_request = outlet.max_gauges_per_request();
+    // Absent (0) in a snapshot of a config service that predates the field: the default.
+    if (outlet.max_inflight_requests() != 0)
+      config.outlet.max_inflight_requests = outlet.max_inflight_requests();
     config.outlet.retry_initial_backoff_ms = outlet.retry_initial_backoff_ms();
     config.outlet.retry_max_backoff_ms = outlet.retry_max_backoff_ms();
     config.outlet.lease_ttl_ms = outlet.lease_ttl_ms();

@@ -33,6 +33,7 @@ Config RichConfig() {
               .connect_timeout_ms = 12,
               .request_timeout_ms = 13,
               .max_gauges_per_request = 14,
+              .max_inflight_requests = 18,
               .retry_initial_backoff_ms = 15,
               .retry_max_backoff_ms = 16,
               .lease_ttl_ms = 17,
@@ -104,6 +105,7 @@ TEST(SnapshotTest, ToProtoFillsTheFieldsAsDocumented) {
   EXPECT_EQ(s.limits().max_header_bytes(), 9000u);
   EXPECT_EQ(s.outlet().lease_ttl_ms(), 17);
   EXPECT_EQ(s.outlet().lease_renew_ms(), 3);
+  EXPECT_EQ(s.outlet().max_inflight_requests(), 18);
   EXPECT_EQ(s.receiver().flush_interval_ms(), 250);
   EXPECT_EQ(s.receiver().max_series_in_memory(), 123456u);
   EXPECT_EQ(s.receiver().flush_delay_ms(), 9);
@@ -158,6 +160,17 @@ TEST(FromProtoTest, AbsentSectionsTakeDefaults) {
   EXPECT_EQ(config->outlet, Outlet{});
   EXPECT_EQ(config->receiver, Receiver{});
   EXPECT_EQ(config->redis, Redis{});
+}
+
+// A snapshot of a config service that predates outlet.max_inflight_requests (field absent,
+// 0) gives the default, not an invalid 0.
+TEST(FromProtoTest, AbsentMaxInflightRequestsTakesTheDefault) {
+  v1::ConfigSnapshot s = ToProto(RichConfig(), 1);
+  s.mutable_outlet()->clear_max_inflight_requests();
+  absl::StatusOr<Config> config = FromProto(s);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->outlet.max_inflight_requests, Outlet{}.max_inflight_requests);
+  EXPECT_EQ(config->outlet.max_gauges_per_request, 14);
 }
 
 struct BadSnapshotCase {
