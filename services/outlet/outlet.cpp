@@ -60,6 +60,7 @@ struct ShardOutlet::Worker {
   std::shared_ptr<const TenantView> view;  // The copy `sink` was made from (TenantSink refers to it).
   std::unique_ptr<emit::Sink> sink;        // Declared after `view`: destroyed first.
   std::mt19937_64 rng;
+  std::size_t last_buckets = 0;  // Buckets of this worker's last window: the next table's reserve.
 };
 
 ShardOutlet::ShardOutlet(config::Config config, OutletOptions options, const base::Clock& clock,
@@ -506,7 +507,11 @@ ShardOutlet::WindowOutcome ShardOutlet::WorkWindow(Worker& worker, std::uint32_t
   };
 
   // Read and merge in list order (deterministic floats on every re-aggregation).
+  // Sized like this worker's last window (the shards' windows are alike), so the table
+  // does not grow, rehashing, through every power of two on the way.
+  constexpr std::size_t kMaxReserve = std::size_t{1} << 20;
   bucket::BucketMap merged;
+  merged.map().reserve(std::min(worker.last_buckets, kMaxReserve));
   std::string key;
   std::uint64_t bad = 0;
   for (std::int64_t offset = 0;; offset += options_.read_chunk) {
@@ -533,6 +538,7 @@ ShardOutlet::WindowOutcome ShardOutlet::WorkWindow(Worker& worker, std::uint32_t
   NoteRedisOk();
   if (bad > 0) metrics_.AddBadRecords(bad);
   std::vector<bucket::ClosedBucket> closed = merged.TakeAll();
+  worker.last_buckets = closed.size();
   telemetry::Counters build_counters;
   const std::vector<librato::Gauge> gauges = librato::BuildGauges(closed, build_counters);
   metrics_.Add(build_counters);

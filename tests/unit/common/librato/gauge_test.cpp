@@ -8,9 +8,11 @@
 #include <cstdint>
 #include <fstream>
 #include <limits>
+#include <map>
 #include <numeric>
 #include <random>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -382,6 +384,78 @@ TEST(BuildGaugesTest, SortedByTenantNameSourceTime) {
   std::vector<double> values;
   for (const Gauge& g : gauges) values.push_back(g.value);
   EXPECT_THAT(values, testing::ElementsAre(5, 4, 3, 6, 2, 1));
+}
+
+// The order and the §7.6 choice against a reference made bucket by bucket: every gauge of
+// bucket i alone is a candidate, ranked by (kind, own name before derived, period, i); the
+// best of each (tenant, name, source, measure_time) is sent, in that order (byte order).
+// Sources around the 16 bytes BuildGauges compares at once, with NULs, high bytes, prefixes
+// of one another; names whose derived names sort elsewhere ("a" < "a.b" but
+// "a.b.median" < "a.median"); conflicts of every kind.
+TEST(BuildGaugesTest, OrderAndChoiceMatchAReference) {
+  using namespace std::string_literals;
+  const std::vector<std::string> sources = {"",
+                                            "a",
+                                            "a\0"s,
+                                            "a\0\0"s,
+                                            "web.1",
+                                            "web.10",
+                                            "web.9",
+                                            "aaaaaaaaaaaaaaaa",
+                                            "aaaaaaaaaaaaaaaaa",
+                                            "aaaaaaaaaaaaaaaab",
+                                            "aaaaaaaaaaaaaaaa\0"s,
+                                            "aaaaaaaaaaaaaaab",
+                                            "aaaaaaaab",
+                                            "aaaaaaaa",
+                                            "\xff",
+                                            "\x80z",
+                                            "worker.queue.long-name.1",
+                                            "worker.queue.long-name.2"};
+  const std::vector<std::string> names = {"a", "a.b", "a.median", "a.b.median", "x", "x.perc95", "\xc3\xa9"};
+  const std::vector<std::string> tenants = {"t1", "t2", "t10"};
+  std::mt19937 rng(7);
+  auto pick = [&](const auto& list) { return list[rng() % list.size()]; };
+  for (int round = 0; round < 20; ++round) {
+    std::vector<BucketSpec> specs;
+    for (int i = 0; i < 300; ++i) {
+      BucketSpec spec;
+      spec.name = pick(names);
+      spec.kind = static_cast<Kind>(rng() % 3);
+      spec.source = pick(sources);
+      spec.tenant = pick(tenants);
+      spec.resolution = rng() % 2 == 0 ? 1 : 60;
+      spec.window = rng() % 2 == 0 ? kWindow : kWindow + 60;
+      spec.values.assign(1 + rng() % 3, static_cast<double>(rng() % 100));
+      specs.push_back(spec);
+    }
+    struct Ranked {
+      Gauge gauge;
+      std::tuple<Kind, bool, std::int32_t, std::size_t> preference;
+    };
+    std::map<std::tuple<std::string, std::string, std::string, std::int64_t>, Ranked> best;
+    std::uint64_t candidates = 0;
+    for (std::size_t i = 0; i < specs.size(); ++i) {
+      telemetry::Counters ignored;
+      for (Gauge& g : Build({specs[i]}, ignored)) {
+        ++candidates;
+        Ranked ranked{g, {specs[i].kind, g.name != specs[i].name, g.period, i}};
+        auto [it, inserted] = best.try_emplace({g.tenant, g.name, g.source, g.measure_time}, ranked);
+        if (!inserted && ranked.preference < it->second.preference) it->second = std::move(ranked);
+      }
+    }
+    std::vector<Gauge> want;
+    for (auto& [identity, ranked] : best) want.push_back(std::move(ranked.gauge));
+
+    telemetry::Counters counters;
+    const std::vector<Gauge> got = Build(specs, counters);
+    ASSERT_EQ(got.size(), want.size()) << "round " << round;
+    for (std::size_t i = 0; i < got.size(); ++i) {
+      ASSERT_EQ(got[i], want[i]) << "round " << round << " gauge " << i << ": " << Json(got[i]) << " vs "
+                                 << Json(want[i]);
+    }
+    EXPECT_EQ(counters.name_conflict, candidates - want.size());
+  }
 }
 
 TEST(BuildGaugesTest, EmptyInputAndEmptyBucket) {
