@@ -209,6 +209,13 @@ stats=$(curl -s "$stats_url")
 sink_cpu_accounted=$(cpu_ticks "$sink_pid")
 final_gauges=${stats#*\"gauges\":}
 final_gauges=${final_gauges%%[,\}]*}
+stats_requests=${stats#*\"requests\":}
+stats_requests=${stats_requests%%[,\}]*}
+[ "$stats_requests" = "$final_requests" ] || {
+  log "level=warn msg=\"posts arrived after the watch (a re-post?): requests and gauges are those of /stats\"" \
+    requests_watched="$final_requests" requests="$stats_requests"
+  final_requests=$stats_requests
+}
 complex=${stats#*\"complex_gauges\":}
 complex=${complex%%[,\}]*}
 measures=$(grep -o '"kind": *"measure"' "$dir/record.json" | wc -l)
