@@ -1,8 +1,10 @@
 #include "common/bucket/codec.h"
 
+#include <bit>
 #include <climits>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <map>
 #include <string>
 #include <utility>
@@ -25,43 +27,6 @@ v1::Kind ToProto(extract::Kind kind) {
       return v1::KIND_SAMPLE;
   }
   return v1::KIND_UNSPECIFIED;  // Not a Kind: decodes as an error, as it should.
-}
-
-void FillStore(const std::map<int, std::uint64_t>& buckets, v1::SketchStore& store) {
-  store.mutable_index()->Reserve(static_cast<int>(buckets.size()));
-  store.mutable_count()->Reserve(static_cast<int>(buckets.size()));
-  for (const auto& [index, n] : buckets) {
-    store.add_index(index);
-    store.add_count(n);
-  }
-}
-
-void FillRecord(const BucketKey& key, const PartialBucket& bucket, Record& record) {
-  record.set_tenant(key.tenant);
-  record.set_name(key.name);
-  record.set_source(key.source);
-  record.set_kind(ToProto(key.kind));
-  record.set_resolution_seconds(key.resolution_seconds);
-  record.set_window_unix_seconds(key.window_unix_seconds);
-  record.set_count(bucket.count);
-  record.set_sum(bucket.sum);
-  record.set_sum_squares(bucket.sum_squares);
-  record.set_min(bucket.min);
-  record.set_max(bucket.max);
-  record.set_last(bucket.last);
-  record.set_last_unix_nanos(bucket.last_unix_nanos);
-  record.set_units(bucket.units);
-  const Distribution& distribution = bucket.values;
-  if (distribution.exact()) {
-    // Empty for counts and samples; written in the order held, so decoding restores it.
-    const std::vector<double>& values = distribution.values();
-    record.mutable_values()->Add(values.begin(), values.end());
-  } else {
-    v1::DDSketch& sketch = *record.mutable_sketch();
-    FillStore(distribution.sketch().positive(), *sketch.mutable_positive());
-    FillStore(distribution.sketch().negative(), *sketch.mutable_negative());
-    sketch.set_zero_count(distribution.sketch().zero_count());
-  }
 }
 
 absl::Status Invalid(std::string message) { return absl::InvalidArgumentError(std::move(message)); }
@@ -204,13 +169,247 @@ absl::StatusOr<BucketRecord> FromProto(Record& record) {
 // protobuf takes sizes as int.
 bool TooLong(std::string_view bytes) { return bytes.size() > static_cast<std::size_t>(INT_MAX); }
 
+// ---- The wire format, written by hand (no message object, no allocation but `out`'s).
+// Byte for byte what protobuf's serializer writes for the same PartialBucketRecord
+// (fields in number order; proto3 scalars omitted when zero, doubles when their bits are
+// zero, so -0.0 is written; repeated fields packed; the sketch message present, with both
+// stores, whenever the distribution is a sketch), so records keep the bytes they had when
+// protobuf's SerializeToString made them (codec_test compares the two).
+
+constexpr std::uint32_t kVarint = 0;
+constexpr std::uint32_t kFixed64 = 1;
+constexpr std::uint32_t kLengthDelimited = 2;
+
+constexpr std::uint32_t Tag(std::uint32_t field, std::uint32_t wire_type) { return (field << 3) | wire_type; }
+
+std::size_t VarintSize(std::uint64_t value) {
+  // 1 + floor(log2(value | 1) / 7): 7 payload bits per byte.
+  return static_cast<std::size_t>((64 - __builtin_clzll(value | 1) + 6) / 7);
+}
+
+char* WriteVarint(std::uint64_t value, char* p) {
+  while (value >= 0x80) {
+    *p++ = static_cast<char>(value | 0x80);
+    value >>= 7;
+  }
+  *p++ = static_cast<char>(value);
+  return p;
+}
+
+char* WriteFixed64(double value, char* p) {
+  static_assert(std::endian::native == std::endian::little, "protobuf's fixed64 is little-endian");
+  std::memcpy(p, &value, sizeof value);
+  return p + sizeof value;
+}
+
+std::uint64_t Bits(double value) {
+  std::uint64_t bits = 0;
+  std::memcpy(&bits, &value, sizeof bits);
+  return bits;
+}
+
+// Varints of int32/int64/enum fields: negative values take 10 bytes (sign-extended).
+std::uint64_t SignExtended(std::int64_t value) { return static_cast<std::uint64_t>(value); }
+
+std::uint32_t ZigZag(int value) {
+  return (static_cast<std::uint32_t>(value) << 1) ^ static_cast<std::uint32_t>(value >> 31);
+}
+
+// One field's bytes: tag + payload.
+std::size_t BytesFieldSize(std::string_view bytes) {
+  return bytes.empty() ? 0 : 1 + VarintSize(bytes.size()) + bytes.size();
+}
+std::size_t VarintFieldSize(std::uint32_t tag, std::uint64_t value) {
+  return value == 0 ? 0 : VarintSize(tag) + VarintSize(value);
+}
+std::size_t DoubleFieldSize(double value) { return Bits(value) == 0 ? 0 : 1 + 8; }
+
+char* WriteBytesField(std::uint32_t field, std::string_view bytes, char* p) {
+  if (bytes.empty()) return p;
+  *p++ = static_cast<char>(Tag(field, kLengthDelimited));
+  p = WriteVarint(bytes.size(), p);
+  std::memcpy(p, bytes.data(), bytes.size());
+  return p + bytes.size();
+}
+char* WriteVarintField(std::uint32_t tag, std::uint64_t value, char* p) {
+  if (value == 0) return p;
+  p = WriteVarint(tag, p);
+  return WriteVarint(value, p);
+}
+char* WriteDoubleField(std::uint32_t field, double value, char* p) {
+  if (Bits(value) == 0) return p;
+  *p++ = static_cast<char>(Tag(field, kFixed64));
+  return WriteFixed64(value, p);
+}
+
+// SketchStore: packed sint32 indices (1), packed uint64 counts (2).
+struct StoreSizes {
+  std::size_t index = 0;  // payload bytes of the packed indices
+  std::size_t count = 0;  // payload bytes of the packed counts
+  std::size_t Message() const {
+    return (index == 0 ? 0 : 1 + VarintSize(index) + index) +
+           (count == 0 ? 0 : 1 + VarintSize(count) + count);
+  }
+};
+
+StoreSizes SizeStore(const std::map<int, std::uint64_t>& buckets) {
+  StoreSizes sizes;
+  for (const auto& [index, n] : buckets) {
+    sizes.index += VarintSize(ZigZag(index));
+    sizes.count += VarintSize(n);
+  }
+  return sizes;
+}
+
+char* WriteStore(const std::map<int, std::uint64_t>& buckets, const StoreSizes& sizes, char* p) {
+  if (sizes.index > 0) {
+    *p++ = static_cast<char>(Tag(1, kLengthDelimited));
+    p = WriteVarint(sizes.index, p);
+    for (const auto& [index, n] : buckets) p = WriteVarint(ZigZag(index), p);
+  }
+  if (sizes.count > 0) {
+    *p++ = static_cast<char>(Tag(2, kLengthDelimited));
+    p = WriteVarint(sizes.count, p);
+    for (const auto& [index, n] : buckets) p = WriteVarint(n, p);
+  }
+  return p;
+}
+
+// The DDSketch message's size (sketch field 16's payload) and its stores' sizes.
+struct SketchSizes {
+  StoreSizes positive;
+  StoreSizes negative;
+  std::size_t message = 0;
+};
+
+SketchSizes SizeSketch(const DDSketch& sketch) {
+  SketchSizes sizes;
+  sizes.positive = SizeStore(sketch.positive());
+  sizes.negative = SizeStore(sketch.negative());
+  const std::size_t positive = sizes.positive.Message();
+  const std::size_t negative = sizes.negative.Message();
+  sizes.message = 1 + VarintSize(positive) + positive + 1 + VarintSize(negative) + negative +
+                  VarintFieldSize(Tag(3, kVarint), sketch.zero_count());
+  return sizes;
+}
+
+constexpr std::uint32_t kSketchTag = Tag(16, kLengthDelimited);  // two bytes as a varint
+
+std::size_t RecordSizeWith(const RecordKeyView& key, const PartialBucket& bucket, const SketchSizes* sketch) {
+  std::size_t size =
+      BytesFieldSize(key.tenant) + BytesFieldSize(key.name) + BytesFieldSize(key.source) +
+      VarintFieldSize(Tag(4, kVarint), SignExtended(ToProto(key.kind))) +
+      VarintFieldSize(Tag(5, kVarint), SignExtended(key.resolution_seconds)) +
+      VarintFieldSize(Tag(6, kVarint), SignExtended(key.window_unix_seconds)) + DoubleFieldSize(bucket.sum) +
+      DoubleFieldSize(bucket.sum_squares) + DoubleFieldSize(bucket.min) + DoubleFieldSize(bucket.max) +
+      DoubleFieldSize(bucket.last) + VarintFieldSize(Tag(12, kVarint), SignExtended(bucket.last_unix_nanos)) +
+      BytesFieldSize(bucket.units) + VarintFieldSize(Tag(15, kVarint), bucket.count);
+  if (sketch == nullptr) {
+    const std::size_t values = bucket.values.values().size() * 8;
+    if (values > 0) size += 1 + VarintSize(values) + values;
+  } else {
+    size += VarintSize(kSketchTag) + VarintSize(sketch->message) + sketch->message;
+  }
+  return size;
+}
+
 }  // namespace
 
+std::size_t RecordSize(const RecordKeyView& key, const PartialBucket& bucket) {
+  if (bucket.values.exact()) return RecordSizeWith(key, bucket, nullptr);
+  const SketchSizes sketch = SizeSketch(bucket.values.sketch());
+  return RecordSizeWith(key, bucket, &sketch);
+}
+
+char* WriteRecord(const RecordKeyView& key, const PartialBucket& bucket, char* p) {
+  p = WriteBytesField(1, key.tenant, p);
+  p = WriteBytesField(2, key.name, p);
+  p = WriteBytesField(3, key.source, p);
+  p = WriteVarintField(Tag(4, kVarint), SignExtended(ToProto(key.kind)), p);
+  p = WriteVarintField(Tag(5, kVarint), SignExtended(key.resolution_seconds), p);
+  p = WriteVarintField(Tag(6, kVarint), SignExtended(key.window_unix_seconds), p);
+  p = WriteDoubleField(7, bucket.sum, p);
+  p = WriteDoubleField(8, bucket.sum_squares, p);
+  p = WriteDoubleField(9, bucket.min, p);
+  p = WriteDoubleField(10, bucket.max, p);
+  p = WriteDoubleField(11, bucket.last, p);
+  p = WriteVarintField(Tag(12, kVarint), SignExtended(bucket.last_unix_nanos), p);
+  p = WriteBytesField(13, bucket.units, p);
+  const Distribution& distribution = bucket.values;
+  if (distribution.exact()) {
+    // Empty for counts and samples; written in the order held, so decoding restores it.
+    const std::vector<double>& values = distribution.values();
+    if (!values.empty()) {
+      *p++ = static_cast<char>(Tag(14, kLengthDelimited));
+      p = WriteVarint(values.size() * 8, p);
+      static_assert(std::endian::native == std::endian::little, "packed doubles are little-endian");
+      std::memcpy(p, values.data(), values.size() * 8);
+      p += values.size() * 8;
+    }
+    return WriteVarintField(Tag(15, kVarint), bucket.count, p);
+  }
+  p = WriteVarintField(Tag(15, kVarint), bucket.count, p);
+  const DDSketch& sketch = distribution.sketch();
+  const SketchSizes sizes = SizeSketch(sketch);
+  p = WriteVarint(kSketchTag, p);
+  p = WriteVarint(sizes.message, p);
+  *p++ = static_cast<char>(Tag(1, kLengthDelimited));
+  p = WriteVarint(sizes.positive.Message(), p);
+  p = WriteStore(sketch.positive(), sizes.positive, p);
+  *p++ = static_cast<char>(Tag(2, kLengthDelimited));
+  p = WriteVarint(sizes.negative.Message(), p);
+  p = WriteStore(sketch.negative(), sizes.negative, p);
+  return WriteVarintField(Tag(3, kVarint), sketch.zero_count(), p);
+}
+
+bool KeyViewOf(std::string_view encoded, RecordKeyView* key) {
+  // tenant NUL name NUL source NUL, then kind (1), resolution (4), window (8), the integers
+  // big-endian, the window's sign bit flipped (common/bucket/partial_bucket.h).
+  constexpr std::size_t kTail = 1 + 4 + 8;
+  if (encoded.size() < 3 + kTail) return false;
+  const std::string_view strings = encoded.substr(0, encoded.size() - kTail);
+  const std::size_t end_tenant = strings.find('\0');
+  if (end_tenant == std::string_view::npos) return false;
+  const std::size_t end_name = strings.find('\0', end_tenant + 1);
+  if (end_name == std::string_view::npos) return false;
+  if (strings.find('\0', end_name + 1) != strings.size() - 1) return false;
+  const char* tail = encoded.data() + strings.size();
+  const auto kind = static_cast<unsigned char>(tail[0]);
+  if (kind > static_cast<unsigned char>(extract::Kind::kSample)) return false;
+  std::uint32_t resolution = 0;
+  std::uint64_t window = 0;
+  std::memcpy(&resolution, tail + 1, sizeof resolution);
+  std::memcpy(&window, tail + 5, sizeof window);
+  static_assert(std::endian::native == std::endian::little, "the key's integers are big-endian");
+  const auto resolution_seconds = static_cast<std::int32_t>(__builtin_bswap32(resolution));
+  if (resolution_seconds <= 0) return false;
+  key->tenant = strings.substr(0, end_tenant);
+  key->name = strings.substr(end_tenant + 1, end_name - end_tenant - 1);
+  key->source = strings.substr(end_name + 1, strings.size() - 1 - end_name - 1);
+  key->kind = static_cast<extract::Kind>(kind);
+  key->resolution_seconds = resolution_seconds;
+  key->window_unix_seconds = static_cast<std::int64_t>(__builtin_bswap64(window) ^ (std::uint64_t{1} << 63));
+  return true;
+}
+
 void EncodeRecord(const BucketKey& key, const PartialBucket& bucket, std::string& out) {
-  Record record;
-  FillRecord(key, bucket, record);
   out.clear();
-  record.AppendToString(&out);
+  AppendRecord(key, bucket, out);
+}
+
+void AppendRecord(const BucketKey& key, const PartialBucket& bucket, std::string& out) {
+  AppendRecord(RecordKeyView{key.tenant, key.name, key.source, key.kind, key.resolution_seconds,
+                             key.window_unix_seconds},
+               bucket, out);
+}
+
+void AppendRecord(const RecordKeyView& key, const PartialBucket& bucket, std::string& out) {
+  const std::size_t size = RecordSize(key, bucket);
+  const std::size_t at = out.size();
+  // resize() zero-fills the new bytes once; WriteRecord then overwrites every one of them.
+  out.resize(at + size);
+  char* end = WriteRecord(key, bucket, out.data() + at);
+  (void)end;
 }
 
 absl::StatusOr<BucketRecord> DecodeRecord(std::string_view bytes) {
@@ -224,9 +423,16 @@ absl::StatusOr<BucketRecord> DecodeRecord(std::string_view bytes) {
 
 void AppendRecordToBatch(const BucketKey& key, const PartialBucket& bucket, std::string& out) {
   // A batch holding one record, appended: batches concatenate (partial_bucket.proto).
-  v1::PartialBucketBatch batch;
-  FillRecord(key, bucket, *batch.add_records());
-  batch.AppendToString(&out);
+  // PartialBucketBatch.records = 1: tag, length, the record.
+  const RecordKeyView view{
+      key.tenant, key.name, key.source, key.kind, key.resolution_seconds, key.window_unix_seconds};
+  const std::size_t size = RecordSize(view, bucket);
+  const std::size_t at = out.size();
+  out.resize(at + 1 + VarintSize(size) + size);
+  char* p = out.data() + at;
+  *p++ = static_cast<char>(Tag(1, kLengthDelimited));
+  p = WriteVarint(size, p);
+  WriteRecord(view, bucket, p);
 }
 
 absl::StatusOr<std::vector<BucketRecord>> DecodeBatch(std::string_view bytes) {

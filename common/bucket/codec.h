@@ -4,6 +4,8 @@
 // (proto/drainmet/v1/partial_bucket.proto, the reference for every field and constraint);
 // docs/redis-layout.md "Record encoding" says how records sit in Redis values.
 
+#include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -27,6 +29,36 @@ struct BucketRecord {
 /// SEMANTICS §3.3). Deterministic: equal inputs give equal bytes. Thread-safe (no shared
 /// state).
 void EncodeRecord(const BucketKey& key, const PartialBucket& bucket, std::string& out);
+
+/// The identity of a record as views (BucketKey's fields without owning them), for writers
+/// that hold the key elsewhere (an encoded key, a table).
+struct RecordKeyView {
+  std::string_view tenant;
+  std::string_view name;
+  std::string_view source;
+  extract::Kind kind = extract::Kind::kMeasure;
+  std::int32_t resolution_seconds = 60;
+  std::int64_t window_unix_seconds = 0;
+};
+
+/// The fields of an encoded BucketKey (EncodeBucketKey) as views into `encoded`, without
+/// copying: what DecodeBucketKey gives, for readers that only look. False, and `key`
+/// untouched, exactly when DecodeBucketKey fails.
+bool KeyViewOf(std::string_view encoded, RecordKeyView* key);
+
+/// Appends one PartialBucketRecord (the bytes EncodeRecord gives) to `out`, which is not
+/// cleared: writers encode many records into one reused buffer, one allocation at most
+/// (when `out` must grow). Same contract as EncodeRecord.
+void AppendRecord(const BucketKey& key, const PartialBucket& bucket, std::string& out);
+/// AppendRecord with the key as views.
+void AppendRecord(const RecordKeyView& key, const PartialBucket& bucket, std::string& out);
+
+/// The size in bytes of the record AppendRecord writes for `key` + `bucket`.
+std::size_t RecordSize(const RecordKeyView& key, const PartialBucket& bucket);
+/// Writes that record at `out`, which must have RecordSize(key, bucket) bytes; returns the
+/// end of what was written (out + RecordSize). For writers that frame records themselves
+/// (e.g. a Redis command's bulk strings): size, then write in place.
+char* WriteRecord(const RecordKeyView& key, const PartialBucket& bucket, char* out);
 
 /// Inverse of EncodeRecord: DecodeRecord(EncodeRecord(k, b)) gives k and b back field for
 /// field, doubles bit-exact and the distribution identical (same exact values in the same

@@ -13,6 +13,7 @@
 
 #include "common/bucket/distribution.h"
 #include "proto/drainmet/v1/partial_bucket.pb.h"
+#include "tests/support/allocation_counter.h"
 
 namespace drainmet::bucket {
 namespace {
@@ -292,6 +293,160 @@ TEST(CodecMergeProperty, MergeAfterDecodeEqualsMergeBeforeEncodeBelowExactCap) {
 TEST(CodecMergeProperty, MergeAfterDecodeEqualsMergeBeforeEncodeAboveExactCap) {
   // Partials of up to 6000 points: some sketched themselves, most merges pass 4096.
   ExpectMergeAfterDecodeEqualsMergeBeforeEncode(/*seed=*/2, /*max_points_per_partial=*/6000, /*trials=*/30);
+}
+
+// The bytes protobuf's own serializer gives for the record (the reference the hand-written
+// encoder must match byte for byte, so records keep the bytes they always had).
+std::string ProtobufBytes(const BucketKey& key, const PartialBucket& bucket) {
+  v1::PartialBucketRecord record;
+  record.set_tenant(key.tenant);
+  record.set_name(key.name);
+  record.set_source(key.source);
+  record.set_kind(static_cast<v1::Kind>(static_cast<int>(key.kind) + 1));  // kMeasure = 0 -> 1
+  record.set_resolution_seconds(key.resolution_seconds);
+  record.set_window_unix_seconds(key.window_unix_seconds);
+  record.set_count(bucket.count);
+  record.set_sum(bucket.sum);
+  record.set_sum_squares(bucket.sum_squares);
+  record.set_min(bucket.min);
+  record.set_max(bucket.max);
+  record.set_last(bucket.last);
+  record.set_last_unix_nanos(bucket.last_unix_nanos);
+  record.set_units(bucket.units);
+  if (bucket.values.exact()) {
+    record.mutable_values()->Add(bucket.values.values().begin(), bucket.values.values().end());
+  } else {
+    v1::DDSketch& sketch = *record.mutable_sketch();
+    for (const auto& [side, store] :
+         {std::pair{&bucket.values.sketch().positive(), sketch.mutable_positive()},
+          std::pair{&bucket.values.sketch().negative(), sketch.mutable_negative()}}) {
+      for (const auto& [index, n] : *side) {
+        store->add_index(index);
+        store->add_count(n);
+      }
+    }
+    sketch.set_zero_count(bucket.values.sketch().zero_count());
+  }
+  std::string bytes;
+  record.SerializeToString(&bytes);
+  return bytes;
+}
+
+TEST(CodecEncode, BytesAreProtobufsOwn) {
+  ASSERT_EQ(static_cast<int>(Kind::kMeasure), 0);
+  ASSERT_EQ(static_cast<int>(Kind::kSample), 2);
+  std::mt19937_64 rng(11);
+  std::lognormal_distribution<double> lognormal(0, 3);
+  std::vector<std::pair<BucketKey, PartialBucket>> cases;
+  for (Kind kind : {Kind::kMeasure, Kind::kCount, Kind::kSample}) {
+    cases.emplace_back(Key(kind), Build(kind, {1}));
+    cases.emplace_back(Key(kind), Build(kind, {0.0}, ""));                            // zero doubles omitted
+    cases.emplace_back(Key(kind), Build(kind, {-0.0}));                               // -0.0 written
+    cases.emplace_back(Key(kind, -120, 60), Build(kind, {-5, 3}, "", -7 * kSecond));  // negative varints
+    cases.emplace_back(BucketKey{"", "n", "", kind, 1, 0}, Build(kind, {2.5}, "", 0));
+    cases.emplace_back(BucketKey{std::string(200, 't'), std::string(300, 'n'), std::string(130, 's'), kind,
+                                 3600, 1'714'557'600},
+                       Build(kind, Range(1, 20), std::string(150, 'u')));  // 2-byte lengths
+  }
+  cases.emplace_back(Key(Kind::kMeasure), Build(Kind::kMeasure, Range(1, 4096)));      // exact at the cap
+  cases.emplace_back(Key(Kind::kMeasure), Build(Kind::kMeasure, Range(-2000, 2096)));  // sketch, both sides
+  cases.emplace_back(Key(Kind::kMeasure), Build(Kind::kMeasure, Range(1, 5000)));      // positive only
+  cases.emplace_back(Key(Kind::kMeasure), Build(Kind::kMeasure, Range(-5000, -1)));    // negative only
+  std::vector<double> many;
+  for (int i = 0; i < 50'000; ++i) many.push_back(i % 3 == 0 ? -lognormal(rng) : lognormal(rng));
+  cases.emplace_back(Key(Kind::kMeasure), Build(Kind::kMeasure, many));
+  for (std::uint64_t seed = 1; seed <= 40; ++seed) {
+    std::mt19937_64 r(seed);
+    RandomBuckets random = MakeRandomBuckets(r, seed % 2 == 0 ? 50 : 3000);
+    PartialBucket merged;
+    for (const PartialBucket& p : random.partials) merged.Merge(p);
+    cases.emplace_back(Key(random.kind), std::move(merged));
+  }
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    SCOPED_TRACE(i);
+    const auto& [key, bucket] = cases[i];
+    std::string bytes;
+    EncodeRecord(key, bucket, bytes);
+    EXPECT_EQ(bytes, ProtobufBytes(key, bucket));
+    const RecordKeyView view{
+        key.tenant, key.name, key.source, key.kind, key.resolution_seconds, key.window_unix_seconds};
+    EXPECT_EQ(RecordSize(view, bucket), bytes.size());
+    std::string written(bytes.size(), '\0');
+    EXPECT_EQ(WriteRecord(view, bucket, written.data()), written.data() + written.size());
+    EXPECT_EQ(written, bytes);
+    // A batch of one record, as protobuf writes it.
+    v1::PartialBucketBatch batch;
+    ASSERT_TRUE(batch.add_records()->ParseFromString(bytes));
+    std::string batch_bytes = "x";
+    AppendRecordToBatch(key, bucket, batch_bytes);
+    EXPECT_EQ(batch_bytes, "x" + batch.SerializeAsString());
+  }
+}
+
+TEST(CodecKeyView, AgreesWithDecodeBucketKey) {
+  std::vector<BucketKey> keys = {
+      Key(Kind::kMeasure),
+      Key(Kind::kCount, -60, 60),
+      Key(Kind::kSample, 0, 1),
+      BucketKey{"", "n", "", Kind::kCount, 3600, 1'714'554'000},
+      BucketKey{std::string(100, 't'), "a.b", "web.1", Kind::kMeasure, 1, -1},
+      BucketKey{"acme", "x", "s", Kind::kSample, 2'147'483'647, std::numeric_limits<std::int64_t>::min()},
+      BucketKey{"acme", "x", "s", Kind::kSample, 1, std::numeric_limits<std::int64_t>::max()}};
+  std::string encoded;
+  for (const BucketKey& key : keys) {
+    EncodeBucketKey(key.tenant, key.name, key.source, key.kind, key.resolution_seconds,
+                    key.window_unix_seconds, encoded);
+    RecordKeyView view;
+    ASSERT_TRUE(KeyViewOf(encoded, &view));
+    EXPECT_EQ(view.tenant, key.tenant);
+    EXPECT_EQ(view.name, key.name);
+    EXPECT_EQ(view.source, key.source);
+    EXPECT_EQ(view.kind, key.kind);
+    EXPECT_EQ(view.resolution_seconds, key.resolution_seconds);
+    EXPECT_EQ(view.window_unix_seconds, key.window_unix_seconds);
+    // Every truncation and every single-byte change is judged as DecodeBucketKey judges it.
+    for (std::size_t n = 0; n <= encoded.size(); ++n) {
+      BucketKey decoded;
+      EXPECT_EQ(KeyViewOf(std::string_view(encoded).substr(0, n), &view),
+                DecodeBucketKey(std::string_view(encoded).substr(0, n), &decoded))
+          << n;
+    }
+    for (std::size_t i = 0; i < encoded.size(); ++i) {
+      for (char c : {'\0', '\x03', '\x80', 'z'}) {
+        std::string changed = encoded;
+        changed[i] = c;
+        BucketKey decoded;
+        RecordKeyView changed_view;
+        const bool ok = DecodeBucketKey(changed, &decoded);
+        ASSERT_EQ(KeyViewOf(changed, &changed_view), ok) << i;
+        if (!ok) continue;
+        EXPECT_EQ(changed_view.tenant, decoded.tenant);
+        EXPECT_EQ(changed_view.name, decoded.name);
+        EXPECT_EQ(changed_view.source, decoded.source);
+        EXPECT_EQ(changed_view.kind, decoded.kind);
+        EXPECT_EQ(changed_view.resolution_seconds, decoded.resolution_seconds);
+        EXPECT_EQ(changed_view.window_unix_seconds, decoded.window_unix_seconds);
+      }
+    }
+  }
+}
+
+TEST(CodecEncode, AppendRecordAppendsWithoutAllocatingWhenWarm) {
+  const PartialBucket measure = Build(Kind::kMeasure, Range(1, 30));
+  const PartialBucket count = Build(Kind::kCount, {1, 1, 1});
+  std::string one;
+  std::string two;
+  EncodeRecord(Key(Kind::kMeasure), measure, one);
+  EncodeRecord(Key(Kind::kCount), count, two);
+  std::string out = "prefix";
+  out.reserve(4096);
+  const long before = testing_support::AllocationCount();
+  for (int i = 0; i < 3; ++i) {
+    AppendRecord(Key(Kind::kMeasure), measure, out);
+    AppendRecord(Key(Kind::kCount), count, out);
+  }
+  EXPECT_EQ(testing_support::AllocationCount() - before, 0);
+  EXPECT_EQ(out, "prefix" + one + two + one + two + one + two);
 }
 
 // ---------------------------------------------------------------------------------------
