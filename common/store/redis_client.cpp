@@ -6,17 +6,18 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/time.h>
+#include <sys/uio.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <iterator>
+#include <climits>
+#include <cstring>
 #include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "common/base/status_macros.h"
 #include "common/base/strings.h"
-#include "fmt/format.h"
 
 namespace drainmet::store {
 namespace {
@@ -66,15 +67,36 @@ class ScopedSigpipeBlock {
   bool was_pending_ = false;
 };
 
+std::size_t Digits(std::size_t n) {
+  std::size_t digits = 1;
+  for (; n >= 10; n /= 10) ++digits;
+  return digits;
+}
+
 std::size_t BulkSize(std::string_view arg) {
   // "$" digits "\r\n" data "\r\n"
-  return 1 + std::to_string(arg.size()).size() + 2 + arg.size() + 2;
+  return 1 + Digits(arg.size()) + 2 + arg.size() + 2;
+}
+
+// `prefix` (one byte), the decimal `n`, CRLF.
+void AppendCount(std::string& out, char prefix, std::size_t n) {
+  char buffer[24];
+  char* end = buffer + sizeof buffer;
+  char* p = end;
+  *--p = '\n';
+  *--p = '\r';
+  do {
+    *--p = static_cast<char>('0' + n % 10);
+    n /= 10;
+  } while (n != 0);
+  *--p = prefix;
+  out.append(p, static_cast<std::size_t>(end - p));
 }
 
 void AppendBulk(std::string& out, std::string_view arg) {
-  fmt::format_to(std::back_inserter(out), "${}\r\n", arg.size());
+  AppendCount(out, '$', arg.size());
   out.append(arg);
-  out.append("\r\n");
+  out.append("\r\n", 2);
 }
 
 // RESP encoding of a command: an array of bulk strings (binary-safe).
@@ -83,7 +105,7 @@ std::string EncodeCommand(absl::Span<const std::string_view> argv) {
   for (std::string_view arg : argv) size += BulkSize(arg);
   std::string out;
   out.reserve(size);
-  fmt::format_to(std::back_inserter(out), "*{}\r\n", argv.size());
+  AppendCount(out, '*', argv.size());
   for (std::string_view arg : argv) AppendBulk(out, arg);
   return out;
 }
@@ -99,7 +121,7 @@ std::string EncodeEval(std::string_view verb, std::string_view script,
   for (std::string_view arg : args) size += BulkSize(arg);
   std::string out;
   out.reserve(size);
-  fmt::format_to(std::back_inserter(out), "*{}\r\n", 3 + keys.size() + args.size());
+  AppendCount(out, '*', 3 + keys.size() + args.size());
   AppendBulk(out, verb);
   AppendBulk(out, script);
   *tail = out.size();
@@ -312,14 +334,45 @@ absl::StatusOr<Reply> RedisClient::ReadReply() {
   return Convert(*reply);
 }
 
-absl::StatusOr<std::vector<Reply>> RedisClient::RoundTrip(const std::vector<const std::string*>& commands) {
-  DRAINMET_RETURN_IF_ERROR(EnsureConnected());
+absl::Status RedisClient::WriteAll(const std::vector<const std::string*>& commands) {
+  // Straight from the callers' buffers (writev), not copied into hiredis's output buffer
+  // first: a flush's pipeline is megabytes. hiredis's buffer stays empty, so its reads
+  // below do not write anything.
+  std::vector<iovec> iov;
+  iov.reserve(commands.size());
   for (const std::string* command : commands) {
-    if (redisAppendFormattedCommand(context_.get(), command->data(), command->size()) != REDIS_OK) {
-      return DropAfterError("queueing a command");
+    if (!command->empty()) iov.push_back(iovec{const_cast<char*>(command->data()), command->size()});
+  }
+  std::size_t next = 0;
+  while (next < iov.size()) {
+    const int count = static_cast<int>(std::min<std::size_t>(iov.size() - next, IOV_MAX));
+    const ssize_t written = ::writev(context_->fd, iov.data() + next, count);
+    if (written < 0) {
+      if (errno == EINTR) continue;
+      const int saved_errno = errno;
+      context_.reset();
+      if (saved_errno == EAGAIN || saved_errno == EWOULDBLOCK) {
+        return absl::UnavailableError(base::Cat("redis ", endpoint_, ": writing commands: timed out after ",
+                                                options_.command_timeout.count(), " ms"));
+      }
+      return absl::UnavailableError(
+          base::Cat("redis ", endpoint_, ": writing commands: ", std::strerror(saved_errno)));
+    }
+    // Skip what was written: whole buffers, then part of the next one.
+    auto left = static_cast<std::size_t>(written);
+    while (next < iov.size() && left >= iov[next].iov_len) left -= iov[next++].iov_len;
+    if (left > 0) {
+      iov[next].iov_base = static_cast<char*>(iov[next].iov_base) + left;
+      iov[next].iov_len -= left;
     }
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<Reply>> RedisClient::RoundTrip(const std::vector<const std::string*>& commands) {
+  DRAINMET_RETURN_IF_ERROR(EnsureConnected());
   ScopedSigpipeBlock no_sigpipe;
+  DRAINMET_RETURN_IF_ERROR(WriteAll(commands));
   std::vector<Reply> replies;
   replies.reserve(commands.size());
   for (std::size_t i = 0; i < commands.size(); ++i) {

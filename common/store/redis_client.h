@@ -177,6 +177,8 @@ class RedisClient {
   absl::Status Open();
   absl::Status DropAfterError(std::string_view what);
   absl::StatusOr<Reply> ReadReply();
+  /// Writes `commands` (RESP) to the socket, bounded by command_timeout per write.
+  absl::Status WriteAll(const std::vector<const std::string*>& commands);
   /// Writes `commands` (RESP) and reads as many replies.
   absl::StatusOr<std::vector<Reply>> RoundTrip(const std::vector<const std::string*>& commands);
 
