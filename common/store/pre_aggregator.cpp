@@ -1,10 +1,12 @@
 #include "common/store/pre_aggregator.h"
 
 #include <algorithm>
+#include <deque>
 #include <future>
 #include <map>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "common/bucket/codec.h"
 #include "common/telemetry/log.h"
@@ -13,7 +15,14 @@ namespace drainmet::store {
 
 using Clock = std::chrono::steady_clock;
 
-// The requests of one flush and their merged partial buckets. Owned by the flusher thread.
+// The requests of one flush and their merged partial buckets. Owned by the flusher thread
+// and reused from flush to flush: the groups and their vectors stay allocated (a group
+// unused for kIdleFlushes flushes goes), and the index is sized once per flush for the
+// previous one, so a flush does not regrow its tables (Reset).
+//
+// No bucket is copied to merge: the requests' own tables are kept (`held`) until the write,
+// the index maps each encoded key to the first request's PartialBucket of it, and later
+// requests' buckets of the same key are merged into that one.
 struct PreAggregator::Batch {
   struct Request {
     std::string tenant;
@@ -22,20 +31,64 @@ struct PreAggregator::Batch {
     IngestResult result;
     absl::Status error;
   };
+  // One merged bucket: its encoded key (a view into a held request's table) and the
+  // request bucket the others were merged into.
+  struct Entry {
+    bucket::RecordKeyView key;  // views into the encoded key, in a held request's table
+    bucket::PartialBucket* bucket = nullptr;
+  };
   // One (shard, window): one ingest.lua request at the flush.
   struct Group {
-    bucket::BucketMap merged;
+    std::vector<Entry> entries;
     std::vector<std::pair<std::string, std::string>> frames;          // tenant, de-dup id
     std::vector<std::pair<std::size_t, std::uint64_t>> contributors;  // request index, points
+    std::uint64_t last_used = 0;                                      // flush number
+    bool active() const { return !contributors.empty(); }
   };
+  using Index = absl::flat_hash_map<std::string_view, bucket::PartialBucket*, bucket::EncodedKeyHash,
+                                    bucket::EncodedKeyEq>;
 
   bool empty() const { return requests.empty(); }
 
+  /// Forgets the flush's requests and buckets; keeps the storage for the next flush.
+  void Reset() {
+    ++flush_number;
+    for (auto it = groups.begin(); it != groups.end();) {
+      Group& group = it->second;
+      if (group.active()) group.last_used = flush_number;
+      if (flush_number - group.last_used > kIdleFlushes) {
+        groups.erase(it++);  // a window no request has had for a while
+        continue;
+      }
+      group.entries.clear();
+      group.frames.clear();
+      group.contributors.clear();
+      ++it;
+    }
+    // absl's clear() frees a large slot array: size it again for a flush like this one
+    // (one allocation, no regrowth while the next flush fills it).
+    const std::size_t size = index.size();
+    index.clear();
+    index.reserve(size);
+    requests.clear();
+    held.clear();
+    buckets = 0;
+    inflight.clear();
+  }
+
+  static constexpr std::uint64_t kIdleFlushes = 64;
+
   std::vector<Request> requests;
+  std::deque<bucket::BucketMap> held;  // the merged requests' tables, until the write (never relocated)
+  Index index;
   std::map<ShardWindow, Group> groups;
-  std::size_t buckets = 0;
+  std::size_t buckets = 0;  // index.size(): distinct buckets merged
   Clock::time_point first;
   absl::flat_hash_set<std::string> inflight;  // inflight_key of every request
+  std::uint64_t flush_number = 0;
+  // Flush's reused storage.
+  std::string records;                   // every record of the flush, back to back
+  std::vector<std::size_t> record_ends;  // end offset of each record in `records`
 };
 
 PreAggregator::PreAggregator(RedisStore& redis, PreAggregatorOptions options)
@@ -152,7 +205,7 @@ void PreAggregator::Run() {
     if (!batch.empty() && (stopping || soon || batch.buckets >= options_.max_series ||
                            Clock::now() >= batch.first + FlushWait())) {
       Flush(batch);
-      batch = Batch{};
+      batch.Reset();
     }
     merged_buckets_.store(batch.buckets, std::memory_order_relaxed);
     if (stopping && batch.empty()) {
@@ -164,30 +217,61 @@ void PreAggregator::Run() {
 
 void PreAggregator::Absorb(std::vector<Queued>& queued, Batch& batch) {
   const RedisStoreOptions& store = redis_.options();
-  // Where each bucket goes, in each request's map iteration order, and each request's
-  // distinct (shard, window) parts with their point counts.
+  // Each request's distinct (shard, window) parts with their point counts, and for each
+  // bucket (in its table's iteration order) the index of its part.
+  struct Part {
+    ShardWindow where;
+    std::uint64_t points = 0;
+    bool skip = false;  // late at receipt, or applied by an earlier copy
+    Batch::Group* group = nullptr;
+  };
   struct Split {
-    std::vector<ShardWindow> where;
-    std::map<ShardWindow, std::uint64_t> parts;
+    std::vector<Part> parts;
+    std::vector<std::uint32_t> part_of;
+    std::vector<bucket::RecordKeyView> keys;  // per bucket, views into its encoded key
     std::string inflight_key;
-    std::size_t applied = 0;  // parts an earlier copy already applied
+    std::uint64_t late_points = 0;  // in parts whose window had closed at receipt
+    std::size_t live_parts = 0;     // parts neither late nor applied
+    std::size_t applied_parts = 0;  // parts an earlier copy of the frame applied
     bool refused = false;
   };
   std::vector<Split> splits(queued.size());
-  std::vector<std::string> dedupe_ids;  // storage for `checks`, per (request, part)
-  std::vector<std::pair<std::size_t, ShardWindow>> check_of;
-  bucket::BucketKey key;
+  std::vector<std::string> dedupe_ids;                        // storage for `checks`, per (request, part)
+  std::vector<std::pair<std::size_t, std::size_t>> check_of;  // (request, part) per check
+  absl::flat_hash_map<ShardWindow, std::uint32_t> part_index;
+  bucket::RecordKeyView key;
   for (std::size_t q = 0; q < queued.size(); ++q) {
     Split& split = splits[q];
     Queued& request = queued[q];
-    split.where.reserve(request.partials.size());
+    split.part_of.reserve(request.partials.size());
+    split.keys.reserve(request.partials.size());
+    part_index.clear();
     for (const auto& [encoded, partial] : request.partials.map()) {
+      // A key that does not decode cannot happen (the handler encoded it); it would go to
+      // a part of its own (close 0) that is never written.
       ShardWindow where{};
-      if (bucket::DecodeBucketKey(encoded, &key)) where = ShardWindowOf(key, store);
-      split.where.push_back(where);
-      split.parts[where] += partial.count;
+      key = bucket::RecordKeyView{};
+      const bool valid = bucket::KeyViewOf(encoded, &key);
+      if (valid) where = ShardWindowOf(key, store);
+      split.keys.push_back(key);
+      const auto [it, inserted] =
+          part_index.try_emplace(where, static_cast<std::uint32_t>(split.parts.size()));
+      if (inserted) split.parts.push_back(Part{where, 0, !valid});
+      split.parts[it->second].points += partial.count;
+      split.part_of.push_back(it->second);
     }
-    if (request.frame_id.empty()) continue;
+    // SEMANTICS §6.5 at receipt: a part whose window had closed (on its server's clock)
+    // when the request arrived is late, whenever the flush comes.
+    for (Part& part : split.parts) {
+      if (part.skip) continue;  // not a key
+      if (redis_.ClosedAt(part.where.shard, part.where.close, request.received_unix_nanos)) {
+        part.skip = true;
+        split.late_points += part.points;
+      } else {
+        ++split.live_parts;
+      }
+    }
+    if (request.frame_id.empty() || split.live_parts == 0) continue;
     split.inflight_key = request.tenant;
     split.inflight_key.push_back('\0');
     split.inflight_key.append(request.frame_id);
@@ -201,9 +285,10 @@ void PreAggregator::Absorb(std::vector<Queued>& queued, Batch& batch) {
       split.inflight_key.clear();
       continue;
     }
-    for (const auto& [where, points] : split.parts) {
-      dedupe_ids.push_back(DedupeId(request.frame_id, where.close));
-      check_of.emplace_back(q, where);
+    for (std::size_t p = 0; p < split.parts.size(); ++p) {
+      if (split.parts[p].skip) continue;
+      dedupe_ids.push_back(DedupeId(request.frame_id, split.parts[p].where.close));
+      check_of.emplace_back(q, p);
     }
   }
 
@@ -211,20 +296,22 @@ void PreAggregator::Absorb(std::vector<Queued>& queued, Batch& batch) {
   std::vector<ShardFrame> checks;
   checks.reserve(check_of.size());
   for (std::size_t c = 0; c < check_of.size(); ++c) {
-    checks.push_back(ShardFrame{check_of[c].second.shard, queued[check_of[c].first].tenant, dedupe_ids[c]});
+    const auto [q, p] = check_of[c];
+    checks.push_back(ShardFrame{splits[q].parts[p].where.shard, queued[q].tenant, dedupe_ids[c]});
   }
   const std::vector<absl::StatusOr<bool>> applied = redis_.FramesApplied(checks);
   for (std::size_t c = 0; c < check_of.size(); ++c) {
-    Split& split = splits[check_of[c].first];
+    const auto [q, p] = check_of[c];
+    Split& split = splits[q];
     if (split.refused) continue;
     if (!applied[c].ok()) {
       split.refused = true;
       batch.inflight.erase(split.inflight_key);
-      Refuse(queued[check_of[c].first].done,
-             absl::UnavailableError("redis: " + std::string(applied[c].status().message())));
+      Refuse(queued[q].done, absl::UnavailableError("redis: " + std::string(applied[c].status().message())));
     } else if (*applied[c]) {
-      split.parts.erase(check_of[c].second);
-      ++split.applied;
+      split.parts[p].skip = true;
+      --split.live_parts;
+      ++split.applied_parts;
     }
   }
 
@@ -233,11 +320,14 @@ void PreAggregator::Absorb(std::vector<Queued>& queued, Batch& batch) {
     Split& split = splits[q];
     Queued& request = queued[q];
     if (split.refused) continue;
-    if (split.parts.empty()) {
-      // Every part was applied by an earlier copy: a duplicate request.
+    if (split.live_parts == 0) {
+      // Nothing left to write: every part was late at receipt or applied by an earlier
+      // copy. A retry (some part applied before) is a duplicate, as RedisStore::Ingest
+      // answers it; a request whose every part was late is late again.
       batch.inflight.erase(split.inflight_key);
       IngestResult result;
-      result.duplicate = true;
+      result.late_points = split.late_points;
+      result.duplicate = split.applied_parts > 0;
       request.done(result);
       continue;
     }
@@ -245,53 +335,81 @@ void PreAggregator::Absorb(std::vector<Queued>& queued, Batch& batch) {
     const std::size_t index = batch.requests.size();
     batch.requests.push_back(
         Batch::Request{request.tenant, split.inflight_key, std::move(request.done), {}, {}});
-    for (const auto& [where, points] : split.parts) {
-      Batch::Group& group = batch.groups[where];
+    batch.requests.back().result.late_points = split.late_points;
+    for (Part& part : split.parts) {
+      if (part.skip) continue;
+      Batch::Group& group = batch.groups[part.where];
+      part.group = &group;
       if (!request.frame_id.empty())
-        group.frames.emplace_back(request.tenant, DedupeId(request.frame_id, where.close));
-      group.contributors.emplace_back(index, points);
+        group.frames.emplace_back(request.tenant, DedupeId(request.frame_id, part.where.close));
+      group.contributors.emplace_back(index, part.points);
     }
+    // The table moves into the batch (its slots, and so the buckets' addresses, stay).
+    bucket::BucketMap& table = batch.held.emplace_back(std::move(request.partials));
     std::size_t i = 0;
-    for (auto& [encoded, partial] : request.partials.map()) {
-      const ShardWindow& where = split.where[i++];
-      if (!split.parts.contains(where)) continue;  // applied by an earlier copy
-      bucket::BucketMap& target = batch.groups[where].merged;
-      const std::size_t before = target.size();
-      target.MergeBucket(encoded, std::move(partial));
-      batch.buckets += target.size() - before;
+    for (auto& [encoded, partial] : table.map()) {
+      const std::size_t b = i++;
+      const Part& part = split.parts[split.part_of[b]];
+      if (part.skip) continue;
+      const auto [it, inserted] = batch.index.try_emplace(encoded.view(), &partial);
+      if (inserted) {
+        part.group->entries.push_back(Batch::Entry{split.keys[b], &partial});
+      } else {
+        it->second->Merge(partial);
+      }
     }
     ++merged;
   }
+  batch.buckets = batch.index.size();
   std::lock_guard<std::mutex> lock(mu_);
   stats_.requests_merged += merged;
 }
 
 void PreAggregator::Flush(Batch& batch) {
-  // Storage first (no reallocation afterwards), then the views ingest.lua's calls use.
+  // Every record into one reused buffer first (no allocation per record), then the views
+  // ingest.lua's calls use (the buffer no longer moves).
   struct GroupWrite {
     ShardWindow where;
     Batch::Group* group = nullptr;
-    std::vector<std::string> bytes;
-    std::vector<IngestRecord> records;
-    std::vector<FrameRef> frames;
+    std::size_t first_record = 0;
+    std::size_t records = 0;
   };
   std::vector<GroupWrite> writes;
-  writes.reserve(batch.groups.size());
-  bucket::BucketKey key;
-  std::uint64_t records = 0;
+  std::string& bytes = batch.records;
+  std::vector<std::size_t>& ends = batch.record_ends;
+  bytes.clear();
+  ends.clear();
   for (auto& [where, group] : batch.groups) {
+    if (!group.active()) continue;
     GroupWrite& write = writes.emplace_back();
     write.where = where;
     write.group = &group;
-    write.bytes.reserve(group.merged.size());
-    for (const auto& [encoded, partial] : group.merged.map()) {
-      if (!bucket::DecodeBucketKey(encoded, &key)) continue;  // Cannot happen: we encoded it.
-      bucket::EncodeRecord(key, partial, write.bytes.emplace_back());
+    write.first_record = ends.size();
+    // The buckets lie scattered over the requests' tables: each one's first touch is a
+    // cache miss, so fetch a few ahead (the bucket's both ends and its key's bytes).
+    const std::vector<Batch::Entry>& entries = group.entries;
+    constexpr std::size_t kAhead = 6;
+    const auto prefetch = [&entries](std::size_t i) {
+      const char* bucket = reinterpret_cast<const char*>(entries[i].bucket);
+      __builtin_prefetch(bucket);
+      __builtin_prefetch(bucket + sizeof(bucket::PartialBucket) - 1);
+      __builtin_prefetch(entries[i].key.tenant.data());
+    };
+    for (std::size_t i = 0; i < std::min(kAhead, entries.size()); ++i) prefetch(i);
+    for (std::size_t i = 0; i < entries.size(); ++i) {
+      if (i + kAhead < entries.size()) prefetch(i + kAhead);
+      bucket::AppendRecord(entries[i].key, *entries[i].bucket, bytes);
+      ends.push_back(bytes.size());
     }
-    for (const std::string& b : write.bytes) write.records.push_back(IngestRecord{where.close, b});
-    for (const auto& [tenant, id] : group.frames) write.frames.push_back(FrameRef{tenant, id});
-    records += write.records.size();
+    write.records = ends.size() - write.first_record;
   }
+  const std::uint64_t records = ends.size();
+  std::vector<IngestRecord> record_views(ends.size());
+  for (std::size_t r = 0; r < ends.size(); ++r) {
+    const std::size_t begin = r == 0 ? 0 : ends[r - 1];
+    record_views[r].bytes = std::string_view(bytes).substr(begin, ends[r] - begin);
+  }
+  std::vector<std::vector<FrameRef>> frames(writes.size());
   // One IngestRequest per group, grouped by shard (consecutive: the map is sorted by shard).
   std::vector<IngestRequest> requests;
   requests.reserve(writes.size());
@@ -299,14 +417,18 @@ void PreAggregator::Flush(Batch& batch) {
   std::vector<std::size_t> first_write;  // per ShardIngest: index of its first write
   for (std::size_t w = 0; w < writes.size(); ++w) {
     GroupWrite& write = writes[w];
+    for (std::size_t r = write.first_record; r < write.first_record + write.records; ++r) {
+      record_views[r].close_unix_s = write.where.close;
+    }
+    for (const auto& [tenant, id] : write.group->frames) frames[w].push_back(FrameRef{tenant, id});
     IngestRequest request;
-    request.records = write.records;
-    if (write.frames.empty()) {
+    request.records = std::span<const IngestRecord>(record_views).subspan(write.first_record, write.records);
+    if (frames[w].empty()) {
       request.tenant = batch.requests[write.group->contributors.front().first].tenant;
     } else {
-      request.tenant = write.frames.front().tenant;
-      request.frame_id = write.frames.front().frame_id;
-      request.more_frames = std::span<const FrameRef>(write.frames).subspan(1);
+      request.tenant = frames[w].front().tenant;
+      request.frame_id = frames[w].front().frame_id;
+      request.more_frames = std::span<const FrameRef>(frames[w]).subspan(1);
     }
     requests.push_back(request);
     if (shards.empty() || shards.back().shard != write.where.shard) {

@@ -20,6 +20,11 @@ ShardWindow ShardWindowOf(const bucket::BucketKey& key, const RedisStoreOptions&
                      key.window_unix_seconds + key.resolution_seconds + options.grace_seconds};
 }
 
+ShardWindow ShardWindowOf(const bucket::RecordKeyView& key, const RedisStoreOptions& options) {
+  return ShardWindow{bucket::ShardOf(key.tenant, key.name, key.source, options.shards),
+                     key.window_unix_seconds + key.resolution_seconds + options.grace_seconds};
+}
+
 std::string DedupeId(std::string_view frame_id, std::int64_t close_unix_s) {
   return base::Cat(frame_id, "/", close_unix_s);
 }

@@ -12,8 +12,10 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "common/bucket/codec.h"
 #include "common/store/redis_client.h"
 #include "common/store/redis_scripts.h"
 #include "common/store/store.h"
@@ -34,8 +36,14 @@ struct ShardWindow {
   std::uint32_t shard = 0;
   std::int64_t close = 0;
   auto operator<=>(const ShardWindow&) const = default;
+  template <typename H>
+  friend H AbslHashValue(H h, const ShardWindow& where) {
+    return H::combine(std::move(h), where.shard, where.close);
+  }
 };
 ShardWindow ShardWindowOf(const bucket::BucketKey& key, const RedisStoreOptions& options);
+/// ShardWindowOf for a key held as views (bucket::KeyViewOf of an encoded key).
+ShardWindow ShardWindowOf(const bucket::RecordKeyView& key, const RedisStoreOptions& options);
 
 /// The frame id ingest.lua de-duplicates for one request's records of one window:
 /// "<frame id>/<close>" (docs/architecture.md "Redis keys"). `frame_id` non-empty.
