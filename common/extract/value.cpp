@@ -21,6 +21,12 @@ constexpr std::size_t kFastDigits = 15;
 constexpr double kPowersOfTen[kFastDigits + 1] = {1e0, 1e1, 1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
                                                   1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
 
+// A parsed magnitude (>= 0) with its sign; zero is always +0 (no negative zero, SEMANTICS §3.3).
+double WithSign(double magnitude, bool negative) {
+  if (magnitude == 0) return 0;
+  return negative ? -magnitude : magnitude;
+}
+
 }  // namespace
 
 bool ParseValue(std::string_view text, ParsedValue* out) {
@@ -90,13 +96,7 @@ bool ParseValue(std::string_view text, ParsedValue* out) {
   const char* const last = text.data() + i;
   if (digits <= kFastDigits && i == mantissa_end) {  // No exponent.
     // Below 10^15: never out of range, never above kMaxMagnitude.
-    value = static_cast<double>(mantissa) / kPowersOfTen[fraction_digits];
-    if (value == 0) {
-      value = 0;  // No negative zero.
-    } else if (negative) {
-      value = -value;
-    }
-    out->value = value;
+    out->value = WithSign(static_cast<double>(mantissa) / kPowersOfTen[fraction_digits], negative);
     out->units = text.substr(i);
     return true;
   }
@@ -115,12 +115,7 @@ bool ParseValue(std::string_view text, ParsedValue* out) {
     return false;  // Cannot happen for the span matched above; stay safe.
   }
   if (value > kMaxMagnitude) return false;  // Also excludes infinities; NaN cannot occur.
-  if (value == 0) {
-    value = 0;  // No negative zero.
-  } else if (negative) {
-    value = -value;
-  }
-  out->value = value;
+  out->value = WithSign(value, negative);
   out->units = text.substr(i);
   return true;
 }
