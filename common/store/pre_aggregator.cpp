@@ -487,6 +487,9 @@ void PreAggregator::Flush(Batch& batch) {
     stats_.records_written += records;
     stats_.conflicts += conflicts;
   }
+  // Written (or failed): nothing of this batch is open any more, and a caller that reads
+  // OpenBuckets() once answered must see that.
+  merged_buckets_.store(0, std::memory_order_relaxed);
   for (Batch::Request& request : batch.requests) {
     if (request.error.ok()) {
       request.done(request.result);
