@@ -362,36 +362,6 @@ char* WriteRecord(const RecordKeyView& key, const PartialBucket& bucket, char* p
   return WriteVarintField(Tag(3, kVarint), sketch.zero_count(), p);
 }
 
-bool KeyViewOf(std::string_view encoded, RecordKeyView* key) {
-  // tenant NUL name NUL source NUL, then kind (1), resolution (4), window (8), the integers
-  // big-endian, the window's sign bit flipped (common/bucket/partial_bucket.h).
-  constexpr std::size_t kTail = 1 + 4 + 8;
-  if (encoded.size() < 3 + kTail) return false;
-  const std::string_view strings = encoded.substr(0, encoded.size() - kTail);
-  const std::size_t end_tenant = strings.find('\0');
-  if (end_tenant == std::string_view::npos) return false;
-  const std::size_t end_name = strings.find('\0', end_tenant + 1);
-  if (end_name == std::string_view::npos) return false;
-  if (strings.find('\0', end_name + 1) != strings.size() - 1) return false;
-  const char* tail = encoded.data() + strings.size();
-  const auto kind = static_cast<unsigned char>(tail[0]);
-  if (kind > static_cast<unsigned char>(extract::Kind::kSample)) return false;
-  std::uint32_t resolution = 0;
-  std::uint64_t window = 0;
-  std::memcpy(&resolution, tail + 1, sizeof resolution);
-  std::memcpy(&window, tail + 5, sizeof window);
-  static_assert(std::endian::native == std::endian::little, "the key's integers are big-endian");
-  const auto resolution_seconds = static_cast<std::int32_t>(__builtin_bswap32(resolution));
-  if (resolution_seconds <= 0) return false;
-  key->tenant = strings.substr(0, end_tenant);
-  key->name = strings.substr(end_tenant + 1, end_name - end_tenant - 1);
-  key->source = strings.substr(end_name + 1, strings.size() - 1 - end_name - 1);
-  key->kind = static_cast<extract::Kind>(kind);
-  key->resolution_seconds = resolution_seconds;
-  key->window_unix_seconds = static_cast<std::int64_t>(__builtin_bswap64(window) ^ (std::uint64_t{1} << 63));
-  return true;
-}
-
 void EncodeRecord(const BucketKey& key, const PartialBucket& bucket, std::string& out) {
   out.clear();
   AppendRecord(key, bucket, out);

@@ -30,22 +30,6 @@ struct BucketRecord {
 /// state).
 void EncodeRecord(const BucketKey& key, const PartialBucket& bucket, std::string& out);
 
-/// The identity of a record as views (BucketKey's fields without owning them), for writers
-/// that hold the key elsewhere (an encoded key, a table).
-struct RecordKeyView {
-  std::string_view tenant;
-  std::string_view name;
-  std::string_view source;
-  extract::Kind kind = extract::Kind::kMeasure;
-  std::int32_t resolution_seconds = 60;
-  std::int64_t window_unix_seconds = 0;
-};
-
-/// The fields of an encoded BucketKey (EncodeBucketKey) as views into `encoded`, without
-/// copying: what DecodeBucketKey gives, for readers that only look. False, and `key`
-/// untouched, exactly when DecodeBucketKey fails.
-bool KeyViewOf(std::string_view encoded, RecordKeyView* key);
-
 /// Appends one PartialBucketRecord (the bytes EncodeRecord gives) to `out`, which is not
 /// cleared: writers encode many records into one reused buffer, one allocation at most
 /// (when `out` must grow). Same contract as EncodeRecord.

@@ -26,9 +26,12 @@ void StoreBigEndian(std::uint64_t value, char* out) {
   for (int i = 0; i < kBytes; ++i) out[i] = static_cast<char>((value >> ((kBytes - 1 - i) * 8)) & 0xff);
 }
 
-std::uint64_t ReadBigEndian(std::string_view bytes) {
+// Reads `kBytes` bytes at `in`, most significant first (StoreBigEndian's inverse; also
+// one load and byte swap).
+template <int kBytes>
+std::uint64_t ReadBigEndian(const char* in) {
   std::uint64_t value = 0;
-  for (char c : bytes) value = (value << 8) | static_cast<unsigned char>(c);
+  for (int i = 0; i < kBytes; ++i) value = (value << 8) | static_cast<unsigned char>(in[i]);
   return value;
 }
 
@@ -100,7 +103,7 @@ void EncodeBucketKey(std::string_view tenant, std::string_view name, std::string
   StoreBigEndian<8>(static_cast<std::uint64_t>(window_unix_seconds) ^ kSignBit, p + 4);
 }
 
-bool DecodeBucketKey(std::string_view encoded, BucketKey* key) {
+bool KeyViewOf(std::string_view encoded, RecordKeyView* key) {
   if (encoded.size() < 3 + kTailBytes) return false;
   const std::string_view strings = encoded.substr(0, encoded.size() - kTailBytes);
   const std::string_view tail = encoded.substr(strings.size());
@@ -114,15 +117,27 @@ bool DecodeBucketKey(std::string_view encoded, BucketKey* key) {
   const auto kind = static_cast<unsigned char>(tail[0]);
   if (kind > static_cast<unsigned char>(extract::Kind::kSample)) return false;
   const auto resolution =
-      static_cast<std::int32_t>(static_cast<std::uint32_t>(ReadBigEndian(tail.substr(1, 4))));
+      static_cast<std::int32_t>(static_cast<std::uint32_t>(ReadBigEndian<4>(tail.data() + 1)));
   if (resolution <= 0) return false;
 
-  key->tenant.assign(strings.substr(0, end_tenant));
-  key->name.assign(strings.substr(end_tenant + 1, end_name - end_tenant - 1));
-  key->source.assign(strings.substr(end_name + 1, end_source - end_name - 1));
+  key->tenant = strings.substr(0, end_tenant);
+  key->name = strings.substr(end_tenant + 1, end_name - end_tenant - 1);
+  key->source = strings.substr(end_name + 1, end_source - end_name - 1);
   key->kind = static_cast<extract::Kind>(kind);
   key->resolution_seconds = resolution;
-  key->window_unix_seconds = static_cast<std::int64_t>(ReadBigEndian(tail.substr(5, 8)) ^ kSignBit);
+  key->window_unix_seconds = static_cast<std::int64_t>(ReadBigEndian<8>(tail.data() + 5) ^ kSignBit);
+  return true;
+}
+
+bool DecodeBucketKey(std::string_view encoded, BucketKey* key) {
+  RecordKeyView view;
+  if (!KeyViewOf(encoded, &view)) return false;
+  key->tenant.assign(view.tenant);
+  key->name.assign(view.name);
+  key->source.assign(view.source);
+  key->kind = view.kind;
+  key->resolution_seconds = view.resolution_seconds;
+  key->window_unix_seconds = view.window_unix_seconds;
   return true;
 }
 

@@ -61,8 +61,24 @@ struct BucketKey {
 void EncodeBucketKey(std::string_view tenant, std::string_view name, std::string_view source,
                      extract::Kind kind, std::int32_t resolution_seconds, std::int64_t window_unix_seconds,
                      std::string& out);
-/// Inverse of EncodeBucketKey; false when `encoded` is not such a key (wrong size or
-/// number of NULs, kind out of range, resolution <= 0). `key` is untouched on false.
+/// A BucketKey's fields as views, without owning them: for readers and writers that hold
+/// the key elsewhere (an encoded key, a table). Valid while what it views is.
+struct RecordKeyView {
+  std::string_view tenant;
+  std::string_view name;
+  std::string_view source;
+  extract::Kind kind = extract::Kind::kMeasure;
+  std::int32_t resolution_seconds = 60;
+  std::int64_t window_unix_seconds = 0;
+};
+
+/// The fields of an encoded BucketKey (EncodeBucketKey) as views into `encoded`, without
+/// copying, for readers that only look. False when `encoded` is not such a key (wrong size
+/// or number of NULs, kind out of range, resolution <= 0); `key` is untouched then.
+bool KeyViewOf(std::string_view encoded, RecordKeyView* key);
+
+/// Inverse of EncodeBucketKey: KeyViewOf, copied into `key`. False, and `key` untouched,
+/// exactly when KeyViewOf fails.
 bool DecodeBucketKey(std::string_view encoded, BucketKey* key);
 /// The window of a point: floor(t / resolution) * resolution, Unix seconds (§6.2), also
 /// for negative t. A resolution <= 0 is treated as 1.

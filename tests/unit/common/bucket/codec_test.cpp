@@ -383,7 +383,9 @@ TEST(CodecEncode, BytesAreProtobufsOwn) {
   }
 }
 
-TEST(CodecKeyView, AgreesWithDecodeBucketKey) {
+// KeyViewOf: the fields of an encoded key without copying (rejections: BucketKey tests of
+// partial_bucket_test.cpp, DecodeBucketKey being KeyViewOf plus copies).
+TEST(BucketKeyView, ViewsTheEncodedFields) {
   std::vector<BucketKey> keys = {
       Key(Kind::kMeasure),
       Key(Kind::kCount, -60, 60),
@@ -404,30 +406,9 @@ TEST(CodecKeyView, AgreesWithDecodeBucketKey) {
     EXPECT_EQ(view.kind, key.kind);
     EXPECT_EQ(view.resolution_seconds, key.resolution_seconds);
     EXPECT_EQ(view.window_unix_seconds, key.window_unix_seconds);
-    // Every truncation and every single-byte change is judged as DecodeBucketKey judges it.
-    for (std::size_t n = 0; n <= encoded.size(); ++n) {
-      BucketKey decoded;
-      EXPECT_EQ(KeyViewOf(std::string_view(encoded).substr(0, n), &view),
-                DecodeBucketKey(std::string_view(encoded).substr(0, n), &decoded))
-          << n;
-    }
-    for (std::size_t i = 0; i < encoded.size(); ++i) {
-      for (char c : {'\0', '\x03', '\x80', 'z'}) {
-        std::string changed = encoded;
-        changed[i] = c;
-        BucketKey decoded;
-        RecordKeyView changed_view;
-        const bool ok = DecodeBucketKey(changed, &decoded);
-        ASSERT_EQ(KeyViewOf(changed, &changed_view), ok) << i;
-        if (!ok) continue;
-        EXPECT_EQ(changed_view.tenant, decoded.tenant);
-        EXPECT_EQ(changed_view.name, decoded.name);
-        EXPECT_EQ(changed_view.source, decoded.source);
-        EXPECT_EQ(changed_view.kind, decoded.kind);
-        EXPECT_EQ(changed_view.resolution_seconds, decoded.resolution_seconds);
-        EXPECT_EQ(changed_view.window_unix_seconds, decoded.window_unix_seconds);
-      }
-    }
+    // Views into `encoded`, not copies.
+    EXPECT_GE(view.tenant.data(), encoded.data());
+    EXPECT_LE(view.source.data() + view.source.size(), encoded.data() + encoded.size());
   }
 }
 
