@@ -222,7 +222,8 @@ void PreAggregator::Absorb(std::vector<Queued>& queued, Batch& batch) {
   struct Part {
     ShardWindow where;
     std::uint64_t points = 0;
-    bool skip = false;  // late at receipt, or applied by an earlier copy
+    bool skip = false;  // not a key, late at receipt, or applied by an earlier copy
+    bool late = false;  // its window had closed at receipt
     Batch::Group* group = nullptr;
   };
   struct Split {
@@ -230,7 +231,7 @@ void PreAggregator::Absorb(std::vector<Queued>& queued, Batch& batch) {
     std::vector<std::uint32_t> part_of;
     std::vector<bucket::RecordKeyView> keys;  // per bucket, views into its encoded key
     std::string inflight_key;
-    std::uint64_t late_points = 0;  // in parts whose window had closed at receipt
+    std::uint64_t late_points = 0;  // in parts late at receipt that no earlier copy applied
     std::size_t live_parts = 0;     // parts neither late nor applied
     std::size_t applied_parts = 0;  // parts an earlier copy of the frame applied
     bool refused = false;
@@ -266,12 +267,26 @@ void PreAggregator::Absorb(std::vector<Queued>& queued, Batch& batch) {
       if (part.skip) continue;  // not a key
       if (redis_.ClosedAt(part.where.shard, part.where.close, request.received_unix_nanos)) {
         part.skip = true;
+        part.late = true;
         split.late_points += part.points;
       } else {
         ++split.live_parts;
       }
     }
-    if (request.frame_id.empty() || split.live_parts == 0) continue;
+    if (request.frame_id.empty()) continue;
+    // Late parts are checked too: a retry of a frame applied before its window closed is a
+    // duplicate, not late (nothing is written for either; only the answer's class differs).
+    const auto check_parts = [&] {
+      for (std::size_t p = 0; p < split.parts.size(); ++p) {
+        if (split.parts[p].skip && !split.parts[p].late) continue;  // not a key
+        dedupe_ids.push_back(DedupeId(request.frame_id, split.parts[p].where.close));
+        check_of.emplace_back(q, p);
+      }
+    };
+    if (split.live_parts == 0) {
+      check_parts();  // Nothing to write, so nothing in flight.
+      continue;
+    }
     split.inflight_key = request.tenant;
     split.inflight_key.push_back('\0');
     split.inflight_key.append(request.frame_id);
@@ -285,11 +300,7 @@ void PreAggregator::Absorb(std::vector<Queued>& queued, Batch& batch) {
       split.inflight_key.clear();
       continue;
     }
-    for (std::size_t p = 0; p < split.parts.size(); ++p) {
-      if (split.parts[p].skip) continue;
-      dedupe_ids.push_back(DedupeId(request.frame_id, split.parts[p].where.close));
-      check_of.emplace_back(q, p);
-    }
+    check_parts();
   }
 
   // The pre-check: (shard, window) parts a previous copy of the frame already applied.
@@ -304,13 +315,20 @@ void PreAggregator::Absorb(std::vector<Queued>& queued, Batch& batch) {
     const auto [q, p] = check_of[c];
     Split& split = splits[q];
     if (split.refused) continue;
+    Part& part = split.parts[p];
     if (!applied[c].ok()) {
+      // A request with nothing to write stays late: Redis down is no reason to refuse it.
+      if (split.live_parts == 0) continue;
       split.refused = true;
       batch.inflight.erase(split.inflight_key);
       Refuse(queued[q].done, absl::UnavailableError("redis: " + std::string(applied[c].status().message())));
     } else if (*applied[c]) {
-      split.parts[p].skip = true;
-      --split.live_parts;
+      if (part.late) {
+        split.late_points -= part.points;
+      } else {
+        part.skip = true;
+        --split.live_parts;
+      }
       ++split.applied_parts;
     }
   }

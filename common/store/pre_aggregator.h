@@ -51,7 +51,8 @@ struct PreAggregatorStats {
 /// id against Redis (which (shard, window) parts a previous copy already applied: those
 /// parts are skipped, RELIABILITY.md §3.3), drops the parts whose window had closed when
 /// the request arrived (SEMANTICS §6.5 on the shard server's clock, RedisStore::ClosedAt:
-/// counted late), merges the rest into one partial bucket per
+/// counted late, unless a previous copy applied them: a retry is a duplicate whenever it
+/// comes), merges the rest into one partial bucket per
 /// (series, window), and every flush interval (or when `max_series` buckets are merged, or
 /// when stopping) writes them with RedisStore::IngestShards: per (shard, window), one
 /// ingest.lua request carrying the merged records and every merged frame id, applied all

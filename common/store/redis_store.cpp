@@ -101,11 +101,13 @@ absl::StatusOr<IngestResult> RedisStore::Ingest(std::string_view tenant, std::st
   bucket::BucketKey key;
   const std::int64_t received = SystemNanos();
   std::uint64_t late_at_receipt = 0;
+  std::map<ShardWindow, std::uint64_t> late_parts;  // points per (shard, window) late at receipt
   for (const auto& [encoded, partial] : partials.map()) {
     if (!bucket::DecodeBucketKey(encoded, &key)) continue;  // Cannot happen: we encoded it.
     const ShardWindow where = ShardWindowOf(key, options_);
     if (ClosedAt(where.shard, where.close, received)) {
       late_at_receipt += partial.count;
+      late_parts[where] += partial.count;
       continue;
     }
     Part& part = parts[where];
@@ -116,7 +118,31 @@ absl::StatusOr<IngestResult> RedisStore::Ingest(std::string_view tenant, std::st
   partials.clear();
   IngestResult result;
   result.late_points = late_at_receipt;
-  if (parts.empty()) return result;
+  // A late part a previous copy of the frame applied is a duplicate, not late, as
+  // PreAggregator answers it (nothing is written for either). Unknown (server down): late.
+  bool late_applied = false;
+  if (!frame_id.empty() && !late_parts.empty()) {
+    std::vector<std::string> ids;
+    ids.reserve(late_parts.size());
+    for (const auto& [where, points] : late_parts) ids.push_back(DedupeId(frame_id, where.close));
+    std::vector<ShardFrame> checks;
+    std::size_t i = 0;
+    for (const auto& [where, points] : late_parts)
+      checks.push_back(ShardFrame{where.shard, tenant, ids[i++]});
+    const std::vector<absl::StatusOr<bool>> applied = FramesApplied(checks);
+    i = 0;
+    for (const auto& [where, points] : late_parts) {
+      const absl::StatusOr<bool>& got = applied[i++];
+      if (got.ok() && *got) {
+        result.late_points -= points;
+        late_applied = true;
+      }
+    }
+  }
+  if (parts.empty()) {
+    result.duplicate = late_applied;
+    return result;
+  }
 
   // Views into `parts`, which no longer changes: one ingest request per (shard, window).
   std::map<std::uint32_t, std::vector<IngestRequest>> by_shard;

@@ -209,6 +209,24 @@ TEST_F(RedisStoreTest, PointsOfClosedWindowsAreLate) {
   EXPECT_EQ(c.points, 0u);
 }
 
+// A retry of an applied frame is a duplicate whenever it comes, also once its window has
+// closed (it would otherwise be judged late at receipt: nothing is written either way).
+TEST_F(RedisStoreTest, RetryAfterTheWindowClosedIsADuplicateNotLate) {
+  ASSERT_TRUE(store_->Ping().ok());  // the receipt check needs the server's clock
+  const std::string body = Body(base::SystemClock::Get().NowUnixNanos(), 4);
+  ASSERT_EQ(handler_->Handle(Drain(body, "AFTERCLOSE")).status, 204u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));  // window + 1 s + 1 s grace
+  ASSERT_EQ(handler_->Handle(Drain(body, "AFTERCLOSE")).status, 204u);
+  const telemetry::Counters c = metrics_.Snapshot();
+  EXPECT_EQ(c.duplicate_request, 1u);
+  EXPECT_EQ(c.late, 0u);
+  EXPECT_EQ(c.points, 12u);
+  // Another frame with the same points, after the close: late.
+  ASSERT_EQ(handler_->Handle(Drain(body, "OTHER")).status, 204u);
+  EXPECT_EQ(metrics_.Snapshot().late, 12u);
+  EXPECT_EQ(metrics_.Snapshot().duplicate_request, 1u);
+}
+
 TEST_F(RedisStoreTest, RedisDownAnswers503WithRetryAfter) {
   RedisStoreOptions options;
   options.shards = kShards;
@@ -559,6 +577,25 @@ TEST_F(PreAggregatorTest, PartsLateAtReceiptAreCountedAndTheRestWritten) {
   EXPECT_EQ(metrics_.Snapshot().duplicate_request, 1u);
   EXPECT_EQ(metrics_.Snapshot().points, 15u);
   bucket::BucketMap expected = Expected({&fresh});
+  ExpectReadBackEquals(expected);
+}
+
+// As RedisStoreTest.RetryAfterTheWindowClosedIsADuplicateNotLate, through the flusher: the
+// pre-check covers the parts late at receipt too.
+TEST_F(PreAggregatorTest, RetryAfterTheWindowClosedIsADuplicateNotLate) {
+  ASSERT_TRUE(store_->Ping().ok());
+  StartAggregator(std::chrono::milliseconds(50));
+  const std::string body = Body(base::SystemClock::Get().NowUnixNanos(), 4);
+  ASSERT_EQ(async_handler_->Handle(Drain(body, "AFTERCLOSE")).status, 204u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));  // window + 1 s + 1 s grace
+  ASSERT_EQ(async_handler_->Handle(Drain(body, "AFTERCLOSE")).status, 204u);
+  EXPECT_EQ(metrics_.Snapshot().duplicate_request, 1u);
+  EXPECT_EQ(metrics_.Snapshot().late, 0u);
+  EXPECT_EQ(metrics_.Snapshot().points, 12u);
+  ASSERT_EQ(async_handler_->Handle(Drain(body, "OTHER")).status, 204u);
+  EXPECT_EQ(metrics_.Snapshot().late, 12u);
+  EXPECT_EQ(metrics_.Snapshot().duplicate_request, 1u);
+  bucket::BucketMap expected = Expected({&body});
   ExpectReadBackEquals(expected);
 }
 
