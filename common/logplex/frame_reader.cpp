@@ -324,7 +324,8 @@ std::optional<Frame> ParseFrame(std::string_view frame_bytes) {
       rest.remove_prefix(kUtf8Bom.size());
     }
   }
-  return std::optional<Frame>(std::in_place, timestamp, hostname, app_name, proc_id, msg_id, rest);
+  // Braces: clang 14 has no parenthesised aggregate initialisation (P0960) for in_place.
+  return Frame{timestamp, hostname, app_name, proc_id, msg_id, rest};
 }
 
 std::optional<std::int64_t> ParseRfc3339Nanos(std::string_view text) {

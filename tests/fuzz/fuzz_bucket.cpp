@@ -1,0 +1,144 @@
+// libFuzzer target: the partial bucket decoders, i.e. what reads bytes back from Redis
+// (bucket::DecodeBucketKey / KeyViewOf, DecodeRecord, DecodeBatch; docs/redis-layout.md,
+// proto/drainmet/v1/partial_bucket.proto). Every input goes through all three.
+// Invariants: KeyViewOf and DecodeBucketKey agree and a decoded key encodes back to the
+// same bytes; a decoded record satisfies the proto's constraints, encodes back to bytes
+// that decode to the same record (encode(decode(x)) is a fixed point), and merges with
+// itself; a decoded batch re-encodes record by record to a batch that decodes the same.
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/bucket/codec.h"
+#include "common/bucket/partial_bucket.h"
+#include "tests/fuzz/fuzz_check.h"
+
+namespace {
+
+using drainmet::bucket::BucketKey;
+using drainmet::bucket::BucketRecord;
+using drainmet::bucket::PartialBucket;
+
+bool SameBits(double a, double b) { return std::memcmp(&a, &b, sizeof(double)) == 0; }
+
+// What a decoded record must satisfy (codec.h: "never returns a bucket PartialBucket
+// could not have built").
+void CheckRecord(const BucketRecord& record) {
+  const BucketKey& key = record.key;
+  const PartialBucket& b = record.bucket;
+  FUZZ_CHECK(key.resolution_seconds > 0);
+  FUZZ_CHECK(key.window_unix_seconds % key.resolution_seconds == 0);
+  for (const std::string* s : {&key.tenant, &key.name, &key.source}) {
+    FUZZ_CHECK(s->find('\0') == std::string::npos);
+  }
+  FUZZ_CHECK(b.count >= 1);
+  FUZZ_CHECK(std::isfinite(b.min) && std::isfinite(b.max) && std::isfinite(b.last));
+  FUZZ_CHECK(!std::isnan(b.sum) && !std::isnan(b.sum_squares));
+  FUZZ_CHECK(b.min <= b.max);
+  FUZZ_CHECK(b.min <= b.last && b.last <= b.max);
+  if (key.kind != drainmet::extract::Kind::kMeasure) FUZZ_CHECK(b.values.count() == 0);
+  if (b.values.count() > 0) {
+    FUZZ_CHECK(b.values.count() == b.count);
+    if (b.values.exact()) {
+      FUZZ_CHECK(b.values.values().size() <= drainmet::bucket::Distribution::kExactCap);
+      for (const double v : b.values.values()) FUZZ_CHECK(b.min <= v && v <= b.max);
+    } else {
+      FUZZ_CHECK(b.values.count() > drainmet::bucket::Distribution::kExactCap);
+    }
+  }
+}
+
+bool SameRecord(const BucketRecord& a, const BucketRecord& b) {
+  const PartialBucket& x = a.bucket;
+  const PartialBucket& y = b.bucket;
+  bool same = a.key == b.key && x.count == y.count && SameBits(x.sum, y.sum) &&
+              SameBits(x.sum_squares, y.sum_squares) && SameBits(x.min, y.min) && SameBits(x.max, y.max) &&
+              SameBits(x.last, y.last) && x.last_unix_nanos == y.last_unix_nanos && x.units == y.units &&
+              x.values.count() == y.values.count() && x.values.exact() == y.values.exact();
+  if (same && x.values.exact()) {
+    const std::vector<double>& u = x.values.values();
+    const std::vector<double>& v = y.values.values();
+    same = u.size() == v.size() &&
+           (u.empty() || std::memcmp(u.data(), v.data(), u.size() * sizeof(double)) == 0);
+  }
+  return same;
+}
+
+void FuzzKey(std::string_view bytes) {
+  drainmet::bucket::RecordKeyView view;
+  BucketKey key;
+  key.name = "untouched";
+  const bool viewed = drainmet::bucket::KeyViewOf(bytes, &view);
+  const bool decoded = drainmet::bucket::DecodeBucketKey(bytes, &key);
+  FUZZ_CHECK(viewed == decoded);
+  if (!decoded) {
+    FUZZ_CHECK(key.name == "untouched");
+    return;
+  }
+  FUZZ_CHECK(view.tenant == key.tenant && view.name == key.name && view.source == key.source);
+  FUZZ_CHECK(view.kind == key.kind && view.resolution_seconds == key.resolution_seconds &&
+             view.window_unix_seconds == key.window_unix_seconds);
+  std::string encoded;
+  drainmet::bucket::EncodeBucketKey(key.tenant, key.name, key.source, key.kind, key.resolution_seconds,
+                                    key.window_unix_seconds, encoded);
+  FUZZ_CHECK(encoded == bytes);
+}
+
+void FuzzRecord(std::string_view bytes) {
+  absl::StatusOr<BucketRecord> record = drainmet::bucket::DecodeRecord(bytes);
+  if (!record.ok()) {
+    FUZZ_CHECK(!record.status().message().empty());
+    return;
+  }
+  CheckRecord(*record);
+  std::string encoded;
+  drainmet::bucket::EncodeRecord(record->key, record->bucket, encoded);
+  absl::StatusOr<BucketRecord> again = drainmet::bucket::DecodeRecord(encoded);
+  FUZZ_CHECK(again.ok());
+  FUZZ_CHECK(SameRecord(*record, *again));
+  std::string encoded_again;
+  drainmet::bucket::EncodeRecord(again->key, again->bucket, encoded_again);
+  FUZZ_CHECK(encoded_again == encoded);
+  // The writers' other encoders give the same bytes.
+  std::string appended = "prefix";
+  drainmet::bucket::AppendRecord(record->key, record->bucket, appended);
+  FUZZ_CHECK(std::string_view(appended).substr(6) == encoded);
+
+  // Merging a decoded bucket with itself keeps min and max and its percentiles are numbers.
+  PartialBucket merged = record->bucket;
+  merged.Merge(record->bucket);
+  FUZZ_CHECK(SameBits(merged.min, record->bucket.min) && SameBits(merged.max, record->bucket.max));
+  if (merged.values.count() > 0) {
+    const double median = merged.values.Percentile(50);
+    FUZZ_CHECK(!std::isnan(median));
+  }
+}
+
+void FuzzBatch(std::string_view bytes) {
+  absl::StatusOr<std::vector<BucketRecord>> batch = drainmet::bucket::DecodeBatch(bytes);
+  if (!batch.ok()) return;
+  std::string encoded;
+  for (const BucketRecord& record : *batch) {
+    CheckRecord(record);
+    drainmet::bucket::AppendRecordToBatch(record.key, record.bucket, encoded);
+  }
+  absl::StatusOr<std::vector<BucketRecord>> again = drainmet::bucket::DecodeBatch(encoded);
+  FUZZ_CHECK(again.ok());
+  FUZZ_CHECK(again->size() == batch->size());
+  for (std::size_t i = 0; i < batch->size(); ++i) FUZZ_CHECK(SameRecord((*batch)[i], (*again)[i]));
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  const std::string_view bytes(reinterpret_cast<const char*>(data), size);
+  FuzzKey(bytes);
+  FuzzRecord(bytes);
+  FuzzBatch(bytes);
+  return 0;
+}
