@@ -154,6 +154,25 @@ std::optional<BasicCredentials> ParseBasicAuthorization(std::string_view header_
   return credentials;
 }
 
+std::optional<std::string_view> ParseBearerAuthorization(std::string_view header_value) {
+  const std::string_view value = StripBlanks(header_value);
+  constexpr std::string_view kScheme = "bearer";
+  if (value.size() <= kScheme.size() || !StartsWithIgnoreCase(value, kScheme)) return std::nullopt;
+  if (value[kScheme.size()] != ' ' && value[kScheme.size()] != '\t') return std::nullopt;
+  const std::string_view token = StripBlanks(value.substr(kScheme.size()));
+  if (token.empty()) return std::nullopt;
+  // RFC 6750 §2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
+  const std::size_t body_end = token.find_last_not_of('=');
+  if (body_end == std::string_view::npos) return std::nullopt;
+  for (std::size_t i = 0; i <= body_end; ++i) {
+    const char c = token[i];
+    const bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+                    c == '.' || c == '_' || c == '~' || c == '+' || c == '/';
+    if (!ok) return std::nullopt;
+  }
+  return token;
+}
+
 TokenIndex::TokenIndex(const Config& config) {
   tenant_ids_.reserve(config.tenants.size());
   for (std::size_t i = 0; i < config.tenants.size(); ++i) {

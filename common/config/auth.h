@@ -41,6 +41,13 @@ struct BasicCredentials {
 /// another scheme, an empty or undecodable credential. Thread-safe.
 std::optional<BasicCredentials> ParseBasicAuthorization(std::string_view header_value);
 
+/// Parses an Authorization header value "Bearer <token>" (RFC 6750 §2.1; log-shuttle sends
+/// it, FORMATS.md §1.8): the scheme is case-insensitive, blanks around the value are
+/// ignored, the token is an RFC 6750 b64token (A-Z a-z 0-9 - . _ ~ + / then any '=').
+/// The view points into `header_value`. std::nullopt for another scheme or an empty or
+/// malformed token. The token is a secret: never log it. Pure; thread-safe.
+std::optional<std::string_view> ParseBearerAuthorization(std::string_view header_value);
+
 /// Maps presented drain tokens to tenants. Immutable after construction; lookups are
 /// thread-safe. Keeps only digests, never tokens.
 class TokenIndex {

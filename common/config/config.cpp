@@ -119,26 +119,25 @@ absl::Status ReadStringList(const YAML::Node& node, std::string_view path, std::
 }
 
 absl::Status ParseLimits(const YAML::Node& node, std::string_view path, Limits* limits) {
-  return ForEachEntry(node, path,
-                      {"max_body_bytes", "max_header_bytes", "max_open_buckets", "dedupe_window_seconds",
-                       "dedupe_max_entries", "read_timeout_seconds", "future_tolerance_seconds"},
-                      [&](std::string_view key, const YAML::Node& value, const std::string& key_path) {
-                        if (key == "max_body_bytes")
-                          return ReadUint64(value, key_path, &limits->max_body_bytes);
-                        if (key == "max_header_bytes")
-                          return ReadUint32(value, key_path, &limits->max_header_bytes);
-                        if (key == "max_open_buckets")
-                          return ReadUint64(value, key_path, &limits->max_open_buckets);
-                        if (key == "dedupe_window_seconds") {
-                          return ReadInt64(value, key_path, &limits->dedupe_window_seconds);
-                        }
-                        if (key == "dedupe_max_entries")
-                          return ReadUint64(value, key_path, &limits->dedupe_max_entries);
-                        if (key == "read_timeout_seconds") {
-                          return ReadInt64(value, key_path, &limits->read_timeout_seconds);
-                        }
-                        return ReadInt64(value, key_path, &limits->future_tolerance_seconds);
-                      });
+  return ForEachEntry(
+      node, path,
+      {"max_body_bytes", "max_header_bytes", "max_open_buckets", "dedupe_window_seconds",
+       "dedupe_max_entries", "read_timeout_seconds", "future_tolerance_seconds", "max_inflated_body_bytes"},
+      [&](std::string_view key, const YAML::Node& value, const std::string& key_path) {
+        if (key == "max_body_bytes") return ReadUint64(value, key_path, &limits->max_body_bytes);
+        if (key == "max_header_bytes") return ReadUint32(value, key_path, &limits->max_header_bytes);
+        if (key == "max_open_buckets") return ReadUint64(value, key_path, &limits->max_open_buckets);
+        if (key == "dedupe_window_seconds") {
+          return ReadInt64(value, key_path, &limits->dedupe_window_seconds);
+        }
+        if (key == "dedupe_max_entries") return ReadUint64(value, key_path, &limits->dedupe_max_entries);
+        if (key == "read_timeout_seconds") {
+          return ReadInt64(value, key_path, &limits->read_timeout_seconds);
+        }
+        if (key == "max_inflated_body_bytes")
+          return ReadUint64(value, key_path, &limits->max_inflated_body_bytes);
+        return ReadInt64(value, key_path, &limits->future_tolerance_seconds);
+      });
 }
 
 absl::Status ParseOutlet(const YAML::Node& node, std::string_view path, Outlet* outlet) {
@@ -188,6 +187,45 @@ absl::Status ParseRedis(const YAML::Node& node, std::string_view path, Redis* re
                           return ReadInt64(value, key_path, &redis->connect_timeout_ms);
                         return ReadInt64(value, key_path, &redis->command_timeout_ms);
                       });
+}
+
+absl::Status ParseSyslogDrain(const YAML::Node& node, const std::string& path, SyslogDrain* drain) {
+  if (node.IsNull() || !node.IsMap()) return Error(path, "must be a mapping");
+  return ForEachEntry(node, path, {"token", "tenant", "resolution_seconds", "prefix", "source_prefix"},
+                      [&](std::string_view key, const YAML::Node& value, const std::string& key_path) {
+                        if (key == "token") return ReadString(value, key_path, &drain->token);
+                        if (key == "tenant") return ReadString(value, key_path, &drain->tenant);
+                        if (key == "resolution_seconds")
+                          return ReadInt(value, key_path, &drain->resolution_seconds);
+                        if (key == "prefix") return ReadString(value, key_path, &drain->prefix);
+                        return ReadString(value, key_path, &drain->source_prefix);
+                      });
+}
+
+absl::Status ParseSyslog(const YAML::Node& node, std::string_view path, Syslog* syslog) {
+  return ForEachEntry(
+      node, path,
+      {"listen", "tls_listen", "tls_cert_file", "tls_key_file", "max_line_bytes", "max_connections",
+       "idle_timeout_seconds", "drains"},
+      [&](std::string_view key, const YAML::Node& value, const std::string& key_path) -> absl::Status {
+        if (key == "listen") return ReadString(value, key_path, &syslog->listen);
+        if (key == "tls_listen") return ReadString(value, key_path, &syslog->tls_listen);
+        if (key == "tls_cert_file") return ReadString(value, key_path, &syslog->tls_cert_file);
+        if (key == "tls_key_file") return ReadString(value, key_path, &syslog->tls_key_file);
+        if (key == "max_line_bytes") return ReadUint64(value, key_path, &syslog->max_line_bytes);
+        if (key == "max_connections") return ReadUint64(value, key_path, &syslog->max_connections);
+        if (key == "idle_timeout_seconds") return ReadInt64(value, key_path, &syslog->idle_timeout_seconds);
+        // drains
+        syslog->drains.clear();
+        if (value.IsNull()) return absl::OkStatus();
+        if (!value.IsSequence()) return Error(key_path, "must be a list of drains");
+        for (std::size_t i = 0; i < value.size(); ++i) {
+          SyslogDrain drain;
+          if (absl::Status s = ParseSyslogDrain(value[i], Element(key_path, i), &drain); !s.ok()) return s;
+          syslog->drains.push_back(std::move(drain));
+        }
+        return absl::OkStatus();
+      });
 }
 
 class TenantParser {
@@ -268,7 +306,7 @@ absl::Status ParseRoot(const YAML::Node& root, const EnvLookup& env, Config* con
   return ForEachEntry(
       root, "",
       {"listen", "threads", "grace_seconds", "retry_horizon_seconds", "log_level", "limits", "outlet",
-       "receiver", "redis", "tenants"},
+       "receiver", "redis", "syslog", "tenants"},
       [&](std::string_view key, const YAML::Node& value, const std::string& key_path) -> absl::Status {
         if (key == "listen") return ReadString(value, key_path, &config->listen);
         if (key == "threads") return ReadInt(value, key_path, &config->threads);
@@ -279,6 +317,7 @@ absl::Status ParseRoot(const YAML::Node& root, const EnvLookup& env, Config* con
         if (key == "outlet") return ParseOutlet(value, key_path, &config->outlet);
         if (key == "receiver") return ParseReceiver(value, key_path, &config->receiver);
         if (key == "redis") return ParseRedis(value, key_path, &config->redis);
+        if (key == "syslog") return ParseSyslog(value, key_path, &config->syslog);
         // tenants
         if (value.IsNull()) return absl::OkStatus();
         if (!value.IsSequence()) return Error(key_path, "must be a list of tenants");
@@ -346,6 +385,55 @@ absl::Status ValidateRedis(const Redis& redis) {
   }
   if (absl::Status s = Positive(redis.connect_timeout_ms, "redis.connect_timeout_ms"); !s.ok()) return s;
   return Positive(redis.command_timeout_ms, "redis.command_timeout_ms");
+}
+
+// An RFC 5424 HOSTNAME (§6.2.4): 1*255 PRINTUSASCII, which excludes blanks.
+bool IsSyslogToken(std::string_view token) {
+  if (token.empty() || token.size() > 255) return false;
+  return std::all_of(token.begin(), token.end(), [](char c) { return c > 0x20 && c < 0x7F; });
+}
+
+absl::Status ValidateSyslog(const Config& config) {
+  const Syslog& syslog = config.syslog;
+  for (const auto& [value, path] :
+       {std::pair<const std::string&, std::string_view>{syslog.listen, "syslog.listen"},
+        {syslog.tls_listen, "syslog.tls_listen"}}) {
+    if (value.empty()) continue;
+    if (absl::StatusOr<HostPort> hp = ParseHostPort(value); !hp.ok()) {
+      return Error(path, std::string(hp.status().message()));
+    }
+  }
+  if (!syslog.tls_listen.empty()) {
+    if (syslog.tls_cert_file.empty()) return Error("syslog.tls_cert_file", "required with syslog.tls_listen");
+    if (syslog.tls_key_file.empty()) return Error("syslog.tls_key_file", "required with syslog.tls_listen");
+  }
+  if (syslog.max_line_bytes < 1 || syslog.max_line_bytes > 999999) {
+    return Error("syslog.max_line_bytes", "must be between 1 and 999999");
+  }
+  if (syslog.max_connections < 1) return Error("syslog.max_connections", "must be > 0");
+  if (absl::Status s = Positive(syslog.idle_timeout_seconds, "syslog.idle_timeout_seconds"); !s.ok())
+    return s;
+  std::map<std::string_view, std::size_t> tokens;  // token -> drain index
+  for (std::size_t i = 0; i < syslog.drains.size(); ++i) {
+    const SyslogDrain& drain = syslog.drains[i];
+    const std::string path = Element("syslog.drains", i);
+    if (!IsSyslogToken(drain.token)) {
+      return Error(Child(path, "token"),
+                   "must be 1..255 printable ASCII bytes without blanks (e.g. d.<uuid>)");
+    }
+    if (auto [it, inserted] = tokens.emplace(drain.token, i); !inserted) {
+      return Error(Child(path, "token"), Cat("duplicate of syslog.drains[", it->second, "].token"));
+    }
+    const bool known = std::any_of(config.tenants.begin(), config.tenants.end(),
+                                   [&](const Tenant& t) { return t.id == drain.tenant; });
+    if (!known) return Error(Child(path, "tenant"), Cat("no tenant \"", drain.tenant, "\""));
+    if (drain.resolution_seconds != 0 && !IsValidResolution(drain.resolution_seconds)) {
+      return Error(Child(path, "resolution_seconds"),
+                   "must be 0 (the tenant's default) or one of 1, 5, 10, 15, 20, 30, 60, 120, 300, 600, 900, "
+                   "1800, 3600");
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::Status ValidateTenant(const Tenant& tenant, const std::string& path) {
@@ -503,6 +591,8 @@ absl::Status Validate(const Config& config) {
        "limits.dedupe_max_entries"},
       {limits.read_timeout_seconds, "limits.read_timeout_seconds"},
       {limits.future_tolerance_seconds, "limits.future_tolerance_seconds"},
+      {static_cast<std::int64_t>(std::min<std::uint64_t>(limits.max_inflated_body_bytes, 1)),
+       "limits.max_inflated_body_bytes"},
       {config.outlet.interval_ms, "outlet.interval_ms"},
       {config.outlet.connect_timeout_ms, "outlet.connect_timeout_ms"},
       {config.outlet.request_timeout_ms, "outlet.request_timeout_ms"},
@@ -553,7 +643,7 @@ absl::Status Validate(const Config& config) {
       }
     }
   }
-  return absl::OkStatus();
+  return ValidateSyslog(config);
 }
 
 absl::StatusOr<Config> ParseConfig(std::string_view text, const EnvLookup& env) {

@@ -62,6 +62,9 @@ struct Limits {
   std::uint64_t dedupe_max_entries = 1'000'000;  ///< Frame ids remembered at most.
   std::int64_t read_timeout_seconds = 30;        ///< Idle time allowed while reading a request.
   std::int64_t future_tolerance_seconds = 60;    ///< SEMANTICS §6.5: points further ahead: future.
+  /// Largest drain request body after `Content-Encoding: gzip` is undone, bytes (log-shuttle,
+  /// FORMATS.md §1.8); a body that inflates beyond it is answered 413.
+  std::uint64_t max_inflated_body_bytes = 8 << 20;
 
   bool operator==(const Limits&) const = default;
 };
@@ -115,6 +118,38 @@ struct Redis {
   bool operator==(const Redis&) const = default;
 };
 
+/// One syslog drain (FORMATS.md §2): the drain token Logplex writes in the HOSTNAME field of
+/// every message, the tenant it belongs to, and the options an HTTPS drain would carry in
+/// its query (SEMANTICS §4.7).
+struct SyslogDrain {
+  /// The drain token as sent, "d." + UUID (`heroku drains --json`). 1..255 printable
+  /// US-ASCII bytes without blanks (an RFC 5424 HOSTNAME); unique among drains.
+  std::string token;
+  std::string tenant;          ///< Id of an existing tenant.
+  int resolution_seconds = 0;  ///< One of SEMANTICS §4.7's values; 0 = the tenant's default.
+  std::string prefix;          ///< Metric names become PREFIX.NAME; empty = none.
+  std::string source_prefix;   ///< Sources become SP.SOURCE (or SP); empty = none.
+
+  bool operator==(const SyslogDrain&) const = default;
+};
+
+/// Syslog drains over TCP and TLS (FORMATS.md §2): listeners, bounds, and the drain map.
+/// Both listeners are off unless given.
+struct Syslog {
+  std::string listen;         ///< HOST:PORT of the plain TCP listener (`syslog://`); empty = off.
+  std::string tls_listen;     ///< HOST:PORT of the TLS listener (`syslog+tls://`); empty = off.
+  std::string tls_cert_file;  ///< PEM certificate chain; required with tls_listen.
+  std::string tls_key_file;   ///< PEM private key; required with tls_listen.
+  /// Longest message accepted, bytes (octet count or line); longer ones are skipped and
+  /// counted (reason line_too_long). 1..999999 (the octet count has at most 6 digits).
+  std::uint64_t max_line_bytes = 65536;
+  std::uint64_t max_connections = 1024;     ///< Open syslog connections at most; more are closed. > 0.
+  std::int64_t idle_timeout_seconds = 600;  ///< A connection silent this long is closed. > 0.
+  std::vector<SyslogDrain> drains;          ///< Known drain tokens; others are dropped and counted.
+
+  bool operator==(const Syslog&) const = default;
+};
+
 /// The whole configuration. A value returned by ParseConfig or LoadConfigFile is valid
 /// (Validate passed). Immutable once built; share it as shared_ptr<const Config>.
 struct Config {
@@ -127,6 +162,7 @@ struct Config {
   Outlet outlet;
   Receiver receiver;  ///< Distributed mode only.
   Redis redis;        ///< Distributed mode only.
+  Syslog syslog;      ///< Syslog drains (off by default).
   std::vector<Tenant> tenants;
 
   bool operator==(const Config&) const = default;
@@ -190,7 +226,9 @@ absl::StatusOr<Config> LoadConfigFile(const std::string& path, const EnvLookup& 
 /// token and an http(s) URL; limits and timeouts positive; 1 <= max_gauges_per_request
 /// <= 300; 0 <= grace_seconds <= 3600; listen is HOST:PORT; log_level known;
 /// lease_renew_ms < lease_ttl_ms; 1 <= redis.shards <= 4096; redis.servers non-empty,
-/// each a ParseRedisAddress form, no duplicates.
+/// each a ParseRedisAddress form, no duplicates; syslog listeners HOST:PORT when given,
+/// TLS with a certificate and a key, drain tokens well-formed and unique, each drain's
+/// tenant known and resolution allowed (or 0).
 /// InvalidArgument naming the first offending field path. Pure.
 absl::Status Validate(const Config& config);
 

@@ -3,6 +3,7 @@
 #include <future>
 #include <string>
 
+#include "common/drain/encoding.h"
 #include "common/drain/processor.h"
 #include "common/telemetry/log.h"
 
@@ -22,6 +23,23 @@ http::Response Unauthorized() {
       Plain(401, "unauthorized: the drain URL needs a valid token (https://TOKEN@host/logs)");
   response.headers.emplace_back("WWW-Authenticate", "Basic realm=\"drainmet\"");
   return response;
+}
+
+// X-Request-Id values longer than this are not used as a de-duplication key: a UUID has
+// 36 bytes, and the key is remembered (limits.dedupe_max_entries of them).
+constexpr std::size_t kMaxRequestIdBytes = 128;
+
+/// The de-duplication key of a request (FORMATS.md §1.6, §1.8): Logplex-Frame-Id, else
+/// log-shuttle's X-Request-Id (one UUID per batch, reused on its retries); empty: none.
+std::string_view DedupeKey(const http::Request& request) {
+  if (std::optional<std::string_view> frame_id = request.Header("Logplex-Frame-Id")) return *frame_id;
+  const std::string_view request_id = request.Header("X-Request-Id").value_or("");
+  if (request_id.size() > kMaxRequestIdBytes) {
+    telemetry::LogOnce("long_request_id", "X-Request-Id over 128 bytes not used for de-duplication",
+                       {{"remote", request.remote_address}});
+    return {};
+  }
+  return request_id;
 }
 
 /// "Log it once with a reason": the first request of the process with each kind of
@@ -55,10 +73,10 @@ DrainHandler::DrainHandler(std::shared_ptr<const TenantDirectory> directory, sto
 
 DrainHandler::DrainHandler(std::shared_ptr<DirectoryHolder> holder, store::Store& store,
                            const base::Clock& clock, telemetry::Metrics& metrics)
-    : holder_(std::move(holder)), store_(store), clock_(clock), metrics_(metrics) {}
+    : holder_(std::move(holder)), store_(store), clock_(clock), metrics_(metrics), intake_(metrics) {}
 
-std::variant<DrainHandler::Resolved, http::Response> DrainHandler::Resolve(const TenantDirectory& directory,
-                                                                           const http::Request& request) {
+std::variant<DrainHandler::Resolved, http::Response> DrainHandler::Resolve(
+    const TenantDirectory& directory, const http::Request& request) const {
   if (request.method != "POST") {
     http::Response response = Plain(405, "method not allowed: drains POST to /logs");
     response.headers.emplace_back("Allow", "POST");
@@ -66,9 +84,17 @@ std::variant<DrainHandler::Resolved, http::Response> DrainHandler::Resolve(const
   }
   const std::optional<std::string_view> authorization = request.Header("Authorization");
   if (!authorization) return Unauthorized();
-  const std::optional<config::BasicCredentials> credentials = config::ParseBasicAuthorization(*authorization);
-  if (!credentials) return Unauthorized();
-  const std::optional<std::size_t> tenant = directory.tokens.Authenticate(*credentials);
+  std::optional<std::size_t> tenant;
+  if (const std::optional<config::BasicCredentials> credentials =
+          config::ParseBasicAuthorization(*authorization)) {
+    tenant = directory.tokens.Authenticate(*credentials);
+  } else if (const std::optional<std::string_view> bearer =
+                 config::ParseBearerAuthorization(*authorization)) {
+    // log-shuttle's `Authorization: Bearer TOKEN` (FORMATS.md §1.8): the same tokens.
+    tenant = directory.tokens.Find(*bearer);
+  } else {
+    return Unauthorized();
+  }
   if (!tenant) {
     telemetry::LogOnce("auth_failed", "drain request with unknown credentials refused",
                        {{"remote", request.remote_address}});
@@ -78,7 +104,15 @@ std::variant<DrainHandler::Resolved, http::Response> DrainHandler::Resolve(const
   absl::StatusOr<extract::DrainOptions> options =
       extract::ParseDrainQuery(request.Query(), t.default_resolution_seconds);
   if (!options.ok()) return Plain(400, "bad drain option: " + std::string(options.status().message()));
-  return Resolved{*tenant, *std::move(options)};
+  const BodyEncoding encoding = ParseContentEncoding(request.Header("Content-Encoding"));
+  if (encoding == BodyEncoding::kUnsupported) {
+    intake_.unsupported_encoding.Increment();
+    telemetry::LogOnce(
+        "unsupported_encoding", "drain request with an unsupported Content-Encoding refused",
+        {{"tenant", t.id}, {"encoding", std::string(request.Header("Content-Encoding").value_or(""))}});
+    return Plain(415, "unsupported Content-Encoding: send gzip or identity");
+  }
+  return Resolved{*tenant, *std::move(options), encoding == BodyEncoding::kGzip};
 }
 
 std::optional<http::Response> DrainHandler::CheckHeaders(const http::Request& request) const {
@@ -103,7 +137,7 @@ void DrainHandler::HandleAsync(const http::Request& request,
   if (auto* response = std::get_if<http::Response>(&resolved)) return respond(std::move(*response));
   const Resolved& r = std::get<Resolved>(resolved);
   const std::string& tenant = directory->config.tenants[r.tenant_index].id;
-  const std::string_view frame_id = request.Header("Logplex-Frame-Id").value_or("");
+  const std::string_view frame_id = DedupeKey(request);
 
   telemetry::Counters counters;
   // A retried frame skips parsing; Ingest below decides for good (two copies may race).
@@ -119,8 +153,31 @@ void DrainHandler::HandleAsync(const http::Request& request,
   times.received_at_nanos = now;
   times.now_nanos = now;
   times.future_tolerance_nanos = directory->config.limits.future_tolerance_seconds * base::kNanosPerSecond;
+  std::string_view body = request.body;
+  // The inflated body lives only until ProcessBody returns; one buffer per thread, reused.
+  thread_local std::string inflated;
+  if (r.gzip) {
+    const std::uint64_t limit = directory->config.limits.max_inflated_body_bytes;
+    const absl::Status status = InflateGzip(request.body, limit, inflated);
+    if (absl::IsResourceExhausted(status)) {
+      intake_.inflated_too_large.Increment();
+      telemetry::LogOnce("inflated_too_large",
+                         "gzip drain body over limits.max_inflated_body_bytes refused (413)",
+                         {{"tenant", tenant}, {"limit", std::to_string(limit)}});
+      return respond(Plain(413, "request body too large once inflated"));
+    }
+    if (!status.ok()) {
+      intake_.bad_gzip.Increment();
+      telemetry::LogOnce("bad_gzip", "drain body sent as gzip does not inflate; refused (400)",
+                         {{"tenant", tenant}, {"error", std::string(status.message())}});
+      return respond(Plain(400, "body is not valid gzip"));
+    }
+    body = inflated;
+  }
   bucket::BucketMap partials;
-  ProcessBody(tenant, r.options, request.body, times, partials, counters);
+  ProcessBody(tenant, r.options, body, times, partials, counters);
+  // A buffer that held a very large body is not kept for the thread's life.
+  if (inflated.capacity() > (4u << 20)) std::string().swap(inflated);
 
   store_.IngestAsync(tenant, std::string(frame_id), std::move(partials),
                      [this, tenant, counters, respond](absl::StatusOr<store::IngestResult> ingested) mutable {

@@ -1,7 +1,8 @@
 #pragma once
 // The drain endpoint's request logic (POST /logs), shared by the standalone service and
-// the receiver: method and path, tenant from Basic-auth credentials, drain options from
-// the query, de-duplication by Logplex-Frame-Id, parsing, and the store's answer.
+// the receiver: method and path, tenant from Basic or Bearer credentials, drain options
+// from the query, gzip bodies, de-duplication by Logplex-Frame-Id (or X-Request-Id),
+// parsing, and the store's answer.
 
 #include <functional>
 #include <memory>
@@ -13,6 +14,7 @@
 #include "common/base/clock.h"
 #include "common/config/auth.h"
 #include "common/config/config.h"
+#include "common/drain/intake_metrics.h"
 #include "common/http/server.h"
 #include "common/store/store.h"
 #include "common/telemetry/metrics.h"
@@ -76,13 +78,24 @@ class DrainHandler {
   /// Checks what the headers decide, before the body is read: 405 for a method other than
   /// POST, 401 (with WWW-Authenticate) for missing or unknown credentials, 400 naming the
   /// option for a bad drain option (FORMATS.md §1.6: only auth failures may be final, and
-  /// a bad option is a configuration error the operator must see). std::nullopt: go on.
+  /// a bad option is a configuration error the operator must see), 415 for a
+  /// Content-Encoding other than gzip/x-gzip/identity (counted unsupported_encoding).
+  /// std::nullopt: go on.
+  ///
+  /// Credentials (FORMATS.md §1.2, §1.8): `Basic` as TOKEN or TENANT:TOKEN, or
+  /// `Bearer TOKEN` (log-shuttle); the same token -> tenant map serves both.
   std::optional<http::Response> CheckHeaders(const http::Request& request) const;
 
   /// Processes a whole request: 204 when its points are in the store (or it is a retried
   /// frame id), 503 with Retry-After when the store is unavailable, else as CheckHeaders.
   /// Malformed frames inside a good request still answer 204 (SEMANTICS §1.2). Blocks until
   /// the store has answered (see HandleAsync).
+  ///
+  /// De-duplication key: `Logplex-Frame-Id`, else `X-Request-Id` (log-shuttle, FORMATS.md
+  /// §1.8; ignored when over 128 bytes); neither: no de-duplication. Missing Logplex-*
+  /// headers are fine. A `Content-Encoding: gzip` body is inflated first (zlib, at most
+  /// limits.max_inflated_body_bytes: over it 413, counted inflated_too_large; a body that
+  /// does not inflate: 400, counted bad_gzip).
   http::Response Handle(const http::Request& request);
 
   /// As Handle, without waiting for the store: parses the body on the calling thread, then
@@ -94,18 +107,21 @@ class DrainHandler {
   struct Resolved {
     std::size_t tenant_index = 0;
     extract::DrainOptions options;
+    bool gzip = false;  ///< The body is gzip (Content-Encoding).
   };
   /// The answer to a request whose points went to the store with `ingested` as result.
   http::Response Answer(const std::string& tenant, telemetry::Counters counters,
                         absl::StatusOr<store::IngestResult> ingested);
-  /// Auth + options against `directory`; a response when the request must be refused.
-  static std::variant<Resolved, http::Response> Resolve(const TenantDirectory& directory,
-                                                        const http::Request& request);
+  /// Auth + options + encoding against `directory`; a response when the request must be
+  /// refused.
+  std::variant<Resolved, http::Response> Resolve(const TenantDirectory& directory,
+                                                 const http::Request& request) const;
 
   std::shared_ptr<DirectoryHolder> holder_;  // never null
   store::Store& store_;
   const base::Clock& clock_;
   telemetry::Metrics& metrics_;
+  IntakeMetrics intake_;
 };
 
 /// The path drains POST to.

@@ -156,3 +156,37 @@ TEST(TokenIndexManyTest, EveryTokenOfManyTenants) {
 
 }  // namespace
 }  // namespace drainmet::config
+
+namespace drainmet::config {
+namespace {
+
+// RFC 6750 §2.1 Bearer credentials, as log-shuttle sends them (FORMATS.md §1.8).
+TEST(ParseBearerAuthorizationTest, Table) {
+  struct Case {
+    const char* name;
+    const char* header;
+    std::optional<std::string_view> token;
+  };
+  const Case cases[] = {
+      {"Standard", "Bearer tok-123", "tok-123"},
+      {"SchemeAnyCase", "bEaReR tok", "tok"},
+      {"BlanksAround", "  Bearer \t abc/+._~=  ", "abc/+._~="},
+      {"Base64UrlToken", "Bearer 8cV1d0Jm4_x-Q", "8cV1d0Jm4_x-Q"},
+      {"Empty", "", std::nullopt},
+      {"SchemeOnly", "Bearer", std::nullopt},
+      {"SchemeAndBlanks", "Bearer   ", std::nullopt},
+      {"OnlyPadding", "Bearer ==", std::nullopt},
+      {"PaddingInside", "Bearer ab=c", std::nullopt},
+      {"InnerBlank", "Bearer a b", std::nullopt},
+      {"Basic", "Basic dXNlcjpwYXNz", std::nullopt},
+      {"SchemePrefixOnly", "Bearerx tok", std::nullopt},
+      {"BadByte", "Bearer tok\x01", std::nullopt},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    EXPECT_EQ(ParseBearerAuthorization(c.header), c.token);
+  }
+}
+
+}  // namespace
+}  // namespace drainmet::config

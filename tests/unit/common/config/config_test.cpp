@@ -704,3 +704,133 @@ TEST(ParseConfigTest, DocumentationExamplesAgree) {
 
 }  // namespace
 }  // namespace drainmet::config
+
+namespace drainmet::config {
+namespace {
+
+// Issue 7: syslog drains (FORMATS.md §2) and the inflated-body bound of HTTP senders.
+TEST(ParseConfigTest, SyslogSectionAndInflatedLimit) {
+  const char yaml[] = R"(
+limits:
+  max_inflated_body_bytes: 1000
+syslog:
+  listen: "127.0.0.1:6514"
+  tls_listen: "[::1]:6515"
+  tls_cert_file: /etc/drainmet/cert.pem
+  tls_key_file: /etc/drainmet/key.pem
+  max_line_bytes: 4096
+  max_connections: 10
+  idle_timeout_seconds: 30
+  drains:
+    - token: d.01234567-89ab-cdef-0123-456789abcdef
+      tenant: acme
+      resolution_seconds: 10
+      prefix: eu
+      source_prefix: prod
+    - {token: d.2, tenant: acme}
+tenants:
+  - {id: acme, output: stdout}
+)";
+  absl::StatusOr<Config> c = ParseConfig(yaml, FakeEnv({}));
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->limits.max_inflated_body_bytes, 1000u);
+  EXPECT_EQ(c->syslog.listen, "127.0.0.1:6514");
+  EXPECT_EQ(c->syslog.tls_listen, "[::1]:6515");
+  EXPECT_EQ(c->syslog.tls_cert_file, "/etc/drainmet/cert.pem");
+  EXPECT_EQ(c->syslog.tls_key_file, "/etc/drainmet/key.pem");
+  EXPECT_EQ(c->syslog.max_line_bytes, 4096u);
+  EXPECT_EQ(c->syslog.max_connections, 10u);
+  EXPECT_EQ(c->syslog.idle_timeout_seconds, 30);
+  ASSERT_EQ(c->syslog.drains.size(), 2u);
+  EXPECT_EQ(c->syslog.drains[0],
+            (SyslogDrain{"d.01234567-89ab-cdef-0123-456789abcdef", "acme", 10, "eu", "prod"}));
+  EXPECT_EQ(c->syslog.drains[1], (SyslogDrain{"d.2", "acme", 0, "", ""}));
+
+  absl::StatusOr<Config> defaults = ParseConfig("tenants: [{id: a, output: stdout}]", FakeEnv({}));
+  ASSERT_TRUE(defaults.ok()) << defaults.status();
+  EXPECT_EQ(defaults->limits.max_inflated_body_bytes, 8u << 20);
+  EXPECT_EQ(defaults->syslog, Syslog{});
+  EXPECT_TRUE(defaults->syslog.listen.empty());  // off by default
+
+  absl::StatusOr<Config> unknown = ParseConfig(
+      "syslog: {drains: [{token: d.1, tenant: a, colour: red}]}\ntenants: [{id: a, output: stdout}]",
+      FakeEnv({}));
+  EXPECT_EQ(Message(unknown.status()), "syslog.drains[0].colour: unknown key");
+}
+
+TEST(ValidateTest, SyslogRules) {
+  const std::vector<RuleCase> cases = {
+      {"ListenOffByDefault", [](Config&) {}, ""},
+      {"ListenHostPort", [](Config& c) { c.syslog.listen = "nope"; }, "syslog.listen: must be HOST:PORT"},
+      {"TlsListenHostPort", [](Config& c) { c.syslog.tls_listen = "x:99999"; },
+       "syslog.tls_listen: port must be a decimal number 0..65535"},
+      {"TlsNeedsCert",
+       [](Config& c) {
+         c.syslog.tls_listen = "127.0.0.1:0";
+         c.syslog.tls_key_file = "k";
+       },
+       "syslog.tls_cert_file: required with syslog.tls_listen"},
+      {"TlsNeedsKey",
+       [](Config& c) {
+         c.syslog.tls_listen = "127.0.0.1:0";
+         c.syslog.tls_cert_file = "c";
+       },
+       "syslog.tls_key_file: required with syslog.tls_listen"},
+      {"MaxLineZero", [](Config& c) { c.syslog.max_line_bytes = 0; },
+       "syslog.max_line_bytes: must be between 1 and 999999"},
+      {"MaxLineSixDigits", [](Config& c) { c.syslog.max_line_bytes = 1'000'000; },
+       "syslog.max_line_bytes: must be between 1 and 999999"},
+      {"MaxConnections", [](Config& c) { c.syslog.max_connections = 0; },
+       "syslog.max_connections: must be > 0"},
+      {"IdleTimeout", [](Config& c) { c.syslog.idle_timeout_seconds = 0; },
+       "syslog.idle_timeout_seconds: must be > 0"},
+      {"InflatedLimit", [](Config& c) { c.limits.max_inflated_body_bytes = 0; },
+       "limits.max_inflated_body_bytes: must be > 0"},
+      {"DrainTokenEmpty",
+       [](Config& c) {
+         c.syslog.drains = {{"", "a", 0, "", ""}};
+       },
+       "syslog.drains[0].token: must be 1..255 printable ASCII bytes without blanks (e.g. d.<uuid>)"},
+      {"DrainTokenBlank",
+       [](Config& c) {
+         c.syslog.drains = {{"d. 1", "a", 0, "", ""}};
+       },
+       "syslog.drains[0].token: must be 1..255 printable ASCII bytes without blanks (e.g. d.<uuid>)"},
+      {"DrainTokenUnique",
+       [](Config& c) {
+         c.syslog.drains = {{"d.1", "a", 0, "", ""}, {"d.1", "b", 0, "", ""}};
+       },
+       "syslog.drains[1].token: duplicate of syslog.drains[0].token"},
+      {"DrainTenantKnown",
+       [](Config& c) {
+         c.syslog.drains = {{"d.1", "zz", 0, "", ""}};
+       },
+       "syslog.drains[0].tenant: no tenant \"zz\""},
+      {"DrainResolution",
+       [](Config& c) {
+         c.syslog.drains = {{"d.1", "a", 7, "", ""}};
+       },
+       "syslog.drains[0].resolution_seconds: must be 0 (the tenant's default) or one of 1, 5, 10, 15, 20, "
+       "30, "
+       "60, 120, 300, 600, 900, 1800, 3600"},
+      {"DrainValid",
+       [](Config& c) {
+         c.syslog.drains = {{"d.1", "a", 5, "p", "s"}, {"d.2", "b", 0, "", ""}};
+       },
+       ""},
+  };
+  for (const RuleCase& rule : cases) {
+    SCOPED_TRACE(rule.rule);
+    Config c = ValidConfig();
+    rule.mutate(c);
+    const absl::Status status = Validate(c);
+    if (rule.message.empty()) {
+      EXPECT_TRUE(status.ok()) << status;
+    } else {
+      EXPECT_EQ(Message(status), rule.message);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace drainmet::config
