@@ -17,6 +17,13 @@ namespace {
 // Librato's limit on a name (FORMATS.md §5.2, SEMANTICS §5.1).
 constexpr std::size_t kMaxNameBytes = 255;
 
+// The API refuses a whole request holding a number whose base-10 exponent passes 126
+// (FORMATS.md §5.1 "Float limits"): points are at most 1e126 (SEMANTICS §3.3), but a sum of
+// many of them, or a sum of squares (1e64 squared), may not be.
+constexpr double kApiMagnitudeLimit = 1e127;
+
+bool ApiAccepts(double value) { return std::isfinite(value) && std::fabs(value) < kApiMagnitudeLimit; }
+
 // Integral doubles below this magnitude are exact int64 values (SEMANTICS §3.4).
 constexpr double kTwoPow53 = 9007199254740992.0;
 
@@ -46,15 +53,11 @@ Gauge BaseGauge(const bucket::ClosedBucket& closed, std::string name) {
   return gauge;
 }
 
-// Appends the gauges of one bucket (SEMANTICS §7.1-7.3) to `out`.
-void AppendBucketGauges(bucket::ClosedBucket& closed, std::size_t order, std::vector<Candidate>& out,
-                        telemetry::Counters& counters) {
-  bucket::PartialBucket& b = closed.bucket;
-  // An empty bucket has no value to send (its min/max are ±inf); buckets only exist once a
-  // point reached them, so this guards against a corrupt or hand-made input only.
-  if (b.count == 0) return;
+// The series' own gauge of a bucket (SEMANTICS §7.1-7.3): complex for a measure, value =
+// sum for a count, value = latest sample for a sample.
+Candidate MakeOwnGauge(const bucket::ClosedBucket& closed, std::size_t order) {
+  const bucket::PartialBucket& b = closed.bucket;
   const extract::Kind kind = closed.key.kind;
-
   Candidate own{BaseGauge(closed, closed.key.name), kind, false, order};
   switch (kind) {
     case extract::Kind::kMeasure:
@@ -72,7 +75,25 @@ void AppendBucketGauges(bucket::ClosedBucket& closed, std::size_t order, std::ve
       own.gauge.value = b.last;
       break;
   }
-  out.push_back(std::move(own));
+  return own;
+}
+
+// Appends the gauges of one bucket (SEMANTICS §7.1-7.3) to `out`.
+void AppendBucketGauges(bucket::ClosedBucket& closed, std::size_t order, std::vector<Candidate>& out,
+                        telemetry::Counters& counters) {
+  bucket::PartialBucket& b = closed.bucket;
+  // An empty bucket has no value to send (its min/max are ±inf); buckets only exist once a
+  // point reached them, so this guards against a corrupt or hand-made input only.
+  if (b.count == 0) return;
+  const extract::Kind kind = closed.key.kind;
+
+  // A count's value and a measure's sum that the API would refuse (kApiMagnitudeLimit):
+  // that gauge is not sent, counted as bad_value; a measure's percentiles still are.
+  if (kind != extract::Kind::kSample && !ApiAccepts(b.sum)) {
+    ++counters.bad_value;
+  } else {
+    out.push_back(MakeOwnGauge(closed, order));
+  }
 
   if (kind != extract::Kind::kMeasure) return;
   // A measure whose distribution did not survive (count() == 0) still sends its complex
@@ -354,8 +375,10 @@ void AppendGaugeJson(const Gauge& gauge, std::string& out) {
     AppendNumber(gauge.min, out);
     out.append(",\"max\":");
     AppendNumber(gauge.max, out);
-    out.append(",\"sum_squares\":");
-    AppendNumber(gauge.sum_squares, out);
+    if (ApiAccepts(gauge.sum_squares)) {  // Optional (FORMATS.md §5.2): left out rather than refused.
+      out.append(",\"sum_squares\":");
+      AppendNumber(gauge.sum_squares, out);
+    }
   } else {
     out.append(",\"value\":");
     AppendNumber(gauge.value, out);

@@ -36,7 +36,11 @@ struct Gauge {
 /// beats sample; between two gauges of the same kind a series' own name beats a derived
 /// one, then the smaller period, then the bucket earlier in `buckets`; each gauge not sent
 /// counts name_conflict. Each derived name over 255 bytes is not sent and counts bad_name
-/// (§5.1). A bucket with count 0 yields nothing; a measure whose distribution is empty
+/// (§5.1). A gauge the API would refuse for a number whose base-10 exponent passes 126
+/// (FORMATS.md §5.1 "Float limits"; values are at most 1e126, SEMANTICS §3.3, but a sum of
+/// many is not) is not sent and counts bad_value: a count whose sum, a measure whose
+/// complex gauge's sum, has |v| >= 1e127 (the measure's percentiles are still sent).
+/// A bucket with count 0 yields nothing; a measure whose distribution is empty
 /// yields only its complex gauge.
 /// Result sorted by (tenant, name, source, measure_time), byte order, "no source" first.
 /// Sorts distributions in place. Thread-compatible: `buckets` and `counters` are the
@@ -50,7 +54,9 @@ std::vector<Gauge> BuildGauges(std::span<bucket::ClosedBucket> buckets, telemetr
 void AppendNumber(double value, std::string& out);
 
 /// Appends one gauge as a JSON object: name, source (if any), measure_time, period, then
-/// value or count/sum/min/max/sum_squares, then attributes (if units). Strings are
+/// value or count/sum/min/max/sum_squares, then attributes (if units). `sum_squares` is
+/// optional to the API and left out when its magnitude is 1e127 or more (or not finite),
+/// which the API would refuse (FORMATS.md §5.1, e.g. the squares of values near 1e64). Strings are
 /// escaped per RFC 8259 §7 ('"', '\\', control bytes as \u00XX); invalid UTF-8 bytes in
 /// them become U+FFFD.
 void AppendGaugeJson(const Gauge& gauge, std::string& out);

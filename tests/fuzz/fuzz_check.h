@@ -48,6 +48,10 @@ inline bool IsLibratoSource(std::string_view text) {
 /// A value SEMANTICS §3.3 admits: finite, |v| <= 1e126.
 inline bool IsAdmissibleValue(double v) { return std::isfinite(v) && std::fabs(v) <= 1e126; }
 
+/// A number the Librato API accepts (FORMATS.md §5.1 "Float limits"): finite, base-10
+/// exponent at most 126.
+inline bool IsApiNumber(double v) { return std::isfinite(v) && std::fabs(v) < 1e127; }
+
 }  // namespace drainmet::fuzz
 
 #define FUZZ_CHECK(cond) ::drainmet::fuzz::Check((cond), #cond, __FILE__, __LINE__)

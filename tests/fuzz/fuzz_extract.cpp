@@ -4,7 +4,8 @@
 // Input: the drain URL query (drain options, §4.7) up to the first LF, then the body.
 // Invariants: every point's name and source are ones the Librato API accepts and its
 // value is admissible (§3.3); so is every gauge built from them, and the request body is
-// valid JSON with those names, sources and finite numbers.
+// valid JSON with those names and sources and only numbers the API accepts (finite,
+// base-10 exponent at most 126: FORMATS.md §5.1 "Float limits").
 
 #include <algorithm>
 #include <cmath>
@@ -75,11 +76,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     FUZZ_CHECK(gauge.measure_time % gauge.period == 0);
     if (gauge.complex) {
       FUZZ_CHECK(gauge.count >= 1);
-      for (const double v : {gauge.sum, gauge.min, gauge.max, gauge.sum_squares})
-        FUZZ_CHECK(std::isfinite(v));
+      FUZZ_CHECK(drainmet::fuzz::IsApiNumber(gauge.sum));
+      FUZZ_CHECK(drainmet::fuzz::IsAdmissibleValue(gauge.min));
+      FUZZ_CHECK(drainmet::fuzz::IsAdmissibleValue(gauge.max));
       FUZZ_CHECK(gauge.min <= gauge.max);
     } else {
-      FUZZ_CHECK(std::isfinite(gauge.value));
+      FUZZ_CHECK(drainmet::fuzz::IsApiNumber(gauge.value));
     }
   }
   if (gauges.empty()) return 0;
@@ -97,8 +99,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       FUZZ_CHECK(!source.empty() && drainmet::fuzz::IsLibratoSource(source));
     }
     for (const char* field : {"value", "sum", "min", "max", "sum_squares"}) {
-      if (gauge.contains(field))
-        FUZZ_CHECK(gauge[field].is_number() && std::isfinite(gauge[field].get<double>()));
+      if (gauge.contains(field)) {
+        FUZZ_CHECK(gauge[field].is_number());
+        FUZZ_CHECK(drainmet::fuzz::IsApiNumber(gauge[field].get<double>()));
+      }
     }
   }
   return 0;
