@@ -15,17 +15,19 @@
 #include "common/config/auth.h"
 #include "common/config/config.h"
 #include "common/drain/intake_metrics.h"
+#include "common/drain/syslog.h"
 #include "common/http/server.h"
 #include "common/store/store.h"
 #include "common/telemetry/metrics.h"
 
 namespace drainmet::drain {
 
-/// The configuration a handler serves: immutable, shared.
+/// The configuration a handler (and the syslog listener) serves: immutable, shared.
 struct TenantDirectory {
-  explicit TenantDirectory(config::Config c) : config(std::move(c)), tokens(config) {}
+  explicit TenantDirectory(config::Config c) : config(std::move(c)), tokens(config), syslog_drains(config) {}
   const config::Config config;
   const config::TokenIndex tokens;
+  const SyslogDrainIndex syslog_drains;  ///< config.syslog.drains by token.
 };
 
 /// The directory in use, swappable at run time (a receiver following the config service):

@@ -7,6 +7,32 @@
 
 namespace drainmet::drain {
 
+std::uint64_t ProcessFrame(std::string_view tenant, int resolution_seconds, const logplex::Frame& frame,
+                           const BodyTimes& times, extract::Extractor& extractor,
+                           logplex::Rfc3339Cache& timestamps, bucket::BucketMap& partials,
+                           telemetry::Counters& counters) {
+  std::optional<std::int64_t> time = timestamps.Parse(frame.timestamp);
+  if (!time) {
+    ++counters.bad_timestamp;
+    time = times.received_at_nanos;
+    if (!time) return 0;  // Replay without --received-at: no points (§1.4).
+  }
+  // Without a clock (replay) nothing is future.
+  const std::int64_t future_limit =
+      times.now_nanos ? *times.now_nanos + times.future_tolerance_nanos : INT64_MAX;
+  if (*time > future_limit) {
+    // Count each point the frame would have yielded as future (§6.5).
+    extractor.Extract(frame, *time, counters, [&](const extract::Point&) { ++counters.future; });
+    return 0;
+  }
+  std::uint64_t points = 0;
+  extractor.Extract(frame, *time, counters, [&](const extract::Point& point) {
+    partials.Add(tenant, resolution_seconds, point);
+    ++points;
+  });
+  return points;
+}
+
 void ProcessBody(std::string_view tenant, const extract::DrainOptions& options, std::string_view body,
                  const BodyTimes& times, bucket::BucketMap& partials, telemetry::Counters& counters) {
   // One extractor per thread, reset per body: its scratch buffers are reused across
@@ -14,9 +40,6 @@ void ProcessBody(std::string_view tenant, const extract::DrainOptions& options, 
   thread_local extract::Extractor extractor{extract::DrainOptions{}};
   extractor.Reset(options);
 
-  // Without a clock (replay) nothing is future.
-  const std::int64_t future_limit =
-      times.now_nanos ? *times.now_nanos + times.future_tolerance_nanos : INT64_MAX;
   logplex::FrameReader reader(body);
   // Frames of one body mostly share their timestamp's second: parse it once.
   logplex::Rfc3339Cache timestamps;
@@ -42,20 +65,8 @@ void ProcessBody(std::string_view tenant, const extract::DrainOptions& options, 
                          {{"tenant", tenant}});
       continue;
     }
-    std::optional<std::int64_t> time = timestamps.Parse(frame->timestamp);
-    if (!time) {
-      ++counters.bad_timestamp;
-      time = times.received_at_nanos;
-      if (!time) continue;  // Replay without --received-at: no points (§1.4).
-    }
-    if (*time > future_limit) {
-      // Count each point the frame would have yielded as future (§6.5).
-      extractor.Extract(*frame, *time, counters, [&](const extract::Point&) { ++counters.future; });
-      continue;
-    }
-    extractor.Extract(*frame, *time, counters, [&](const extract::Point& point) {
-      partials.Add(tenant, options.resolution_seconds, point);
-    });
+    ProcessFrame(tenant, options.resolution_seconds, *frame, times, extractor, timestamps, partials,
+                 counters);
   }
 }
 

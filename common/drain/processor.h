@@ -9,6 +9,7 @@
 
 #include "common/bucket/partial_bucket.h"
 #include "common/extract/extract.h"
+#include "common/logplex/frame_reader.h"
 #include "common/telemetry/counters.h"
 
 namespace drainmet::drain {
@@ -32,5 +33,18 @@ struct BodyTimes {
 /// counted and skipped, the rest of the body is used. Thread-compatible (no shared state).
 void ProcessBody(std::string_view tenant, const extract::DrainOptions& options, std::string_view body,
                  const BodyTimes& times, bucket::BucketMap& partials, telemetry::Counters& counters);
+
+/// The per-frame step of ProcessBody, for callers that delimit and parse frames
+/// themselves (syslog streams, FORMATS.md §2): the frame's time (its timestamp, else
+/// `times.received_at_nanos`, counting bad_timestamp; none: no points), the future check
+/// (§6.5), and extraction with `extractor` (already Reset to the drain's options) into
+/// `partials` under `tenant` at `resolution_seconds`. Counts bad_timestamp, bad_value,
+/// bad_name and future; the caller counts frames and bad_frame. Returns the number of
+/// points added to `partials`. No allocation once `extractor` and `partials` are warm.
+/// Thread-compatible.
+std::uint64_t ProcessFrame(std::string_view tenant, int resolution_seconds, const logplex::Frame& frame,
+                           const BodyTimes& times, extract::Extractor& extractor,
+                           logplex::Rfc3339Cache& timestamps, bucket::BucketMap& partials,
+                           telemetry::Counters& counters);
 
 }  // namespace drainmet::drain
