@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstring>
 #include <map>
+#include <span>
 #include <string>
 #include <utility>
 
@@ -44,7 +45,7 @@ absl::StatusOr<extract::Kind> KindFromProto(int kind) {
   }
 }
 
-absl::Status CheckKeyString(std::string_view field, const std::string& value) {
+absl::Status CheckKeyString(std::string_view field, std::string_view value) {
   if (value.find('\0') != std::string::npos) return Invalid(std::string(field) + ": contains NUL");
   return absl::OkStatus();
 }
@@ -75,33 +76,134 @@ absl::StatusOr<std::map<int, std::uint64_t>> StoreFromProto(std::string_view sid
   return buckets;
 }
 
-absl::StatusOr<Distribution> DistributionFromProto(const Record& record, extract::Kind kind) {
-  if (record.has_sketch() && record.values_size() > 0) return Invalid("values and sketch: both present");
-  if (kind != extract::Kind::kMeasure) {
-    if (record.has_sketch() || record.values_size() > 0) {
-      return Invalid("values/sketch: only measures carry a distribution");
-    }
-    return Distribution();
+// A record's fields but the distribution, as decoded: views into a message or into the
+// record's bytes. What both decoders (the protobuf parser and RecordReader's own) check,
+// with the same rules and messages.
+struct RecordFields {
+  std::string_view tenant;
+  std::string_view name;
+  std::string_view source;
+  std::string_view units;
+  int kind = 0;  // the proto's enum value
+  std::int32_t resolution_seconds = 0;
+  std::int64_t window_unix_seconds = 0;
+  double sum = 0;
+  double sum_squares = 0;
+  double min = 0;
+  double max = 0;
+  double last = 0;
+  std::int64_t last_unix_nanos = 0;
+  std::uint64_t count = 0;
+};
+
+RecordFields FieldsOf(const Record& record) {
+  RecordFields f;
+  f.tenant = record.tenant();
+  f.name = record.name();
+  f.source = record.source();
+  f.units = record.units();
+  f.kind = static_cast<int>(record.kind());
+  f.resolution_seconds = record.resolution_seconds();
+  f.window_unix_seconds = record.window_unix_seconds();
+  f.sum = record.sum();
+  f.sum_squares = record.sum_squares();
+  f.min = record.min();
+  f.max = record.max();
+  f.last = record.last();
+  f.last_unix_nanos = record.last_unix_nanos();
+  f.count = record.count();
+  return f;
+}
+
+// The constraints of partial_bucket.proto on everything but the distribution's content.
+absl::StatusOr<extract::Kind> CheckFields(const RecordFields& f) {
+  absl::StatusOr<extract::Kind> kind = KindFromProto(f.kind);
+  if (!kind.ok()) return kind.status();
+  if (absl::Status s = CheckKeyString("tenant", f.tenant); !s.ok()) return s;
+  if (absl::Status s = CheckKeyString("name", f.name); !s.ok()) return s;
+  if (absl::Status s = CheckKeyString("source", f.source); !s.ok()) return s;
+  if (f.name.empty()) return Invalid("name: empty");
+  if (f.resolution_seconds <= 0) {
+    return Invalid("resolution_seconds: " + std::to_string(f.resolution_seconds) + " is not > 0");
   }
-  if (record.count() <= Distribution::kExactCap) {
-    if (record.has_sketch()) {
-      return Invalid("sketch: present for a count of " + std::to_string(record.count()) +
+  if (f.window_unix_seconds % f.resolution_seconds != 0) {
+    return Invalid("window_unix_seconds: " + std::to_string(f.window_unix_seconds) +
+                   " is not a multiple of resolution_seconds " + std::to_string(f.resolution_seconds));
+  }
+  if (f.count == 0) return Invalid("count: 0 (an empty bucket is never written)");
+  for (const auto& [field, value] : {std::pair<std::string_view, double>{"sum", f.sum},
+                                     {"sum_squares", f.sum_squares},
+                                     {"min", f.min},
+                                     {"max", f.max},
+                                     {"last", f.last}}) {
+    if (absl::Status s = CheckFinite(field, value); !s.ok()) return s;
+  }
+  if (f.sum_squares < 0) return Invalid("sum_squares: negative");
+  if (TotalLess(f.max, f.min)) return Invalid("min: greater than max");
+  if (!Within(f.last, f.min, f.max)) return Invalid("last: outside [min, max]");
+  return kind;
+}
+
+// Which distribution a record must carry: none but for measures; then every value up to
+// kExactCap, a sketch beyond.
+absl::Status CheckDistributionShape(extract::Kind kind, std::uint64_t count, std::size_t values,
+                                    bool has_sketch) {
+  if (has_sketch && values > 0) return Invalid("values and sketch: both present");
+  if (kind != extract::Kind::kMeasure) {
+    if (has_sketch || values > 0) return Invalid("values/sketch: only measures carry a distribution");
+    return absl::OkStatus();
+  }
+  if (count <= Distribution::kExactCap) {
+    if (has_sketch) {
+      return Invalid("sketch: present for a count of " + std::to_string(count) +
                      " (<= " + std::to_string(Distribution::kExactCap) + " is exact)");
     }
-    if (static_cast<std::uint64_t>(record.values_size()) != record.count()) {
-      return Invalid("values: " + std::to_string(record.values_size()) + " values for a count of " +
-                     std::to_string(record.count()));
+    if (values != count) {
+      return Invalid("values: " + std::to_string(values) + " values for a count of " + std::to_string(count));
     }
-    for (double value : record.values()) {
-      if (!std::isfinite(value)) return Invalid("values: holds a value that is not finite");
-      if (!Within(value, record.min(), record.max()))
-        return Invalid("values: holds a value outside [min, max]");
-    }
-    return Distribution::FromExact(std::vector<double>(record.values().begin(), record.values().end()));
+    return absl::OkStatus();
   }
-  if (!record.has_sketch()) {
-    return Invalid("sketch: missing for a count of " + std::to_string(record.count()) + " (> " +
+  if (!has_sketch) {
+    return Invalid("sketch: missing for a count of " + std::to_string(count) + " (> " +
                    std::to_string(Distribution::kExactCap) + " values)");
+  }
+  return absl::OkStatus();
+}
+
+// The exact values of a measure (their number already checked): finite, within [min, max].
+absl::Status CheckExactValues(const RecordFields& f, std::span<const double> values) {
+  for (double value : values) {
+    if (!std::isfinite(value)) return Invalid("values: holds a value that is not finite");
+    if (!Within(value, f.min, f.max)) return Invalid("values: holds a value outside [min, max]");
+  }
+  return absl::OkStatus();
+}
+
+// Everything of `out` but its distribution, from checked fields.
+void FillBucket(const RecordFields& f, PartialBucket& out) {
+  out.count = f.count;
+  out.sum = f.sum;
+  out.sum_squares = f.sum_squares;
+  out.min = f.min;
+  out.max = f.max;
+  out.last = f.last;
+  out.last_unix_nanos = f.last_unix_nanos;
+  out.units.assign(f.units);
+}
+
+absl::StatusOr<Distribution> DistributionFromProto(const Record& record, const RecordFields& f,
+                                                   extract::Kind kind) {
+  if (absl::Status s = CheckDistributionShape(kind, f.count, static_cast<std::size_t>(record.values_size()),
+                                              record.has_sketch());
+      !s.ok()) {
+    return s;
+  }
+  if (kind != extract::Kind::kMeasure) return Distribution();
+  if (!record.has_sketch()) {
+    const std::span<const double> values(record.values().data(),
+                                         static_cast<std::size_t>(record.values_size()));
+    if (absl::Status s = CheckExactValues(f, values); !s.ok()) return s;
+    return Distribution::FromExact(std::vector<double>(record.values().begin(), record.values().end()));
   }
   const v1::DDSketch& proto = record.sketch();
   absl::StatusOr<std::map<int, std::uint64_t>> positive = StoreFromProto("positive", proto.positive());
@@ -111,62 +213,27 @@ absl::StatusOr<Distribution> DistributionFromProto(const Record& record, extract
   absl::StatusOr<DDSketch> sketch =
       DDSketch::FromStores(*std::move(positive), *std::move(negative), proto.zero_count());
   if (!sketch.ok()) return sketch.status();
-  if (sketch->count() != record.count()) {
+  if (sketch->count() != f.count) {
     return Invalid("sketch: holds " + std::to_string(sketch->count()) + " values for a count of " +
-                   std::to_string(record.count()));
+                   std::to_string(f.count));
   }
   return Distribution::FromSketch(*std::move(sketch));
 }
 
-absl::StatusOr<BucketRecord> FromProto(Record& record) {
-  BucketRecord out;
-  absl::StatusOr<extract::Kind> kind = KindFromProto(static_cast<int>(record.kind()));
+absl::StatusOr<BucketRecord> FromProto(const Record& record) {
+  const RecordFields f = FieldsOf(record);
+  absl::StatusOr<extract::Kind> kind = CheckFields(f);
   if (!kind.ok()) return kind.status();
-  if (absl::Status s = CheckKeyString("tenant", record.tenant()); !s.ok()) return s;
-  if (absl::Status s = CheckKeyString("name", record.name()); !s.ok()) return s;
-  if (absl::Status s = CheckKeyString("source", record.source()); !s.ok()) return s;
-  if (record.name().empty()) return Invalid("name: empty");
-  if (record.resolution_seconds() <= 0) {
-    return Invalid("resolution_seconds: " + std::to_string(record.resolution_seconds()) + " is not > 0");
-  }
-  if (record.window_unix_seconds() % record.resolution_seconds() != 0) {
-    return Invalid("window_unix_seconds: " + std::to_string(record.window_unix_seconds()) +
-                   " is not a multiple of resolution_seconds " + std::to_string(record.resolution_seconds()));
-  }
-  if (record.count() == 0) return Invalid("count: 0 (an empty bucket is never written)");
-  for (const auto& [field, value] : {std::pair<std::string_view, double>{"sum", record.sum()},
-                                     {"sum_squares", record.sum_squares()},
-                                     {"min", record.min()},
-                                     {"max", record.max()},
-                                     {"last", record.last()}}) {
-    if (absl::Status s = CheckFinite(field, value); !s.ok()) return s;
-  }
-  if (record.sum_squares() < 0) return Invalid("sum_squares: negative");
-  if (TotalLess(record.max(), record.min())) return Invalid("min: greater than max");
-  if (!Within(record.last(), record.min(), record.max())) return Invalid("last: outside [min, max]");
-
-  absl::StatusOr<Distribution> distribution = DistributionFromProto(record, *kind);
+  absl::StatusOr<Distribution> distribution = DistributionFromProto(record, f, *kind);
   if (!distribution.ok()) return distribution.status();
-
-  out.key.tenant = std::move(*record.mutable_tenant());
-  out.key.name = std::move(*record.mutable_name());
-  out.key.source = std::move(*record.mutable_source());
-  out.key.kind = *kind;
-  out.key.resolution_seconds = record.resolution_seconds();
-  out.key.window_unix_seconds = record.window_unix_seconds();
-  out.bucket.count = record.count();
-  out.bucket.sum = record.sum();
-  out.bucket.sum_squares = record.sum_squares();
-  out.bucket.min = record.min();
-  out.bucket.max = record.max();
-  out.bucket.last = record.last();
-  out.bucket.last_unix_nanos = record.last_unix_nanos();
-  out.bucket.units = std::move(*record.mutable_units());
+  BucketRecord out;
+  out.key = BucketKey{std::string(f.tenant), std::string(f.name),  std::string(f.source), *kind,
+                      f.resolution_seconds,  f.window_unix_seconds};
+  FillBucket(f, out.bucket);
   out.bucket.values = *std::move(distribution);
   return out;
 }
 
-// protobuf takes sizes as int.
 bool TooLong(std::string_view bytes) { return bytes.size() > static_cast<std::size_t>(INT_MAX); }
 
 // ---- The wire format, written by hand (no message object, no allocation but `out`'s).
@@ -313,6 +380,89 @@ std::size_t RecordSizeWith(const RecordKeyView& key, const PartialBucket& bucket
   return size;
 }
 
+// ---- Reading records by hand: the encoding WriteRecord produces, without a message object.
+
+// A varint at [p, end), advancing p. False when truncated or longer than protobuf reads
+// (more than 10 bytes, or a 10th byte above 1).
+bool ReadVarint(const char*& p, const char* end, std::uint64_t& value) {
+  value = 0;
+  for (int shift = 0; shift < 64 && p < end; shift += 7) {
+    const auto byte = static_cast<unsigned char>(*p++);
+    value |= std::uint64_t{byte & 0x7fu} << shift;
+    if (byte < 0x80) return shift < 63 || byte <= 1;
+  }
+  return false;
+}
+
+// Fills `f` and `packed_values` (field 14's bytes) from a record in the canonical encoding
+// (what WriteRecord writes for a bucket without a sketch): fields in ascending number,
+// each at most once, the wire type of its declaration, values packed. Then protobuf's
+// parser would give the same fields (proto3: a missing field is its default). False for
+// anything else (a sketch, an unknown or repeated field, another writer's order, bad
+// bytes): the general parser decides those.
+bool ParseCanonical(std::string_view bytes, RecordFields& f, std::string_view& packed_values) {
+  static_assert(std::endian::native == std::endian::little, "fixed64 doubles are little-endian");
+  const char* p = bytes.data();
+  const char* const end = p + bytes.size();
+  std::uint64_t previous = 0;
+  while (p < end) {
+    std::uint64_t tag = 0;
+    if (!ReadVarint(p, end, tag)) return false;
+    const std::uint64_t field = tag >> 3;
+    const auto wire_type = static_cast<std::uint32_t>(tag & 7);
+    if (field <= previous || field > 15) return false;
+    previous = field;
+    switch (field) {
+      case 1:
+      case 2:
+      case 3:
+      case 13:
+      case 14: {
+        std::uint64_t size = 0;
+        if (wire_type != kLengthDelimited || !ReadVarint(p, end, size) ||
+            size > static_cast<std::uint64_t>(end - p)) {
+          return false;
+        }
+        const std::string_view value(p, static_cast<std::size_t>(size));
+        p += size;
+        if (field == 1) f.tenant = value;
+        if (field == 2) f.name = value;
+        if (field == 3) f.source = value;
+        if (field == 13) f.units = value;
+        if (field == 14) {
+          if (size % 8 != 0) return false;
+          packed_values = value;
+        }
+        break;
+      }
+      case 7:
+      case 8:
+      case 9:
+      case 10:
+      case 11: {
+        if (wire_type != kFixed64 || end - p < 8) return false;
+        double value = 0;
+        std::memcpy(&value, p, 8);
+        p += 8;
+        double* const fields[] = {&f.sum, &f.sum_squares, &f.min, &f.max, &f.last};
+        *fields[field - 7] = value;
+        break;
+      }
+      default: {  // 4, 5, 6, 12, 15: varints (int32 and enum fields keep the low 32 bits)
+        std::uint64_t value = 0;
+        if (wire_type != kVarint || !ReadVarint(p, end, value)) return false;
+        if (field == 4) f.kind = static_cast<std::int32_t>(static_cast<std::uint32_t>(value));
+        if (field == 5) f.resolution_seconds = static_cast<std::int32_t>(static_cast<std::uint32_t>(value));
+        if (field == 6) f.window_unix_seconds = static_cast<std::int64_t>(value);
+        if (field == 12) f.last_unix_nanos = static_cast<std::int64_t>(value);
+        if (field == 15) f.count = value;
+        break;
+      }
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 std::size_t RecordSize(const RecordKeyView& key, const PartialBucket& bucket) {
@@ -382,13 +532,56 @@ void AppendRecord(const RecordKeyView& key, const PartialBucket& bucket, std::st
   (void)end;
 }
 
-absl::StatusOr<BucketRecord> DecodeRecord(std::string_view bytes) {
+absl::Status RecordReader::Decode(std::string_view bytes) {
+  RecordFields f;
+  std::string_view packed;
+  if (TooLong(bytes) || !ParseCanonical(bytes, f, packed)) return DecodeGeneral(bytes);
+  absl::StatusOr<extract::Kind> kind = CheckFields(f);
+  if (!kind.ok()) return kind.status();
+  const std::size_t n = packed.size() / 8;
+  if (absl::Status s = CheckDistributionShape(*kind, f.count, n, /*has_sketch=*/false); !s.ok()) return s;
+  // The values go into the storage of the bucket decoded last (kept unless it was moved).
+  std::vector<double> storage = bucket_.values.TakeStorage();
+  storage.resize(n);
+  if (n > 0) std::memcpy(storage.data(), packed.data(), packed.size());
+  if (absl::Status s = CheckExactValues(f, storage); !s.ok()) return s;
+  FillBucket(f, bucket_);
+  if (n == 0) {
+    if (!bucket_.values.exact()) bucket_.values = Distribution();  // else empty: TakeStorage
+    bucket_.values.AdoptStorage(std::move(storage));
+  } else {
+    bucket_.values = *Distribution::FromExact(std::move(storage));  // n <= kExactCap: checked
+  }
+  key_ = RecordKeyView{f.tenant, f.name, f.source, *kind, f.resolution_seconds, f.window_unix_seconds};
+  return absl::OkStatus();
+}
+
+absl::Status RecordReader::DecodeGeneral(std::string_view bytes) {
   Record record;
   if (TooLong(bytes) || !record.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
     return Invalid("not a PartialBucketRecord (protobuf parse failed, " + std::to_string(bytes.size()) +
                    " bytes)");
   }
-  return FromProto(record);
+  absl::StatusOr<BucketRecord> decoded = FromProto(record);
+  if (!decoded.ok()) return decoded.status();
+  general_key_ = std::move(decoded->key);
+  bucket_ = std::move(decoded->bucket);
+  key_ = RecordKeyView{general_key_.tenant,
+                       general_key_.name,
+                       general_key_.source,
+                       general_key_.kind,
+                       general_key_.resolution_seconds,
+                       general_key_.window_unix_seconds};
+  return absl::OkStatus();
+}
+
+absl::StatusOr<BucketRecord> DecodeRecord(std::string_view bytes) {
+  RecordReader reader;
+  if (absl::Status s = reader.Decode(bytes); !s.ok()) return s;
+  const RecordKeyView& k = reader.key();
+  return BucketRecord{BucketKey{std::string(k.tenant), std::string(k.name), std::string(k.source), k.kind,
+                                k.resolution_seconds, k.window_unix_seconds},
+                      std::move(reader.bucket())};
 }
 
 void AppendRecordToBatch(const BucketKey& key, const PartialBucket& bucket, std::string& out) {

@@ -44,6 +44,32 @@ std::size_t RecordSize(const RecordKeyView& key, const PartialBucket& bucket);
 /// (e.g. a Redis command's bulk strings): size, then write in place.
 char* WriteRecord(const RecordKeyView& key, const PartialBucket& bucket, char* out);
 
+/// Decodes PartialBucketRecords one after another into storage it keeps, for readers of
+/// many records (an outlet merging a window): the records WriteRecord writes (fields in
+/// order, no sketch) are read by hand, without a message object, the key as views into the
+/// bytes; any other encoding (a sketch, another writer's field order, unknown fields) goes
+/// through protobuf's parser. Either way the same checks as DecodeRecord, which is built on
+/// it. Not thread-safe (one per thread).
+class RecordReader {
+ public:
+  /// Decodes `bytes` (untrusted: InvalidArgument naming the violated constraint, never a
+  /// crash). After OK, key() and bucket() hold the record until the next Decode; key()'s
+  /// views point into `bytes` (or into the reader), so `bytes` must outlive them. After an
+  /// error both are unspecified.
+  absl::Status Decode(std::string_view bytes);
+
+  const RecordKeyView& key() const { return key_; }
+  /// May be moved from (the next Decode fills every field again).
+  PartialBucket& bucket() { return bucket_; }
+
+ private:
+  absl::Status DecodeGeneral(std::string_view bytes);
+
+  RecordKeyView key_;
+  PartialBucket bucket_;
+  BucketKey general_key_;  // the key's storage when protobuf's parser decoded the record
+};
+
 /// Inverse of EncodeRecord: DecodeRecord(EncodeRecord(k, b)) gives k and b back field for
 /// field, doubles bit-exact and the distribution identical (same exact values in the same
 /// order, or the same sketch buckets), so merging decoded records equals merging the

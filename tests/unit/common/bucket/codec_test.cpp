@@ -5,6 +5,7 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <random>
@@ -654,6 +655,152 @@ INSTANTIATE_TEST_SUITE_P(
 
 // ---------------------------------------------------------------------------------------
 // Batches: one Redis value per request and shard; batches concatenate.
+
+// ---- RecordReader: its own parser for WriteRecord's encoding, protobuf's for the rest.
+
+// An unknown field (number 100, varint 0) in front: protobuf ignores it, and the reader's
+// own parser declines any record that has one, so the bytes go through protobuf's parser.
+std::string ThroughProtobuf(std::string_view bytes) {
+  return std::string("\xa0\x06\x00", 3) + std::string(bytes);
+}
+
+std::vector<std::pair<BucketKey, PartialBucket>> ReaderRecords() {
+  return {
+      {Key(Kind::kCount), Build(Kind::kCount, {1, 1, 1})},
+      {Key(Kind::kSample, -120), Build(Kind::kSample, {-3.5, 7}, "MB")},
+      {Key(Kind::kMeasure), Build(Kind::kMeasure, kThree)},
+      {Key(Kind::kMeasure, 0, 1), Build(Kind::kMeasure, {0.25}, "")},
+      {BucketKey{"", "n", "", Kind::kMeasure, 3600, -3600}, Build(Kind::kMeasure, {-0.0, 1e150, -1e-300})},
+      {Key(Kind::kMeasure), Build(Kind::kMeasure, Sketched())}};
+}
+
+// The reader's own parser and protobuf's agree on every record, every truncation of it and
+// every single-byte change: both decode it to the same record, or both reject it with the
+// same message.
+TEST(CodecRecordReader, OwnParserAgreesWithProtobufsOnEveryByteChange) {
+  RecordReader own;
+  RecordReader general;
+  std::string bytes;
+  std::string own_bytes;
+  std::string general_bytes;
+  std::size_t decoded = 0;
+  const auto compare = [&](std::string_view candidate) {
+    const absl::Status a = own.Decode(candidate);
+    const std::string through = ThroughProtobuf(candidate);
+    const absl::Status b = general.Decode(through);
+    ASSERT_EQ(a.ok(), b.ok()) << a << " vs " << b;
+    if (!a.ok()) {
+      // Not a message at all: the text names the size, which the prefix changes.
+      const std::string parse_failed = "not a PartialBucketRecord";
+      const std::string got(a.message());
+      const std::string want(b.message());
+      if (got.starts_with(parse_failed)) {
+        EXPECT_TRUE(want.starts_with(parse_failed)) << want;
+      } else {
+        EXPECT_EQ(got, want);
+      }
+      return;
+    }
+    ++decoded;
+    EncodeRecord(
+        BucketKey{std::string(own.key().tenant), std::string(own.key().name), std::string(own.key().source),
+                  own.key().kind, own.key().resolution_seconds, own.key().window_unix_seconds},
+        own.bucket(), own_bytes);
+    EncodeRecord(BucketKey{std::string(general.key().tenant), std::string(general.key().name),
+                           std::string(general.key().source), general.key().kind,
+                           general.key().resolution_seconds, general.key().window_unix_seconds},
+                 general.bucket(), general_bytes);
+    EXPECT_EQ(own_bytes, general_bytes);
+  };
+  for (const auto& [key, bucket] : ReaderRecords()) {
+    EncodeRecord(key, bucket, bytes);
+    compare(bytes);
+    for (std::size_t n = 0; n < bytes.size(); ++n) compare(std::string_view(bytes).substr(0, n));
+    for (std::size_t i = 0; i < bytes.size(); ++i) {
+      for (const unsigned char to : {0x00, 0x01, 0x02, 0x7f, 0x80, 0xff}) {
+        std::string changed = bytes;
+        changed[i] = static_cast<char>(to);
+        compare(changed);
+      }
+    }
+  }
+  EXPECT_GT(decoded, 100u) << "changes inside doubles and strings still decode";
+}
+
+TEST(CodecRecordReader, ReadsWriteRecordsOwnBytesWithoutProtobufAndKeepsKeyViewsIntoThem) {
+  RecordReader reader;
+  std::string bytes;
+  for (const auto& [key, bucket] : ReaderRecords()) {
+    EncodeRecord(key, bucket, bytes);
+    ASSERT_TRUE(reader.Decode(bytes).ok());
+    EXPECT_EQ(reader.key().name, key.name);
+    EXPECT_EQ(reader.key().kind, key.kind);
+    EXPECT_EQ(reader.key().window_unix_seconds, key.window_unix_seconds);
+    ExpectSameBucket(bucket, reader.bucket());
+    // The sketched record is not in the own parser's encoding: its key lives in the reader.
+    const bool own = bucket.values.exact();
+    const bool views_bytes =
+        reader.key().name.data() >= bytes.data() &&
+        reader.key().name.data() + reader.key().name.size() <= bytes.data() + bytes.size();
+    EXPECT_EQ(views_bytes, own) << key.name;
+  }
+}
+
+// Fields repeated (protobuf: the last wins), values not packed (one fixed64 field each)
+// and fields out of order decode as protobuf's parser decodes them.
+TEST(CodecRecordReader, OtherWritersEncodingsDecodeAsProtobufSays) {
+  v1::PartialBucketRecord record = ValidProto(Kind::kMeasure, kThree);
+  std::string bytes = record.SerializeAsString();
+  // name again, at the end: "other".
+  bytes += std::string("\x12\x05other", 7);
+  RecordReader reader;
+  ASSERT_TRUE(reader.Decode(bytes).ok()) << reader.Decode(bytes);
+  EXPECT_EQ(reader.key().name, "other");
+  ExpectSameBucket(Build(Kind::kMeasure, kThree), reader.bucket());
+
+  // Values as three unpacked fixed64 fields 14 after count (field 15).
+  v1::PartialBucketRecord without_values = record;
+  without_values.clear_values();
+  std::string unpacked = without_values.SerializeAsString();
+  for (double v : record.values()) {
+    unpacked.push_back(static_cast<char>((14 << 3) | 1));
+    char raw[8];
+    std::memcpy(raw, &v, 8);
+    unpacked.append(raw, 8);
+  }
+  ASSERT_TRUE(reader.Decode(unpacked).ok()) << reader.Decode(unpacked);
+  ExpectSameBucket(Build(Kind::kMeasure, kThree), reader.bucket());
+}
+
+// One reader, many records: nothing of a record decoded before leaks into the next, also
+// after its bucket was moved out or its decode failed.
+TEST(CodecRecordReader, ReusedAcrossRecordsKeepsNothingOfThePreviousOne) {
+  RecordReader reader;
+  std::string bytes;
+  const PartialBucket measure = Build(Kind::kMeasure, {1, 2, 3, 4, 5});
+  const PartialBucket count = Build(Kind::kCount, {1}, "");
+  const PartialBucket one = Build(Kind::kMeasure, {9}, "s");
+  EncodeRecord(Key(Kind::kMeasure), measure, bytes);
+  ASSERT_TRUE(reader.Decode(bytes).ok());
+  ExpectSameBucket(measure, reader.bucket());
+  EncodeRecord(Key(Kind::kCount), count, bytes);
+  ASSERT_TRUE(reader.Decode(bytes).ok());
+  ExpectSameBucket(count, reader.bucket());
+  PartialBucket moved = std::move(reader.bucket());
+  ExpectSameBucket(count, moved);
+  EXPECT_FALSE(reader
+                   .Decode("\x0a\x05"
+                           "ab")
+                   .ok());  // truncated
+  EncodeRecord(Key(Kind::kMeasure), one, bytes);
+  ASSERT_TRUE(reader.Decode(bytes).ok());
+  ExpectSameBucket(one, reader.bucket());
+  EncodeRecord(Key(Kind::kMeasure), Build(Kind::kMeasure, Sketched()), bytes);
+  ASSERT_TRUE(reader.Decode(bytes).ok());
+  EncodeRecord(Key(Kind::kMeasure), measure, bytes);
+  ASSERT_TRUE(reader.Decode(bytes).ok());
+  ExpectSameBucket(measure, reader.bucket());
+}
 
 TEST(CodecBatch, AppendedRecordsDecodeInOrder) {
   std::string batch;
