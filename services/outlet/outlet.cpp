@@ -61,6 +61,7 @@ struct ShardOutlet::Worker {
   std::unique_ptr<emit::Sink> sink;        // Declared after `view`: destroyed first.
   std::mt19937_64 rng;
   std::size_t last_buckets = 0;  // Buckets of this worker's last window: the next table's reserve.
+  bucket::RecordReader reader;   // Decodes the window's records, reusing its storage.
 };
 
 ShardOutlet::ShardOutlet(config::Config config, OutletOptions options, const base::Clock& clock,
@@ -519,19 +520,17 @@ ShardOutlet::WindowOutcome ShardOutlet::WorkWindow(Worker& worker, std::uint32_t
         protocol_.ReadWindow(client, shard, close, offset, options_.read_chunk);
     if (!records.ok()) return abandon("read failed", records.status());
     for (const std::string& bytes : *records) {
-      absl::StatusOr<bucket::BucketRecord> record = bucket::DecodeRecord(bytes);
-      if (!record.ok()) {
+      if (absl::Status decoded = worker.reader.Decode(bytes); !decoded.ok()) {
         ++bad;
-        telemetry::LogOnce("bad_record", "a record in Redis does not decode; skipped",
-                           {{"shard", Num(shard)},
-                            {"close", Num(close)},
-                            {"error", std::string(record.status().message())}});
+        telemetry::LogOnce(
+            "bad_record", "a record in Redis does not decode; skipped",
+            {{"shard", Num(shard)}, {"close", Num(close)}, {"error", std::string(decoded.message())}});
         continue;
       }
-      const bucket::BucketKey& k = record->key;
+      const bucket::RecordKeyView& k = worker.reader.key();
       bucket::EncodeBucketKey(k.tenant, k.name, k.source, k.kind, k.resolution_seconds, k.window_unix_seconds,
                               key);
-      merged.MergeBucket(key, std::move(record->bucket));
+      merged.MergeBucket(key, std::move(worker.reader.bucket()));
     }
     if (static_cast<std::int64_t>(records->size()) < options_.read_chunk) break;
   }
