@@ -26,6 +26,13 @@ PACKAGES=(
 if [ "$mode" = test ]; then
   # tests, benchmarks, format check; a private redis-server per integration test binary
   PACKAGES+=(libgtest-dev libgmock-dev libbenchmark-dev clang-format redis-server)
+  # offline checks of k8s/ and deploy/docker/ (tests/k8s/validate.sh; npm packages from its lock file)
+  PACKAGES+=(yamllint)
+  # Commands a machine may already have from elsewhere (a cloud SDK's kubectl, NodeSource's
+  # node and npm, whose packages conflict with Debian's): Debian's package only when missing.
+  for tool in kubectl:kubernetes-client node:nodejs npm:npm; do
+    command -v "${tool%%:*}" >/dev/null 2>&1 || PACKAGES+=("${tool#*:}")
+  done
 elif [ "$mode" != run ]; then
   echo "usage: deploy/bootstrap.sh [run|test]" >&2
   exit 2

@@ -36,6 +36,8 @@ case "$cmd" in
     # The Release build `run` makes (-O3 warns differently): it must build too.
     build build-release -DCMAKE_BUILD_TYPE=Release -DDRAINMET_BUILD_TESTS=OFF
     tests/check-format.sh
+    # Kubernetes manifests and container files, offline (docs/operations.md "Kubernetes")
+    tests/k8s/validate.sh
     ;;
   *)
     echo "usage: deploy/dev.sh run [drainmet run flags...] | deploy/dev.sh test" >&2
