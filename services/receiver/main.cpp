@@ -1,6 +1,7 @@
 // drainmet-receiver: the stateless drain endpoint of the distributed mode
 // (docs/architecture.md). Same config file format as `drainmet run`.
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <string>
@@ -19,7 +20,7 @@ int main(int argc, char** argv) {
   using telemetry::Log;
   CLI::App app{"drainmet-receiver: drains in, partial buckets into Redis shards.\nSee docs/cli.md."};
   app.set_version_flag("--version", "drainmet-receiver 0.1.0");
-  std::string config_path, config_service, listen, log_level;
+  std::string config_path, config_service, listen, log_level, syslog_listen, syslog_tls_listen;
   std::string grpc_listen = "0.0.0.0:9090";
   int threads = 0;
   int config_wait_s = 10;
@@ -41,6 +42,13 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "HTTP threads (overrides the config; default: one per core).")
       ->check(CLI::Range(0, 1024));
   app.add_option("--log-level", log_level, "debug, info, warn or error (overrides the config).");
+  app.add_option(
+      "--syslog-listen", syslog_listen,
+      "HOST:PORT of the syslog drain listener over TCP (overrides config syslog.listen; default off).");
+  app.add_option(
+      "--syslog-tls-listen", syslog_tls_listen,
+      "HOST:PORT of the syslog drain listener over TLS (overrides config syslog.tls_listen; certificate "
+      "and key from the config; default off).");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -58,11 +66,27 @@ int main(int argc, char** argv) {
   service_options.grpc_listen = grpc_listen;
 
   if (!config_service.empty()) {
+    // The config service does not carry the syslog section: it comes from --config (read
+    // once at start) and the flags, and is applied to every copy the service sends.
+    config::Syslog syslog;
+    if (!config_path.empty()) {
+      absl::StatusOr<config::Config> file = config::LoadConfigFile(config_path, config::ProcessEnv());
+      if (file.ok()) syslog = file->syslog;
+    }
+    if (!syslog_listen.empty()) syslog.listen = syslog_listen;
+    if (!syslog_tls_listen.empty()) syslog.tls_listen = syslog_tls_listen;
     // Command-line overrides apply to every copy the service sends.
-    auto adjust = [listen, threads, log_level](config::Config& c) {
+    auto adjust = [listen, threads, log_level, syslog](config::Config& c) {
       if (!listen.empty()) c.listen = listen;
       if (threads > 0) c.threads = threads;
       if (!log_level.empty()) c.log_level = log_level;
+      c.syslog = syslog;
+      // A drain of a tenant the served copy no longer has is left out (its lines are then
+      // counted unknown_drain_token), so that it cannot block the rest of the copy.
+      std::erase_if(c.syslog.drains, [&c](const config::SyslogDrain& d) {
+        return std::none_of(c.tenants.begin(), c.tenants.end(),
+                            [&d](const config::Tenant& t) { return t.id == d.tenant; });
+      });
     };
     if (!log_level.empty()) {
       telemetry::Level level;
@@ -101,6 +125,8 @@ int main(int argc, char** argv) {
   if (!listen.empty()) config->listen = listen;
   if (threads > 0) config->threads = threads;
   if (!log_level.empty()) config->log_level = log_level;
+  if (!syslog_listen.empty()) config->syslog.listen = syslog_listen;
+  if (!syslog_tls_listen.empty()) config->syslog.tls_listen = syslog_tls_listen;
   telemetry::Level level;
   if (!telemetry::ParseLogLevel(config->log_level, &level)) {
     Log(Level::kError, "drainmet-receiver failed",

@@ -1,6 +1,8 @@
 #include "services/receiver/service.h"
 
+#include <algorithm>
 #include <chrono>
+#include <thread>
 
 #include "common/base/status_macros.h"
 #include "common/telemetry/log.h"
@@ -86,6 +88,13 @@ absl::StatusOr<std::unique_ptr<Service>> Service::Start(config::Config config, c
   DRAINMET_ASSIGN_OR_RETURN(self->frontend_,
                             drain::Frontend::Start(self->holder_, *self->aggregator_, clock, self->metrics_,
                                                    [self] { return self->redis_ok_.load(); }));
+  const config::Config& c = directory->config;
+  if (!c.syslog.listen.empty() || !c.syslog.tls_listen.empty()) {
+    const int threads =
+        c.threads > 0 ? c.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    DRAINMET_ASSIGN_OR_RETURN(self->syslog_, drain::SyslogListener::Start(self->holder_, *self->aggregator_,
+                                                                          clock, self->metrics_, threads));
+  }
   self->started_ = true;
   self->UpdateHealth();
   telemetry::Log(telemetry::Level::kInfo, "drainmet-receiver listening",
@@ -122,6 +131,13 @@ std::string RestartOnlyChanges(const config::Config& now, const config::Config& 
   note(now.limits.dedupe_window_seconds != next.limits.dedupe_window_seconds, "limits.dedupe_window_seconds");
   note(now.receiver != next.receiver, "receiver");
   note(now.redis != next.redis, "redis");
+  note(now.syslog.listen != next.syslog.listen || now.syslog.tls_listen != next.syslog.tls_listen ||
+           now.syslog.tls_cert_file != next.syslog.tls_cert_file ||
+           now.syslog.tls_key_file != next.syslog.tls_key_file ||
+           now.syslog.max_line_bytes != next.syslog.max_line_bytes ||
+           now.syslog.max_connections != next.syslog.max_connections ||
+           now.syslog.idle_timeout_seconds != next.syslog.idle_timeout_seconds,
+       "syslog (listeners and bounds)");
   return changed;
 }
 
@@ -152,6 +168,9 @@ absl::Status Service::ApplyConfig(config::Config config) {
   config.limits.dedupe_window_seconds = now->config.limits.dedupe_window_seconds;
   config.receiver = now->config.receiver;
   config.redis = now->config.redis;
+  std::vector<config::SyslogDrain> drains = std::move(config.syslog.drains);
+  config.syslog = now->config.syslog;
+  config.syslog.drains = std::move(drains);
   if (config.log_level != now->config.log_level) {
     telemetry::Level level;
     if (telemetry::ParseLogLevel(config.log_level, &level)) telemetry::SetLogLevel(level);
@@ -238,6 +257,11 @@ void Service::Stop() {
   if (frontend_ != nullptr) {
     telemetry::Log(telemetry::Level::kInfo, "shutting down: finishing requests in flight");
     frontend_->Stop();
+  }
+  // Every complete syslog message already read is stored (the pre-aggregator still runs).
+  if (syslog_ != nullptr) {
+    aggregator_->FlushSoon();
+    syslog_->Stop();
   }
   // Whatever a request still waits for (the frontend's stop timed out) is written and
   // answered now, before the server that holds the answers goes away.

@@ -19,6 +19,7 @@
 #include "common/config/config.h"
 #include "common/config/watcher.h"
 #include "common/drain/frontend.h"
+#include "common/drain/syslog.h"
 #include "common/health/health_server.h"
 #include "common/store/pre_aggregator.h"
 #include "common/store/redis_store.h"
@@ -82,14 +83,19 @@ class Service {
 
   /// The bound HTTP port.
   std::uint16_t port() const { return frontend_->port(); }
+  /// Bound port of the syslog TCP listener (config syslog.listen); 0 when off.
+  std::uint16_t syslog_port() const { return syslog_ == nullptr ? 0 : syslog_->tcp_port(); }
+  /// Bound port of the syslog TLS listener (config syslog.tls_listen); 0 when off.
+  std::uint16_t syslog_tls_port() const { return syslog_ == nullptr ? 0 : syslog_->tls_port(); }
   /// The bound gRPC (grpc.health.v1) port.
   std::uint16_t grpc_port() const { return health_->port(); }
   telemetry::Metrics& metrics() { return metrics_; }
 
   /// Applies a new configuration to the requests that start afterwards: tenants, tokens,
-  /// default resolutions, limits.future_tolerance_seconds, log_level. What is fixed at
-  /// start (listen, threads, the server's size and time limits, grace_seconds, the de-dup
-  /// window, the redis section) keeps its first value; a change there is logged once per
+  /// default resolutions, limits.future_tolerance_seconds, limits.max_inflated_body_bytes,
+  /// syslog.drains, log_level. What is fixed at start (listen, threads, the server's size
+  /// and time limits, grace_seconds, the de-dup window, the redis section, the syslog
+  /// listeners and their bounds) keeps its first value; a change there is logged once per
   /// copy as "needs restart" and otherwise ignored. InvalidArgument (and nothing applied)
   /// when `config` does not validate. Thread-safe.
   absl::Status ApplyConfig(config::Config config);
@@ -101,8 +107,9 @@ class Service {
   std::uint64_t config_version() const { return config_version_.load(); }
 
   /// grpc.health.v1 NOT_SERVING for good, marks not ready, stops the config watcher, stops
-  /// accepting, lets requests in flight finish, then stops the gRPC server (health RPCs in
-  /// flight get up to 1 s). Idempotent.
+  /// accepting, lets requests in flight finish, stores every complete syslog message
+  /// already read (written to Redis before the pre-aggregator stops), then stops the gRPC
+  /// server (health RPCs in flight get up to 1 s). Idempotent.
   void Stop();
 
  private:
@@ -128,6 +135,8 @@ class Service {
   std::unique_ptr<store::PreAggregator> aggregator_;
   store::PreAggregatorStats reported_;  // pinger thread only: stats already in metrics_
   std::unique_ptr<drain::Frontend> frontend_;
+  /// Syslog drains (TCP/TLS) into the same pre-aggregator; null when not configured.
+  std::unique_ptr<drain::SyslogListener> syslog_;
   /// grpc.health.v1; started before the pinger, so the pinger may use it.
   std::unique_ptr<health::HealthServer> health_;
   std::mutex health_mu_;  // Serialises UpdateHealth.

@@ -67,7 +67,8 @@ int Fail(const absl::Status& status) {
 }
 
 int RunCommand(const std::string& config_path, const std::string& listen, int threads,
-               const std::string& log_level, std::int64_t shutdown_timeout_s) {
+               const std::string& log_level, std::int64_t shutdown_timeout_s,
+               const std::string& syslog_listen, const std::string& syslog_tls_listen) {
   // Block the stop signals before any thread starts, so only the wait below sees them.
   base::BlockStopSignals();
 
@@ -81,6 +82,8 @@ int RunCommand(const std::string& config_path, const std::string& listen, int th
   }
   if (!listen.empty()) config.listen = listen;
   if (threads > 0) config.threads = threads;
+  if (!syslog_listen.empty()) config.syslog.listen = syslog_listen;
+  if (!syslog_tls_listen.empty()) config.syslog.tls_listen = syslog_tls_listen;
   telemetry::Level level;
   const std::string& wanted = log_level.empty() ? config.log_level : log_level;
   if (!telemetry::ParseLogLevel(wanted, &level)) {
@@ -134,7 +137,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "drainmet 0.1.0");
   app.require_subcommand(1);
 
-  std::string config_path, listen, log_level;
+  std::string config_path, listen, log_level, syslog_listen, syslog_tls_listen;
   int threads = 0;
   std::int64_t shutdown_timeout_s = 25;
   CLI::App* run =
@@ -148,6 +151,12 @@ int main(int argc, char** argv) {
   run->add_option("--shutdown-timeout", shutdown_timeout_s,
                   "Seconds allowed at SIGTERM to flush open windows and post them (default 25).")
       ->check(CLI::PositiveNumber);
+  run->add_option(
+      "--syslog-listen", syslog_listen,
+      "HOST:PORT of the syslog drain listener over TCP (overrides config syslog.listen; default off).");
+  run->add_option("--syslog-tls-listen", syslog_tls_listen,
+                  "HOST:PORT of the syslog drain listener over TLS (overrides config syslog.tls_listen; the "
+                  "certificate and key come from the config; default off).");
 
   CLI::App* token =
       app.add_subcommand("token", "Print a new random drain token and the hash for the config file.");
@@ -176,7 +185,10 @@ int main(int argc, char** argv) {
     const int code = app.exit(e);
     return code == 0 ? 0 : 2;
   }
-  if (*run) return RunCommand(config_path, listen, threads, log_level, shutdown_timeout_s);
+  if (*run) {
+    return RunCommand(config_path, listen, threads, log_level, shutdown_timeout_s, syslog_listen,
+                      syslog_tls_listen);
+  }
   if (*token) {
     const std::string t = drainmet::config::NewToken();
     std::printf("token=%s hash=%s\n", t.c_str(), drainmet::config::HashToken(t).c_str());

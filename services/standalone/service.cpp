@@ -1,5 +1,8 @@
 #include "services/standalone/service.h"
 
+#include <algorithm>
+#include <thread>
+
 #include "common/base/status_macros.h"
 #include "common/telemetry/log.h"
 
@@ -36,6 +39,13 @@ absl::StatusOr<std::unique_ptr<Service>> Service::Start(config::Config config, c
 
   DRAINMET_ASSIGN_OR_RETURN(service->frontend_,
                             drain::Frontend::Start(directory, service->store_, clock, service->metrics_));
+  if (!c.syslog.listen.empty() || !c.syslog.tls_listen.empty()) {
+    const int threads =
+        c.threads > 0 ? c.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    DRAINMET_ASSIGN_OR_RETURN(
+        service->syslog_, drain::SyslogListener::Start(std::make_shared<drain::DirectoryHolder>(directory),
+                                                       service->store_, clock, service->metrics_, threads));
+  }
   Service* self = service.get();
   service->outlet_thread_ = std::jthread([self, timeout = options.shutdown_timeout_ms](std::stop_token stop) {
     self->outlet_.Run(stop, timeout);
@@ -52,6 +62,8 @@ void Service::Stop() {
   if (frontend_ == nullptr) return;
   telemetry::Log(telemetry::Level::kInfo, "shutting down: finishing requests in flight");
   frontend_->Stop();
+  // Every complete syslog message already read goes to the store before the final flush.
+  if (syslog_ != nullptr) syslog_->Stop(std::min<std::int64_t>(10000, options_.shutdown_timeout_ms / 2));
   telemetry::Log(telemetry::Level::kInfo, "flushing open windows");
   outlet_thread_.request_stop();
   outlet_thread_.join();

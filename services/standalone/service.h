@@ -1,6 +1,7 @@
 #pragma once
 // `drainmet run`: the whole pipeline in one process on the in-memory store: the drain
-// endpoint, health and metrics endpoints, and the outlet thread.
+// endpoint, health and metrics endpoints, the syslog listeners (when configured), and the
+// outlet thread.
 
 #include <cstdio>
 #include <memory>
@@ -10,6 +11,7 @@
 #include "common/base/clock.h"
 #include "common/config/config.h"
 #include "common/drain/frontend.h"
+#include "common/drain/syslog.h"
 #include "common/emit/outlet.h"
 #include "common/emit/sink.h"
 #include "common/http/server.h"
@@ -27,17 +29,23 @@ struct ServiceOptions {
 /// gracefully. Thread-safe: Stop() may be called from any thread, once.
 class Service {
  public:
-  /// Validates `config`, binds config.listen and starts serving and emitting.
-  /// InvalidArgument for a bad config, Unavailable when the address cannot be bound.
+  /// Validates `config`, binds config.listen (and config.syslog.listen / tls_listen when
+  /// set) and starts serving and emitting. InvalidArgument for a bad config (or an
+  /// unreadable TLS certificate or key), Unavailable when an address cannot be bound.
   static absl::StatusOr<std::unique_ptr<Service>> Start(config::Config config, const base::Clock& clock,
                                                         const ServiceOptions& options = {});
   ~Service();
 
   std::uint16_t port() const { return frontend_->port(); }
+  /// Bound port of the syslog TCP listener; 0 when off.
+  std::uint16_t syslog_port() const { return syslog_ == nullptr ? 0 : syslog_->tcp_port(); }
+  /// Bound port of the syslog TLS listener; 0 when off.
+  std::uint16_t syslog_tls_port() const { return syslog_ == nullptr ? 0 : syslog_->tls_port(); }
   telemetry::Metrics& metrics() { return metrics_; }
 
-  /// SIGTERM: marks not ready, stops accepting, lets requests in flight finish, then
-  /// flushes every open window to the outputs (retrying until the shutdown timeout).
+  /// SIGTERM: marks not ready, stops accepting, lets requests in flight finish, stores every
+  /// complete syslog message already read, then flushes every open window to the outputs
+  /// (retrying until the shutdown timeout).
   void Stop();
 
  private:
@@ -52,6 +60,7 @@ class Service {
   emit::TenantSink sink_;
   emit::Outlet outlet_;
   std::unique_ptr<drain::Frontend> frontend_;
+  std::unique_ptr<drain::SyslogListener> syslog_;  // null: no syslog listener configured
   std::jthread outlet_thread_;
   std::atomic<bool> stopped_{false};
 };
