@@ -26,6 +26,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -373,7 +374,7 @@ class RunProcessTest : public ::testing::Test {
 
   /// The YAML config of the child: one tenant posting to the fake, the API token through
   /// api_token_env, small limits and fast pacing for the tests.
-  std::string ConfigYaml() const {
+  virtual std::string ConfigYaml() const {
     // `listen` is overridden by --listen 127.0.0.1:0 (docs/cli.md).
     return absl::Substitute(R"(listen: "127.0.0.1:8080"
 threads: 2
@@ -468,6 +469,16 @@ tenants:
   std::optional<int> Terminate(milliseconds timeout) {
     process_->Signal(SIGTERM);
     return process_->WaitExit(timeout);
+  }
+
+  /// No line of the child's stderr holds any of `secrets`.
+  void ExpectNoneLogged(const std::vector<std::string>& secrets) const {
+    if (!process_) return;
+    for (const std::string& line : process_->Lines()) {
+      for (const std::string& secret : secrets) {
+        EXPECT_EQ(line.find(secret), std::string::npos) << "secret logged: " << line;
+      }
+    }
   }
 
   void ExpectNoSecretsLogged() const {
@@ -734,6 +745,137 @@ TEST_F(RunProcessTest, SecretsNeverReachTheLog) {
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << "wait status " << *status;
   EXPECT_GT(process_->Lines().size(), 3u);
   ExpectNoSecretsLogged();
+}
+
+// Issue "Hostile input" (Security): a token maps to one tenant. Two tenants, each with its
+// own Librato account (its own fake API): whatever a request holding acme's token says in
+// its query, headers or body, its points are acme's and are posted with acme's
+// credentials only; globex's account receives exactly what globex's own token sent.
+class TenantIsolationTest : public RunProcessTest {
+ protected:
+  void SetUp() override {
+    ASSERT_NO_FATAL_FAILURE(RunProcessTest::SetUp());
+    globex_token_ = config::NewToken();
+    globex_api_token_ = "globex-secret-" + config::NewToken();
+    absl::StatusOr<std::unique_ptr<support::FakeLibrato>> fake = support::FakeLibrato::Start();
+    ASSERT_TRUE(fake.ok()) << fake.status();
+    globex_fake_ = *std::move(fake);
+  }
+
+  void TearDown() override {
+    ExpectNoneLogged({globex_token_, globex_api_token_,
+                      absl::Base64Escape(std::string(kGlobexEmail) + ":" + globex_api_token_)});
+    RunProcessTest::TearDown();
+    globex_fake_->Stop();
+  }
+
+  std::string ConfigYaml() const override {
+    return RunProcessTest::ConfigYaml() + absl::Substitute(R"(  - id: globex
+    token_hashes: ["$0"]
+    output: librato
+    librato:
+      url: "$1"
+      email: "$2"
+      api_token: "$3"
+)",
+                                                           config::HashToken(globex_token_),
+                                                           globex_fake_->Url(), kGlobexEmail,
+                                                           globex_api_token_);
+  }
+
+  /// One frame with the given HOSTNAME and APP-NAME (RFC 5424 §6), stamped now.
+  static std::string Frame(std::string_view host, std::string_view app, std::string_view message) {
+    const std::string msg = "<190>1 " + Rfc3339Micros(NowUnixMicros()) + " " + std::string(host) + " " +
+                            std::string(app) + " web.1 - " + std::string(message) + "\n";
+    return std::to_string(msg.size()) + " " + msg;
+  }
+
+  /// The names of the gauges `fake` accepted.
+  static std::set<std::string> Names(const support::FakeLibrato& fake) {
+    std::set<std::string> names;
+    for (const json& g : fake.Gauges()) names.insert(g.value("name", ""));
+    return names;
+  }
+
+  static constexpr char kGlobexEmail[] = "ops@globex.example";
+  std::string globex_token_;
+  std::string globex_api_token_;
+  std::unique_ptr<support::FakeLibrato> globex_fake_;
+};
+
+TEST_F(TenantIsolationTest, NoRequestReachesAnotherTenantsSeriesOrCredentials) {
+  ASSERT_NO_FATAL_FAILURE(StartDrainmet());
+  const std::string acme_basic = "Basic " + absl::Base64Escape(drain_token_ + ":");
+  struct Attempt {
+    std::string name;  // the count it posts: attack.<name>
+    std::string target;
+    support::Headers extra;          // added to the drain headers
+    std::string authorization = "";  // replaces acme's Basic header when not empty
+    std::string host = "host";       // the frames' HOSTNAME
+    std::string app = "app";         // and APP-NAME
+    std::string words = "";          // more logfmt pairs on the line
+  };
+  const std::vector<Attempt> attempts = {
+      {"query", "/logs?resolution=1&tenant=globex&user=globex&token=globex&auth=globex", {}, ""},
+      {"headers",
+       "/logs?resolution=1",
+       {{"X-Tenant", "globex"}, {"Logplex-Drain-Token", "d.globex"}, {"X-Forwarded-User", "globex"}},
+       ""},
+      // The tenant-and-token URL form naming the other tenant with acme's token.
+      {"user", "/logs?resolution=1", {}, "Basic " + absl::Base64Escape("globex:" + drain_token_)},
+      // A second Authorization header with made-up credentials of the other tenant.
+      {"second_auth",
+       "/logs?resolution=1",
+       {{"Authorization", "Basic " + absl::Base64Escape("globex:" + config::NewToken())}},
+       ""},
+      {"bearer", "/logs?resolution=1&tenant=globex", {}, "Bearer " + drain_token_},
+      {"body", "/logs?resolution=1", {}, "", "d.globex", "globex", "tenant=globex user=globex source=globex"},
+      {"prefix", "/logs?resolution=1&prefix=globex&source-prefix=globex", {}, ""},
+  };
+  std::set<std::string> accepted;  // acme's gauge names that must arrive
+  for (const Attempt& a : attempts) {
+    support::Headers headers = DrainHeaders(1);
+    for (auto& [name, value] : headers) {
+      if (name == "Authorization" && !a.authorization.empty()) value = a.authorization;
+    }
+    headers.insert(headers.end(), a.extra.begin(), a.extra.end());
+    const std::string body = Frame(a.host, a.app, "count#attack." + a.name + "=1 " + a.words);
+    const support::HttpReply reply = support::HttpPost(port_, a.target, headers, body);
+    // Refused (401) or taken as acme's: never anything else.
+    EXPECT_TRUE(reply.status == 204 || reply.status == 401) << a.name << ": " << reply.status;
+    if (reply.status == 204)
+      accepted.insert((a.name == "prefix" ? "globex." : "") + std::string("attack.") + a.name);
+  }
+  EXPECT_TRUE(accepted.contains("attack.query"));
+  EXPECT_TRUE(accepted.contains("attack.headers"));
+  EXPECT_TRUE(accepted.contains("attack.body"));
+  // globex's own drain, with its own token.
+  support::Headers globex = DrainHeaders(1);
+  for (auto& [name, value] : globex) {
+    if (name == "Authorization") value = "Basic " + absl::Base64Escape(globex_token_ + ":");
+  }
+  ASSERT_EQ(support::HttpPost(port_, "/logs?resolution=1", globex, Frame("host", "app", "count#globex.own=1"))
+                .status,
+            204u);
+
+  // Windows of 1 s, grace 2 s: everything is posted within a few seconds.
+  const auto deadline = Clock::now() + milliseconds(15000);
+  while (Clock::now() < deadline &&
+         (Names(*fake_).size() < accepted.size() || Names(*globex_fake_).empty())) {
+    std::this_thread::sleep_for(milliseconds(50));
+  }
+  std::this_thread::sleep_for(milliseconds(1500));  // anything posted late would show now
+  EXPECT_EQ(Names(*fake_), accepted);
+  EXPECT_EQ(Names(*globex_fake_), std::set<std::string>{"globex.own"});
+  for (const support::RecordedRequest& r : fake_->Requests()) {
+    EXPECT_EQ(r.user, kEmail);
+    EXPECT_EQ(r.password, api_token_) << "acme's gauges posted with other credentials";
+  }
+  for (const support::RecordedRequest& r : globex_fake_->Requests()) {
+    EXPECT_EQ(r.user, kGlobexEmail);
+    EXPECT_EQ(r.password, globex_api_token_);
+  }
+  EXPECT_FALSE(globex_fake_->Requests().empty());
 }
 
 }  // namespace
