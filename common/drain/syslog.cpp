@@ -141,6 +141,8 @@ using telemetry::Log;
 constexpr std::size_t kReadChunk = 64 * 1024;
 // A TLS handshake must finish within this.
 constexpr std::chrono::seconds kHandshakeTimeout{10};
+// While stopping, a read of bytes the kernel already holds must finish within this.
+constexpr std::chrono::milliseconds kStopReadTimeout{200};
 // Retries of a store that refused a connection's points: first delay, then doubled.
 constexpr std::chrono::milliseconds kFirstRetry{100};
 constexpr std::chrono::milliseconds kMaxRetry{2000};
@@ -298,8 +300,8 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
 
   void Shutdown() override {
     net::dispatch(stream_.get_executor(), [self = this->shared_from_this()] {
-      if (self->reading_) {
-        // The read's handler runs with operation_aborted and stores what was read.
+      if (self->reading_ || self->handshaking_) {
+        // The handler runs with operation_aborted; a read's stores what was read.
         beast::error_code ec;
         beast::get_lowest_layer(self->stream_).socket().cancel(ec);
       } else if (self->waiting_retry_) {
@@ -331,8 +333,10 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   void Handshake() {
     if constexpr (kTls) {
       beast::get_lowest_layer(stream_).expires_after(kHandshakeTimeout);
+      handshaking_ = true;
       stream_.async_handshake(ssl::stream_base::server,
                               [self = this->shared_from_this()](beast::error_code ec) {
+                                self->handshaking_ = false;
                                 if (ec) {
                                   self->listener_.intake_.tls_refused.Increment();
                                   telemetry::LogOnce("syslog_tls_handshake", "syslog TLS handshake failed",
@@ -346,15 +350,22 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   }
 
   void Read() {
-    if (listener_.stopping()) return Process(/*end_of_stream=*/true);
+    auto& lowest = beast::get_lowest_layer(stream_);
+    if (listener_.stopping()) {
+      // Stopping: what the kernel already holds is still read (briefly), then the rest
+      // of the buffer is processed as the end of the stream.
+      beast::error_code ec;
+      if (lowest.socket().available(ec) == 0 || ec) return Process(/*end_of_stream=*/true);
+      lowest.expires_after(kStopReadTimeout);
+    } else {
+      lowest.expires_after(std::chrono::seconds(listener_.settings_.idle_timeout_seconds));
+    }
     if (begin_ > 0 && capacity_ - end_ < kReadChunk) {
       std::memmove(buffer_.get(), buffer_.get() + begin_, end_ - begin_);
       end_ -= begin_;
       begin_ = 0;
     }
     const std::size_t room = std::min(kReadChunk, capacity_ - end_);
-    beast::get_lowest_layer(stream_).expires_after(
-        std::chrono::seconds(listener_.settings_.idle_timeout_seconds));
     reading_ = true;
     stream_.async_read_some(net::buffer(buffer_.get() + end_, room),
                             [self = this->shared_from_this()](beast::error_code ec, std::size_t bytes) {
@@ -372,7 +383,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       }
       return Process(/*end_of_stream=*/true);
     }
-    Process(listener_.stopping());
+    Process(/*end_of_stream=*/false);  // then Read(), which ends the stream when stopping
   }
 
   Batch& BatchFor(const SyslogDrainIndex::Drain& drain) {
@@ -600,6 +611,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   std::size_t end_ = 0;         // end of the bytes read
   std::size_t parsed_end_ = 0;  // end of the bytes the batches in flight were parsed from
   bool reading_ = false;
+  bool handshaking_ = false;
   bool waiting_retry_ = false;
   bool end_of_stream_ = false;
   std::shared_ptr<const TenantDirectory> directory_;
