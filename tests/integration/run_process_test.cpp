@@ -740,6 +740,15 @@ TEST_F(RunProcessTest, SecretsNeverReachTheLog) {
   ASSERT_TRUE(fake_->WaitForRequests(2, milliseconds(10000)));
   EXPECT_TRUE(process_->WaitForLine(
       [](const std::string& l) { return l.find("status=422") != std::string::npos; }, milliseconds(5000)));
+  // Nor any metric's name or label.
+  const support::HttpReply metrics = support::HttpGet(port_, "/metrics");
+  ASSERT_EQ(metrics.status, 200u);
+  EXPECT_NE(metrics.body.find("drainmet_http_requests_total"), std::string::npos);
+  for (const std::string& secret : {drain_token_, api_token_, absl::Base64Escape(drain_token_ + ":"),
+                                    absl::Base64Escape(std::string(kEmail) + ":" + api_token_)}) {
+    EXPECT_EQ(metrics.body.find(secret), std::string::npos) << "secret in /metrics";
+  }
+  EXPECT_EQ(metrics.body.find("Authorization"), std::string::npos);
   const std::optional<int> status = Terminate(milliseconds(10000));
   ASSERT_TRUE(status.has_value());
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << "wait status " << *status;
