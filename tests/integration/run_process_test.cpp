@@ -3,9 +3,14 @@
 // §5.1), retries (SEMANTICS §7.5), the HTTP answers of every endpoint, the flush at SIGTERM,
 // and what the process writes on stderr (logfmt; never a secret).
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -17,6 +22,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -885,6 +891,93 @@ TEST_F(TenantIsolationTest, NoRequestReachesAnotherTenantsSeriesOrCredentials) {
     EXPECT_EQ(r.password, globex_api_token_);
   }
   EXPECT_FALSE(globex_fake_->Requests().empty());
+}
+
+// Issue "Hostile input" (Slow clients): 1,000 connections that send half a header and then
+// nothing (slowloris) do not stop the service answering others at once, and each is closed
+// once limits.read_timeout_seconds has passed.
+class SlowClientTest : public RunProcessTest {
+ protected:
+  std::string ConfigYaml() const override {
+    std::string yaml = RunProcessTest::ConfigYaml();
+    const std::string limits = "limits:\n";
+    yaml.insert(yaml.find(limits) + limits.size(), "  read_timeout_seconds: 2\n");
+    return yaml;
+  }
+
+  /// A connected TCP socket to the service, or -1.
+  int Connect() const {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(port_);
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof(address)) != 0) {
+      ::close(fd);
+      return -1;
+    }
+    return fd;
+  }
+};
+
+TEST_F(SlowClientTest, ThousandSlowlorisConnectionsDoNotStopOthersAndAreClosed) {
+  constexpr int kSlow = 1000;
+  // Both ends of 1,000 connections: this process and the child (which inherits the limit)
+  // each need more than 1,000 descriptors.
+  rlimit files{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &files), 0);
+  ASSERT_GE(files.rlim_max, rlim_t{2 * kSlow}) << "the hard limit of open files is too low for this test";
+  if (files.rlim_cur < rlim_t{2 * kSlow}) {
+    files.rlim_cur = std::min<rlim_t>(files.rlim_max, 4 * kSlow);
+    ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &files), 0);
+  }
+  ASSERT_NO_FATAL_FAILURE(StartDrainmet());
+  std::vector<int> slow;
+  const std::string half = "POST /logs HTTP/1.1\r\nHost: drainmet\r\nContent-Type: application/logplex-1\r\n";
+  for (int i = 0; i < kSlow; ++i) {
+    const int fd = Connect();
+    ASSERT_GE(fd, 0) << "connection " << i << ": " << std::strerror(errno);
+    ASSERT_EQ(::send(fd, half.data(), half.size(), MSG_NOSIGNAL), static_cast<ssize_t>(half.size()));
+    slow.push_back(fd);
+  }
+  const auto opened = Clock::now();
+  // Meanwhile a drain and a scrape are answered at once.
+  const std::string body = DrainBody(NowUnixMicros(), {{0, "count#served=1", {}}});
+  const auto sent = Clock::now();
+  EXPECT_EQ(PostDrain("/logs?resolution=1", body, 1).status, 204u);
+  EXPECT_EQ(support::HttpGet(port_, "/metrics").status, 200u);
+  EXPECT_LT(Clock::now() - sent, milliseconds(1000));
+
+  // Each slow connection is closed by the service (EOF or reset) after the read timeout.
+  int closed = 0;
+  const auto deadline = opened + milliseconds(8000);
+  std::vector<bool> done(slow.size(), false);
+  while (closed < kSlow && Clock::now() < deadline) {
+    std::vector<pollfd> fds;
+    std::vector<std::size_t> index;
+    for (std::size_t i = 0; i < slow.size(); ++i) {
+      if (done[i]) continue;
+      fds.push_back(pollfd{slow[i], POLLIN, 0});
+      index.push_back(i);
+    }
+    if (::poll(fds.data(), fds.size(), 100) <= 0) continue;
+    for (std::size_t k = 0; k < fds.size(); ++k) {
+      if (fds[k].revents == 0) continue;
+      char byte;
+      const ssize_t n = ::recv(fds[k].fd, &byte, 1, MSG_DONTWAIT);
+      if (n <= 0 && !(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))) {
+        done[index[k]] = true;
+        ++closed;
+      }
+    }
+  }
+  const auto elapsed = Clock::now() - opened;
+  EXPECT_EQ(closed, kSlow);
+  EXPECT_GE(elapsed, milliseconds(1500)) << "closed before the read timeout";
+  for (int fd : slow) ::close(fd);
+  ASSERT_TRUE(WaitForGauges(1, milliseconds(10000)));
+  EXPECT_EQ(fake_->Gauges()[0].value("name", ""), "served");
 }
 
 }  // namespace
