@@ -1256,7 +1256,7 @@ def config_down(args):
         time.sleep(max(0.0, t_kill + CONFIG_DOWN_S - time.monotonic()))
         cfg_p, _ = start_service(r, "config", "config-restarted",
                                  ["--config", cfg, "--listen", target, "--log-level", "info"])
-        t_restart = time.monotonic()
+        t_restart, wall_restart = time.monotonic(), time.time()
         log(f"config service restarted on {target} {t_restart - t_kill:.2f}s after the kill; new token "
             f"answered {st_down} while it was down")
         t_follow, st_up = None, None
@@ -1274,7 +1274,18 @@ def config_down(args):
                 r.paths.append(path)
             else:
                 time.sleep(0.2)
-        out_updated = [x for x in log_lines(os.path.join(r.topo.dir, "outlet-follower.log"), "config updated")]
+        # The outlet reconnects on its own backoff (up to 5 s): wait for its second update.
+        out_log = os.path.join(r.topo.dir, "outlet-follower.log")
+        until = time.monotonic() + 30
+        while len(log_lines(out_log, "config updated")) < 2 and time.monotonic() < until:
+            time.sleep(0.1)
+        out_updated = log_lines(out_log, "config updated")
+        out_follow_s = None
+        if len(out_updated) >= 2:
+            m = re.search(r"ts=(\S+)Z", out_updated[1])
+            if m:
+                t_line = dt.datetime.fromisoformat(m.group(1)).replace(tzinfo=dt.timezone.utc).timestamp()
+                out_follow_s = t_line - wall_restart
         want = r.expected()
         t_done = r.wait_all(want, 30)
         time.sleep(1.5)
@@ -1302,7 +1313,8 @@ def config_down(args):
         r.verdict(want, t_kill, t_done,
                   {"down_s": f"{t_restart - t_kill:.2f}", "new_token_while_down": st_down,
                    "new_token_after_restart": st_up,
-                   "follow_after_restart_s": f"{t_follow - t_restart:.2f}" if t_follow else "none"},
+                   "follow_after_restart_s": f"{t_follow - t_restart:.2f}" if t_follow else "none",
+                   "outlet_follow_after_restart_s": f"{out_follow_s:.2f}" if out_follow_s is not None else "none"},
                   problems)
         r.ok = True
     finally:
