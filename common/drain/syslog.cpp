@@ -654,7 +654,7 @@ absl::Status SyslogListener::Impl::Open() {
   if (!settings_.tls_listen.empty()) {
     beast::error_code ec;
     tls_context_.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
-                                 ssl::context::no_sslv3 | ssl::context::no_tlsv1 |
+                                 ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 |
                                  ssl::context::single_dh_use,
                              ec);
     if (!ec) tls_context_.use_certificate_chain_file(settings_.tls_cert_file, ec);
