@@ -267,6 +267,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       : listener_(listener),
         stream_(MakeStream(listener, std::move(socket))),
         retry_timer_(stream_.get_executor()),
+        frame_prefix_("syslog-" + config::NewToken().substr(0, 16) + "-"),
         splitter_(listener.settings_.max_line_bytes),
         capacity_(listener.settings_.max_line_bytes + 16 + kReadChunk),
         buffer_(new char[capacity_]),
@@ -319,6 +320,9 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     telemetry::Counters counters;
     std::uint64_t points = 0;  // points in `partials` (for store_unavailable)
     bool done = false;         // stored (or given up)
+    // De-duplication key of this batch's points, kept by its retries: a write that applied
+    // some (shard, window) parts before failing is not applied twice (RELIABILITY.md §3.3).
+    std::string frame_id;
   };
 
   static Stream MakeStream(SyslogListener::Impl& listener, tcp::socket socket) {
@@ -404,6 +408,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     b.counters = {};
     b.points = 0;
     b.done = false;
+    b.frame_id = frame_prefix_ + std::to_string(next_batch_++);
     return b;
   }
 
@@ -527,7 +532,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       if (b.done) continue;
       std::shared_ptr<IoGuard> guard = listener_.guard_;
       auto self = this->shared_from_this();
-      listener_.store_.IngestAsync(b.tenant, std::string(), std::move(b.partials),
+      listener_.store_.IngestAsync(b.tenant, b.frame_id, std::move(b.partials),
                                    [guard, self, i](absl::StatusOr<store::IngestResult> result) mutable {
                                      std::lock_guard<std::mutex> lock(guard->mu);
                                      if (!guard->alive) return;
@@ -603,6 +608,8 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   Stream stream_;
   net::steady_timer retry_timer_;
   std::string remote_;
+  const std::string frame_prefix_;  // "syslog-<16 random base64url characters>-", then a batch number
+  std::uint64_t next_batch_ = 0;
   SyslogSplitter splitter_;
   SyslogSplitter splitter_at_begin_{0};
   const std::size_t capacity_;

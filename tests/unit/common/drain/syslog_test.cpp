@@ -17,6 +17,10 @@
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
 #include <thread>
 
 #include "common/drain/handler.h"
@@ -258,6 +262,10 @@ class FlakyStore : public store::Store {
   std::atomic<int> refusals{2};
   absl::StatusOr<store::IngestResult> Ingest(std::string_view tenant, std::string_view frame_id,
                                              bucket::BucketMap& partials) override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      frame_ids_[std::string(tenant)].insert(std::string(frame_id));
+    }
     if (refusals.fetch_sub(1) > 0) return absl::UnavailableError("busy");
     return inner_.Ingest(tenant, frame_id, partials);
   }
@@ -269,8 +277,16 @@ class FlakyStore : public store::Store {
   }
   std::size_t OpenBuckets() const override { return inner_.OpenBuckets(); }
 
+  /// Per tenant, the distinct frame ids its ingests (refused or not) carried.
+  std::map<std::string, std::set<std::string>> frame_ids() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return frame_ids_;
+  }
+
  private:
   store::MemoryStore inner_;
+  mutable std::mutex mu_;
+  std::map<std::string, std::set<std::string>> frame_ids_;
 };
 
 TEST(SyslogListenerRetryTest, RefusedPointsAreRetriedNotLost) {
@@ -288,6 +304,17 @@ TEST(SyslogListenerRetryTest, RefusedPointsAreRetriedNotLost) {
   ASSERT_TRUE(WaitFor([&] { return metrics.Snapshot().points == 2; })) << metrics.Snapshot().ToJson();
   EXPECT_LE(store.refusals.load(), 0);
   EXPECT_EQ(metrics.Snapshot().frames, 2u);  // counted once, not per attempt
+  // A retry carries its batch's frame id (a write that applied some shards before failing
+  // is then not applied twice); batches of different tenants have their own.
+  const std::map<std::string, std::set<std::string>> ids = store.frame_ids();
+  ASSERT_EQ(ids.size(), 2u);
+  std::set<std::string> all;
+  for (const auto& [tenant, tenant_ids] : ids) {
+    ASSERT_EQ(tenant_ids.size(), 1u) << tenant;
+    EXPECT_TRUE(tenant_ids.begin()->starts_with("syslog-")) << *tenant_ids.begin();
+    all.insert(*tenant_ids.begin());
+  }
+  EXPECT_EQ(all.size(), 2u);
   double sum = 0;
   absl::StatusOr<std::vector<bucket::ClosedBucket>> closed = store.TakeClosed(true);
   ASSERT_TRUE(closed.ok());
