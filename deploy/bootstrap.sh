@@ -20,12 +20,15 @@ PACKAGES=(
   libcli11-dev                           # command-line flags
   protobuf-compiler libprotobuf-dev      # partial buckets on the wire (proto/drainmet/v1)
   libhiredis-dev                         # Redis store (distributed mode)
+  zlib1g-dev                             # gzip drain bodies (log-shuttle)
   libgrpc++-dev protobuf-compiler-grpc grpc-proto  # config service (gRPC, grpc.health.v1)
   curl python3                           # README's quick start (curl, deploy/restamp.py)
 )
 if [ "$mode" = test ]; then
   # tests, benchmarks, format check; a private redis-server per integration test binary
   PACKAGES+=(libgtest-dev libgmock-dev libbenchmark-dev clang-format redis-server)
+  # self-signed certificate pairs for the TLS tests (syslog over TLS)
+  PACKAGES+=(openssl)
   # offline checks of k8s/ and deploy/docker/ (tests/k8s/validate.sh; npm packages from its lock file)
   PACKAGES+=(yamllint)
   # Commands a machine may already have from elsewhere (a cloud SDK's kubectl, NodeSource's
