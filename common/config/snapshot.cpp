@@ -51,6 +51,7 @@ v1::ConfigSnapshot ToProto(const Config& config, std::uint64_t version) {
   limits.set_dedupe_max_entries(config.limits.dedupe_max_entries);
   limits.set_read_timeout_seconds(config.limits.read_timeout_seconds);
   limits.set_future_tolerance_seconds(config.limits.future_tolerance_seconds);
+  limits.set_max_inflated_body_bytes(config.limits.max_inflated_body_bytes);
 
   v1::OutletSettings& outlet = *snapshot.mutable_outlet();
   outlet.set_interval_ms(config.outlet.interval_ms);
@@ -84,6 +85,15 @@ v1::ConfigSnapshot ToProto(const Config& config, std::uint64_t version) {
     librato.set_url(tenant.librato.url);
     librato.set_email(tenant.librato.email);
     librato.set_api_token(tenant.librato.api_token);
+  }
+
+  for (const SyslogDrain& drain : config.syslog.drains) {
+    v1::SyslogDrain& out = *snapshot.add_syslog_drains();
+    out.set_token(drain.token);
+    out.set_tenant(drain.tenant);
+    out.set_resolution_seconds(drain.resolution_seconds);
+    out.set_prefix(drain.prefix);
+    out.set_source_prefix(drain.source_prefix);
   }
 
   snapshot.set_content_hash(ContentHash(snapshot));
@@ -123,6 +133,8 @@ absl::StatusOr<Config> FromProto(const v1::ConfigSnapshot& snapshot) {
     config.limits.dedupe_max_entries = limits.dedupe_max_entries();
     config.limits.read_timeout_seconds = limits.read_timeout_seconds();
     config.limits.future_tolerance_seconds = limits.future_tolerance_seconds();
+    if (limits.max_inflated_body_bytes() != 0)
+      config.limits.max_inflated_body_bytes = limits.max_inflated_body_bytes();
   }
   if (snapshot.has_outlet()) {
     const v1::OutletSettings& outlet = snapshot.outlet();
@@ -167,6 +179,11 @@ absl::StatusOr<Config> FromProto(const v1::ConfigSnapshot& snapshot) {
       tenant.librato.api_token = in.librato().api_token();
     }
     config.tenants.push_back(std::move(tenant));
+  }
+
+  for (const v1::SyslogDrain& in : snapshot.syslog_drains()) {
+    config.syslog.drains.push_back(
+        SyslogDrain{in.token(), in.tenant(), in.resolution_seconds(), in.prefix(), in.source_prefix()});
   }
 
   if (absl::Status status = Validate(config); !status.ok()) return status;

@@ -66,8 +66,10 @@ int main(int argc, char** argv) {
   service_options.grpc_listen = grpc_listen;
 
   if (!config_service.empty()) {
-    // The config service does not carry the syslog section: it comes from --config (read
-    // once at start) and the flags, and is applied to every copy the service sends.
+    // The syslog listeners and bounds are this process's own: from --config (read once at
+    // start) and the flags, applied to every copy the service sends. The drains come with
+    // the copy (the config file's syslog.drains); a config service that sends none (one
+    // that predates them) leaves those of --config.
     config::Syslog syslog;
     if (!config_path.empty()) {
       absl::StatusOr<config::Config> file = config::LoadConfigFile(config_path, config::ProcessEnv());
@@ -80,7 +82,9 @@ int main(int argc, char** argv) {
       if (!listen.empty()) c.listen = listen;
       if (threads > 0) c.threads = threads;
       if (!log_level.empty()) c.log_level = log_level;
+      std::vector<config::SyslogDrain> served = std::move(c.syslog.drains);
       c.syslog = syslog;
+      if (!served.empty()) c.syslog.drains = std::move(served);
       // A drain of a tenant the served copy no longer has is left out (its lines are then
       // counted unknown_drain_token), so that it cannot block the rest of the copy.
       std::erase_if(c.syslog.drains, [&c](const config::SyslogDrain& d) {

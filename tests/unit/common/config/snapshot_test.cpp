@@ -28,7 +28,8 @@ Config RichConfig() {
               .dedupe_window_seconds = 42,
               .dedupe_max_entries = 43,
               .read_timeout_seconds = 44,
-              .future_tolerance_seconds = 45};
+              .future_tolerance_seconds = 45,
+              .max_inflated_body_bytes = 46};
   c.outlet = {.interval_ms = 11,
               .connect_timeout_ms = 12,
               .request_timeout_ms = 13,
@@ -58,6 +59,8 @@ Config RichConfig() {
   quiet.id = "quiet";
   quiet.output = OutputKind::kStdout;
   c.tenants = {acme, local, quiet};
+  c.syslog.drains = {{"d.0b2d6f5e-1c1a-4c57-9f3e-2f8e3b6a9d01", "acme", 10, "eu", "web"},
+                     {"d.7c3e1b20-5d4f-4a8e-b6c2-9e1f0a3d4b52", "quiet", 0, "", ""}};
   return c;
 }
 
