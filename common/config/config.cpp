@@ -119,25 +119,40 @@ absl::Status ReadStringList(const YAML::Node& node, std::string_view path, std::
 }
 
 absl::Status ParseLimits(const YAML::Node& node, std::string_view path, Limits* limits) {
-  return ForEachEntry(
-      node, path,
-      {"max_body_bytes", "max_header_bytes", "max_open_buckets", "dedupe_window_seconds",
-       "dedupe_max_entries", "read_timeout_seconds", "future_tolerance_seconds", "max_inflated_body_bytes"},
-      [&](std::string_view key, const YAML::Node& value, const std::string& key_path) {
-        if (key == "max_body_bytes") return ReadUint64(value, key_path, &limits->max_body_bytes);
-        if (key == "max_header_bytes") return ReadUint32(value, key_path, &limits->max_header_bytes);
-        if (key == "max_open_buckets") return ReadUint64(value, key_path, &limits->max_open_buckets);
-        if (key == "dedupe_window_seconds") {
-          return ReadInt64(value, key_path, &limits->dedupe_window_seconds);
-        }
-        if (key == "dedupe_max_entries") return ReadUint64(value, key_path, &limits->dedupe_max_entries);
-        if (key == "read_timeout_seconds") {
-          return ReadInt64(value, key_path, &limits->read_timeout_seconds);
-        }
-        if (key == "max_inflated_body_bytes")
-          return ReadUint64(value, key_path, &limits->max_inflated_body_bytes);
-        return ReadInt64(value, key_path, &limits->future_tolerance_seconds);
-      });
+  return ForEachEntry(node, path,
+                      {"max_body_bytes", "max_header_bytes", "max_open_buckets", "dedupe_window_seconds",
+                       "dedupe_max_entries", "read_timeout_seconds", "future_tolerance_seconds",
+                       "max_inflated_body_bytes", "tenant_points_per_second", "max_header_count",
+                       "max_frames_per_request", "max_line_bytes", "max_series_per_tenant"},
+                      [&](std::string_view key, const YAML::Node& value, const std::string& key_path) {
+                        if (key == "max_body_bytes")
+                          return ReadUint64(value, key_path, &limits->max_body_bytes);
+                        if (key == "max_header_bytes")
+                          return ReadUint32(value, key_path, &limits->max_header_bytes);
+                        if (key == "max_open_buckets")
+                          return ReadUint64(value, key_path, &limits->max_open_buckets);
+                        if (key == "dedupe_window_seconds") {
+                          return ReadInt64(value, key_path, &limits->dedupe_window_seconds);
+                        }
+                        if (key == "dedupe_max_entries")
+                          return ReadUint64(value, key_path, &limits->dedupe_max_entries);
+                        if (key == "read_timeout_seconds") {
+                          return ReadInt64(value, key_path, &limits->read_timeout_seconds);
+                        }
+                        if (key == "max_inflated_body_bytes")
+                          return ReadUint64(value, key_path, &limits->max_inflated_body_bytes);
+                        if (key == "tenant_points_per_second")
+                          return ReadUint64(value, key_path, &limits->tenant_points_per_second);
+                        if (key == "max_header_count")
+                          return ReadUint32(value, key_path, &limits->max_header_count);
+                        if (key == "max_frames_per_request")
+                          return ReadUint64(value, key_path, &limits->max_frames_per_request);
+                        if (key == "max_line_bytes")
+                          return ReadUint64(value, key_path, &limits->max_line_bytes);
+                        if (key == "max_series_per_tenant")
+                          return ReadUint64(value, key_path, &limits->max_series_per_tenant);
+                        return ReadInt64(value, key_path, &limits->future_tolerance_seconds);
+                      });
 }
 
 absl::Status ParseOutlet(const YAML::Node& node, std::string_view path, Outlet* outlet) {
@@ -593,6 +608,11 @@ absl::Status Validate(const Config& config) {
       {limits.future_tolerance_seconds, "limits.future_tolerance_seconds"},
       {static_cast<std::int64_t>(std::min<std::uint64_t>(limits.max_inflated_body_bytes, 1)),
        "limits.max_inflated_body_bytes"},
+      {limits.max_header_count, "limits.max_header_count"},
+      {static_cast<std::int64_t>(std::min<std::uint64_t>(limits.max_frames_per_request, 1)),
+       "limits.max_frames_per_request"},
+      {static_cast<std::int64_t>(std::min<std::uint64_t>(limits.max_series_per_tenant, 1)),
+       "limits.max_series_per_tenant"},
       {config.outlet.interval_ms, "outlet.interval_ms"},
       {config.outlet.connect_timeout_ms, "outlet.connect_timeout_ms"},
       {config.outlet.request_timeout_ms, "outlet.request_timeout_ms"},
@@ -606,6 +626,9 @@ absl::Status Validate(const Config& config) {
   };
   for (const auto& [value, path] : positives) {
     if (absl::Status s = Positive(value, path); !s.ok()) return s;
+  }
+  if (limits.max_line_bytes < 1 || limits.max_line_bytes > 999999) {
+    return Error("limits.max_line_bytes", "must be between 1 and 999999");
   }
   if (config.outlet.max_gauges_per_request < 1 || config.outlet.max_gauges_per_request > 300) {
     return Error("outlet.max_gauges_per_request", "must be between 1 and 300");

@@ -65,6 +65,24 @@ struct Limits {
   /// Largest drain request body after `Content-Encoding: gzip` is undone, bytes (log-shuttle,
   /// FORMATS.md §1.8); a body that inflates beyond it is answered 413.
   std::uint64_t max_inflated_body_bytes = 8 << 20;
+  /// Points per second one tenant may send to one process (token bucket holding one
+  /// second's worth); a drain request beyond it is answered 429 with Retry-After and its
+  /// points are not stored (FORMATS.md §1.6: Logplex retries 429). 0: no rate limit.
+  std::uint64_t tenant_points_per_second = 1'000'000;
+  /// Header fields per request at most (HTTP listener); more is answered 431 (a
+  /// whole-request bound: the only kind that may answer 4xx, SEMANTICS §1.2). > 0.
+  std::uint32_t max_header_count = 100;
+  /// Frames used per HTTP drain request at most; later frames are counted
+  /// input_rejected{reason="too_many_frames"} and skipped, the first ones still used. > 0.
+  std::uint64_t max_frames_per_request = 100'000;
+  /// Longest frame (its MSG-LEN, SEMANTICS §1.1) of an HTTP drain, bytes: a longer frame
+  /// is skipped whole, counted input_rejected{reason="line_too_long"} (as
+  /// syslog.max_line_bytes for syslog drains). 1..999999 (Logplex's MSG-LEN has 6 digits).
+  std::uint64_t max_line_bytes = 65536;
+  /// Series (buckets) of one tenant in one window and resolution at most; points of new
+  /// series beyond it are dropped and counted points_dropped{reason="series_limit"}, points
+  /// of series already open are always kept. > 0.
+  std::uint64_t max_series_per_tenant = 100'000;
 
   bool operator==(const Limits&) const = default;
 };

@@ -52,6 +52,11 @@ v1::ConfigSnapshot ToProto(const Config& config, std::uint64_t version) {
   limits.set_read_timeout_seconds(config.limits.read_timeout_seconds);
   limits.set_future_tolerance_seconds(config.limits.future_tolerance_seconds);
   limits.set_max_inflated_body_bytes(config.limits.max_inflated_body_bytes);
+  limits.set_tenant_points_per_second(config.limits.tenant_points_per_second);
+  limits.set_max_header_count(config.limits.max_header_count);
+  limits.set_max_frames_per_request(config.limits.max_frames_per_request);
+  limits.set_max_line_bytes(config.limits.max_line_bytes);
+  limits.set_max_series_per_tenant(config.limits.max_series_per_tenant);
 
   v1::OutletSettings& outlet = *snapshot.mutable_outlet();
   outlet.set_interval_ms(config.outlet.interval_ms);
@@ -135,6 +140,14 @@ absl::StatusOr<Config> FromProto(const v1::ConfigSnapshot& snapshot) {
     config.limits.future_tolerance_seconds = limits.future_tolerance_seconds();
     if (limits.max_inflated_body_bytes() != 0)
       config.limits.max_inflated_body_bytes = limits.max_inflated_body_bytes();
+    if (limits.has_tenant_points_per_second())
+      config.limits.tenant_points_per_second = limits.tenant_points_per_second();
+    if (limits.max_header_count() != 0) config.limits.max_header_count = limits.max_header_count();
+    if (limits.max_frames_per_request() != 0)
+      config.limits.max_frames_per_request = limits.max_frames_per_request();
+    if (limits.max_line_bytes() != 0) config.limits.max_line_bytes = limits.max_line_bytes();
+    if (limits.max_series_per_tenant() != 0)
+      config.limits.max_series_per_tenant = limits.max_series_per_tenant();
   }
   if (snapshot.has_outlet()) {
     const v1::OutletSettings& outlet = snapshot.outlet();

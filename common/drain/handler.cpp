@@ -1,5 +1,7 @@
 #include "common/drain/handler.h"
 
+#include <algorithm>
+#include <cmath>
 #include <future>
 #include <string>
 
@@ -67,13 +69,44 @@ void LogProblems(const std::string& tenant, const telemetry::Counters& c) {
 
 }  // namespace
 
+std::int64_t TenantRateLimiter::Acquire(std::string_view tenant, std::uint64_t points, std::uint64_t rate,
+                                        std::size_t max_tenants) {
+  if (rate == 0 || points == 0) return 0;
+  const double capacity = static_cast<double>(rate);  // one second's worth
+  const std::int64_t now = clock_.NowUnixNanos();
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = buckets_.find(absl::string_view(tenant.data(), tenant.size()));
+  if (it == buckets_.end()) {
+    if (buckets_.size() >= max_tenants) buckets_.clear();
+    it = buckets_.emplace(std::string(tenant), Bucket{capacity, now}).first;
+  }
+  Bucket& b = it->second;
+  if (now > b.updated_nanos) {
+    const double elapsed = static_cast<double>(now - b.updated_nanos) / base::kNanosPerSecond;
+    b.tokens = std::min(capacity, b.tokens + elapsed * static_cast<double>(rate));
+  }
+  b.updated_nanos = std::max(b.updated_nanos, now);
+  const double needed = std::min(static_cast<double>(points), capacity);
+  if (b.tokens >= needed) {
+    b.tokens -= static_cast<double>(points);
+    return 0;
+  }
+  const double wait = (needed - b.tokens) / static_cast<double>(rate);
+  return std::max<std::int64_t>(1, static_cast<std::int64_t>(std::ceil(wait)));
+}
+
 DrainHandler::DrainHandler(std::shared_ptr<const TenantDirectory> directory, store::Store& store,
                            const base::Clock& clock, telemetry::Metrics& metrics)
     : DrainHandler(std::make_shared<DirectoryHolder>(std::move(directory)), store, clock, metrics) {}
 
 DrainHandler::DrainHandler(std::shared_ptr<DirectoryHolder> holder, store::Store& store,
                            const base::Clock& clock, telemetry::Metrics& metrics)
-    : holder_(std::move(holder)), store_(store), clock_(clock), metrics_(metrics), intake_(metrics) {}
+    : holder_(std::move(holder)),
+      store_(store),
+      clock_(clock),
+      metrics_(metrics),
+      intake_(metrics),
+      rate_limiter_(clock) {}
 
 std::variant<DrainHandler::Resolved, http::Response> DrainHandler::Resolve(
     const TenantDirectory& directory, const http::Request& request) const {
@@ -178,6 +211,22 @@ void DrainHandler::HandleAsync(const http::Request& request,
   ProcessBody(tenant, r.options, body, times, partials, counters);
   // A buffer that held a very large body is not kept for the thread's life.
   if (inflated.capacity() > (4u << 20)) std::string().swap(inflated);
+
+  // Per-tenant rate limit, on the points this request would store (limits.tenant_points_per_second).
+  std::uint64_t points = 0;
+  for (const auto& entry : partials.map()) points += entry.second.count;
+  const std::uint64_t rate = directory->config.limits.tenant_points_per_second;
+  if (const std::int64_t retry_after =
+          rate_limiter_.Acquire(tenant, points, rate, directory->config.tenants.size() + 16);
+      retry_after > 0) {
+    intake_.rate_limited.Increment();
+    telemetry::LogOnce("rate_limited",
+                       "drain request over limits.tenant_points_per_second answered 429; Logplex retries it",
+                       {{"tenant", tenant}, {"limit", std::to_string(rate)}});
+    http::Response response = Plain(429, "too many points for this tenant, retry later");
+    response.headers.emplace_back("Retry-After", std::to_string(retry_after));
+    return respond(std::move(response));
+  }
 
   store_.IngestAsync(tenant, std::string(frame_id), std::move(partials),
                      [this, tenant, counters, respond](absl::StatusOr<store::IngestResult> ingested) mutable {

@@ -11,6 +11,7 @@
 #include <string_view>
 #include <variant>
 
+#include "absl/container/flat_hash_map.h"
 #include "common/base/clock.h"
 #include "common/config/auth.h"
 #include "common/config/config.h"
@@ -61,6 +62,36 @@ class DirectoryHolder {
   std::shared_ptr<const TenantDirectory> current_;  // guarded by mu_, never null
 };
 
+/// Per-tenant token buckets for limits.tenant_points_per_second (issue 5, "Per-tenant rate
+/// limit"): each tenant's bucket holds at most one second's worth of points and refills at
+/// `rate` points per second. A request of `n` points is admitted when the bucket holds at
+/// least min(n, capacity) and then takes all `n` (the bucket may go negative: a request
+/// larger than one second's worth passes when the bucket is full, and the next ones wait
+/// for the debt to be paid back).
+///
+/// Memory: one entry per tenant seen; the table is cleared when it holds more than
+/// `max_tenants` entries (tenants removed from a reloaded configuration), so it is bounded
+/// by the configured tenants. Thread-safe (one mutex around a few arithmetic operations).
+class TenantRateLimiter {
+ public:
+  explicit TenantRateLimiter(const base::Clock& clock) : clock_(clock) {}
+
+  /// Takes `points` from `tenant`'s bucket at `rate` points per second (0: unlimited,
+  /// always admitted). Returns 0 when admitted, else the whole seconds (>= 1) after which
+  /// a retry would be admitted (the Retry-After of the 429, FORMATS.md §1.6).
+  std::int64_t Acquire(std::string_view tenant, std::uint64_t points, std::uint64_t rate,
+                       std::size_t max_tenants);
+
+ private:
+  struct Bucket {
+    double tokens = 0;
+    std::int64_t updated_nanos = 0;
+  };
+  const base::Clock& clock_;
+  std::mutex mu_;
+  absl::flat_hash_map<std::string, Bucket> buckets_;  // guarded by mu_
+};
+
 /// Answers drain requests. Thread-safe: Handle may run on many server threads at once
 /// (the store, metrics and the directory holder are thread-safe; each request resolves
 /// its tenant and options against one directory snapshot).
@@ -89,7 +120,10 @@ class DrainHandler {
   std::optional<http::Response> CheckHeaders(const http::Request& request) const;
 
   /// Processes a whole request: 204 when its points are in the store (or it is a retried
-  /// frame id), 503 with Retry-After when the store is unavailable, else as CheckHeaders.
+  /// frame id), 503 with Retry-After when the store is unavailable, 429 with Retry-After
+  /// when the tenant is over limits.tenant_points_per_second (counted
+  /// input_rejected{reason="rate_limited"}; the points are not stored and the frame id is
+  /// not remembered, so Logplex's retry is processed whole), else as CheckHeaders.
   /// Malformed frames inside a good request still answer 204 (SEMANTICS §1.2). Blocks until
   /// the store has answered (see HandleAsync).
   ///
@@ -124,6 +158,7 @@ class DrainHandler {
   const base::Clock& clock_;
   telemetry::Metrics& metrics_;
   IntakeMetrics intake_;
+  TenantRateLimiter rate_limiter_;
 };
 
 /// The path drains POST to.

@@ -35,6 +35,15 @@ class IntakeMetrics {
   /// drainmet_input_rejected_total{reason="line_too_long"}: syslog messages longer than
   /// syslog.max_line_bytes (skipped).
   prometheus::Counter& line_too_long;
+  /// drainmet_input_rejected_total{reason="rate_limited"}: HTTP drain requests answered
+  /// 429 for limits.tenant_points_per_second (their points are not stored; Logplex retries).
+  prometheus::Counter& rate_limited;
+  /// drainmet_input_rejected_total{reason="too_many_frames"}: frames of an HTTP drain
+  /// request beyond limits.max_frames_per_request (skipped; the first ones are used).
+  prometheus::Counter& too_many_frames;
+  /// drainmet_input_rejected_total{reason="auth_delayed"}: 401 answers delayed because
+  /// their address failed authentication too often (limits.auth_failures_before_delay).
+  prometheus::Counter& auth_delayed;
   /// drainmet_points_dropped_total{reason="store_unavailable"}: syslog points read but
   /// refused by the store and given up at shutdown (no acknowledgement exists to retry).
   prometheus::Counter& store_unavailable;

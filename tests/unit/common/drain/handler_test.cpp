@@ -224,5 +224,56 @@ TEST_F(DrainHandlerTest, ConcurrentSetAndHandle) {
   EXPECT_EQ(handler.Handle(Drain(Basic("token-a:"), body_)).status, 204u);
 }
 
+// Issue 5 "Per-tenant rate limit" (limits.tenant_points_per_second): a token bucket of one
+// second's worth per tenant; over it 429 with Retry-After (FORMATS.md §1.6: Logplex retries
+// 429), counted rate_limited, the points not stored and the frame id not remembered.
+TEST_F(DrainHandlerTest, RateLimitAnswers429WithRetryAfterAndStoresNothing) {
+  config::Config c = directory_->config;
+  c.limits.tenant_points_per_second = 3;
+  DrainHandler handler(std::make_shared<const TenantDirectory>(std::move(c)), store_, clock_, metrics_);
+  std::string two;  // two points per request
+  two = Framed("<190>1 2024-03-05T10:15:01+00:00 host app web.1 - count#a=1 count#b=1");
+  http::Request first = Drain(Basic("token-acme:"), two);
+  EXPECT_EQ(handler.Handle(first).status, 204u);  // 3 -> 1 left
+  http::Request second = Drain(Basic("token-acme:"), two);
+  second.headers.emplace_back("Logplex-Frame-Id", "frame-2");
+  const http::Response refused = handler.Handle(second);
+  EXPECT_EQ(refused.status, 429u);
+  std::string retry_after;
+  for (const auto& [k, v] : refused.headers)
+    if (k == "Retry-After") retry_after = v;
+  EXPECT_EQ(retry_after, "1");                // one point missing at 3 points/s: within a second
+  EXPECT_EQ(metrics_.Snapshot().points, 2u);  // the refused request's points are not stored
+  // Another tenant has its own bucket.
+  EXPECT_EQ(handler.Handle(Drain(Basic("token-globex:"), two)).status, 204u);
+  // A second later the same frame id is processed (not a duplicate: it was never stored).
+  clock_.AdvanceNanos(kSec);
+  EXPECT_EQ(handler.Handle(second).status, 204u);
+  EXPECT_EQ(metrics_.Snapshot().points, 6u);
+  EXPECT_EQ(metrics_.Snapshot().duplicate_request, 0u);
+}
+
+TEST_F(DrainHandlerTest, RateLimitLetsARequestLargerThanOneSecondPassWhenTheBucketIsFull) {
+  base::FakeClock clock{kNow * kSec};
+  TenantRateLimiter limiter(clock);
+  EXPECT_EQ(limiter.Acquire("acme", 25, 10, 4), 0);  // full bucket: admitted, 15 in debt
+  EXPECT_EQ(limiter.Acquire("acme", 1, 10, 4), 2);   // needs 16 tokens back: 1.6 s -> 2
+  clock.AdvanceNanos(2 * kSec);
+  EXPECT_EQ(limiter.Acquire("acme", 1, 10, 4), 0);
+  EXPECT_EQ(limiter.Acquire("acme", 1'000'000, 0, 4), 0);  // rate 0: no limit
+}
+
+// The table is bounded by the tenants: more names than max_tenants clears it (a reloaded
+// configuration without some tenants) rather than growing.
+TEST_F(DrainHandlerTest, RateLimiterTableIsBounded) {
+  base::FakeClock clock{kNow * kSec};
+  TenantRateLimiter limiter(clock);
+  EXPECT_EQ(limiter.Acquire("t0", 10, 10, 2), 0);
+  EXPECT_EQ(limiter.Acquire("t0", 10, 10, 2), 1);
+  EXPECT_EQ(limiter.Acquire("t1", 10, 10, 2), 0);
+  EXPECT_EQ(limiter.Acquire("t2", 10, 10, 2), 0);  // clears: t0 starts full again
+  EXPECT_EQ(limiter.Acquire("t0", 10, 10, 2), 0);
+}
+
 }  // namespace
 }  // namespace drainmet::drain
