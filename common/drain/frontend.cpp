@@ -45,6 +45,7 @@ absl::StatusOr<std::unique_ptr<Frontend>> Frontend::Start(std::shared_ptr<Direct
       c.threads > 0 ? c.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   options.max_body_bytes = c.limits.max_body_bytes;
   options.max_header_bytes = c.limits.max_header_bytes;
+  options.max_header_count = c.limits.max_header_count;
   options.read_timeout_ms = c.limits.read_timeout_seconds * 1000;
   Frontend* self = frontend.get();
   DRAINMET_ASSIGN_OR_RETURN(

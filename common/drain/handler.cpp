@@ -208,7 +208,21 @@ void DrainHandler::HandleAsync(const http::Request& request,
     body = inflated;
   }
   bucket::BucketMap partials;
-  ProcessBody(tenant, r.options, body, times, partials, counters);
+  BodyBounds bounds;
+  bounds.max_frames = directory->config.limits.max_frames_per_request;
+  bounds.max_frame_bytes = directory->config.limits.max_line_bytes;
+  const BodySkips skips = ProcessBody(tenant, r.options, body, times, partials, counters, bounds);
+  if (skips.too_many_frames > 0) {
+    intake_.too_many_frames.Increment(static_cast<double>(skips.too_many_frames));
+    telemetry::LogOnce("too_many_frames",
+                       "frames beyond limits.max_frames_per_request skipped; the first ones used",
+                       {{"tenant", tenant}, {"count", std::to_string(skips.too_many_frames)}});
+  }
+  if (skips.line_too_long > 0) {
+    intake_.line_too_long.Increment(static_cast<double>(skips.line_too_long));
+    telemetry::LogOnce("http_line_too_long", "drain frames longer than limits.max_line_bytes skipped",
+                       {{"tenant", tenant}, {"count", std::to_string(skips.line_too_long)}});
+  }
   // A buffer that held a very large body is not kept for the thread's life.
   if (inflated.capacity() > (4u << 20)) std::string().swap(inflated);
 

@@ -33,8 +33,11 @@ std::uint64_t ProcessFrame(std::string_view tenant, int resolution_seconds, cons
   return points;
 }
 
-void ProcessBody(std::string_view tenant, const extract::DrainOptions& options, std::string_view body,
-                 const BodyTimes& times, bucket::BucketMap& partials, telemetry::Counters& counters) {
+BodySkips ProcessBody(std::string_view tenant, const extract::DrainOptions& options, std::string_view body,
+                      const BodyTimes& times, bucket::BucketMap& partials, telemetry::Counters& counters,
+                      const BodyBounds& bounds) {
+  BodySkips skips;
+  std::uint64_t frames = 0;
   // One extractor per thread, reset per body: its scratch buffers are reused across
   // frames and requests, so a warm thread allocates nothing here.
   thread_local extract::Extractor extractor{extract::DrainOptions{}};
@@ -53,7 +56,16 @@ void ProcessBody(std::string_view tenant, const extract::DrainOptions& options, 
                          {{"tenant", tenant}});
       break;
     }
+    if (bounds.max_frames != 0 && frames >= bounds.max_frames) {
+      ++skips.too_many_frames;
+      continue;
+    }
+    ++frames;
     ++counters.frames;
+    if (bounds.max_frame_bytes != 0 && frame_bytes.size() > bounds.max_frame_bytes) {
+      ++skips.line_too_long;
+      continue;
+    }
     if (status == logplex::FrameStatus::kEmpty) {
       ++counters.bad_frame;
       continue;
@@ -68,6 +80,7 @@ void ProcessBody(std::string_view tenant, const extract::DrainOptions& options, 
     ProcessFrame(tenant, options.resolution_seconds, *frame, times, extractor, timestamps, partials,
                  counters);
   }
+  return skips;
 }
 
 }  // namespace drainmet::drain

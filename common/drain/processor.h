@@ -26,13 +26,31 @@ struct BodyTimes {
   std::int64_t future_tolerance_nanos = 60'000'000'000;  ///< 60 s (§6.5).
 };
 
+/// Bounds of one HTTP drain body (docs/configuration.md `limits`). 0: unbounded.
+struct BodyBounds {
+  std::uint64_t max_frames = 0;       ///< limits.max_frames_per_request.
+  std::uint64_t max_frame_bytes = 0;  ///< limits.max_line_bytes: longest MSG-LEN (SEMANTICS §1.1).
+};
+
+/// Frames of a body skipped for its BodyBounds (drainmet_input_rejected_total reasons).
+struct BodySkips {
+  std::uint64_t too_many_frames = 0;  ///< Frames after the first max_frames (not parsed).
+  std::uint64_t line_too_long = 0;    ///< Frames longer than max_frame_bytes (counted in frames too).
+};
+
 /// Parses `body` (application/logplex-1) of a drain of `tenant` with `options` and adds
 /// its points to `partials` (as one request: on equal timestamps the later sample wins).
 /// Counts frames, bad_frame, bad_timestamp, bad_value, bad_name and future in `counters`;
 /// points are counted when the partials reach the store. Never fails: bad input is
 /// counted and skipped, the rest of the body is used. Thread-compatible (no shared state).
-void ProcessBody(std::string_view tenant, const extract::DrainOptions& options, std::string_view body,
-                 const BodyTimes& times, bucket::BucketMap& partials, telemetry::Counters& counters);
+///
+/// `bounds`: the frames after the first `max_frames` are only delimited (to count them) and
+/// skipped; a frame longer than `max_frame_bytes` is skipped whole; either way the rest of
+/// the body is used (SEMANTICS §1.2: only whole-request bounds may answer 4xx). Returns what
+/// was skipped for `bounds`.
+BodySkips ProcessBody(std::string_view tenant, const extract::DrainOptions& options, std::string_view body,
+                      const BodyTimes& times, bucket::BucketMap& partials, telemetry::Counters& counters,
+                      const BodyBounds& bounds = {});
 
 /// The per-frame step of ProcessBody, for callers that delimit and parse frames
 /// themselves (syslog streams, FORMATS.md §2): the frame's time (its timestamp, else

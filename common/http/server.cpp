@@ -209,6 +209,14 @@ class Session : public std::enable_shared_from_this<Session> {
     request_.method = std::string(ToStd(message.method_string()));
     request_.target = std::string(ToStd(message.target()));
     request_.remote_address = remote_address_;
+    std::size_t fields = 0;
+    for (auto it = message.begin(); it != message.end(); ++it) ++fields;
+    if (fields > server_.options().max_header_count) {
+      telemetry::LogOnce("too_many_headers",
+                         "request with more header fields than limits.max_header_count (431)",
+                         {{"remote", remote_address_}, {"count", std::to_string(fields)}});
+      return Respond(PlainResponse(431, "too many request header fields"), /*close=*/true);
+    }
     for (const auto& field : message) {
       request_.headers.emplace_back(std::string(ToStd(field.name_string())),
                                     std::string(ToStd(field.value())));

@@ -65,6 +65,7 @@ struct ServerOptions {
   int threads = 1;                             ///< Threads running the io_context; at least 1.
   std::uint64_t max_body_bytes = 1 << 20;      ///< Larger bodies are answered 413 (also chunked ones).
   std::uint32_t max_header_bytes = 16 * 1024;  ///< Larger headers are answered 431.
+  std::uint32_t max_header_count = 100;        ///< More header fields are answered 431.
   /// A whole request (header and body) must arrive within this many ms of its first byte
   /// (slowloris); otherwise the connection is closed without an answer. Also bounds the
   /// write of each response.
@@ -75,7 +76,7 @@ struct ServerOptions {
 /// The server: an acceptor and `threads` threads running one io_context. Each connection
 /// is served by one session whose steps never run concurrently (a strand per session).
 ///
-/// Per request: header (431 when over max_header_bytes, 400 on bad syntax) -> HeaderCheck
+/// Per request: header (431 when over max_header_bytes or max_header_count, 400 on bad syntax) -> HeaderCheck
 /// -> Content-Length check (413) -> `Expect: 100-continue` answered -> body -> Handler ->
 /// response with Content-Length; the connection is kept alive when the client asked for it.
 /// Error answers (400, 413, 431, early HeaderCheck answers) close the connection.

@@ -14,6 +14,16 @@ std::string FrameKey(std::string_view tenant, std::string_view frame_id) {
   return key;
 }
 
+/// The key of series_: one tenant's window of one resolution.
+std::string SeriesKey(std::string_view tenant, std::int64_t window, std::int32_t resolution) {
+  std::string key;
+  key.reserve(tenant.size() + 24);
+  key.append(tenant).push_back('\0');
+  key.append(std::to_string(window)).push_back('\0');
+  key.append(std::to_string(resolution));
+  return key;
+}
+
 }  // namespace
 
 MemoryStore::MemoryStore(const base::Clock& clock, const MemoryStoreOptions& options)
@@ -81,6 +91,12 @@ absl::StatusOr<IngestResult> MemoryStore::Ingest(std::string_view tenant, std::s
         result.series_limit_points += partial.count;
         continue;
       }
+      std::uint64_t& series = series_[SeriesKey(key.tenant, key.window_unix_seconds, key.resolution_seconds)];
+      if (series >= options_.max_series_per_tenant) {
+        result.series_limit_points += partial.count;
+        continue;
+      }
+      ++series;
       closing_[close].emplace_back(encoded.view());
       result.applied_points += partial.count;
       open_.map().emplace(encoded, std::move(partial));
@@ -106,6 +122,11 @@ absl::StatusOr<std::vector<bucket::ClosedBucket>> MemoryStore::TakeClosed(bool a
       bucket::ClosedBucket c;
       if (!bucket::DecodeBucketKey(node.key(), &c.key)) continue;
       c.bucket = std::move(node.mapped());
+      if (auto series =
+              series_.find(SeriesKey(c.key.tenant, c.key.window_unix_seconds, c.key.resolution_seconds));
+          series != series_.end() && --series->second == 0) {
+        series_.erase(series);
+      }
       closed.push_back(std::move(c));
     }
   }

@@ -21,6 +21,10 @@ struct MemoryStoreOptions {
   std::uint64_t max_open_buckets = 1'000'000;    ///< Bound on buckets held.
   std::int64_t dedupe_window_seconds = 600;      ///< How long a frame id is remembered.
   std::uint64_t dedupe_max_entries = 1'000'000;  ///< Oldest ids are forgotten past this.
+  /// Buckets of one tenant in one window of one resolution at most (limits.
+  /// max_series_per_tenant): points of new ones beyond it count series_limit_points;
+  /// buckets already open always take their points.
+  std::uint64_t max_series_per_tenant = 100'000;
 };
 
 /// Thread-safe (one mutex). The clock must outlive the store.
@@ -52,6 +56,9 @@ class MemoryStore final : public Store {
   /// tenant NUL frame id -> expiry (ns); frames_fifo_ in insertion (= expiry) order.
   absl::flat_hash_map<std::string, std::int64_t> frames_ ABSL_GUARDED_BY(mu_);
   std::deque<std::pair<std::int64_t, std::string>> frames_fifo_ ABSL_GUARDED_BY(mu_);
+  /// tenant NUL window NUL resolution -> open buckets of that tenant's window; an entry is
+  /// erased when its window's buckets are taken (so at most one per open window).
+  absl::flat_hash_map<std::string, std::uint64_t> series_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace drainmet::store

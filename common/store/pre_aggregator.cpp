@@ -47,6 +47,18 @@ struct PreAggregator::Batch {
   };
   using Index = absl::flat_hash_map<std::string_view, bucket::PartialBucket*, bucket::EncodedKeyHash,
                                     bucket::EncodedKeyEq>;
+  /// One tenant's window of one resolution (views into a held request's table).
+  struct TenantWindow {
+    std::string_view tenant;
+    std::int32_t resolution = 0;
+    std::int64_t window = 0;
+    bool operator==(const TenantWindow&) const = default;
+    template <typename H>
+    friend H AbslHashValue(H h, const TenantWindow& w) {
+      return H::combine(std::move(h), absl::string_view(w.tenant.data(), w.tenant.size()), w.resolution,
+                        w.window);
+    }
+  };
 
   bool empty() const { return requests.empty(); }
 
@@ -67,6 +79,7 @@ struct PreAggregator::Batch {
     }
     // absl's clear() frees a large slot array: size it again for a flush like this one
     // (one allocation, no regrowth while the next flush fills it).
+    series.clear();
     const std::size_t size = index.size();
     index.clear();
     index.reserve(size);
@@ -81,6 +94,7 @@ struct PreAggregator::Batch {
   std::vector<Request> requests;
   std::deque<bucket::BucketMap> held;  // the merged requests' tables, until the write (never relocated)
   Index index;
+  absl::flat_hash_map<TenantWindow, std::uint64_t> series;  // buckets per tenant window, this flush
   std::map<ShardWindow, Group> groups;
   std::size_t buckets = 0;  // index.size(): distinct buckets merged
   Clock::time_point first;
@@ -369,12 +383,24 @@ void PreAggregator::Absorb(std::vector<Queued>& queued, Batch& batch) {
       const std::size_t b = i++;
       const Part& part = split.parts[split.part_of[b]];
       if (part.skip) continue;
-      const auto [it, inserted] = batch.index.try_emplace(encoded.view(), &partial);
-      if (inserted) {
-        part.group->entries.push_back(Batch::Entry{split.keys[b], &partial});
-      } else {
+      if (auto it = batch.index.find(encoded.view()); it != batch.index.end()) {
         it->second->Merge(partial);
+        continue;
       }
+      const bucket::RecordKeyView& k = split.keys[b];
+      std::uint64_t& series =
+          batch.series[Batch::TenantWindow{k.tenant, k.resolution_seconds, k.window_unix_seconds}];
+      if (series >= options_.max_series_per_tenant) {
+        // limits.max_series_per_tenant: a bucket new to this flush beyond the bound.
+        // This request's entry is the group's last: its parts were added just above.
+        std::uint64_t& points = part.group->contributors.back().second;
+        points -= std::min(points, partial.count);
+        batch.requests[index].result.series_limit_points += partial.count;
+        continue;
+      }
+      ++series;
+      batch.index.emplace(encoded.view(), &partial);
+      part.group->entries.push_back(Batch::Entry{split.keys[b], &partial});
     }
     ++merged;
   }

@@ -34,6 +34,12 @@ struct PreAggregatorOptions {
   /// that would exceed it is refused with Unavailable (the receiver answers 503 with
   /// Retry-After) instead of queuing without bound. > 0.
   std::uint64_t max_series = 200'000;
+  /// Buckets of one tenant in one window of one resolution merged into one flush at most
+  /// (limits.max_series_per_tenant): the points of a bucket that is new to the flush
+  /// beyond it are dropped (IngestResult::series_limit_points). Buckets already in the
+  /// flush always take their points; whether a bucket exists in Redis is not known here,
+  /// so the bound is per flush. > 0.
+  std::uint64_t max_series_per_tenant = 100'000;
 };
 
 /// Counters of the pre-aggregation, cumulative since start (for metrics and tests).

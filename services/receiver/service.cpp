@@ -37,6 +37,8 @@ Service::Service(std::shared_ptr<const drain::TenantDirectory> directory,
   options.flush_interval = std::chrono::milliseconds(receiver.flush_interval_ms);
   options.flush_delay = std::chrono::milliseconds(receiver.flush_delay_ms);
   options.max_series = receiver.max_series_in_memory;
+  // Fixed at start, as the other pre-aggregation bounds.
+  options.max_series_per_tenant = holder_->Get()->config.limits.max_series_per_tenant;
   aggregator_ = std::make_unique<store::PreAggregator>(store_, options);
 }
 

@@ -15,6 +15,7 @@ store::MemoryStoreOptions StoreOptions(const config::Config& c) {
   o.max_open_buckets = c.limits.max_open_buckets;
   o.dedupe_window_seconds = c.limits.dedupe_window_seconds;
   o.dedupe_max_entries = c.limits.dedupe_max_entries;
+  o.max_series_per_tenant = c.limits.max_series_per_tenant;
   return o;
 }
 

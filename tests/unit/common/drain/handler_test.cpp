@@ -275,5 +275,28 @@ TEST_F(DrainHandlerTest, RateLimiterTableIsBounded) {
   EXPECT_EQ(limiter.Acquire("t0", 10, 10, 2), 0);
 }
 
+// Issue 5 "Limits": limits.max_frames_per_request and limits.max_line_bytes skip frames,
+// counted (too_many_frames, line_too_long), and the rest of the request is used: still 204
+// (SEMANTICS §1.2: a 4xx would make Logplex drop the whole batch).
+TEST_F(DrainHandlerTest, FrameCountAndFrameLengthBoundsSkipFramesAndKeepTheRest) {
+  config::Config c = directory_->config;
+  c.limits.max_frames_per_request = 3;
+  c.limits.max_line_bytes = 90;
+  DrainHandler handler(std::make_shared<const TenantDirectory>(std::move(c)), store_, clock_, metrics_);
+  std::string body;
+  body += Framed("<190>1 2024-03-05T10:15:01+00:00 host app web.1 - count#a=1");
+  body += Framed("<190>1 2024-03-05T10:15:01+00:00 host app web.1 - count#b=1 x=" + std::string(60, 'y'));
+  body += Framed("<190>1 2024-03-05T10:15:01+00:00 host app web.1 - count#c=1");
+  body += Framed("<190>1 2024-03-05T10:15:01+00:00 host app web.1 - count#d=1");
+  body += Framed("<190>1 2024-03-05T10:15:01+00:00 host app web.1 - count#e=1");
+  EXPECT_EQ(handler.Handle(Drain(Basic("token-acme:"), body)).status, 204u);
+  const telemetry::Counters counters = metrics_.Snapshot();
+  EXPECT_EQ(counters.points, 2u);  // a and c: b too long, d and e beyond three frames
+  EXPECT_EQ(counters.frames, 3u);
+  const std::string text = metrics_.RenderText();
+  EXPECT_NE(text.find("drainmet_input_rejected_total{reason=\"too_many_frames\"} 2"), std::string::npos);
+  EXPECT_NE(text.find("drainmet_input_rejected_total{reason=\"line_too_long\"} 1"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace drainmet::drain

@@ -253,6 +253,26 @@ TEST(ServerTest, HugeHeaderIs431) {
   EXPECT_EQ(calls.load(), 0);
 }
 
+// Issue 5 "Limits": limits.max_header_count, a whole-request bound answered 431.
+TEST(ServerTest, TooManyHeaderFieldsIs431) {
+  std::atomic<int> calls{0};
+  ServerOptions options;
+  options.max_header_count = 8;
+  auto server = StartServer(options, [&](const Request& request) {
+    ++calls;
+    return Echo(request);
+  });
+  ASSERT_NE(server, nullptr);
+  support::Headers few;
+  for (int i = 0; i < 3; ++i) few.emplace_back("X-H" + std::to_string(i), "v");
+  EXPECT_EQ(support::HttpPost(server->port(), "/logs", few, "body").status, 200u);
+  support::Headers many;
+  for (int i = 0; i < 20; ++i) many.emplace_back("X-H" + std::to_string(i), "v");
+  const support::HttpReply reply = support::HttpPost(server->port(), "/logs", many, "body");
+  EXPECT_EQ(reply.status, 431u) << reply.error;
+  EXPECT_EQ(calls.load(), 1);
+}
+
 TEST(ServerTest, BadSyntaxIs400) {
   auto server = StartServer({}, Echo);
   ASSERT_NE(server, nullptr);

@@ -150,5 +150,38 @@ TEST(MemoryStoreLimitTest, DedupeEntriesAreBounded) {
   EXPECT_TRUE(*store.SeenFrame("t", "F3"));
 }
 
+// Issue 5 "Limits": limits.max_series_per_tenant bounds one tenant's series in one window;
+// over it only points of NEW series are dropped (series_limit), existing ones keep theirs,
+// other tenants and other windows are not affected, and closing the window frees the room.
+TEST(MemoryStoreSeriesLimit, DropsNewSeriesOnlyPerTenantAndWindow) {
+  base::FakeClock clock{(kT0 + 30) * kSec};
+  MemoryStoreOptions options;
+  options.max_series_per_tenant = 2;
+  MemoryStore store(clock, options);
+  auto ingest = [&](std::string_view tenant, std::string_view name, std::int64_t t) {
+    bucket::BucketMap map;
+    extract::Point p;
+    p.kind = extract::Kind::kCount;
+    p.name = name;
+    p.value = 1;
+    p.time_unix_nanos = t * kSec;
+    map.Add(tenant, 60, p);
+    return *store.Ingest(tenant, "", map);
+  };
+  EXPECT_EQ(ingest("a", "x", kT0 + 1).applied_points, 1u);
+  EXPECT_EQ(ingest("a", "y", kT0 + 1).applied_points, 1u);
+  const IngestResult over = ingest("a", "z", kT0 + 1);  // a third series in the window
+  EXPECT_EQ(over.applied_points, 0u);
+  EXPECT_EQ(over.series_limit_points, 1u);
+  EXPECT_EQ(ingest("a", "x", kT0 + 2).applied_points, 1u);       // existing: kept
+  EXPECT_EQ(ingest("b", "z", kT0 + 1).applied_points, 1u);       // another tenant
+  EXPECT_EQ(ingest("a", "z", kT0 + 60 + 1).applied_points, 1u);  // the next window
+  clock.SetUnixNanos((kT0 + 66) * kSec);                         // the first window closes
+  ASSERT_EQ(store.TakeClosed(false)->size(), 3u);                // a/x, a/y, b/z
+  clock.SetUnixNanos((kT0 + 60 + 30) * kSec);
+  EXPECT_EQ(ingest("a", "w", kT0 + 60 + 2).applied_points, 1u);  // 2 in the second window
+  EXPECT_EQ(ingest("a", "v", kT0 + 60 + 2).series_limit_points, 1u);
+}
+
 }  // namespace
 }  // namespace drainmet::store
