@@ -123,7 +123,8 @@ absl::Status ParseLimits(const YAML::Node& node, std::string_view path, Limits* 
                       {"max_body_bytes", "max_header_bytes", "max_open_buckets", "dedupe_window_seconds",
                        "dedupe_max_entries", "read_timeout_seconds", "future_tolerance_seconds",
                        "max_inflated_body_bytes", "tenant_points_per_second", "max_header_count",
-                       "max_frames_per_request", "max_line_bytes", "max_series_per_tenant"},
+                       "max_frames_per_request", "max_line_bytes", "max_series_per_tenant",
+                       "auth_failures_before_delay", "auth_failure_window_seconds", "auth_failure_delay_ms"},
                       [&](std::string_view key, const YAML::Node& value, const std::string& key_path) {
                         if (key == "max_body_bytes")
                           return ReadUint64(value, key_path, &limits->max_body_bytes);
@@ -151,6 +152,12 @@ absl::Status ParseLimits(const YAML::Node& node, std::string_view path, Limits* 
                           return ReadUint64(value, key_path, &limits->max_line_bytes);
                         if (key == "max_series_per_tenant")
                           return ReadUint64(value, key_path, &limits->max_series_per_tenant);
+                        if (key == "auth_failures_before_delay")
+                          return ReadUint32(value, key_path, &limits->auth_failures_before_delay);
+                        if (key == "auth_failure_window_seconds")
+                          return ReadInt64(value, key_path, &limits->auth_failure_window_seconds);
+                        if (key == "auth_failure_delay_ms")
+                          return ReadInt64(value, key_path, &limits->auth_failure_delay_ms);
                         return ReadInt64(value, key_path, &limits->future_tolerance_seconds);
                       });
 }
@@ -613,6 +620,9 @@ absl::Status Validate(const Config& config) {
        "limits.max_frames_per_request"},
       {static_cast<std::int64_t>(std::min<std::uint64_t>(limits.max_series_per_tenant, 1)),
        "limits.max_series_per_tenant"},
+      {limits.auth_failures_before_delay, "limits.auth_failures_before_delay"},
+      {limits.auth_failure_window_seconds, "limits.auth_failure_window_seconds"},
+      {limits.auth_failure_delay_ms, "limits.auth_failure_delay_ms"},
       {config.outlet.interval_ms, "outlet.interval_ms"},
       {config.outlet.connect_timeout_ms, "outlet.connect_timeout_ms"},
       {config.outlet.request_timeout_ms, "outlet.request_timeout_ms"},

@@ -83,6 +83,12 @@ struct Limits {
   /// series beyond it are dropped and counted points_dropped{reason="series_limit"}, points
   /// of series already open are always kept. > 0.
   std::uint64_t max_series_per_tenant = 100'000;
+  /// Failed drain authentications (401) one remote address may have within
+  /// auth_failure_window_seconds before its next 401s are delayed by auth_failure_delay_ms
+  /// (issue 5, Security). > 0.
+  std::uint32_t auth_failures_before_delay = 10;
+  std::int64_t auth_failure_window_seconds = 60;  ///< The counting window, seconds. > 0.
+  std::int64_t auth_failure_delay_ms = 2000;      ///< The delay of a slowed-down 401, ms. > 0.
 
   bool operator==(const Limits&) const = default;
 };

@@ -57,6 +57,9 @@ v1::ConfigSnapshot ToProto(const Config& config, std::uint64_t version) {
   limits.set_max_frames_per_request(config.limits.max_frames_per_request);
   limits.set_max_line_bytes(config.limits.max_line_bytes);
   limits.set_max_series_per_tenant(config.limits.max_series_per_tenant);
+  limits.set_auth_failures_before_delay(config.limits.auth_failures_before_delay);
+  limits.set_auth_failure_window_seconds(config.limits.auth_failure_window_seconds);
+  limits.set_auth_failure_delay_ms(config.limits.auth_failure_delay_ms);
 
   v1::OutletSettings& outlet = *snapshot.mutable_outlet();
   outlet.set_interval_ms(config.outlet.interval_ms);
@@ -148,6 +151,12 @@ absl::StatusOr<Config> FromProto(const v1::ConfigSnapshot& snapshot) {
     if (limits.max_line_bytes() != 0) config.limits.max_line_bytes = limits.max_line_bytes();
     if (limits.max_series_per_tenant() != 0)
       config.limits.max_series_per_tenant = limits.max_series_per_tenant();
+    if (limits.auth_failures_before_delay() != 0)
+      config.limits.auth_failures_before_delay = limits.auth_failures_before_delay();
+    if (limits.auth_failure_window_seconds() != 0)
+      config.limits.auth_failure_window_seconds = limits.auth_failure_window_seconds();
+    if (limits.auth_failure_delay_ms() != 0)
+      config.limits.auth_failure_delay_ms = limits.auth_failure_delay_ms();
   }
   if (snapshot.has_outlet()) {
     const v1::OutletSettings& outlet = snapshot.outlet();

@@ -5,6 +5,7 @@
 #include <future>
 #include <string>
 
+#include "absl/container/flat_hash_map.h"
 #include "common/drain/encoding.h"
 #include "common/drain/processor.h"
 #include "common/telemetry/log.h"
@@ -95,6 +96,90 @@ std::int64_t TenantRateLimiter::Acquire(std::string_view tenant, std::uint64_t p
   return std::max<std::int64_t>(1, static_cast<std::int64_t>(std::ceil(wait)));
 }
 
+std::string_view AuthThrottle::HostOf(std::string_view remote_address) {
+  const std::size_t colon = remote_address.rfind(':');
+  if (colon == std::string_view::npos) return remote_address;
+  // "[::1]:5678" -> "[::1]"; "1.2.3.4:5678" -> "1.2.3.4"; an unbracketed v6 without port
+  // (not produced by the server) would lose its last group, which is harmless here.
+  return remote_address.substr(0, colon);
+}
+
+bool AuthThrottle::Penalized(std::string_view address, std::uint32_t failures,
+                             std::int64_t window_nanos) const {
+  const std::int64_t now = clock_.NowUnixNanos();
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = entries_.find(absl::string_view(address.data(), address.size()));
+  if (it == entries_.end()) return false;
+  return now - it->second.window_start_nanos < window_nanos && it->second.count >= failures;
+}
+
+bool AuthThrottle::RecordFailure(std::string_view address, std::uint32_t failures,
+                                 std::int64_t window_nanos) {
+  const std::int64_t now = clock_.NowUnixNanos();
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = entries_.find(absl::string_view(address.data(), address.size()));
+  if (it == entries_.end()) {
+    if (entries_.size() >= max_addresses_) {
+      absl::erase_if(
+          entries_, [&](const auto& entry) { return now - entry.second.window_start_nanos >= window_nanos; });
+      if (entries_.size() >= max_addresses_) entries_.erase(entries_.begin());
+    }
+    it = entries_.emplace(std::string(address), Entry{0, now}).first;
+  }
+  Entry& e = it->second;
+  if (now - e.window_start_nanos >= window_nanos) e = Entry{0, now};
+  if (e.count < UINT32_MAX) ++e.count;
+  return e.count > failures;
+}
+
+std::size_t AuthThrottle::size() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return entries_.size();
+}
+
+DelayedCalls::~DelayedCalls() {
+  std::multimap<Deadline, std::function<void()>> left;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  left.swap(pending_);  // the thread has ended: no lock needed
+  for (auto& [deadline, call] : left) call();
+}
+
+bool DelayedCalls::Schedule(std::chrono::milliseconds delay, std::function<void()> call) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_ || pending_.size() >= max_pending_) return false;
+    pending_.emplace(std::chrono::steady_clock::now() + delay, std::move(call));
+    if (!thread_.joinable()) thread_ = std::thread([this] { Run(); });
+  }
+  cv_.notify_all();
+  return true;
+}
+
+void DelayedCalls::Run() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stopping_) {
+    if (pending_.empty()) {
+      cv_.wait(lock);
+      continue;
+    }
+    const Deadline first = pending_.begin()->first;
+    if (std::chrono::steady_clock::now() < first) {
+      cv_.wait_until(lock, first);
+      continue;
+    }
+    std::function<void()> call = std::move(pending_.begin()->second);
+    pending_.erase(pending_.begin());
+    lock.unlock();
+    call();
+    lock.lock();
+  }
+}
+
 DrainHandler::DrainHandler(std::shared_ptr<const TenantDirectory> directory, store::Store& store,
                            const base::Clock& clock, telemetry::Metrics& metrics)
     : DrainHandler(std::make_shared<DirectoryHolder>(std::move(directory)), store, clock, metrics) {}
@@ -106,7 +191,8 @@ DrainHandler::DrainHandler(std::shared_ptr<DirectoryHolder> holder, store::Store
       clock_(clock),
       metrics_(metrics),
       intake_(metrics),
-      rate_limiter_(clock) {}
+      rate_limiter_(clock),
+      auth_throttle_(clock) {}
 
 std::variant<DrainHandler::Resolved, http::Response> DrainHandler::Resolve(
     const TenantDirectory& directory, const http::Request& request) const {
@@ -151,7 +237,17 @@ std::variant<DrainHandler::Resolved, http::Response> DrainHandler::Resolve(
 std::optional<http::Response> DrainHandler::CheckHeaders(const http::Request& request) const {
   const std::shared_ptr<const TenantDirectory> directory = holder_->Get();
   auto resolved = Resolve(*directory, request);
-  if (auto* response = std::get_if<http::Response>(&resolved)) return std::move(*response);
+  if (auto* response = std::get_if<http::Response>(&resolved)) {
+    if (response->status == 401) {
+      const config::Limits& limits = directory->config.limits;
+      const std::string_view address = AuthThrottle::HostOf(request.remote_address);
+      const std::int64_t window = limits.auth_failure_window_seconds * base::kNanosPerSecond;
+      // An address over the bound is answered by HandleAsync, late, from a timer.
+      if (auth_throttle_.Penalized(address, limits.auth_failures_before_delay, window)) return std::nullopt;
+      auth_throttle_.RecordFailure(address, limits.auth_failures_before_delay, window);
+    }
+    return std::move(*response);
+  }
   return std::nullopt;
 }
 
@@ -167,7 +263,24 @@ void DrainHandler::HandleAsync(const http::Request& request,
   // One snapshot for the whole request: a Set() meanwhile applies to the next request.
   const std::shared_ptr<const TenantDirectory> directory = holder_->Get();
   auto resolved = Resolve(*directory, request);
-  if (auto* response = std::get_if<http::Response>(&resolved)) return respond(std::move(*response));
+  if (auto* response = std::get_if<http::Response>(&resolved)) {
+    if (response->status == 401) {
+      const config::Limits& limits = directory->config.limits;
+      const std::string_view address = AuthThrottle::HostOf(request.remote_address);
+      if (auth_throttle_.RecordFailure(address, limits.auth_failures_before_delay,
+                                       limits.auth_failure_window_seconds * base::kNanosPerSecond)) {
+        intake_.auth_delayed.Increment();
+        telemetry::LogOnce("auth_delayed",
+                           "repeated auth failures from one address; its 401s are answered late",
+                           {{"remote", std::string(address)}});
+        if (delayed_.Schedule(std::chrono::milliseconds(limits.auth_failure_delay_ms),
+                              [respond, answer = *response] { respond(answer); })) {
+          return;
+        }
+      }
+    }
+    return respond(std::move(*response));
+  }
   const Resolved& r = std::get<Resolved>(resolved);
   const std::string& tenant = directory->config.tenants[r.tenant_index].id;
   const std::string_view frame_id = DedupeKey(request);

@@ -4,11 +4,15 @@
 // from the query, gzip bodies, de-duplication by Logplex-Frame-Id (or X-Request-Id),
 // parsing, and the store's answer.
 
+#include <chrono>
+#include <condition_variable>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string_view>
+#include <thread>
 #include <variant>
 
 #include "absl/container/flat_hash_map.h"
@@ -92,6 +96,69 @@ class TenantRateLimiter {
   absl::flat_hash_map<std::string, Bucket> buckets_;  // guarded by mu_
 };
 
+/// Counts failed drain authentications per remote address (issue 5, Security: repeated
+/// auth failures from one address are slowed down). An address whose failures reached
+/// `failures` within `window_nanos` (counted from its first failure of the window) is
+/// penalized until the window ends: its next 401s are answered late. Successes do not
+/// reset the count (a valid token is no excuse for guessing others).
+///
+/// Memory: at most `max_addresses` entries; a new address in a full table first evicts
+/// the entries whose window has ended, then, if still full, an arbitrary one. Thread-safe
+/// (one mutex).
+class AuthThrottle {
+ public:
+  static constexpr std::size_t kDefaultMaxAddresses = 10000;
+  explicit AuthThrottle(const base::Clock& clock, std::size_t max_addresses = kDefaultMaxAddresses)
+      : clock_(clock), max_addresses_(max_addresses) {}
+
+  /// Whether `address` already has `failures` failures in its current window.
+  bool Penalized(std::string_view address, std::uint32_t failures, std::int64_t window_nanos) const;
+  /// Records one failure of `address`; true when this failure is beyond `failures` in the
+  /// window (its 401 is to be delayed).
+  bool RecordFailure(std::string_view address, std::uint32_t failures, std::int64_t window_nanos);
+  /// Addresses tracked now.
+  std::size_t size() const;
+
+  /// The address part of "1.2.3.4:5678" / "[::1]:5678" (http::Request::remote_address).
+  static std::string_view HostOf(std::string_view remote_address);
+
+ private:
+  struct Entry {
+    std::uint32_t count = 0;
+    std::int64_t window_start_nanos = 0;
+  };
+  const base::Clock& clock_;
+  const std::size_t max_addresses_;
+  mutable std::mutex mu_;
+  absl::flat_hash_map<std::string, Entry> entries_;  // guarded by mu_
+};
+
+/// Runs callbacks after a delay on one thread of its own (started at the first Schedule),
+/// so a delayed answer holds no server thread. At most `max_pending` callbacks wait; beyond
+/// it Schedule refuses (the caller answers at once). The destructor runs every waiting
+/// callback at once and joins the thread. Thread-safe.
+class DelayedCalls {
+ public:
+  explicit DelayedCalls(std::size_t max_pending = 10000) : max_pending_(max_pending) {}
+  ~DelayedCalls();
+  DelayedCalls(const DelayedCalls&) = delete;
+  DelayedCalls& operator=(const DelayedCalls&) = delete;
+
+  /// Runs `call` once `delay` has passed (steady clock), on the delay thread. False (and
+  /// `call` not kept) when max_pending callbacks already wait.
+  bool Schedule(std::chrono::milliseconds delay, std::function<void()> call);
+
+ private:
+  void Run();
+  using Deadline = std::chrono::steady_clock::time_point;
+  const std::size_t max_pending_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::multimap<Deadline, std::function<void()>> pending_;  // guarded by mu_
+  bool stopping_ = false;                                   // guarded by mu_
+  std::thread thread_;                                      // started under mu_
+};
+
 /// Answers drain requests. Thread-safe: Handle may run on many server threads at once
 /// (the store, metrics and the directory holder are thread-safe; each request resolves
 /// its tenant and options against one directory snapshot).
@@ -108,12 +175,12 @@ class DrainHandler {
   /// The holder this handler reads (for Set from outside).
   const std::shared_ptr<DirectoryHolder>& directory_holder() const { return holder_; }
 
-  /// Checks what the headers decide, before the body is read: 405 for a method other than
-  /// POST, 401 (with WWW-Authenticate) for missing or unknown credentials, 400 naming the
-  /// option for a bad drain option (FORMATS.md §1.6: only auth failures may be final, and
-  /// a bad option is a configuration error the operator must see), 415 for a
-  /// Content-Encoding other than gzip/x-gzip/identity (counted unsupported_encoding).
-  /// std::nullopt: go on.
+  /// Checks what the headers decide, before the body is read (a 401 for an address over
+  /// limits.auth_failures_before_delay is left to HandleAsync, which answers it late): 405 for a method other
+  /// than POST, 401 (with WWW-Authenticate) for missing or unknown credentials, 400 naming the option for a
+  /// bad drain option (FORMATS.md §1.6: only auth failures may be final, and a bad option is a configuration
+  /// error the operator must see), 415 for a Content-Encoding other than gzip/x-gzip/identity (counted
+  /// unsupported_encoding). std::nullopt: go on.
   ///
   /// Credentials (FORMATS.md §1.2, §1.8): `Basic` as TOKEN or TENANT:TOKEN, or
   /// `Bearer TOKEN` (log-shuttle); the same token -> tenant map serves both.
@@ -134,6 +201,13 @@ class DrainHandler {
   /// does not inflate: 400, counted bad_gzip).
   http::Response Handle(const http::Request& request);
 
+  /// Auth failures (issue 5, Security): every 401 is the same status, headers and body
+  /// whatever was wrong (no header, unknown tenant, wrong token). Once an address (without
+  /// its port) had limits.auth_failures_before_delay failures within
+  /// limits.auth_failure_window_seconds, its next 401s are answered after
+  /// limits.auth_failure_delay_ms by a timer thread (no server thread is held; counted
+  /// input_rejected{reason="auth_delayed"}).
+  ///
   /// As Handle, without waiting for the store: parses the body on the calling thread, then
   /// `respond` gets the answer once the store has taken the points, on the store's thread
   /// (a batching store answers at its flush) or on this one. `respond` is called once.
@@ -159,6 +233,8 @@ class DrainHandler {
   telemetry::Metrics& metrics_;
   IntakeMetrics intake_;
   TenantRateLimiter rate_limiter_;
+  mutable AuthThrottle auth_throttle_;
+  DelayedCalls delayed_;  // destroyed first: answers what still waits
 };
 
 /// The path drains POST to.

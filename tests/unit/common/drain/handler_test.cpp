@@ -4,6 +4,8 @@
 #include "common/drain/handler.h"
 
 #include <atomic>
+#include <chrono>
+#include <future>
 #include <thread>
 #include <vector>
 
@@ -296,6 +298,98 @@ TEST_F(DrainHandlerTest, FrameCountAndFrameLengthBoundsSkipFramesAndKeepTheRest)
   const std::string text = metrics_.RenderText();
   EXPECT_NE(text.find("drainmet_input_rejected_total{reason=\"too_many_frames\"} 2"), std::string::npos);
   EXPECT_NE(text.find("drainmet_input_rejected_total{reason=\"line_too_long\"} 1"), std::string::npos);
+}
+
+// Issue 5, Security: repeated auth failures from one address are slowed down. The counting
+// is per address (without its port), within a window, and bounded in memory.
+TEST(AuthThrottleTest, DelaysFailuresBeyondTheBoundWithinTheWindow) {
+  base::FakeClock clock{kNow * kSec};
+  AuthThrottle throttle(clock);
+  const std::int64_t window = 60 * kSec;
+  EXPECT_FALSE(throttle.Penalized("10.0.0.1", 2, window));
+  EXPECT_FALSE(throttle.RecordFailure("10.0.0.1", 2, window));
+  EXPECT_FALSE(throttle.RecordFailure("10.0.0.1", 2, window));
+  EXPECT_TRUE(throttle.Penalized("10.0.0.1", 2, window));
+  EXPECT_TRUE(throttle.RecordFailure("10.0.0.1", 2, window));
+  EXPECT_FALSE(throttle.Penalized("10.0.0.2", 2, window));  // another address
+  clock.AdvanceNanos(window);                               // the window ends
+  EXPECT_FALSE(throttle.Penalized("10.0.0.1", 2, window));
+  EXPECT_FALSE(throttle.RecordFailure("10.0.0.1", 2, window));
+  EXPECT_EQ(AuthThrottle::HostOf("10.0.0.1:5678"), "10.0.0.1");
+  EXPECT_EQ(AuthThrottle::HostOf("[::1]:5678"), "[::1]");
+}
+
+TEST(AuthThrottleTest, TableIsBounded) {
+  base::FakeClock clock{kNow * kSec};
+  AuthThrottle throttle(clock, /*max_addresses=*/3);
+  for (int i = 0; i < 50; ++i) throttle.RecordFailure("10.0.0." + std::to_string(i), 2, 60 * kSec);
+  EXPECT_EQ(throttle.size(), 3u);
+}
+
+// After limits.auth_failures_before_delay failures, the address's next 401 comes after
+// limits.auth_failure_delay_ms, answered from a timer: HandleAsync returns at once (no
+// server thread held) and another address is still answered at once.
+TEST_F(DrainHandlerTest, RepeatedAuthFailuresFromOneAddressAreAnsweredLate) {
+  config::Config c = directory_->config;
+  c.limits.auth_failures_before_delay = 2;
+  c.limits.auth_failure_delay_ms = 1500;
+  DrainHandler handler(std::make_shared<const TenantDirectory>(std::move(c)), store_, clock_, metrics_);
+  http::Request bad = Drain(Basic("wrong-token:"), body_);
+  bad.remote_address = "192.0.2.7:40000";
+  for (int i = 0; i < 2; ++i) {  // the first two: early, at once (the HeaderCheck path)
+    const std::optional<http::Response> early = handler.CheckHeaders(bad);
+    ASSERT_TRUE(early.has_value());
+    EXPECT_EQ(early->status, 401u);
+  }
+  // The third: CheckHeaders leaves it to HandleAsync, which answers late.
+  bad.remote_address = "192.0.2.7:40001";  // another connection of the same address
+  EXPECT_FALSE(handler.CheckHeaders(bad).has_value());
+  std::promise<http::Response> answer;
+  std::future<http::Response> answered = answer.get_future();
+  const auto start = std::chrono::steady_clock::now();
+  handler.HandleAsync(bad, [&answer](http::Response r) { answer.set_value(std::move(r)); });
+  EXPECT_EQ(answered.wait_for(std::chrono::milliseconds(0)), std::future_status::timeout);
+  ASSERT_EQ(answered.wait_for(std::chrono::seconds(30)), std::future_status::ready);
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(1500));
+  EXPECT_EQ(answered.get().status, 401u);
+  EXPECT_NE(metrics_.RenderText().find("drainmet_input_rejected_total{reason=\"auth_delayed\"} 1"),
+            std::string::npos);
+  // Another address: answered at once, still within HandleAsync.
+  http::Request other = Drain(Basic("wrong-token:"), body_);
+  other.remote_address = "192.0.2.8:40000";
+  bool at_once = false;
+  handler.HandleAsync(other, [&at_once](http::Response r) { at_once = r.status == 401u; });
+  EXPECT_TRUE(at_once);
+}
+
+// No oracle on token validity (issue 5, Security): every way of being wrong gets the same
+// status, headers and body. The timing does not depend on how much of a token matches:
+// config::TokenIndex hashes the presented token (SHA-256) and compares digests
+// (CRYPTO_memcmp), so a token sharing a long prefix with a valid one is looked up exactly
+// as an unrelated one; this test documents that such a prefix gets no different answer.
+TEST_F(DrainHandlerTest, EveryAuthFailureLooksTheSame) {
+  const std::vector<std::string> wrong = {
+      std::string(),                  // no Authorization
+      Basic("nobody:token-acme"),     // unknown tenant, valid token of another
+      Basic("acme:token-acmX"),       // known tenant, wrong token
+      Basic("token-acm:"),            // a prefix of a valid token
+      Basic("token-acme-and-more:"),  // a valid token plus a suffix
+      "Bearer token-acmf",            // one byte off, as a Bearer token
+  };
+  std::optional<http::Response> first;
+  for (const std::string& auth : wrong) {
+    const http::Response r = handler_->Handle(Drain(auth, body_));
+    EXPECT_EQ(r.status, 401u) << auth;
+    if (!first) {
+      first = r;
+      continue;
+    }
+    EXPECT_EQ(r.body, first->body) << auth;
+    EXPECT_EQ(r.headers, first->headers) << auth;
+  }
+  EXPECT_FALSE(directory_->tokens.Find("token-acm").has_value());
+  EXPECT_FALSE(directory_->tokens.Find("token-acmf").has_value());
+  EXPECT_TRUE(directory_->tokens.Find("token-acme").has_value());
 }
 
 }  // namespace
