@@ -42,6 +42,11 @@ max_len() {
   esac
 }
 
+# Symbolised stack traces in crash reports (llvm-14 ships the symbolizer under this name).
+if [ -z "${ASAN_SYMBOLIZER_PATH:-}" ] && [ -x /usr/lib/llvm-14/bin/llvm-symbolizer ]; then
+  export ASAN_SYMBOLIZER_PATH=/usr/lib/llvm-14/bin/llvm-symbolizer
+fi
+
 failed=0
 printf '%-13s %12s %8s %14s %6s %7s\n' target executions exec/s corpus cov ft
 for target in "${targets[@]}"; do
