@@ -83,6 +83,11 @@ class Service {
 
   /// The bound HTTP port.
   std::uint16_t port() const { return frontend_->port(); }
+  /// The pre-aggregation's counters now (queued_buckets: requests queued, not yet merged;
+  /// tests and tools). Thread-safe.
+  store::PreAggregatorStats aggregation_stats() const { return aggregator_->stats(); }
+  /// Buckets merged in memory, not yet written.
+  std::size_t merged_buckets() const { return aggregator_->OpenBuckets(); }
   /// Bound port of the syslog TCP listener (config syslog.listen); 0 when off.
   std::uint16_t syslog_port() const { return syslog_ == nullptr ? 0 : syslog_->tcp_port(); }
   /// Bound port of the syslog TLS listener (config syslog.tls_listen); 0 when off.

@@ -758,6 +758,43 @@ tenants:
   EXPECT_EQ(Message(unknown.status()), "syslog.drains[0].colour: unknown key");
 }
 
+// Issue 5 "Limits and overload", "Security": the new limits keys and their defaults.
+TEST(ParseConfigTest, Issue5LimitsKeysAndDefaults) {
+  const char yaml[] = R"(
+limits:
+  tenant_points_per_second: 5000
+  max_header_count: 50
+  max_frames_per_request: 2000
+  max_line_bytes: 10000
+  max_series_per_tenant: 300
+  auth_failures_before_delay: 3
+  auth_failure_window_seconds: 30
+  auth_failure_delay_ms: 500
+tenants:
+  - {id: acme, output: stdout}
+)";
+  absl::StatusOr<Config> c = ParseConfig(yaml, FakeEnv({}));
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->limits.tenant_points_per_second, 5000u);
+  EXPECT_EQ(c->limits.max_header_count, 50u);
+  EXPECT_EQ(c->limits.max_frames_per_request, 2000u);
+  EXPECT_EQ(c->limits.max_line_bytes, 10000u);
+  EXPECT_EQ(c->limits.max_series_per_tenant, 300u);
+  EXPECT_EQ(c->limits.auth_failures_before_delay, 3u);
+  EXPECT_EQ(c->limits.auth_failure_window_seconds, 30);
+  EXPECT_EQ(c->limits.auth_failure_delay_ms, 500);
+  absl::StatusOr<Config> defaults = ParseConfig("tenants: [{id: a, output: stdout}]", FakeEnv({}));
+  ASSERT_TRUE(defaults.ok()) << defaults.status();
+  EXPECT_EQ(defaults->limits.tenant_points_per_second, 1'000'000u);
+  EXPECT_EQ(defaults->limits.max_header_count, 100u);
+  EXPECT_EQ(defaults->limits.max_frames_per_request, 100'000u);
+  EXPECT_EQ(defaults->limits.max_line_bytes, 65536u);
+  EXPECT_EQ(defaults->limits.max_series_per_tenant, 100'000u);
+  EXPECT_EQ(defaults->limits.auth_failures_before_delay, 10u);
+  EXPECT_EQ(defaults->limits.auth_failure_window_seconds, 60);
+  EXPECT_EQ(defaults->limits.auth_failure_delay_ms, 2000);
+}
+
 TEST(ValidateTest, SyslogRules) {
   const std::vector<RuleCase> cases = {
       {"ListenOffByDefault", [](Config&) {}, ""},
@@ -786,6 +823,20 @@ TEST(ValidateTest, SyslogRules) {
        "syslog.idle_timeout_seconds: must be > 0"},
       {"InflatedLimit", [](Config& c) { c.limits.max_inflated_body_bytes = 0; },
        "limits.max_inflated_body_bytes: must be > 0"},
+      // Issue 5 limits.
+      {"HttpLineZero", [](Config& c) { c.limits.max_line_bytes = 0; },
+       "limits.max_line_bytes: must be between 1 and 999999"},
+      {"HttpLineSixDigits", [](Config& c) { c.limits.max_line_bytes = 1'000'000; },
+       "limits.max_line_bytes: must be between 1 and 999999"},
+      {"HeaderCount", [](Config& c) { c.limits.max_header_count = 0; },
+       "limits.max_header_count: must be > 0"},
+      {"FramesPerRequest", [](Config& c) { c.limits.max_frames_per_request = 0; },
+       "limits.max_frames_per_request: must be > 0"},
+      {"SeriesPerTenant", [](Config& c) { c.limits.max_series_per_tenant = 0; },
+       "limits.max_series_per_tenant: must be > 0"},
+      {"AuthDelay", [](Config& c) { c.limits.auth_failure_delay_ms = 0; },
+       "limits.auth_failure_delay_ms: must be > 0"},
+      {"RateLimitOff", [](Config& c) { c.limits.tenant_points_per_second = 0; }, ""},
       {"DrainTokenEmpty",
        [](Config& c) {
          c.syslog.drains = {{"", "a", 0, "", ""}};

@@ -29,7 +29,15 @@ Config RichConfig() {
               .dedupe_max_entries = 43,
               .read_timeout_seconds = 44,
               .future_tolerance_seconds = 45,
-              .max_inflated_body_bytes = 46};
+              .max_inflated_body_bytes = 46,
+              .tenant_points_per_second = 0,  // off: carried as present (proto3 optional)
+              .max_header_count = 47,
+              .max_frames_per_request = 48,
+              .max_line_bytes = 49,
+              .max_series_per_tenant = 50,
+              .auth_failures_before_delay = 51,
+              .auth_failure_window_seconds = 52,
+              .auth_failure_delay_ms = 53};
   c.outlet = {.interval_ms = 11,
               .connect_timeout_ms = 12,
               .request_timeout_ms = 13,
