@@ -233,7 +233,8 @@ struct MultiClient::Transfer {
   std::array<char, CURL_ERROR_SIZE> error{};
   PostResult result;  // filled by the callbacks (WRITEDATA, HEADERDATA point here)
   std::uint64_t tag = 0;
-  bool active = false;  // added to the multi handle
+  std::size_t endpoint = 0;  // index of the endpoint that made it (its idle list)
+  bool active = false;       // added to the multi handle
 
   ~Transfer() { curl_easy_cleanup(curl); }
 };
@@ -292,6 +293,7 @@ absl::Status MultiClient::Start(std::size_t endpoint_index, std::string_view jso
         !SetOption(made->curl, CURLOPT_PRIVATE, static_cast<void*>(made.get()))) {
       return absl::InternalError("librato: curl_easy_setopt failed");
     }
+    made->endpoint = endpoint_index;
     transfer = made.get();
     endpoint.transfers.push_back(std::move(made));
   }
@@ -318,6 +320,15 @@ void MultiClient::Finish(Transfer& transfer, int code, std::vector<Completion>& 
   --in_flight_;
   out.push_back(Completion{transfer.tag, std::move(transfer.result)});
   transfer.result = PostResult{};
+  // Reused by the next Start to its endpoint: handles never outnumber the transfers that
+  // were in flight at once (each new one was leaked into `transfers` before).
+  endpoints_[transfer.endpoint]->idle.push_back(&transfer);
+}
+
+std::size_t MultiClient::handles() const {
+  std::size_t n = 0;
+  for (const std::unique_ptr<Endpoint>& endpoint : endpoints_) n += endpoint->transfers.size();
+  return n;
 }
 
 void MultiClient::Poll(std::chrono::milliseconds timeout, std::vector<Completion>& out) {

@@ -124,6 +124,11 @@ class MultiClient {
   /// Transfers started and not yet returned by Poll.
   std::size_t in_flight() const { return in_flight_; }
 
+  /// libcurl handles this client holds: each finished or cancelled transfer's handle is
+  /// reused by the next Start to its endpoint, so this never exceeds the most transfers in
+  /// flight at once per endpoint, summed (memory bounded however many requests are made).
+  std::size_t handles() const;
+
  private:
   struct Transfer;
   struct Endpoint;
