@@ -29,6 +29,9 @@ if [ "$mode" = test ]; then
   PACKAGES+=(libgtest-dev libgmock-dev libbenchmark-dev clang-format redis-server)
   # self-signed certificate pairs for the TLS tests (syslog over TLS)
   PACKAGES+=(openssl)
+  # libFuzzer targets (tests/fuzz/run.sh): clang with its sanitizer and fuzzer runtimes,
+  # llvm-symbolizer for readable crash reports
+  PACKAGES+=(clang-14 libclang-rt-14-dev llvm-14)
   # offline checks of k8s/ and deploy/docker/ (tests/k8s/validate.sh; npm packages from its lock file)
   PACKAGES+=(yamllint)
   # Commands a machine may already have from elsewhere (a cloud SDK's kubectl, NodeSource's

@@ -31,8 +31,10 @@ case "$cmd" in
       # ASan + UBSan build of the same suite (DEVELOPERS' rule: keep one in CI).
       build build-asan -DCMAKE_BUILD_TYPE=Debug -DDRAINMET_SANITIZE=ON -DDRAINMET_BUILD_BENCHMARKS=OFF
       ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-        ctest --test-dir build-asan --output-on-failure -j"$jobs" --timeout 600 -LE benchmark
+        ctest --test-dir build-asan --output-on-failure -j"$jobs" --timeout 600 -LE 'benchmark|long'
     fi
+    # libFuzzer targets (clang, ASan+UBSan), 20 s each (docs/reliability.md "Fuzzing")
+    tests/fuzz/run.sh 20
     # The Release build `run` makes (-O3 warns differently): it must build too.
     build build-release -DCMAKE_BUILD_TYPE=Release -DDRAINMET_BUILD_TESTS=OFF
     tests/check-format.sh
