@@ -1,5 +1,5 @@
 // libFuzzer target: the partial bucket decoders, i.e. what reads bytes back from Redis
-// (bucket::DecodeBucketKey / KeyViewOf, DecodeRecord, DecodeBatch; docs/redis-layout.md,
+// (bucket::DecodeBucketKey / KeyViewOf, DecodeRecord and RecordReader, DecodeBatch; docs/redis-layout.md,
 // proto/drainmet/v1/partial_bucket.proto). Every input goes through all three.
 // Invariants: KeyViewOf and DecodeBucketKey agree and a decoded key encodes back to the
 // same bytes; a decoded record satisfies the proto's constraints, encodes back to bytes
@@ -119,6 +119,29 @@ void FuzzRecord(std::string_view bytes) {
   }
 }
 
+// RecordReader reads WriteRecord's encoding with its own parser and any other through
+// protobuf's; an unknown field in front (number 100, varint 0) sends the same bytes through
+// protobuf's parser. Both must agree: same verdict, and the same record when they decode.
+void FuzzReaderAgainstProtobuf(std::string_view bytes) {
+  drainmet::bucket::RecordReader own;
+  drainmet::bucket::RecordReader general;
+  const std::string through = std::string("\xa0\x06\x00", 3) + std::string(bytes);
+  const absl::Status a = own.Decode(bytes);
+  const absl::Status b = general.Decode(through);
+  FUZZ_CHECK(a.ok() == b.ok());
+  if (!a.ok()) return;
+  const auto key_of = [](const drainmet::bucket::RecordReader& r) {
+    return BucketKey{std::string(r.key().tenant), std::string(r.key().name),
+                     std::string(r.key().source), r.key().kind,
+                     r.key().resolution_seconds,  r.key().window_unix_seconds};
+  };
+  std::string x;
+  std::string y;
+  drainmet::bucket::EncodeRecord(key_of(own), own.bucket(), x);
+  drainmet::bucket::EncodeRecord(key_of(general), general.bucket(), y);
+  FUZZ_CHECK(x == y);
+}
+
 void FuzzBatch(std::string_view bytes) {
   absl::StatusOr<std::vector<BucketRecord>> batch = drainmet::bucket::DecodeBatch(bytes);
   if (!batch.ok()) return;
@@ -139,6 +162,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::string_view bytes(reinterpret_cast<const char*>(data), size);
   FuzzKey(bytes);
   FuzzRecord(bytes);
+  FuzzReaderAgainstProtobuf(bytes);
   FuzzBatch(bytes);
   return 0;
 }
