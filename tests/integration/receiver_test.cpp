@@ -16,6 +16,7 @@
 #include "gtest/gtest.h"
 #include "services/receiver/service.h"
 #include "tests/support/drain_text.h"
+#include "tests/support/eventually.h"
 #include "tests/support/http_client.h"
 #include "tests/support/redis_server.h"
 
@@ -42,16 +43,7 @@ support::Headers DrainHeaders(std::string frame_id = "") {
   return h;
 }
 
-/// Polls `f` every 50 ms until it returns true or `timeout` passes.
-template <typename F>
-bool Eventually(F f, milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (f()) return true;
-    std::this_thread::sleep_for(milliseconds(50));
-  }
-  return f();
-}
+using support::Eventually;
 
 class ReceiverTest : public ::testing::Test {
  protected:

@@ -32,6 +32,7 @@
 #include "common/store/pre_aggregator.h"
 #include "gtest/gtest.h"
 #include "tests/support/drain_text.h"
+#include "tests/support/eventually.h"
 #include "tests/support/redis_server.h"
 
 namespace drainmet::store {
@@ -304,8 +305,7 @@ class PreAggregatorTest : public RedisStoreTest {
 
   /// Waits until `done()` holds (5 s at most).
   static bool WaitFor(const std::function<bool()>& done) {
-    for (int i = 0; i < 500 && !done(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    return done();
+    return support::Eventually(done, std::chrono::milliseconds(5000));
   }
 
   std::unique_ptr<PreAggregator> aggregator_;

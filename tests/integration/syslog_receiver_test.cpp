@@ -15,6 +15,7 @@
 #include "gtest/gtest.h"
 #include "services/receiver/service.h"
 #include "tests/support/drain_text.h"
+#include "tests/support/eventually.h"
 #include "tests/support/redis_server.h"
 
 namespace drainmet::receiver {
@@ -36,15 +37,7 @@ std::string Messages(int n) {
   return out;
 }
 
-template <typename F>
-bool Eventually(F f, milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (f()) return true;
-    std::this_thread::sleep_for(milliseconds(10));
-  }
-  return f();
-}
+using support::Eventually;
 
 class SyslogReceiverTest : public ::testing::Test {
  protected:

@@ -27,6 +27,7 @@
 #include "common/store/memory_store.h"
 #include "gtest/gtest.h"
 #include "tests/support/drain_text.h"
+#include "tests/support/eventually.h"
 
 namespace drainmet::drain {
 namespace {
@@ -119,12 +120,7 @@ TEST(SyslogSplitterTest, OverLongMessagesAreSkippedWhole) {
 
 bool WaitFor(const std::function<bool()>& done,
              std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  return true;
+  return support::Eventually(done, timeout, std::chrono::milliseconds(5));
 }
 
 config::Config SyslogConfig() {
