@@ -480,6 +480,21 @@ SHARDS = 4
 TAKEOVER_BOUND_S = 3 * LEASE_TTL_S
 
 
+def outlet_with_request_in_flight(r):
+    """(pid, {pid: name}) of the outlet (outlet-1 or outlet-2) whose request the fake Librato
+    is holding: polled for up to 60 s; Failure when none."""
+    pids = r.topo.pids()
+    outlet_pids = {pids[f"outlet-{i}"]: f"outlet-{i}" for i in (1, 2)}
+    until = time.monotonic() + 60
+    while time.monotonic() < until:
+        for port in r.librato.inflight_ports():
+            victim = pid_of_client_port(port, outlet_pids)
+            if victim:
+                return victim, outlet_pids
+        time.sleep(0.02)
+    raise Failure("no outlet request in flight at the fake Librato within 60s")
+
+
 def outlet_kill9(args):
     r = Run(args, lead_s=5.0, delay_s=1.5,
             extra=["--receivers", "2", "--outlets", "2", "--shards", str(SHARDS), *SHORT_LEASES])
@@ -489,18 +504,7 @@ def outlet_kill9(args):
         log(f"posted {len(r.bodies)} bodies in {time.monotonic() - r.t_post:.2f}s")
         want = r.expected()
         # Wait for a request in flight, then kill the outlet that sent it.
-        pids = r.topo.pids()
-        outlet_pids = {pids[f"outlet-{i}"]: f"outlet-{i}" for i in (1, 2)}
-        victim, until = None, time.monotonic() + 60
-        while victim is None and time.monotonic() < until:
-            for port in r.librato.inflight_ports():
-                victim = pid_of_client_port(port, outlet_pids)
-                if victim:
-                    break
-            else:
-                time.sleep(0.02)
-        if victim is None:
-            raise Failure("no outlet request in flight at the fake Librato within 60s")
+        victim, outlet_pids = outlet_with_request_in_flight(r)
         posts_before = r.librato.started
         name = outlet_pids[victim]
         os.kill(victim, signal.SIGKILL)
@@ -938,18 +942,7 @@ def outlet_sigstop(args):
         r.post_all(range(len(r.bodies)), r.topo.receivers, r.t_post + r.lead_s + 20)
         log(f"posted {len(r.bodies)} bodies in {time.monotonic() - r.t_post:.2f}s")
         want = r.expected()
-        pids = r.topo.pids()
-        outlet_pids = {pids[f"outlet-{i}"]: f"outlet-{i}" for i in (1, 2)}
-        victim, until = None, time.monotonic() + 60
-        while victim is None and time.monotonic() < until:
-            for port in r.librato.inflight_ports():
-                victim = pid_of_client_port(port, outlet_pids)
-                if victim:
-                    break
-            else:
-                time.sleep(0.02)
-        if victim is None:
-            raise Failure("no outlet request in flight at the fake Librato within 60s")
+        victim, outlet_pids = outlet_with_request_in_flight(r)
         name = outlet_pids[victim]
         index = int(name.rsplit("-", 1)[1]) - 1
         survivor = 1 - index
