@@ -73,7 +73,12 @@ int main(int argc, char** argv) {
     config::Syslog syslog;
     if (!config_path.empty()) {
       absl::StatusOr<config::Config> file = config::LoadConfigFile(config_path, config::ProcessEnv());
-      if (file.ok()) syslog = file->syslog;
+      if (file.ok()) {
+        syslog = file->syslog;
+      } else {
+        Log(Level::kWarn, "--config not usable: the syslog listeners come from the flags only",
+            {{"error", file.status().ToString()}});
+      }
     }
     if (!syslog_listen.empty()) syslog.listen = syslog_listen;
     if (!syslog_tls_listen.empty()) syslog.tls_listen = syslog_tls_listen;
