@@ -693,9 +693,9 @@ def probe_body(k, when):
     return str(len(msg)).encode() + b" " + msg
 
 
-def post_once(url, token, frame_id, body):
+def post_once(url, token, frame_id, body, resolution=RESOLUTION):
     """One POST of a one-frame drain body: the HTTP status, or the transport error's text."""
-    req = urllib.request.Request(url + f"?resolution={RESOLUTION}", data=body, method="POST", headers={
+    req = urllib.request.Request(url + f"?resolution={resolution}", data=body, method="POST", headers={
         "Content-Type": "application/logplex-1",
         "Authorization": "Basic " + base64.b64encode(f"{token}:".encode()).decode(),
         "Logplex-Msg-Count": "1",
@@ -1245,7 +1245,7 @@ def config_down(args):
         with open(cfg, "w") as f:
             f.write(text2)
         probe = probe_body(0, dt.datetime.now(dt.timezone.utc))
-        st_down = post_once_token(recv_url, new_token, f"{r.run_id}-newtoken-down", probe)
+        st_down = post_once(recv_url, new_token, f"{r.run_id}-newtoken-down", probe)
         time.sleep(max(0.0, t_kill + CONFIG_DOWN_S - time.monotonic()))
         cfg_p, _ = start_service(r, "config", "config-restarted",
                                  ["--config", cfg, "--listen", target, "--log-level", "info"])
@@ -1256,8 +1256,8 @@ def config_down(args):
         until = time.monotonic() + 30
         while t_follow is None and time.monotonic() < until:
             accepted = probe_body(1, dt.datetime.now(dt.timezone.utc))
-            st_up = post_once_token(recv_url, new_token, f"{r.run_id}-newtoken-{int(time.monotonic() * 1000)}",
-                                    accepted)
+            st_up = post_once(recv_url, new_token, f"{r.run_id}-newtoken-{int(time.monotonic() * 1000)}",
+                             accepted)
             if st_up in (200, 204):
                 t_follow = time.monotonic()
                 # Its point is emitted too: the replay counts it.
@@ -1312,23 +1312,6 @@ def config_down(args):
         r.ok = True
     finally:
         r.cleanup()
-
-
-def post_once_token(url, token, frame_id, body, resolution=RESOLUTION):
-    req = urllib.request.Request(url + f"?resolution={resolution}", data=body, method="POST", headers={
-        "Content-Type": "application/logplex-1",
-        "Authorization": "Basic " + base64.b64encode(f"{token}:".encode()).decode(),
-        "Logplex-Msg-Count": "1",
-        "Logplex-Frame-Id": frame_id,
-        "User-Agent": "Logplex/v72",
-    })
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status
-    except urllib.error.HTTPError as e:
-        return e.code
-    except OSError as e:
-        return repr(e)
 
 
 # --- soak -----------------------------------------------------------------------------
