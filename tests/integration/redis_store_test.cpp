@@ -19,6 +19,7 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -615,6 +616,49 @@ TEST_F(PreAggregatorTest, QueuedBucketsStayWithinTheBound) {
   aggregator_->FlushSoon();
   for (unsigned status : answers.Wait(8)) EXPECT_TRUE(status == 204 || status == 503) << status;
   EXPECT_EQ(aggregator_->stats().records_written, 9u);
+}
+
+// limits.max_series_per_tenant in the receiver (issue 5, "Limits"): beyond the bound the
+// points of series new to the flush are dropped and counted series_limit; the series
+// already in the flush keep taking every point, from any request.
+TEST_F(PreAggregatorTest, SeriesBeyondTheTenantBoundAreDroppedAndCountedExistingOnesKept) {
+  PreAggregatorOptions options = AggregatorOptions(std::chrono::milliseconds(60'000), 200'000);
+  options.max_series_per_tenant = 5;
+  aggregator_ = std::make_unique<PreAggregator>(*store_, options);
+  async_handler_ =
+      std::make_unique<drain::DrainHandler>(directory_, *aggregator_, base::SystemClock::Get(), metrics_);
+  const std::int64_t now = base::SystemClock::Get().NowUnixNanos();
+  // 9 series (3 sources x 3 metrics), 3 points each, all in one window; sent twice.
+  const std::string body = Body(now, 9);
+  Answers answers;
+  async_handler_->HandleAsync(Drain(body, "T1"), answers.Slot(0));
+  async_handler_->HandleAsync(Drain(body, "T2"), answers.Slot(1));
+  ASSERT_TRUE(WaitFor([&] { return aggregator_->stats().requests_merged == 2; }));
+  EXPECT_EQ(aggregator_->OpenBuckets(), 5u);
+  aggregator_->FlushSoon();
+  EXPECT_EQ(answers.Wait(2), (std::vector<unsigned>{204, 204}));
+  EXPECT_EQ(aggregator_->stats().records_written, 5u);
+  // The first request opened 5 series (15 points kept, 12 dropped); the second added its
+  // points to the same 5 (15 kept) and dropped the 4 others again (12).
+  EXPECT_EQ(metrics_.Snapshot().points, 30u);
+  EXPECT_EQ(metrics_.Snapshot().series_limit, 24u);
+
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));  // window + 1 s + 1 s grace
+  bucket::BucketMap merged = ReadBackAll();
+  const std::vector<librato::Gauge> gauges = Gauges(merged);
+  std::set<std::pair<std::string, std::string>> series;
+  for (const librato::Gauge& g : gauges) {
+    // Every kept series has both requests' 3 points each (measures: count; counts: sum).
+    if (g.name == "db.latency") {
+      EXPECT_EQ(g.count, 6u) << g.source;
+    }
+    if (g.name == "hits") {
+      EXPECT_EQ(g.value, 6.0) << g.source;
+    }
+    // A measure gives its percentile gauges too: count the series by (name root, source).
+    if (g.name == "db.latency" || g.name == "hits" || g.name == "queue") series.emplace(g.name, g.source);
+  }
+  EXPECT_EQ(series.size(), 5u);
 }
 
 }  // namespace
