@@ -23,9 +23,11 @@
 #include "services/outlet/service.h"
 #include "services/receiver/service.h"
 #include "tests/support/drain_text.h"
+#include "tests/support/eventually.h"
 #include "tests/support/fake_librato.h"
 #include "tests/support/http_client.h"
 #include "tests/support/redis_server.h"
+#include "tests/support/temp_dir.h"
 
 namespace drainmet {
 namespace {
@@ -42,37 +44,10 @@ const std::string kTokenA = "token-a-0123456789";
 const std::string kTokenB = "token-b-0123456789";
 const std::string kTokenC = "token-c-0123456789";
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "drainmet_config_follow_XXXXXX").string();
-    char* made = ::mkdtemp(pattern.data());
-    path_ = made != nullptr ? made : "";
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    if (!path_.empty()) fs::remove_all(path_, ignored);
-  }
-  std::string File(const std::string& name) const { return path_ + "/" + name; }
+using support::TempDir;
 
- private:
-  std::string path_;
-};
-
-// Replaces `path` atomically (write + rename), as a ConfigMap update or an editor does.
 void WriteFile(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  { std::ofstream(tmp, std::ios::binary | std::ios::trunc) << text; }
-  fs::rename(tmp, path);
-}
-
-bool WaitUntil(const std::function<bool()>& done, milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(milliseconds(20));
-  }
-  return true;
+  ASSERT_TRUE(support::ReplaceFile(path, text)) << path;
 }
 
 struct FileSettings {
@@ -178,14 +153,15 @@ TEST_F(ConfigFollowTest, ReceiverFollowsRevocationAndKeepsLastCopyWhileServiceIs
   ASSERT_TRUE(started.ok()) << started.status();
   receiver::Service& receiver = **started;
   EXPECT_EQ(receiver.config_version(), server->version());
-  ASSERT_TRUE(WaitUntil([&] { return support::HttpGet(receiver.port(), "/readyz").status == 200; }, kWait));
+  ASSERT_TRUE(
+      support::Eventually([&] { return support::HttpGet(receiver.port(), "/readyz").status == 200; }, kWait));
   EXPECT_EQ(Drain(receiver.port(), kTokenA), 204u);
   EXPECT_EQ(Drain(receiver.port(), kTokenB), 401u);
 
   // Token A revoked, token B added in the file: within seconds of the reload.
   settings_.tokens = {kTokenB};
   WriteFile(path_, ConfigText(settings_));
-  EXPECT_TRUE(WaitUntil([&] { return Drain(receiver.port(), kTokenA) == 401u; }, kWait));
+  EXPECT_TRUE(support::Eventually([&] { return Drain(receiver.port(), kTokenA) == 401u; }, kWait));
   EXPECT_EQ(Drain(receiver.port(), kTokenB), 204u);
   EXPECT_EQ(receiver.config_version(), server->version());
   const std::uint64_t revoked_version = receiver.config_version();
@@ -206,9 +182,9 @@ TEST_F(ConfigFollowTest, ReceiverFollowsRevocationAndKeepsLastCopyWhileServiceIs
   WriteFile(path_, ConfigText(settings_));
   server = StartConfigService("127.0.0.1:" + std::to_string(config_port));
   ASSERT_NE(server, nullptr);
-  EXPECT_TRUE(WaitUntil([&] { return Drain(receiver.port(), kTokenC) == 204u; }, kWait));
+  EXPECT_TRUE(support::Eventually([&] { return Drain(receiver.port(), kTokenC) == 204u; }, kWait));
   EXPECT_EQ(Drain(receiver.port(), kTokenB), 401u);
-  EXPECT_TRUE(WaitUntil([&] { return receiver.config_version() == server->version(); }, kWait));
+  EXPECT_TRUE(support::Eventually([&] { return receiver.config_version() == server->version(); }, kWait));
   EXPECT_GT(receiver.config_version(), revoked_version);
   EXPECT_EQ(receiver.directory()->config.redis.shards, 4u);
 
@@ -267,7 +243,7 @@ TEST_F(ConfigFollowTest, ReceiverStartsFromTheFileThenFollowsTheService) {
   WriteFile(path_, ConfigText(settings_));
   server = StartConfigService("127.0.0.1:" + std::to_string(port));
   ASSERT_NE(server, nullptr);
-  EXPECT_TRUE(WaitUntil([&] { return Drain(receiver.port(), kTokenB) == 204u; }, kWait));
+  EXPECT_TRUE(support::Eventually([&] { return Drain(receiver.port(), kTokenB) == 204u; }, kWait));
   EXPECT_EQ(Drain(receiver.port(), kTokenA), 401u);
   EXPECT_EQ(receiver.config_version(), server->version());
 }
@@ -301,9 +277,9 @@ TEST_F(ConfigFollowTest, OutletUsesNewCredentialsForLaterWindows) {
       outlet::Service::StartFollowing(std::move(follow), std::move(options), base::SystemClock::Get());
   ASSERT_TRUE(outlet.ok()) << outlet.status();
   EXPECT_EQ((*outlet)->config_version(), server->version());
-  ASSERT_TRUE(WaitUntil([&] { return (*outlet)->outlet().HeldShards().size() == 4; }, kWait));
+  ASSERT_TRUE(support::Eventually([&] { return (*outlet)->outlet().HeldShards().size() == 4; }, kWait));
 
-  ASSERT_TRUE(WaitUntil([&] { return Drain((*receiver)->port(), kTokenA) == 204u; }, kWait));
+  ASSERT_TRUE(support::Eventually([&] { return Drain((*receiver)->port(), kTokenA) == 204u; }, kWait));
   ASSERT_TRUE((*fake_one)->WaitForRequests(1, milliseconds(10000)));
   {
     const auto requests = (*fake_one)->Requests();
@@ -315,7 +291,7 @@ TEST_F(ConfigFollowTest, OutletUsesNewCredentialsForLaterWindows) {
   settings_.librato_url = (*fake_two)->Url();
   settings_.api_token = "api-two";
   WriteFile(path_, ConfigText(settings_));
-  ASSERT_TRUE(WaitUntil(
+  ASSERT_TRUE(support::Eventually(
       [&] { return (*outlet)->outlet().CurrentConfig()->tenants[0].librato.api_token == "api-two"; }, kWait));
   // Config service down from here: the outlet keeps its (new) copy.
   server->Stop();

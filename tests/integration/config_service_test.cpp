@@ -8,10 +8,8 @@
 
 #include "services/config/config_service.h"
 
-#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -42,6 +40,9 @@
 #include "gtest/gtest.h"
 #include "proto/drainmet/v1/config.grpc.pb.h"
 #include "proto/grpc/health/v1/health.grpc.pb.h"
+#include "tests/support/child_process.h"
+#include "tests/support/eventually.h"
+#include "tests/support/temp_dir.h"
 
 namespace drainmet::config_service {
 namespace {
@@ -77,37 +78,10 @@ std::string ConfigText(const std::vector<std::string>& tokens, int shards = 64) 
          "    output: stdout\n";
 }
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "drainmet_config_service_XXXXXX").string();
-    char* made = ::mkdtemp(pattern.data());
-    path_ = made != nullptr ? made : "";
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    if (!path_.empty()) fs::remove_all(path_, ignored);
-  }
-  std::string File(const std::string& name) const { return path_ + "/" + name; }
+using support::TempDir;
 
- private:
-  std::string path_;
-};
-
-// Replaces `path` atomically (write + rename), as a ConfigMap update or an editor does.
 void WriteFile(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  { std::ofstream(tmp, std::ios::binary | std::ios::trunc) << text; }
-  fs::rename(tmp, path);
-}
-
-bool WaitUntil(const std::function<bool()>& done, milliseconds timeout) {
-  const auto deadline = Clock::now() + timeout;
-  while (!done()) {
-    if (Clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(milliseconds(10));
-  }
-  return true;
+  ASSERT_TRUE(support::ReplaceFile(path, text)) << path;
 }
 
 std::unique_ptr<v1::ConfigService::Stub> ConfigStub(std::uint16_t port) {
@@ -373,7 +347,7 @@ TEST(ConfigWatcherTest, KeepsLastCopyWhileServiceIsDownAndFollowsRestarts) {
   config::ConfigWatcher& watcher = **started;
   ASSERT_TRUE(watcher.WaitForVersion(server->version(), kWait));
   EXPECT_TRUE(watcher.HasConfig());
-  EXPECT_TRUE(WaitUntil([&] { return watcher.Connected(); }, kWait));
+  EXPECT_TRUE(support::Eventually([&] { return watcher.Connected(); }, kWait));
   EXPECT_TRUE(watcher.LastError().ok()) << watcher.LastError();
   EXPECT_EQ(*watcher.Current(), Load(path));
   const std::uint64_t first_version = watcher.CurrentServed().version;
@@ -381,7 +355,7 @@ TEST(ConfigWatcherTest, KeepsLastCopyWhileServiceIsDownAndFollowsRestarts) {
   // Revoke token B: gone from the watcher's copy within seconds, and a TokenIndex built
   // from it no longer authenticates it.
   WriteFile(path, ConfigText({kTokenA}));
-  ASSERT_TRUE(WaitUntil([&] { return HashesOf(*watcher.Current(), "acme").size() == 1; }, kWait));
+  ASSERT_TRUE(support::Eventually([&] { return HashesOf(*watcher.Current(), "acme").size() == 1; }, kWait));
   {
     config::TokenIndex index(*watcher.Current());
     EXPECT_TRUE(index.Find(kTokenA).has_value());
@@ -393,8 +367,9 @@ TEST(ConfigWatcherTest, KeepsLastCopyWhileServiceIsDownAndFollowsRestarts) {
   // Service down: the last copy stays, the error says so.
   server->Stop();
   server.reset();
-  ASSERT_TRUE(WaitUntil([&] { return !watcher.Connected(); }, kWait));
-  EXPECT_TRUE(WaitUntil([&] { return watcher.LastError().code() == absl::StatusCode::kUnavailable; }, kWait))
+  ASSERT_TRUE(support::Eventually([&] { return !watcher.Connected(); }, kWait));
+  EXPECT_TRUE(support::Eventually(
+      [&] { return watcher.LastError().code() == absl::StatusCode::kUnavailable; }, kWait))
       << watcher.LastError();
   std::this_thread::sleep_for(milliseconds(500));  // several reconnection attempts
   ASSERT_TRUE(watcher.HasConfig());
@@ -409,7 +384,7 @@ TEST(ConfigWatcherTest, KeepsLastCopyWhileServiceIsDownAndFollowsRestarts) {
   EXPECT_GT(watcher.CurrentServed().version, revoked_version);
   EXPECT_EQ(watcher.Current()->redis.shards, 32u);
   EXPECT_EQ(HashesOf(*watcher.Current(), "acme"), std::vector<std::string>{config::HashToken(kTokenB)});
-  EXPECT_TRUE(WaitUntil([&] { return watcher.LastError().ok(); }, kWait));
+  EXPECT_TRUE(support::Eventually([&] { return watcher.LastError().ok(); }, kWait));
 
   watcher.Stop();
   std::lock_guard<std::mutex> lock(changes_mu);
@@ -439,8 +414,8 @@ TEST(ConfigWatcherTest, StartsFromALocalFileUntilTheServiceAnswers) {
   ASSERT_TRUE((*watcher)->HasConfig());
   EXPECT_EQ((*watcher)->CurrentServed().version, 0u);
   EXPECT_EQ(*(*watcher)->Current(), Load(local));
-  EXPECT_TRUE(
-      WaitUntil([&] { return (*watcher)->LastError().code() == absl::StatusCode::kUnavailable; }, kWait));
+  EXPECT_TRUE(support::Eventually(
+      [&] { return (*watcher)->LastError().code() == absl::StatusCode::kUnavailable; }, kWait));
   EXPECT_FALSE((*watcher)->Connected());
 
   const std::string path = dir.File("config.yaml");
@@ -474,120 +449,16 @@ TEST(ConfigWatcherTest, StopReturnsPromptlyWithoutService) {
   EXPECT_LT(Clock::now() - start, milliseconds(2000));
 }
 
-// drainmet-config as a child process, stderr piped and read on a thread.
-class ChildProcess {
- public:
-  ~ChildProcess() {
-    if (pid_ > 0 && !exit_status_.has_value()) {
-      ::kill(pid_, SIGKILL);
-      int status = 0;
-      while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
-      }
-    }
-    if (reader_.joinable()) reader_.join();
-  }
-
-  bool Start(const std::vector<std::string>& args) {
-    int fds[2];
-    if (::pipe2(fds, O_CLOEXEC) != 0) return false;
-    std::vector<std::string> strings = {kConfigBinary};
-    strings.insert(strings.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (std::string& s : strings) argv.push_back(s.data());
-    argv.push_back(nullptr);
-    const pid_t parent = ::getpid();
-    const pid_t pid = ::fork();
-    if (pid < 0) return false;
-    if (pid == 0) {
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (::getppid() != parent) ::_exit(126);
-      if (::dup2(fds[1], STDERR_FILENO) < 0) ::_exit(126);
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
-    ::close(fds[1]);
-    pid_ = pid;
-    reader_ = std::thread([this, fd = fds[0]] {
-      std::string partial;
-      char buffer[4096];
-      for (;;) {
-        const ssize_t n = ::read(fd, buffer, sizeof buffer);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        partial.append(buffer, static_cast<std::size_t>(n));
-        std::size_t newline;
-        while ((newline = partial.find('\n')) != std::string::npos) {
-          std::lock_guard<std::mutex> lock(mu_);
-          lines_.push_back(partial.substr(0, newline));
-          partial.erase(0, newline + 1);
-          cv_.notify_all();
-        }
-      }
-      ::close(fd);
-      std::lock_guard<std::mutex> lock(mu_);
-      eof_ = true;
-      cv_.notify_all();
-    });
-    return true;
-  }
-
-  // The first stderr line containing `text`, within `timeout`.
-  std::optional<std::string> WaitForLine(const std::string& text, milliseconds timeout) {
-    std::unique_lock<std::mutex> lock(mu_);
-    std::optional<std::string> found;
-    cv_.wait_for(lock, timeout, [&] {
-      for (const std::string& line : lines_) {
-        if (line.find(text) != std::string::npos) {
-          found = line;
-          return true;
-        }
-      }
-      return eof_;
-    });
-    return found;
-  }
-
-  std::string Stderr() {
-    std::lock_guard<std::mutex> lock(mu_);
-    std::string all;
-    for (const std::string& line : lines_) all += line + "\n";
-    return all;
-  }
-
-  void Signal(int signal_number) { ::kill(pid_, signal_number); }
-
-  // The exit status (or 128 + signal), once the child exited within `timeout`.
-  std::optional<int> Wait(milliseconds timeout) {
-    const auto deadline = Clock::now() + timeout;
-    while (!exit_status_.has_value()) {
-      int status = 0;
-      const pid_t done = ::waitpid(pid_, &status, WNOHANG);
-      if (done == pid_) {
-        exit_status_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        break;
-      }
-      if (Clock::now() >= deadline) break;
-      std::this_thread::sleep_for(milliseconds(10));
-    }
-    return exit_status_;
-  }
-
- private:
-  pid_t pid_ = -1;
-  std::optional<int> exit_status_;
-  std::thread reader_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<std::string> lines_;
-  bool eof_ = false;
-};
+using support::ChildProcess;
 
 TEST(ConfigBinaryTest, ServesLogsItsPortAndExitsZeroOnSigterm) {
   TempDir dir;
   const std::string path = dir.File("config.yaml");
   WriteFile(path, ConfigText({kTokenA}));
   ChildProcess child;
-  ASSERT_TRUE(child.Start({"--config", path, "--listen", "127.0.0.1:0", "--reload-interval-ms", "50"}));
+  ASSERT_TRUE(
+      child.Start({kConfigBinary, "--config", path, "--listen", "127.0.0.1:0", "--reload-interval-ms", "50"})
+          .ok());
   std::optional<std::string> line = child.WaitForLine("msg=\"config service listening\"", kWait);
   ASSERT_TRUE(line.has_value()) << child.Stderr();
   std::smatch match;
@@ -616,7 +487,7 @@ TEST(ConfigBinaryTest, ServesLogsItsPortAndExitsZeroOnSigterm) {
   }
 
   child.Signal(SIGTERM);
-  EXPECT_EQ(child.Wait(kWait), std::optional<int>(0)) << child.Stderr();
+  EXPECT_EQ(child.WaitExitCode(kWait), std::optional<int>(0)) << child.Stderr();
   EXPECT_EQ(child.Stderr().find("api-secret-1"), std::string::npos) << "a secret was logged";
 }
 
@@ -624,14 +495,15 @@ TEST(ConfigBinaryTest, ExitCodes) {
   TempDir dir;
   {
     ChildProcess child;  // missing config file: 1
-    ASSERT_TRUE(child.Start({"--config", dir.File("missing.yaml"), "--listen", "127.0.0.1:0"}));
-    EXPECT_EQ(child.Wait(kWait), std::optional<int>(1)) << child.Stderr();
+    ASSERT_TRUE(
+        child.Start({kConfigBinary, "--config", dir.File("missing.yaml"), "--listen", "127.0.0.1:0"}).ok());
+    EXPECT_EQ(child.WaitExitCode(kWait), std::optional<int>(1)) << child.Stderr();
     EXPECT_NE(child.Stderr().find("level=error"), std::string::npos) << child.Stderr();
   }
   {
     ChildProcess child;  // no --config: command-line error, 2
-    ASSERT_TRUE(child.Start({"--listen", "127.0.0.1:0"}));
-    EXPECT_EQ(child.Wait(kWait), std::optional<int>(2)) << child.Stderr();
+    ASSERT_TRUE(child.Start({kConfigBinary, "--listen", "127.0.0.1:0"}).ok());
+    EXPECT_EQ(child.WaitExitCode(kWait), std::optional<int>(2)) << child.Stderr();
   }
 }
 

@@ -6,10 +6,8 @@
 // (--grpc-listen, the bound port in the listening line, exit 1 on a taken port). Every wait
 // is a poll bounded by a deadline.
 
-#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -39,6 +37,8 @@
 #include "proto/grpc/health/v1/health.grpc.pb.h"
 #include "services/outlet/service.h"
 #include "services/receiver/service.h"
+#include "tests/support/child_process.h"
+#include "tests/support/eventually.h"
 #include "tests/support/http_client.h"
 #include "tests/support/redis_server.h"
 
@@ -85,18 +85,9 @@ Answer Check(std::uint16_t port, const std::string& service) {
   return answer;
 }
 
-bool WaitUntil(const std::function<bool()>& done, milliseconds timeout) {
-  const auto deadline = Clock::now() + timeout;
-  while (!done()) {
-    if (Clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(milliseconds(20));
-  }
-  return true;
-}
-
 // Every name in `names` answers `want` (polled up to kWait).
 bool EventuallyAll(std::uint16_t port, const std::vector<std::string>& names, bool (Answer::*want)() const) {
-  return WaitUntil(
+  return support::Eventually(
       [&] {
         for (const std::string& name : names) {
           if (!(Check(port, name).*want)()) return false;
@@ -286,8 +277,8 @@ TEST_F(ServiceHealthTest, ReceiverIsServingOnlyWhileRedisAnswers) {
   ASSERT_NE(port, (*service)->port());
   ExpectHealthFollowsRedis(port, {"", receiver::kHealthServiceName});
   // /readyz agrees once both have seen Redis back.
-  EXPECT_TRUE(
-      WaitUntil([&] { return support::HttpGet((*service)->port(), "/readyz").status == 200; }, kWait));
+  EXPECT_TRUE(support::Eventually(
+      [&] { return support::HttpGet((*service)->port(), "/readyz").status == 200; }, kWait));
 }
 
 TEST_F(ServiceHealthTest, ReceiverStopIsNotServingOrUnreachable) {
@@ -331,8 +322,8 @@ TEST_F(ServiceHealthTest, OutletIsServingOnlyWhileRedisAnswers) {
   ASSERT_GT(port, 0);
   ASSERT_NE(port, (*service)->port());
   ExpectHealthFollowsRedis(port, {"", outlet::kHealthServiceName});
-  EXPECT_TRUE(
-      WaitUntil([&] { return support::HttpGet((*service)->port(), "/readyz").status == 200; }, kWait));
+  EXPECT_TRUE(support::Eventually(
+      [&] { return support::HttpGet((*service)->port(), "/readyz").status == 200; }, kWait));
 }
 
 TEST_F(ServiceHealthTest, OutletStopIsNotServingOrUnreachable) {
@@ -363,105 +354,7 @@ TEST_F(ServiceHealthTest, OutletTakenGrpcPortIsUnavailable) {
 // ---------------------------------------------------------------------------------------
 // The binaries: --grpc-listen, the bound port in the listening line, exit 1 on a taken port.
 
-// A binary as a child process, stderr piped and read on a thread.
-class ChildProcess {
- public:
-  ~ChildProcess() {
-    if (pid_ > 0 && !exit_status_.has_value()) {
-      ::kill(pid_, SIGKILL);
-      int status = 0;
-      while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
-      }
-    }
-    if (reader_.joinable()) reader_.join();
-  }
-
-  bool Start(std::vector<std::string> args) {
-    int fds[2];
-    if (::pipe2(fds, O_CLOEXEC) != 0) return false;
-    std::vector<char*> argv;
-    for (std::string& s : args) argv.push_back(s.data());
-    argv.push_back(nullptr);
-    const pid_t parent = ::getpid();
-    const pid_t pid = ::fork();
-    if (pid < 0) return false;
-    if (pid == 0) {
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (::getppid() != parent) ::_exit(126);
-      if (::dup2(fds[1], STDERR_FILENO) < 0) ::_exit(126);
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
-    ::close(fds[1]);
-    pid_ = pid;
-    reader_ = std::thread([this, fd = fds[0]] {
-      char buffer[4096];
-      for (;;) {
-        const ssize_t n = ::read(fd, buffer, sizeof buffer);
-        if (n < 0 && errno == EINTR) continue;
-        std::lock_guard<std::mutex> lock(mu_);
-        if (n <= 0) {
-          eof_ = true;
-          cv_.notify_all();
-          break;
-        }
-        err_.append(buffer, static_cast<std::size_t>(n));
-        cv_.notify_all();
-      }
-      ::close(fd);
-    });
-    return true;
-  }
-
-  // The first complete stderr line containing `text`, within `timeout`.
-  std::optional<std::string> WaitForLine(const std::string& text, milliseconds timeout) {
-    std::unique_lock<std::mutex> lock(mu_);
-    std::optional<std::string> found;
-    cv_.wait_for(lock, timeout, [&] {
-      const std::size_t at = err_.find(text);
-      if (at != std::string::npos) {
-        const std::size_t begin = err_.rfind('\n', at);
-        const std::size_t end = err_.find('\n', at);
-        if (end != std::string::npos) {
-          const std::size_t from = begin == std::string::npos ? 0 : begin + 1;
-          found = err_.substr(from, end - from);
-          return true;
-        }
-      }
-      return eof_;
-    });
-    return found;
-  }
-
-  std::string Stderr() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return err_;
-  }
-
-  void Signal(int signal_number) { ::kill(pid_, signal_number); }
-
-  // The exit status (or 128 + signal), once the child exited within `timeout`.
-  std::optional<int> Wait(milliseconds timeout) {
-    WaitUntil(
-        [&] {
-          int status = 0;
-          if (::waitpid(pid_, &status, WNOHANG) != pid_) return false;
-          exit_status_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-          return true;
-        },
-        timeout);
-    return exit_status_;
-  }
-
- private:
-  pid_t pid_ = -1;
-  std::optional<int> exit_status_;
-  std::thread reader_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::string err_;
-  bool eof_ = false;
-};
+using support::ChildProcess;
 
 struct BinaryCase {
   const char* name;
@@ -508,8 +401,10 @@ class BinaryHealthTest : public ServiceHealthTest, public ::testing::WithParamIn
 TEST_P(BinaryHealthTest, ServesHealthOnGrpcListenAndStopsOnSigterm) {
   const BinaryCase& binary = GetParam();
   ChildProcess child;
-  ASSERT_TRUE(child.Start(
-      {binary.path, "--config", config_path_, "--listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0"}));
+  ASSERT_TRUE(child
+                  .Start({binary.path, "--config", config_path_, "--listen", "127.0.0.1:0", "--grpc-listen",
+                          "127.0.0.1:0"})
+                  .ok());
   const std::optional<std::string> line = child.WaitForLine(binary.listening, kWait);
   ASSERT_TRUE(line.has_value()) << child.Stderr();
   std::smatch match;
@@ -519,7 +414,7 @@ TEST_P(BinaryHealthTest, ServesHealthOnGrpcListenAndStopsOnSigterm) {
   EXPECT_TRUE(EventuallyAll(port, {"", binary.service_name}, &Answer::Serving)) << Check(port, "");
   EXPECT_EQ(Check(port, "drainmet.v1.NoSuchService").code, grpc::StatusCode::NOT_FOUND);
   child.Signal(SIGTERM);
-  EXPECT_EQ(child.Wait(kWait), std::optional<int>(0)) << child.Stderr();
+  EXPECT_EQ(child.WaitExitCode(kWait), std::optional<int>(0)) << child.Stderr();
   EXPECT_EQ(Check(port, "").code, grpc::StatusCode::UNAVAILABLE);
 }
 
@@ -529,9 +424,10 @@ TEST_P(BinaryHealthTest, TakenGrpcPortExitsOneSayingWhy) {
   ASSERT_TRUE(holder.ok()) << holder.status();
   const std::string taken = "127.0.0.1:" + std::to_string((*holder)->port());
   ChildProcess child;
-  ASSERT_TRUE(child.Start(
-      {binary.path, "--config", config_path_, "--listen", "127.0.0.1:0", "--grpc-listen", taken}));
-  EXPECT_EQ(child.Wait(kWait), std::optional<int>(1)) << child.Stderr();
+  ASSERT_TRUE(
+      child.Start({binary.path, "--config", config_path_, "--listen", "127.0.0.1:0", "--grpc-listen", taken})
+          .ok());
+  EXPECT_EQ(child.WaitExitCode(kWait), std::optional<int>(1)) << child.Stderr();
   const std::optional<std::string> line = child.WaitForLine("cannot listen for gRPC on " + taken, kWait);
   ASSERT_TRUE(line.has_value()) << child.Stderr();
   EXPECT_NE(line->find("level=error"), std::string::npos) << *line;

@@ -6,9 +6,7 @@
 
 #include "services/outlet/outlet.h"
 
-#include <fcntl.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -33,12 +31,12 @@
 #include "common/store/redis_store.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/support/child_process.h"
 #include "tests/support/drain_text.h"
+#include "tests/support/eventually.h"
 #include "tests/support/fake_librato.h"
 #include "tests/support/http_client.h"
 #include "tests/support/redis_server.h"
-
-extern char** environ;
 
 namespace drainmet::outlet {
 namespace {
@@ -59,15 +57,6 @@ std::string Body(std::int64_t t, int lines) {
                    " count#hits sample#queue=" + std::to_string(i));
   }
   return body;
-}
-
-bool WaitUntil(const std::function<bool()>& done, milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(milliseconds(20));
-  }
-  return done();
 }
 
 /// A gauge as identified on the wire: tenant (from the Basic-auth email), name, source, time.
@@ -181,7 +170,7 @@ class OutletTest : public ::testing::Test {
   /// in-memory path's values (SEMANTICS §7.1-7.3; sums to 1e-12 relative).
   void ExpectExactlyTheExpectedGauges(const std::vector<librato::Gauge>& want) {
     ASSERT_FALSE(want.empty());
-    EXPECT_TRUE(WaitUntil([&] { return Received().size() >= want.size(); }, milliseconds(15000)))
+    EXPECT_TRUE(support::Eventually([&] { return Received().size() >= want.size(); }, milliseconds(15000)))
         << "got " << Received().size() << " of " << want.size() << " gauges";
     std::this_thread::sleep_for(milliseconds(400));  // A duplicate would show by now.
     const auto got = Received();
@@ -270,10 +259,10 @@ TEST_F(OutletTest, PostsExactlyTheGaugesOfTheMemoryPath) {
   Ingest(c, "beta", Body(t, 17), "F3");
   telemetry::Metrics metrics;
   auto outlet = NewOutlet(c, metrics);
-  EXPECT_TRUE(WaitUntil([&] { return outlet->HeldShards().size() == 8; }, milliseconds(3000)));
+  EXPECT_TRUE(support::Eventually([&] { return outlet->HeldShards().size() == 8; }, milliseconds(3000)));
   const std::vector<librato::Gauge> want = ExpectedGauges();
   ExpectExactlyTheExpectedGauges(want);
-  EXPECT_TRUE(WaitUntil([&] { return AllAcked(8); }, milliseconds(3000)));
+  EXPECT_TRUE(support::Eventually([&] { return AllAcked(8); }, milliseconds(3000)));
   const telemetry::Counters counters = metrics.Snapshot();
   EXPECT_EQ(counters.posted, want.size());
   EXPECT_EQ(counters.retried, 0u);
@@ -290,7 +279,7 @@ TEST_F(OutletTest, TwoOutletsShareTheShardsAndPostEachGaugeOnce) {
   auto a = NewOutlet(c, ma, "outlet-a");
   auto b = NewOutlet(c, mb, "outlet-b");
   // Rebalance: each ends with ceil(8 / 2) = 4 shards, together all 8, none twice.
-  const bool balanced = WaitUntil(
+  const bool balanced = support::Eventually(
       [&] {
         auto ha = a->HeldShards();
         auto hb = b->HeldShards();
@@ -309,7 +298,7 @@ TEST_F(OutletTest, TwoOutletsShareTheShardsAndPostEachGaugeOnce) {
   Ingest(c, "acme", Body(t, 30), "F1");
   Ingest(c, "beta", Body(t, 30), "F2");
   ExpectExactlyTheExpectedGauges(ExpectedGauges());
-  EXPECT_TRUE(WaitUntil([&] { return AllAcked(8); }, milliseconds(3000)));
+  EXPECT_TRUE(support::Eventually([&] { return AllAcked(8); }, milliseconds(3000)));
   EXPECT_GT(ma.Snapshot().posted, 0u);
   EXPECT_GT(mb.Snapshot().posted, 0u);
   a->Stop();
@@ -336,7 +325,7 @@ TEST_F(OutletTest, FencedOutletLeavesTheUnsentTenantsToTheNextHolder) {
   const std::string stuck_user = fake_->Requests()[1].user;
   ASSERT_NE(done_user, stuck_user);
   // A marks the answered tenant sent before its lease goes.
-  ASSERT_TRUE(WaitUntil(
+  ASSERT_TRUE(support::Eventually(
       [&] { return SentTenants(0) == std::vector<std::string>{done_user.substr(0, done_user.find('@'))}; },
       milliseconds(3000)));
   a->PauseLeaseManagerForTest(true);
@@ -344,11 +333,11 @@ TEST_F(OutletTest, FencedOutletLeavesTheUnsentTenantsToTheNextHolder) {
   const std::string_view del[] = {"DEL", lease_key};
   ASSERT_TRUE(client_.Command(del).ok());  // As if A's lease expired while it was stalled.
   auto b = NewOutlet(c, mb, "outlet-b");
-  ASSERT_TRUE(WaitUntil([&] { return b->HeldShards().size() == 1; }, milliseconds(3000)));
+  ASSERT_TRUE(support::Eventually([&] { return b->HeldShards().size() == 1; }, milliseconds(3000)));
   a->PauseLeaseManagerForTest(false);
-  EXPECT_TRUE(WaitUntil([&] { return a->HeldShards().empty(); }, milliseconds(3000)));
+  EXPECT_TRUE(support::Eventually([&] { return a->HeldShards().empty(); }, milliseconds(3000)));
 
-  EXPECT_TRUE(WaitUntil([&] { return AllAcked(1); }, milliseconds(10000)));
+  EXPECT_TRUE(support::Eventually([&] { return AllAcked(1); }, milliseconds(10000)));
   std::this_thread::sleep_for(milliseconds(2500));  // Past A's retry time: it must not post.
   const std::vector<support::RecordedRequest> requests = fake_->Requests();
   ASSERT_EQ(requests.size(), 3u);
@@ -372,7 +361,7 @@ TEST_F(OutletTest, ServerErrorIsRetriedThenAcked) {
   telemetry::Metrics metrics;
   auto outlet = NewOutlet(c, metrics);
   ASSERT_TRUE(fake_->WaitForRequests(2, milliseconds(10000)));
-  EXPECT_TRUE(WaitUntil([&] { return AllAcked(1); }, milliseconds(3000)));
+  EXPECT_TRUE(support::Eventually([&] { return AllAcked(1); }, milliseconds(3000)));
   std::this_thread::sleep_for(milliseconds(300));
   const auto requests = fake_->Requests();
   ASSERT_EQ(requests.size(), 2u);
@@ -404,7 +393,7 @@ TEST_F(OutletTest, ConcurrentRequestsRetryAndPostEachGaugeOnce) {
   telemetry::Metrics metrics;
   auto outlet = NewOutlet(c, metrics);
   ExpectExactlyTheExpectedGauges(want);
-  EXPECT_TRUE(WaitUntil([&] { return AllAcked(1); }, milliseconds(3000)));
+  EXPECT_TRUE(support::Eventually([&] { return AllAcked(1); }, milliseconds(3000)));
   outlet->Stop();
 
   const auto requests = fake_->Requests();
@@ -443,7 +432,7 @@ TEST_F(OutletTest, ClientErrorIsRejectedAckedAndNotRetried) {
   telemetry::Metrics metrics;
   auto outlet = NewOutlet(c, metrics);
   ASSERT_TRUE(fake_->WaitForRequests(1, milliseconds(10000)));
-  EXPECT_TRUE(WaitUntil([&] { return AllAcked(1); }, milliseconds(3000)));
+  EXPECT_TRUE(support::Eventually([&] { return AllAcked(1); }, milliseconds(3000)));
   std::this_thread::sleep_for(milliseconds(500));
   const auto requests = fake_->Requests();
   ASSERT_EQ(requests.size(), 1u);
@@ -473,7 +462,7 @@ TEST_F(OutletTest, StopReleasesTheLeasesForTheNextOutlet) {
   const config::Config c = MakeConfig(4);
   telemetry::Metrics ma, mb;
   auto a = NewOutlet(c, ma, "outlet-a");
-  ASSERT_TRUE(WaitUntil([&] { return a->HeldShards().size() == 4; }, milliseconds(3000)));
+  ASSERT_TRUE(support::Eventually([&] { return a->HeldShards().size() == 4; }, milliseconds(3000)));
   a->Stop();
   EXPECT_TRUE(a->HeldShards().empty());
   for (std::uint32_t s = 0; s < 4; ++s) EXPECT_FALSE(LeaseExists(s)) << s;
@@ -484,7 +473,7 @@ TEST_F(OutletTest, StopReleasesTheLeasesForTheNextOutlet) {
   // The next outlet takes them at once (its first round), not after a lease time.
   const auto before = std::chrono::steady_clock::now();
   auto b = NewOutlet(c, mb, "outlet-b");
-  EXPECT_TRUE(WaitUntil([&] { return b->HeldShards().size() == 4; }, milliseconds(1000)));
+  EXPECT_TRUE(support::Eventually([&] { return b->HeldShards().size() == 4; }, milliseconds(1000)));
   EXPECT_LT(std::chrono::steady_clock::now() - before, milliseconds(c.outlet.lease_ttl_ms));
   b->Stop();
 }
@@ -504,61 +493,28 @@ TEST_F(OutletTest, BinaryServesHealthzAndReleasesLeasesOnSigterm) {
         << "      email: acme@example.com\n      api_token: secret\n";
     ASSERT_TRUE(out.good());
   }
-  int fds[2];
-  ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
-  std::vector<std::string> args = {kOutletBinary, "--config",      config_path,  "--listen",
-                                   "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0"};
-  std::vector<char*> argv;
-  for (std::string& s : args) argv.push_back(s.data());
-  argv.push_back(nullptr);
-  const pid_t parent = ::getpid();
-  const pid_t pid = ::fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) ::_exit(126);
-    if (::dup2(fds[1], STDERR_FILENO) < 0) ::_exit(126);
-    ::execve(argv[0], argv.data(), environ);
-    ::_exit(127);
-  }
-  ::close(fds[1]);
-  // Reads stderr until the listening line (bounded by a poll timeout per read).
-  std::string err;
-  std::uint16_t port = 0;
-  const auto deadline = std::chrono::steady_clock::now() + milliseconds(10000);
+  support::ChildProcess child;
+  ASSERT_TRUE(child
+                  .Start({kOutletBinary, "--config", config_path, "--listen", "127.0.0.1:0", "--grpc-listen",
+                          "127.0.0.1:0"})
+                  .ok());
   constexpr std::string_view kListen = "msg=\"drainmet-outlet listening\" listen=127.0.0.1:";
-  const int flags = ::fcntl(fds[0], F_GETFL);
-  ::fcntl(fds[0], F_SETFL, flags | O_NONBLOCK);
-  while (port == 0 && std::chrono::steady_clock::now() < deadline) {
-    char buffer[4096];
-    const ssize_t n = ::read(fds[0], buffer, sizeof buffer);
-    if (n > 0) err.append(buffer, static_cast<std::size_t>(n));
-    if (n == 0) break;
-    const std::size_t at = err.find(kListen);
-    if (at != std::string::npos && err.find('\n', at) != std::string::npos) {
-      port = static_cast<std::uint16_t>(std::stoi(err.substr(at + kListen.size())));
-    }
-    if (n < 0) std::this_thread::sleep_for(milliseconds(20));
-  }
-  ASSERT_NE(port, 0) << err;
+  const std::optional<std::string> line = child.WaitForLine(kListen, milliseconds(10000));
+  ASSERT_TRUE(line.has_value()) << child.Stderr();
+  const auto port = static_cast<std::uint16_t>(std::stoi(line->substr(line->find(kListen) + kListen.size())));
+  ASSERT_NE(port, 0) << *line;
   const support::HttpReply health = support::HttpGet(port, "/healthz");
   EXPECT_EQ(health.status, 200u) << health.error;
-  EXPECT_TRUE(WaitUntil([&] { return support::HttpGet(port, "/readyz").status == 200; }, milliseconds(3000)));
-  EXPECT_TRUE(WaitUntil([&] { return LeaseExists(0) && LeaseExists(1) && LeaseExists(2) && LeaseExists(3); },
-                        milliseconds(3000)));
+  EXPECT_TRUE(support::Eventually([&] { return support::HttpGet(port, "/readyz").status == 200; },
+                                  milliseconds(3000)));
+  EXPECT_TRUE(support::Eventually(
+      [&] { return LeaseExists(0) && LeaseExists(1) && LeaseExists(2) && LeaseExists(3); },
+      milliseconds(3000)));
   const support::HttpReply metrics = support::HttpGet(port, "/metrics");
   EXPECT_NE(metrics.body.find("drainmet_outlet_leases_held 4"), std::string::npos) << metrics.body;
 
-  ::kill(pid, SIGTERM);
-  int status = -1;
-  const bool exited = WaitUntil([&] { return ::waitpid(pid, &status, WNOHANG) == pid; }, milliseconds(10000));
-  if (!exited) {
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, &status, 0);
-  }
-  ::close(fds[0]);
-  EXPECT_TRUE(exited);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  child.Signal(SIGTERM);
+  EXPECT_EQ(child.WaitExitCode(milliseconds(10000)), std::optional<int>(0)) << child.Stderr();
   for (std::uint32_t s = 0; s < 4; ++s) EXPECT_FALSE(LeaseExists(s)) << s;
   std::filesystem::remove_all(dir);
 }

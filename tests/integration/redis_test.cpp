@@ -32,6 +32,7 @@
 #include "common/store/redis_scripts.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/support/eventually.h"
 #include "tests/support/redis_server.h"
 
 namespace drainmet::store {
@@ -76,14 +77,6 @@ std::uint32_t NewShard() {
 }
 
 // Polls `done` every 10 ms until it holds or `timeout` passes.
-bool WaitUntil(const std::function<bool()>& done, milliseconds timeout) {
-  const auto deadline = SteadyClock::now() + timeout;
-  while (!done()) {
-    if (SteadyClock::now() >= deadline) return false;
-    std::this_thread::sleep_for(milliseconds(10));
-  }
-  return true;
-}
 
 Reply Must(RedisClient& client, std::initializer_list<std::string_view> argv) {
   absl::StatusOr<Reply> reply = client.Command(argv);
@@ -110,7 +103,7 @@ std::int64_t CloseSoon(RedisClient& client) {
 
 // Waits (at most 3 s) until Redis TIME reaches `close`.
 bool WaitForServerTime(RedisClient& client, std::int64_t close) {
-  return WaitUntil([&] { return ServerSeconds(client) >= close; }, milliseconds(3000));
+  return support::Eventually([&] { return ServerSeconds(client) >= close; }, milliseconds(3000));
 }
 
 std::string Str(std::int64_t value) { return std::to_string(value); }
@@ -296,7 +289,7 @@ TEST_F(RedisTest, ClientTimesOutAgainstPausedServerThenRecovers) {
   EXPECT_FALSE(timed.connected());  // Dropped: its reply may still arrive on the old socket.
 
   // Once the pause ends, the next call reconnects.
-  EXPECT_TRUE(WaitUntil([&] { return timed.Command({"GET", key}).ok(); }, milliseconds(3000)));
+  EXPECT_TRUE(support::Eventually([&] { return timed.Command({"GET", key}).ok(); }, milliseconds(3000)));
   EXPECT_EQ(Must(timed, {"GET", key}), Reply::String("v"));
 }
 
@@ -627,7 +620,8 @@ TEST_F(ShardProtocolTest, ExpiredLeaseFencesItsOldHolder) {
   EXPECT_THAT(sealed->ready, ElementsAre(close));
 
   // outlet-a pauses past its lease; outlet-b takes the shard with a higher token.
-  ASSERT_TRUE(WaitUntil([&] { return !Exists(ShardProtocol::Key(shard, "lease")); }, milliseconds(3000)));
+  ASSERT_TRUE(
+      support::Eventually([&] { return !Exists(ShardProtocol::Key(shard, "lease")); }, milliseconds(3000)));
   std::optional<Lease> new_holder = Acquire(shard, "outlet-b");
   ASSERT_TRUE(new_holder.has_value());
   EXPECT_GT(new_holder->token, old_holder->token);
@@ -778,7 +772,8 @@ TEST_F(ShardProtocolTest, NewHolderFinishesWindowsADeadHolderSealed) {
   ASSERT_EQ(*protocol_.MarkSent(*client_, shard, *dead, now - 20, acme), 1);
   // outlet-a is killed here: no ack, no release.
 
-  ASSERT_TRUE(WaitUntil([&] { return !Exists(ShardProtocol::Key(shard, "lease")); }, milliseconds(3000)));
+  ASSERT_TRUE(
+      support::Eventually([&] { return !Exists(ShardProtocol::Key(shard, "lease")); }, milliseconds(3000)));
   std::optional<Lease> heir = Acquire(shard, "outlet-b");
   ASSERT_TRUE(heir.has_value());
   absl::StatusOr<SealResult> found = protocol_.Seal(*client_, shard, *heir);

@@ -46,6 +46,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/golden/gauge_compare.h"
+#include "tests/support/child_process.h"
 #include "tests/support/fake_librato.h"
 #include "tests/support/http_client.h"
 
@@ -64,153 +65,8 @@ constexpr char kApiTokenEnv[] = "DRAINMET_TEST_LIBRATO_TOKEN";
 constexpr char kEmail[] = "ops@acme.example";
 constexpr std::int64_t kMicrosPerSecond = 1'000'000;
 
-/// `drainmet run` in a child process, its stderr read line by line on a thread (so the
-/// child never blocks on a full pipe) and kept for assertions. Killed (SIGKILL) and reaped
-/// by the destructor if still running.
-class DrainmetProcess {
- public:
-  DrainmetProcess() = default;
-  DrainmetProcess(const DrainmetProcess&) = delete;
-  DrainmetProcess& operator=(const DrainmetProcess&) = delete;
-
-  ~DrainmetProcess() {
-    if (pid_ > 0 && !exited_) {
-      ::kill(pid_, SIGKILL);
-      int status = 0;
-      while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
-      }
-    }
-    if (reader_.joinable()) reader_.join();
-    if (read_fd_ >= 0) ::close(read_fd_);
-  }
-
-  /// Starts `binary args...` with the environment `env` ("K=V"), stderr piped to us. The
-  /// child is killed if the thread that started it dies (PR_SET_PDEATHSIG).
-  bool Start(const std::string& binary, const std::vector<std::string>& args,
-             const std::vector<std::string>& env, std::string* error) {
-    int fds[2];
-    if (::pipe2(fds, O_CLOEXEC) != 0) {
-      *error = "pipe2 failed";
-      return false;
-    }
-    // Everything the child needs is built before fork: it may only call async-signal-safe
-    // functions between fork and exec (the test process has threads).
-    std::vector<std::string> argv_strings = {binary};
-    argv_strings.insert(argv_strings.end(), args.begin(), args.end());
-    std::vector<char*> argv, envp;
-    for (std::string& s : argv_strings) argv.push_back(s.data());
-    argv.push_back(nullptr);
-    std::vector<std::string> env_strings = env;
-    for (std::string& s : env_strings) envp.push_back(s.data());
-    envp.push_back(nullptr);
-    const pid_t parent = ::getpid();
-
-    const pid_t pid = ::fork();
-    if (pid < 0) {
-      ::close(fds[0]);
-      ::close(fds[1]);
-      *error = "fork failed";
-      return false;
-    }
-    if (pid == 0) {
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (::getppid() != parent) ::_exit(126);
-      if (::dup2(fds[1], STDERR_FILENO) < 0) ::_exit(126);
-      ::execve(argv[0], argv.data(), envp.data());
-      ::_exit(127);
-    }
-    ::close(fds[1]);
-    pid_ = pid;
-    read_fd_ = fds[0];
-    reader_ = std::thread([this] { ReadStderr(); });
-    return true;
-  }
-
-  pid_t pid() const { return pid_; }
-
-  /// Waits until a line satisfies `match` (true) or `timeout` passes / stderr closes.
-  bool WaitForLine(const std::function<bool(const std::string&)>& match, milliseconds timeout,
-                   std::string* line = nullptr) {
-    std::unique_lock<std::mutex> lock(mu_);
-    std::size_t checked = 0;
-    const auto deadline = Clock::now() + timeout;
-    for (;;) {
-      for (; checked < lines_.size(); ++checked) {
-        if (match(lines_[checked])) {
-          if (line != nullptr) *line = lines_[checked];
-          return true;
-        }
-      }
-      if (eof_) return false;
-      if (changed_.wait_until(lock, deadline) == std::cv_status::timeout && checked == lines_.size())
-        return false;
-    }
-  }
-
-  /// Every complete line written to stderr so far.
-  std::vector<std::string> Lines() const {
-    std::lock_guard<std::mutex> lock(mu_);
-    return lines_;
-  }
-
-  void Signal(int signal_number) { ::kill(pid_, signal_number); }
-
-  /// Waits up to `timeout` for the child to exit; its wait status, or nullopt if still
-  /// running. Once it has exited, the stderr reader is joined (every line is in Lines()).
-  std::optional<int> WaitExit(milliseconds timeout) {
-    if (exited_) return exit_status_;
-    const auto deadline = Clock::now() + timeout;
-    for (;;) {
-      int status = 0;
-      const pid_t r = ::waitpid(pid_, &status, WNOHANG);
-      if (r == pid_) {
-        exited_ = true;
-        exit_status_ = status;
-        if (reader_.joinable()) reader_.join();
-        return status;
-      }
-      if (Clock::now() >= deadline) return std::nullopt;
-      std::this_thread::sleep_for(milliseconds(5));
-    }
-  }
-
- private:
-  void ReadStderr() {
-    std::string partial;
-    char buffer[4096];
-    for (;;) {
-      const ssize_t n = ::read(read_fd_, buffer, sizeof buffer);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) break;
-      partial.append(buffer, static_cast<std::size_t>(n));
-      std::size_t start = 0;
-      std::vector<std::string> complete;
-      for (std::size_t nl; (nl = partial.find('\n', start)) != std::string::npos; start = nl + 1) {
-        complete.push_back(partial.substr(start, nl - start));
-      }
-      partial.erase(0, start);
-      if (!complete.empty()) {
-        std::lock_guard<std::mutex> lock(mu_);
-        lines_.insert(lines_.end(), complete.begin(), complete.end());
-        changed_.notify_all();
-      }
-    }
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!partial.empty()) lines_.push_back(partial);
-    eof_ = true;
-    changed_.notify_all();
-  }
-
-  pid_t pid_ = -1;
-  int read_fd_ = -1;
-  bool exited_ = false;
-  int exit_status_ = 0;
-  std::thread reader_;
-  mutable std::mutex mu_;
-  std::condition_variable changed_;
-  std::vector<std::string> lines_;  // guarded by mu_
-  bool eof_ = false;                // guarded by mu_
-};
+/// `drainmet run` in a child process (its stderr kept for assertions).
+using DrainmetProcess = support::ChildProcess;
 
 /// "YYYY-MM-DDTHH:MM:SS.ffffff+00:00" for Unix microseconds (RFC 3339, as Logplex stamps).
 std::string Rfc3339Micros(std::int64_t unix_micros) {
@@ -423,13 +279,13 @@ tenants:
     env.push_back(token_var + api_token_);
 
     process_ = std::make_unique<DrainmetProcess>();
-    std::string error;
-    ASSERT_TRUE(process_->Start(kDrainmetBinary, args, env, &error)) << error;
-    std::string line;
-    ASSERT_TRUE(process_->WaitForLine(
-        [](const std::string& l) { return l.find("msg=\"drainmet listening\"") != std::string::npos; },
-        milliseconds(10000), &line))
-        << "drainmet did not report listening";
+    args.insert(args.begin(), kDrainmetBinary);
+    const absl::Status started = process_->Start(args, env);
+    ASSERT_TRUE(started.ok()) << started;
+    const std::optional<std::string> listening =
+        process_->WaitForLine("msg=\"drainmet listening\"", milliseconds(10000));
+    ASSERT_TRUE(listening.has_value()) << "drainmet did not report listening";
+    const std::string& line = *listening;
     constexpr std::string_view kListen = " listen=127.0.0.1:";
     const std::size_t at = line.find(kListen);
     ASSERT_NE(at, std::string::npos) << line;
@@ -613,14 +469,15 @@ TEST_F(RunProcessTest, Rejected400IsLoggedAndNotRetried) {
   ASSERT_EQ(PostDrain("/logs?resolution=1", DrainBody(NowUnixMicros(), lines), 1).status, 204u);
 
   ASSERT_TRUE(fake_->WaitForRequests(1, milliseconds(10000)));
-  std::string logged;
-  EXPECT_TRUE(process_->WaitForLine(
-      [&](const std::string& l) {
-        return l.find("level=error") != std::string::npos &&
-               l.find(LogfmtQuoted(error_body)) != std::string::npos;
-      },
-      milliseconds(5000), &logged))
-      << "the API's error body is logged at level=error";
+  const std::string logged = process_
+                                 ->WaitForLine(
+                                     [&](const std::string& l) {
+                                       return l.find("level=error") != std::string::npos &&
+                                              l.find(LogfmtQuoted(error_body)) != std::string::npos;
+                                     },
+                                     milliseconds(5000))
+                                 .value_or("");
+  EXPECT_FALSE(logged.empty()) << "the API's error body is logged at level=error";
   EXPECT_NE(logged.find("status=400"), std::string::npos) << logged;
   // A retry would come within ~110 ms (backoff 100 ms with jitter) plus one 50 ms pass.
   EXPECT_FALSE(fake_->WaitForRequests(2, milliseconds(1000))) << "a 400 must not be retried";
@@ -744,8 +601,7 @@ TEST_F(RunProcessTest, SecretsNeverReachTheLog) {
   EXPECT_EQ(support::HttpPost(port_, "/logs?resolution=1", wrong, body).status, 401u);
   EXPECT_EQ(PostDrain("/logs?resolution=1", body, 1).status, 204u);
   ASSERT_TRUE(fake_->WaitForRequests(2, milliseconds(10000)));
-  EXPECT_TRUE(process_->WaitForLine(
-      [](const std::string& l) { return l.find("status=422") != std::string::npos; }, milliseconds(5000)));
+  EXPECT_TRUE(process_->WaitForLine("status=422", milliseconds(5000)).has_value());
   // Nor any metric's name or label.
   const support::HttpReply metrics = support::HttpGet(port_, "/metrics");
   ASSERT_EQ(metrics.status, 200u);
