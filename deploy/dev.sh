@@ -41,6 +41,9 @@ case "$cmd" in
     # Kubernetes manifests and container files, offline (docs/operations.md "Kubernetes")
     tests/k8s/validate.sh
     ;;
+  -h | --help | help)
+    echo "usage: deploy/dev.sh run [drainmet run flags...] | deploy/dev.sh test"
+    ;;
   *)
     echo "usage: deploy/dev.sh run [drainmet run flags...] | deploy/dev.sh test" >&2
     exit 2

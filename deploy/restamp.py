@@ -2,7 +2,10 @@
 """Restamps a captured drain body (application/logplex-1) to the current time.
 
 Every RFC 3339 TIMESTAMP of every frame is shifted by the same amount so that the
-latest frame is stamped "now minus --lag seconds"; octet counts are recomputed.
+latest frame is stamped "now minus --lag seconds"; octet counts are recomputed. The
+frames keep their spacing: a capture spanning 20 s puts its first frames 20 s in the
+past, which at a 5 s resolution (grace 5 s) are late. Restamp each file right before
+posting it, and post long captures at a resolution longer than their span.
 Used by the README's quick start to post the sample drain to a running drainmet.
 
 usage: deploy/restamp.py FILE [--lag SECONDS] > restamped.logplex
@@ -33,9 +36,12 @@ def parse(ts):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("file")
-    ap.add_argument("--lag", type=float, default=1.0)
+    ap = argparse.ArgumentParser(
+        description="Restamp a captured drain body (application/logplex-1) to now; writes it to stdout.")
+    ap.add_argument("file", help="a captured drain body (octet-counted syslog frames)")
+    ap.add_argument("--lag", type=float, default=1.0,
+                    help="seconds before now the latest frame is stamped (default 1.0); "
+                    "the other frames keep their distance to it")
     args = ap.parse_args()
     body = open(args.file, "rb").read()
     msgs = list(frames(body))

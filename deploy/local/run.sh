@@ -191,9 +191,17 @@ write_pids() {
   mv "$tmp" "$dir/pids"
 }
 
+keep_previous() {  # keep_previous FILE...: a non-empty FILE of an earlier run becomes FILE.1
+  local f
+  for f in "$@"; do
+    if [ -s "$f" ]; then mv -f -- "$f" "$f.1"; fi
+  done
+}
+
 start() {  # start NAME LOGFILE OUTFILE CMD...: in its own session, so a terminal's ^C reaches only us
   local name=$1 log=$2 out=$3
   shift 3
+  keep_previous "$log" "$out"
   setsid "$@" >"$out" 2>"$log" </dev/null &
   names+=("$name")
   pids+=("$!")
@@ -338,6 +346,7 @@ port_span=$((ephemeral_low - 20000))
 [ "$port_span" -ge 1000 ] || port_span=10000
 start_redis() {  # start_redis INDEX (0-based): on a random free loopback port, retried 5 times
   local k=$1 name=${redis_names[$1]} sock=${redis_socks[$1]} attempt port pid
+  keep_previous "$dir/$name.log"
   for attempt in 1 2 3 4 5; do
     port=$((20000 + RANDOM % port_span))
     port_taken "$port" && continue
