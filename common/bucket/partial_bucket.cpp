@@ -204,12 +204,10 @@ void BucketMap::Merge(BucketMap&& other) {
 }
 
 void BucketMap::MergeBucket(std::string_view encoded_key, PartialBucket&& bucket) {
-  auto it = map_.find(encoded_key);
-  if (it == map_.end()) {
-    map_.try_emplace(EncodedKey(encoded_key), std::move(bucket));
-  } else {
-    it->second.Merge(bucket);
-  }
+  // One hash and probe either way (the outlet inserts nearly every key it merges): the key
+  // is built from the view, and the bucket moved, only when inserted.
+  auto [it, inserted] = map_.try_emplace(encoded_key, std::move(bucket));
+  if (!inserted) it->second.Merge(bucket);
 }
 
 std::vector<ClosedBucket> BucketMap::TakeAll() {

@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
+#include "fmt/compile.h"
 #include "fmt/format.h"
 
 namespace drainmet::librato {
@@ -34,87 +35,91 @@ struct Derived {
 // SEMANTICS §7.1: the three gauges derived from a measure, in the order they sort.
 constexpr std::array<Derived, 3> kDerived = {{{".median", 50}, {".perc95", 95}, {".perc99", 99}}};
 
-// A gauge before the §7.6 conflict resolution, with what decides between rivals.
-struct Candidate {
-  Gauge gauge;
-  extract::Kind kind = extract::Kind::kMeasure;
-  bool derived = false;   // NAME.median etc., not the series' own name.
-  std::size_t order = 0;  // Position of its bucket in the input (key order).
+// A bucket as BuildGauges reads it: its key as views (into a ClosedBucket's strings or a
+// BucketMap's encoded key) and the bucket itself (its distribution is sorted in place).
+struct Input {
+  bucket::RecordKeyView key;
+  bucket::PartialBucket* bucket = nullptr;
 };
 
-Gauge BaseGauge(const bucket::ClosedBucket& closed, std::string name) {
-  Gauge gauge;
-  gauge.name = std::move(name);
-  gauge.source = closed.key.source;
-  gauge.measure_time = closed.key.window_unix_seconds;
-  gauge.period = closed.key.resolution_seconds;
-  gauge.units = closed.bucket.units;
-  gauge.tenant = closed.key.tenant;
-  return gauge;
-}
+// A gauge before the §7.6 conflict resolution: which bucket, which of its gauges, and what
+// a Gauge needs that the bucket does not hold. The Gauge itself (its four strings) is made
+// only for the candidates that are sent, in their final order.
+struct Candidate {
+  std::uint32_t input = 0;    // Index into the inputs; candidates of one input are adjacent.
+  std::int32_t derived = -1;  // -1: the series' own gauge; else the index into kDerived.
+  double value = 0;           // A derived gauge's percentile.
+  std::string_view name;      // The key's name, or the derived name (in the arena).
+};
 
-// The series' own gauge of a bucket (SEMANTICS §7.1-7.3): complex for a measure, value =
-// sum for a count, value = latest sample for a sample.
-Candidate MakeOwnGauge(const bucket::ClosedBucket& closed, std::size_t order) {
-  const bucket::PartialBucket& b = closed.bucket;
-  const extract::Kind kind = closed.key.kind;
-  Candidate own{BaseGauge(closed, closed.key.name), kind, false, order};
-  switch (kind) {
-    case extract::Kind::kMeasure:
-      own.gauge.complex = true;
-      own.gauge.count = b.count;
-      own.gauge.sum = b.sum;
-      own.gauge.min = b.min;
-      own.gauge.max = b.max;
-      own.gauge.sum_squares = b.sum_squares;
-      break;
-    case extract::Kind::kCount:
-      own.gauge.value = b.sum;
-      break;
-    case extract::Kind::kSample:
-      own.gauge.value = b.last;
-      break;
-  }
-  return own;
-}
-
-// Appends the gauges of one bucket (SEMANTICS §7.1-7.3) to `out`.
-void AppendBucketGauges(bucket::ClosedBucket& closed, std::size_t order, std::vector<Candidate>& out,
-                        telemetry::Counters& counters) {
-  bucket::PartialBucket& b = closed.bucket;
+// Appends the candidates of one bucket (SEMANTICS §7.1-7.3) to `out`. Derived names are
+// appended to `arena`, whose capacity the caller reserved for every one of them.
+void AppendBucketCandidates(const Input& in, std::uint32_t index, std::string& arena,
+                            std::vector<Candidate>& out, telemetry::Counters& counters) {
+  bucket::PartialBucket& b = *in.bucket;
   // An empty bucket has no value to send (its min/max are ±inf); buckets only exist once a
   // point reached them, so this guards against a corrupt or hand-made input only.
   if (b.count == 0) return;
-  const extract::Kind kind = closed.key.kind;
+  const extract::Kind kind = in.key.kind;
 
   // A count's value and a measure's sum that the API would refuse (kApiMagnitudeLimit):
   // that gauge is not sent, counted as bad_value; a measure's percentiles still are.
   if (kind != extract::Kind::kSample && !ApiAccepts(b.sum)) {
     ++counters.bad_value;
   } else {
-    out.push_back(MakeOwnGauge(closed, order));
+    out.push_back(Candidate{index, -1, 0, in.key.name});
   }
 
   if (kind != extract::Kind::kMeasure) return;
   // A measure whose distribution did not survive (count() == 0) still sends its complex
   // gauge; it has no percentiles to send.
   if (b.values.count() == 0) return;
-  for (const Derived& derived : kDerived) {
-    if (closed.key.name.size() + derived.suffix.size() > kMaxNameBytes) {
+  for (std::size_t d = 0; d < kDerived.size(); ++d) {
+    const Derived& derived = kDerived[d];
+    if (in.key.name.size() + derived.suffix.size() > kMaxNameBytes) {
       // SEMANTICS §5.1 says such a derived gauge "is not sent" without naming a counter; we
       // count each one as bad_name, the counter of names Librato would refuse.
       ++counters.bad_name;
       continue;
     }
-    std::string name;
-    name.reserve(closed.key.name.size() + derived.suffix.size());
-    name.append(closed.key.name).append(derived.suffix);
-    Candidate candidate{BaseGauge(closed, std::move(name)), kind, true, order};
+    const std::size_t at = arena.size();
+    arena.append(in.key.name).append(derived.suffix);
     double value = b.values.Percentile(derived.percentile);
     // A sketch answers within 1% relative error, which may fall outside the observed range.
     if (!b.values.exact()) value = std::clamp(value, b.min, b.max);
-    candidate.gauge.value = value;
-    out.push_back(std::move(candidate));
+    out.push_back(Candidate{index, static_cast<std::int32_t>(d), value,
+                            std::string_view(arena).substr(at, arena.size() - at)});
+  }
+}
+
+// The Gauge of a candidate that is sent.
+void FillGauge(const Input& in, const Candidate& c, Gauge& gauge) {
+  const bucket::PartialBucket& b = *in.bucket;
+  gauge.name.assign(c.name);
+  gauge.source.assign(in.key.source);
+  gauge.measure_time = in.key.window_unix_seconds;
+  gauge.period = in.key.resolution_seconds;
+  gauge.units = b.units;
+  gauge.tenant.assign(in.key.tenant);
+  if (c.derived >= 0) {
+    gauge.value = c.value;
+    return;
+  }
+  switch (in.key.kind) {
+    case extract::Kind::kMeasure:
+      gauge.complex = true;
+      gauge.count = b.count;
+      gauge.sum = b.sum;
+      gauge.min = b.min;
+      gauge.max = b.max;
+      gauge.sum_squares = b.sum_squares;
+      break;
+    case extract::Kind::kCount:
+      gauge.value = b.sum;
+      break;
+    case extract::Kind::kSample:
+      gauge.value = b.last;
+      break;
   }
 }
 
@@ -176,27 +181,36 @@ class Ranker {
   std::vector<std::string_view> distinct_;
 };
 
+// The sources of the candidates, for the keys whose first 16 bytes tie (see SortKey).
+struct SourceOf {
+  const std::vector<Input>& inputs;
+  const std::vector<Candidate>& candidates;
+  std::string_view operator()(std::uint32_t index) const {
+    return inputs[candidates[index].input].key.source;
+  }
+};
+
 // Three-way comparison of the sources of two keys (see SortKey).
-int CompareSources(const SortKey& a, const SortKey& b, const std::vector<Candidate>& candidates) {
+int CompareSources(const SortKey& a, const SortKey& b, const SourceOf& source) {
   if (a.source_hi != b.source_hi) return a.source_hi < b.source_hi ? -1 : 1;
   if (a.source_lo != b.source_lo) return a.source_lo < b.source_lo ? -1 : 1;
   if (a.source_size <= 16 && b.source_size <= 16) {
     return a.source_size == b.source_size ? 0 : (a.source_size < b.source_size ? -1 : 1);
   }
-  const int c = candidates[a.index].gauge.source.compare(candidates[b.index].gauge.source);
+  const int c = source(a.index).compare(source(b.index));
   return c == 0 ? 0 : (c < 0 ? -1 : 1);
 }
 
 // Same identity (SEMANTICS §7.6): tenant, name, source, measure_time.
-bool SameIdentity(const SortKey& a, const SortKey& b, const std::vector<Candidate>& candidates) {
+bool SameIdentity(const SortKey& a, const SortKey& b, const SourceOf& source) {
   return a.tenant == b.tenant && a.name == b.name && a.measure_time == b.measure_time &&
-         CompareSources(a, b, candidates) == 0;
+         CompareSources(a, b, source) == 0;
 }
 
-bool KeyPrecedes(const SortKey& a, const SortKey& b, const std::vector<Candidate>& candidates) {
+bool KeyPrecedes(const SortKey& a, const SortKey& b, const SourceOf& source) {
   if (a.tenant != b.tenant) return a.tenant < b.tenant;
   if (a.name != b.name) return a.name < b.name;
-  if (const int c = CompareSources(a, b, candidates); c != 0) return c < 0;
+  if (const int c = CompareSources(a, b, source); c != 0) return c < 0;
   if (a.measure_time != b.measure_time) return a.measure_time < b.measure_time;
   if (a.tie != b.tie) return a.tie < b.tie;
   return a.index < b.index;
@@ -277,34 +291,44 @@ void AppendInteger(std::int64_t value, std::string& out) {
   out.append(text.data(), text.size());
 }
 
-}  // namespace
-
-std::vector<Gauge> BuildGauges(std::span<bucket::ClosedBucket> buckets, telemetry::Counters& counters) {
-  std::size_t most = 0;  // a measure yields up to 4 gauges, the others 1
-  for (const bucket::ClosedBucket& closed : buckets)
-    most += closed.key.kind == extract::Kind::kMeasure ? 1 + kDerived.size() : 1;
+// BuildGauges over `inputs` (any order; an input's position breaks ties between rivals).
+std::vector<Gauge> BuildFromInputs(const std::vector<Input>& inputs, telemetry::Counters& counters) {
+  std::size_t most = 0;        // a measure yields up to 4 gauges, the others 1
+  std::size_t name_bytes = 0;  // the derived names, at most
+  for (const Input& in : inputs) {
+    if (in.key.kind != extract::Kind::kMeasure) {
+      ++most;
+      continue;
+    }
+    most += 1 + kDerived.size();
+    for (const Derived& derived : kDerived) name_bytes += in.key.name.size() + derived.suffix.size();
+  }
   std::vector<Candidate> candidates;
   candidates.reserve(most);
-  for (std::size_t i = 0; i < buckets.size(); ++i) {
-    AppendBucketGauges(buckets[i], i, candidates, counters);
+  // Views into it are taken as it fills: reserved for every derived name, it never moves.
+  std::string arena;
+  arena.reserve(name_bytes);
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    AppendBucketCandidates(inputs[i], static_cast<std::uint32_t>(i), arena, candidates, counters);
   }
 
-  // The sort keys (SortKey); their string views point into `candidates`, which no longer
-  // moves.
   Ranker tenants, names;
   std::vector<SortKey> keys(candidates.size());
   for (std::size_t i = 0; i < candidates.size(); ++i) {
     const Candidate& c = candidates[i];
-    const Gauge& g = c.gauge;
+    const bucket::RecordKeyView& key = inputs[c.input].key;
+    const std::string_view source = key.source;
     SortKey& k = keys[i];
-    k.tenant = tenants.Id(g.tenant);
-    k.name = names.Id(g.name);
-    k.source_hi = LoadBigEndian(g.source.data(), g.source.size());
-    k.source_lo = g.source.size() > 8 ? LoadBigEndian(g.source.data() + 8, g.source.size() - 8) : 0;
-    k.source_size = static_cast<std::uint32_t>(std::min<std::size_t>(g.source.size(), UINT32_MAX));
-    k.measure_time = g.measure_time;
-    k.tie = (static_cast<std::uint64_t>(c.kind) << 33) | (static_cast<std::uint64_t>(c.derived) << 32) |
-            static_cast<std::uint64_t>(static_cast<std::int64_t>(g.period) + (std::int64_t{1} << 31));
+    k.tenant = tenants.Id(key.tenant);
+    k.name = names.Id(c.name);
+    k.source_hi = LoadBigEndian(source.data(), source.size());
+    k.source_lo = source.size() > 8 ? LoadBigEndian(source.data() + 8, source.size() - 8) : 0;
+    k.source_size = static_cast<std::uint32_t>(std::min<std::size_t>(source.size(), UINT32_MAX));
+    k.measure_time = key.window_unix_seconds;
+    k.tie = (static_cast<std::uint64_t>(key.kind) << 33) |
+            (static_cast<std::uint64_t>(c.derived >= 0) << 32) |
+            static_cast<std::uint64_t>(static_cast<std::int64_t>(key.resolution_seconds) +
+                                       (std::int64_t{1} << 31));
     k.index = static_cast<std::uint32_t>(i);
   }
   const std::vector<std::uint32_t> tenant_rank = tenants.Ranks();
@@ -313,24 +337,55 @@ std::vector<Gauge> BuildGauges(std::span<bucket::ClosedBucket> buckets, telemetr
     k.tenant = tenant_rank[k.tenant];
     k.name = name_rank[k.name];
   }
+  const SourceOf source{inputs, candidates};
   std::sort(keys.begin(), keys.end(),
-            [&](const SortKey& a, const SortKey& b) { return KeyPrecedes(a, b, candidates); });
+            [&](const SortKey& a, const SortKey& b) { return KeyPrecedes(a, b, source); });
 
-  // The first of each identity is sent. Decided before any gauge is moved out, as a long
-  // source is compared through its candidate.
-  std::vector<char> sent(keys.size(), 1);
-  for (std::size_t i = 1; i < keys.size(); ++i) {
-    if (SameIdentity(keys[i - 1], keys[i], candidates)) {
-      sent[i] = 0;
-      ++counters.name_conflict;  // SEMANTICS §7.6: a preferred gauge already holds this identity.
-    }
-  }
-  std::vector<Gauge> gauges;
-  gauges.reserve(candidates.size());
+  // The first of each identity is sent; its Gauge is made in place, in the final order.
+  std::size_t sent = keys.empty() ? 0 : 1;
+  for (std::size_t i = 1; i < keys.size(); ++i) sent += SameIdentity(keys[i - 1], keys[i], source) ? 0 : 1;
+  std::vector<Gauge> gauges(sent);
+  std::size_t next = 0;
   for (std::size_t i = 0; i < keys.size(); ++i) {
-    if (sent[i]) gauges.push_back(std::move(candidates[keys[i].index].gauge));
+    if (i > 0 && SameIdentity(keys[i - 1], keys[i], source)) {
+      ++counters.name_conflict;  // SEMANTICS §7.6: a preferred gauge already holds this identity.
+      continue;
+    }
+    const Candidate& c = candidates[keys[i].index];
+    FillGauge(inputs[c.input], c, gauges[next++]);
   }
   return gauges;
+}
+
+}  // namespace
+
+std::vector<Gauge> BuildGauges(std::span<bucket::ClosedBucket> buckets, telemetry::Counters& counters) {
+  std::vector<Input> inputs(buckets.size());
+  for (std::size_t i = 0; i < buckets.size(); ++i) {
+    bucket::ClosedBucket& closed = buckets[i];
+    inputs[i].key = bucket::RecordKeyView{closed.key.tenant,
+                                          closed.key.name,
+                                          closed.key.source,
+                                          closed.key.kind,
+                                          closed.key.resolution_seconds,
+                                          closed.key.window_unix_seconds};
+    inputs[i].bucket = &closed.bucket;
+  }
+  return BuildFromInputs(inputs, counters);
+}
+
+std::vector<Gauge> BuildGauges(bucket::BucketMap& buckets, telemetry::Counters& counters) {
+  std::vector<Input> inputs;
+  inputs.reserve(buckets.size());
+  for (auto& [encoded, bucket] : buckets.map()) {
+    Input in;
+    // Keys come from EncodeBucketKey unless a caller passed garbage to MergeBucket; such a
+    // bucket has no identity to emit under and is dropped (as BucketMap::TakeAll does).
+    if (!bucket::KeyViewOf(encoded, &in.key)) continue;
+    in.bucket = &bucket;
+    inputs.push_back(in);
+  }
+  return BuildFromInputs(inputs, counters);
 }
 
 void AppendNumber(double value, std::string& out) {
@@ -349,8 +404,9 @@ void AppendNumber(double value, std::string& out) {
   // such as 1e+20 or 7.9341e-05 when that is shorter: both valid JSON numbers.
   // Into a local buffer (a back_insert_iterator costs a call per character): the longest
   // shortest form, "-2.2250738585072014e-308", is 24 characters.
+  // FMT_COMPILE: the format string is parsed at compile time (same output as "{}").
   char text[32];
-  char* end = fmt::format_to(text, "{}", value);
+  char* end = fmt::format_to(text, FMT_COMPILE("{}"), value);
   out.append(text, static_cast<std::size_t>(end - text));
 }
 

@@ -47,6 +47,14 @@ struct Gauge {
 /// caller's.
 std::vector<Gauge> BuildGauges(std::span<bucket::ClosedBucket> buckets, telemetry::Counters& counters);
 
+/// The gauges of every bucket in `buckets`, equal to BuildGauges(buckets.TakeAll()) (its keys
+/// are unique, so the order of the table decides nothing) without decoding, sorting or moving
+/// the buckets: the keys are read as views (bucket::KeyViewOf) and each Gauge is made once, in
+/// its final place. A key that does not decode is skipped, as TakeAll drops it. Leaves the
+/// table's buckets in place (their distributions sorted); the caller clears or drops it.
+/// Thread-compatible.
+std::vector<Gauge> BuildGauges(bucket::BucketMap& buckets, telemetry::Counters& counters);
+
 /// Writes a JSON number the SEMANTICS §3.4 way: integral values with magnitude below 2^53
 /// as integers ("2500", "-0" as "0"), others in the shortest form that round-trips
 /// ("0.1", "7.9341e-05", "1e+20"). `value` must be finite (validated upstream, §3.3);

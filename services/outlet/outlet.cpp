@@ -42,6 +42,17 @@ void SleepUnless(std::chrono::milliseconds total, const std::atomic<bool>& stop)
 
 std::string Num(std::int64_t v) { return std::to_string(v); }
 
+// drainmet_outlet_lease_renewals_total on `metrics`' registry (the registry merges a family
+// registered again, e.g. by a second outlet of one process).
+prometheus::Family<prometheus::Counter>& RenewalFamily(telemetry::Metrics& metrics) {
+  return prometheus::BuildCounter()
+      .Name("drainmet_outlet_lease_renewals_total")
+      .Help(
+          "Shard lease renewals by result: ok, refused (fenced: the lease expired or was taken over; "
+          "the shard is dropped), failed (Redis did not answer).")
+      .Register(metrics.registry());
+}
+
 }  // namespace
 
 std::string NewOwnerId() {
@@ -62,6 +73,7 @@ struct ShardOutlet::Worker {
   std::mt19937_64 rng;
   std::size_t last_buckets = 0;  // Buckets of this worker's last window: the next table's reserve.
   bucket::RecordReader reader;   // Decodes the window's records, reusing its storage.
+  bucket::BucketMap merged;      // The window's buckets; cleared, not freed, between windows.
 };
 
 ShardOutlet::ShardOutlet(config::Config config, OutletOptions options, const base::Clock& clock,
@@ -74,7 +86,10 @@ ShardOutlet::ShardOutlet(config::Config config, OutletOptions options, const bas
       protocol_(store::ShardProtocolOptions{.write_allowance = config::ReceiverWriteAllowance(config_)}),
       shards_(std::max<std::uint32_t>(1, config_.redis.shards)),
       view_(MakeView(std::make_shared<const config::Config>(config_), 0)),
-      states_(shards_) {}
+      states_(shards_),
+      renewals_ok_(&RenewalFamily(metrics_).Add({{"result", "ok"}})),
+      renewals_refused_(&RenewalFamily(metrics_).Add({{"result", "refused"}})),
+      renewals_failed_(&RenewalFamily(metrics_).Add({{"result", "failed"}})) {}
 
 std::shared_ptr<const ShardOutlet::TenantView> ShardOutlet::MakeView(
     std::shared_ptr<const config::Config> config, std::uint64_t generation) {
@@ -322,14 +337,19 @@ void ShardOutlet::ManagerTick(std::vector<store::RedisClient>& clients, std::mt1
     const absl::Status status = protocol_.RenewLease(ClientFor(clients, shard), shard, lease, ttl);
     const auto now = std::chrono::steady_clock::now();
     if (status.ok()) {
+      renewals_ok_->Increment();
       NoteRedisOk();
       std::lock_guard<std::mutex> lock(mu_);
       ShardState& s = states_[shard];
       if (s.lease && s.lease->token == lease.token) s.renewed = now;
     } else if (store::ShardProtocol::IsFenced(status)) {
+      renewals_refused_->Increment();
       NoteRedisOk();
+      // Logged once, by DropLease ("shard lease lost", why = this): the lease is no longer
+      // held afterwards, so it is not renewed (nor refused) again.
       DropLease(shard, lease.token, "fenced at renewal: the lease expired or was taken over");
     } else {
+      renewals_failed_->Increment();
       Log(Level::kWarn, "lease renewal failed", {{"shard", Num(shard)}, {"error", status.ToString()}});
       std::chrono::steady_clock::time_point renewed;
       {
@@ -511,7 +531,8 @@ ShardOutlet::WindowOutcome ShardOutlet::WorkWindow(Worker& worker, std::uint32_t
   // Sized like this worker's last window (the shards' windows are alike), so the table
   // does not grow, rehashing, through every power of two on the way.
   constexpr std::size_t kMaxReserve = std::size_t{1} << 20;
-  bucket::BucketMap merged;
+  bucket::BucketMap& merged = worker.merged;
+  merged.clear();  // Keeps its slot array: the pages are not faulted in again every window.
   merged.map().reserve(std::min(worker.last_buckets, kMaxReserve));
   std::string key;
   std::uint64_t bad = 0;
@@ -536,11 +557,14 @@ ShardOutlet::WindowOutcome ShardOutlet::WorkWindow(Worker& worker, std::uint32_t
   }
   NoteRedisOk();
   if (bad > 0) metrics_.AddBadRecords(bad);
-  std::vector<bucket::ClosedBucket> closed = merged.TakeAll();
-  worker.last_buckets = closed.size();
+  worker.last_buckets = merged.size();
   telemetry::Counters build_counters;
-  const std::vector<librato::Gauge> gauges = librato::BuildGauges(closed, build_counters);
+  // Straight from the table: the keys as views, no sort of the buckets (BuildGauges sorts
+  // the gauges), no decoded copies.
+  const std::vector<librato::Gauge> gauges = librato::BuildGauges(merged, build_counters);
   metrics_.Add(build_counters);
+  // The gauges hold copies: the buckets go now (the slot array stays for the next window).
+  merged.clear();
 
   absl::StatusOr<std::vector<std::string>> sent = protocol_.SentTenants(client, shard, close);
   if (!sent.ok()) return abandon("sent tenants unreadable", sent.status());

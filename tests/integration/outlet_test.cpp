@@ -478,6 +478,37 @@ TEST_F(OutletTest, StopReleasesTheLeasesForTheNextOutlet) {
   b->Stop();
 }
 
+// RELIABILITY.md §3.3: a renewal the store refuses (the lease was taken over) drops the
+// shard and is counted as drainmet_outlet_lease_renewals_total{result="refused"}; the
+// renewals before it count as ok. The workers idle (a long interval) so that the manager,
+// not a seal, is the one to meet the fence.
+TEST_F(OutletTest, RefusedRenewalIsCountedAndTheShardDropped) {
+  config::Config c = MakeConfig(2);
+  c.outlet.interval_ms = 60000;
+  telemetry::Metrics metrics;
+  // The value of drainmet_outlet_lease_renewals_total{result}, -1 when absent.
+  auto renewals = [&](const std::string& result) {
+    const std::string text = metrics.RenderText();
+    const std::string series = "drainmet_outlet_lease_renewals_total{result=\"" + result + "\"} ";
+    const std::size_t at = text.find(series);
+    return at == std::string::npos ? -1.0 : std::stod(text.substr(at + series.size()));
+  };
+  auto outlet = NewOutlet(c, metrics, "outlet-a");
+  ASSERT_TRUE(support::Eventually([&] { return outlet->HeldShards().size() == 2; }, milliseconds(3000)));
+  ASSERT_TRUE(support::Eventually([&] { return renewals("ok") >= 2; }, milliseconds(3000)));
+  EXPECT_EQ(renewals("refused"), 0);
+  // Another owner holds both leases now (as after an expiry and a takeover).
+  for (std::uint32_t shard = 0; shard < 2; ++shard) {
+    const std::string k = store::ShardProtocol::Key(shard, "lease");
+    const std::string_view set[] = {"SET", k, "outlet-b:999"};
+    ASSERT_TRUE(client_.Command(set).ok());
+  }
+  EXPECT_TRUE(support::Eventually([&] { return outlet->HeldShards().empty(); }, milliseconds(3000)));
+  EXPECT_EQ(renewals("refused"), 2);
+  EXPECT_EQ(renewals("failed"), 0);
+  outlet->Stop();
+}
+
 TEST_F(OutletTest, BinaryServesHealthzAndReleasesLeasesOnSigterm) {
   const std::filesystem::path dir =
       std::filesystem::temp_directory_path() / ("outlet_test_" + std::to_string(::getpid()));

@@ -458,6 +458,52 @@ TEST(BuildGaugesTest, OrderAndChoiceMatchAReference) {
   }
 }
 
+// The table overload (what the outlet uses) gives exactly BuildGauges(TakeAll()): the same
+// gauges in the same order (SEMANTICS §7.6 conflicts, §5.1 long names, §7.1 sketches
+// included) and the same counters; a key that does not decode is skipped as TakeAll drops
+// it.
+TEST(BuildGaugesTest, FromATableEqualsFromTakeAll) {
+  const std::vector<std::string> names = {"a",          "a.b",      "a.median",
+                                          "a.b.median", "x.perc95", std::string(250, 'n')};
+  const std::vector<std::string> sources = {"", "web.1", "web.10", "aaaaaaaaaaaaaaaaa", "aaaaaaaaaaaaaaaab"};
+  const std::vector<std::string> tenants = {"t1", "t2", "t10"};
+  std::mt19937 rng(11);
+  auto pick = [&](const auto& list) { return list[rng() % list.size()]; };
+  for (int round = 0; round < 20; ++round) {
+    bucket::BucketMap table, reference;
+    std::string key;
+    for (int i = 0; i < 400; ++i) {
+      const BucketSpec spec{.name = pick(names),
+                            .kind = static_cast<Kind>(rng() % 3),
+                            .values = std::vector<double>(1 + rng() % (i % 50 == 0 ? 3000 : 3),
+                                                          static_cast<double>(rng() % 100) + 0.5),
+                            .units = rng() % 4 == 0 ? "ms" : "",
+                            .source = pick(sources),
+                            .resolution = rng() % 2 == 0 ? 1 : 60,
+                            .window = rng() % 2 == 0 ? kWindow : kWindow + 60,
+                            .tenant = pick(tenants)};
+      const ClosedBucket closed = Bucket(spec);
+      bucket::EncodeBucketKey(spec.tenant, spec.name, spec.source, spec.kind, spec.resolution, spec.window,
+                              key);
+      table.MergeBucket(key, bucket::PartialBucket(closed.bucket));
+      reference.MergeBucket(key, bucket::PartialBucket(closed.bucket));
+    }
+    table.MergeBucket("not a key", bucket::PartialBucket(Bucket({.name = "z", .values = {1}}).bucket));
+    telemetry::Counters from_table, from_take_all;
+    const std::vector<Gauge> got = BuildGauges(table, from_table);
+    std::vector<ClosedBucket> closed = reference.TakeAll();
+    const std::vector<Gauge> want = BuildGauges(closed, from_take_all);
+    ASSERT_EQ(got.size(), want.size()) << "round " << round;
+    for (std::size_t i = 0; i < got.size(); ++i) {
+      ASSERT_EQ(got[i], want[i]) << "round " << round << " gauge " << i << ": " << Json(got[i]) << " vs "
+                                 << Json(want[i]);
+    }
+    EXPECT_EQ(from_table, from_take_all) << "round " << round;
+    EXPECT_GT(from_table.name_conflict, 0u);
+    EXPECT_GT(from_table.bad_name, 0u);
+  }
+}
+
 TEST(BuildGaugesTest, EmptyInputAndEmptyBucket) {
   telemetry::Counters counters;
   EXPECT_TRUE(Build({}, counters).empty());
