@@ -11,6 +11,7 @@
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <chrono>
 #include <condition_variable>
 #include <exception>
@@ -21,6 +22,7 @@
 
 #include "absl/status/status.h"
 #include "common/base/strings.h"
+#include "common/http/tls.h"
 #include "common/telemetry/log.h"
 #include "fmt/format.h"
 
@@ -30,6 +32,7 @@ namespace {
 namespace net = boost::asio;
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
+namespace ssl = boost::asio::ssl;
 using tcp = net::ip::tcp;
 using telemetry::Level;
 using telemetry::Log;
@@ -74,7 +77,18 @@ bool IsWritableHeader(std::string_view name, std::string_view value) {
          !base::EqualsIgnoreCase(name, "transfer-encoding");
 }
 
-class Session;
+// What the server knows of a session, whatever its stream (plain TCP or TLS).
+class SessionBase {
+ public:
+  virtual ~SessionBase() = default;
+  /// Posted by Server::Stop: a connection waiting between requests (or in its TLS
+  /// handshake) closes now; one with a request in flight answers it (with Connection:
+  /// close) first.
+  virtual void CloseIfIdle() = 0;
+};
+
+using PlainStream = beast::tcp_stream;
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 
 }  // namespace
 
@@ -99,8 +113,11 @@ class Server::Impl {
   // For sessions (any thread).
   const ServerOptions& options() const { return options_; }
   bool stopping() const { return stopping_.load(std::memory_order_acquire); }
-  void Register(const std::shared_ptr<Session>& session);
-  void Unregister(Session* session);
+  void Register(SessionBase* raw, const std::shared_ptr<SessionBase>& session);
+  void Unregister(SessionBase* session);
+  /// The TLS context holder; null for plain HTTP.
+  const std::shared_ptr<TlsContextHolder>& tls() const { return tls_; }
+  void set_tls(std::shared_ptr<TlsContextHolder> tls) { tls_ = std::move(tls); }
   std::optional<Response> CheckHeaders(const Request& request);
   void Handle(const Request& request, const Responder& respond);
 
@@ -112,10 +129,11 @@ class Server::Impl {
   const ServerOptions options_;
   const AsyncHandler handler_;
   const HeaderCheck header_check_;
+  std::shared_ptr<TlsContextHolder> tls_;  // set before Run(), then read-only
 
   std::mutex sessions_mu_;
   std::condition_variable sessions_cv_;
-  std::unordered_map<Session*, std::weak_ptr<Session>> sessions_;  // guarded by sessions_mu_
+  std::unordered_map<SessionBase*, std::weak_ptr<SessionBase>> sessions_;  // guarded by sessions_mu_
 
   std::atomic<bool> stopping_{false};
   std::mutex stop_mu_;    // serialises Stop()
@@ -136,39 +154,81 @@ class Server::Impl {
 
 namespace {
 
-// One connection. Every step runs on the session's strand, so its state needs no lock.
-class Session : public std::enable_shared_from_this<Session> {
+// One connection over `Stream` (PlainStream or TlsStream): the same request logic for
+// both; a TLS session first completes the server handshake (bounded by read_timeout_ms,
+// as a request is). Every step runs on the session's strand, so its state needs no lock.
+template <class Stream>
+class Session : public SessionBase, public std::enable_shared_from_this<Session<Stream>> {
  public:
-  Session(Server::Impl& server, tcp::socket socket) : server_(server), stream_(std::move(socket)) {
+  static constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
+
+  Session(Server::Impl& server, tcp::socket socket, std::shared_ptr<ssl::context> context)
+      : server_(server),
+        context_(std::move(context)),
+        stream_(MakeStream(std::move(socket), context_.get())) {
     beast::error_code ec;
-    const tcp::endpoint remote = stream_.socket().remote_endpoint(ec);
+    const tcp::endpoint remote = Lowest().socket().remote_endpoint(ec);
     if (!ec) remote_address_ = FormatEndpoint(remote);
   }
-  ~Session() { server_.Unregister(this); }
+  ~Session() override { server_.Unregister(this); }
 
   void Start() {
-    server_.Register(shared_from_this());
-    net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->WaitForRequest(); });
+    server_.Register(this, this->shared_from_this());
+    net::dispatch(stream_.get_executor(), [self = this->shared_from_this()] {
+      if constexpr (kTls) {
+        self->Handshake();
+      } else {
+        self->WaitForRequest();
+      }
+    });
   }
 
-  // Posted by Server::Stop: a connection waiting between requests closes now; one with a
-  // request in flight answers it (with Connection: close) first.
-  void CloseIfIdle() {
-    net::dispatch(stream_.get_executor(), [self = shared_from_this()] {
-      if (self->state_ == State::kIdle) self->CloseNow();
+  void CloseIfIdle() override {
+    net::dispatch(stream_.get_executor(), [self = this->shared_from_this()] {
+      if (self->state_ == State::kIdle || self->state_ == State::kHandshaking) self->CloseNow();
     });
   }
 
  private:
-  enum class State : std::uint8_t { kIdle, kReading, kHandling, kWriting, kLingering, kClosed };
+  enum class State : std::uint8_t { kHandshaking, kIdle, kReading, kHandling, kWriting, kLingering, kClosed };
+
+  static Stream MakeStream(tcp::socket socket, ssl::context* context) {
+    if constexpr (kTls) {
+      return Stream(beast::tcp_stream(std::move(socket)), *context);
+    } else {
+      (void)context;
+      return Stream(std::move(socket));
+    }
+  }
+
+  beast::tcp_stream& Lowest() { return beast::get_lowest_layer(stream_); }
+
+  // TLS only: the server handshake under the read timeout (a client that never finishes
+  // it is closed then: slowloris). A failure is counted and logged once per reason.
+  void Handshake() {
+    if constexpr (kTls) {
+      state_ = State::kHandshaking;
+      if (server_.stopping()) return CloseNow();
+      Lowest().expires_after(std::chrono::milliseconds(server_.options().read_timeout_ms));
+      stream_.async_handshake(ssl::stream_base::server,
+                              [self = this->shared_from_this()](beast::error_code ec) {
+                                if (ec) {
+                                  if (self->state_ != State::kClosed)
+                                    self->server_.tls()->CountHandshakeFailure(ec, self->remote_address_);
+                                  return self->CloseNow();
+                                }
+                                self->WaitForRequest();
+                              });
+    }
+  }
 
   void WaitForRequest() {
     state_ = State::kIdle;
     if (server_.stopping()) return CloseNow();
     if (buffer_.size() > 0) return ReadHeader();  // a pipelined request is already here
-    stream_.expires_after(std::chrono::milliseconds(server_.options().idle_timeout_ms));
+    Lowest().expires_after(std::chrono::milliseconds(server_.options().idle_timeout_ms));
     stream_.async_read_some(buffer_.prepare(kFirstReadBytes),
-                            beast::bind_front_handler(&Session::OnFirstBytes, shared_from_this()));
+                            beast::bind_front_handler(&Session::OnFirstBytes, this->shared_from_this()));
   }
 
   void OnFirstBytes(beast::error_code ec, std::size_t bytes) {
@@ -195,9 +255,9 @@ class Session : public std::enable_shared_from_this<Session> {
     // compares it as smaller than any length.)
     parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
     // One deadline for the whole request, counted from its first byte.
-    stream_.expires_after(std::chrono::milliseconds(server_.options().read_timeout_ms));
+    Lowest().expires_after(std::chrono::milliseconds(server_.options().read_timeout_ms));
     bhttp::async_read_header(stream_, buffer_, *parser_,
-                             beast::bind_front_handler(&Session::OnHeader, shared_from_this()));
+                             beast::bind_front_handler(&Session::OnHeader, this->shared_from_this()));
   }
 
   void OnHeader(beast::error_code ec, std::size_t /*bytes*/) {
@@ -238,8 +298,9 @@ class Session : public std::enable_shared_from_this<Session> {
     if (version_ >= 11 && expect != message.end() && HasToken(ToStd(expect->value()), "100-continue")) {
       continue_.version(11);
       continue_.result(bhttp::status::continue_);
-      return bhttp::async_write(stream_, continue_,
-                                beast::bind_front_handler(&Session::OnContinueWritten, shared_from_this()));
+      return bhttp::async_write(
+          stream_, continue_,
+          beast::bind_front_handler(&Session::OnContinueWritten, this->shared_from_this()));
     }
     ReadBody();
   }
@@ -251,7 +312,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void ReadBody() {
     bhttp::async_read(stream_, buffer_, *parser_,
-                      beast::bind_front_handler(&Session::OnBody, shared_from_this()));
+                      beast::bind_front_handler(&Session::OnBody, this->shared_from_this()));
   }
 
   void OnBody(beast::error_code ec, std::size_t /*bytes*/) {
@@ -281,7 +342,7 @@ class Session : public std::enable_shared_from_this<Session> {
       std::shared_ptr<Session> session;
       std::atomic<bool> answered{false};
     };
-    auto once = std::make_shared<Once>(shared_from_this());
+    auto once = std::make_shared<Once>(this->shared_from_this());
     return [once](Response response) {
       if (once->answered.exchange(true)) return;
       Once::Deliver(once->session, std::move(response));
@@ -315,9 +376,9 @@ class Session : public std::enable_shared_from_this<Session> {
           {{"remote", remote_address_}, {"error", e.what()}});
       BuildResponse(PlainResponse(500, "internal server error"), keep_alive);
     }
-    stream_.expires_after(std::chrono::milliseconds(server_.options().read_timeout_ms));
+    Lowest().expires_after(std::chrono::milliseconds(server_.options().read_timeout_ms));
     bhttp::async_write(stream_, response_,
-                       beast::bind_front_handler(&Session::OnWritten, shared_from_this(), keep_alive));
+                       beast::bind_front_handler(&Session::OnWritten, this->shared_from_this(), keep_alive));
   }
 
   void BuildResponse(Response response, bool keep_alive) {
@@ -358,38 +419,40 @@ class Session : public std::enable_shared_from_this<Session> {
   void LingerThenClose() {
     state_ = State::kLingering;
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    Lowest().socket().shutdown(tcp::socket::shutdown_send, ec);
     if (ec) return CloseNow();
     buffer_.clear();
-    stream_.expires_after(std::chrono::milliseconds(kLingerMs));
+    Lowest().expires_after(std::chrono::milliseconds(kLingerMs));
     Drain();
   }
 
+  // Raw TCP bytes, also on a TLS connection: they are only discarded.
   void Drain() {
-    stream_.async_read_some(buffer_.prepare(kLingerReadBytes),
-                            [self = shared_from_this()](beast::error_code ec, std::size_t /*bytes*/) {
-                              if (ec) return self->CloseNow();
-                              self->buffer_.clear();
-                              self->Drain();
-                            });
+    Lowest().async_read_some(buffer_.prepare(kLingerReadBytes),
+                             [self = this->shared_from_this()](beast::error_code ec, std::size_t /*bytes*/) {
+                               if (ec) return self->CloseNow();
+                               self->buffer_.clear();
+                               self->Drain();
+                             });
   }
 
   void CloseNow() {
     state_ = State::kClosed;
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
-    stream_.close();
+    Lowest().socket().shutdown(tcp::socket::shutdown_both, ec);
+    Lowest().close();
   }
 
   Server::Impl& server_;
-  beast::tcp_stream stream_;
+  std::shared_ptr<ssl::context> context_;  // null for plain TCP; the context this connection began with
+  Stream stream_;
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   bhttp::response<bhttp::empty_body> continue_;
   bhttp::response<bhttp::string_body> response_;
   Request request_;
   std::string remote_address_;
-  State state_ = State::kIdle;
+  State state_ = State::kHandshaking;
   unsigned version_ = 11;
   bool keep_alive_ = false;
 };
@@ -424,7 +487,8 @@ void Server::Impl::Run() {
   Log(Level::kInfo, "http server listening",
       {{"address", options_.address},
        {"port", std::to_string(port_)},
-       {"threads", std::to_string(options_.threads)}});
+       {"threads", std::to_string(options_.threads)},
+       {"tls", tls_ != nullptr ? "on" : "off"}});
 }
 
 void Server::Impl::ThreadMain() {
@@ -460,16 +524,20 @@ void Server::Impl::OnAccept(beast::error_code ec, tcp::socket socket) {
     });
     return;
   }
-  std::make_shared<Session>(*this, std::move(socket))->Start();
+  if (tls_ != nullptr) {
+    std::make_shared<Session<TlsStream>>(*this, std::move(socket), tls_->Current())->Start();
+  } else {
+    std::make_shared<Session<PlainStream>>(*this, std::move(socket), nullptr)->Start();
+  }
   Accept();
 }
 
-void Server::Impl::Register(const std::shared_ptr<Session>& session) {
+void Server::Impl::Register(SessionBase* raw, const std::shared_ptr<SessionBase>& session) {
   std::lock_guard<std::mutex> lock(sessions_mu_);
-  sessions_.emplace(session.get(), session);
+  sessions_.emplace(raw, session);
 }
 
-void Server::Impl::Unregister(Session* session) {
+void Server::Impl::Unregister(SessionBase* session) {
   std::lock_guard<std::mutex> lock(sessions_mu_);
   if (sessions_.erase(session) > 0 && sessions_.empty()) sessions_cv_.notify_all();
 }
@@ -524,7 +592,7 @@ void Server::Impl::Stop(std::int64_t timeout_ms) {
     accept_retry_.cancel();
   }
 
-  std::vector<std::shared_ptr<Session>> live;
+  std::vector<std::shared_ptr<SessionBase>> live;
   {
     std::lock_guard<std::mutex> lock(sessions_mu_);
     live.reserve(sessions_.size());
@@ -568,7 +636,21 @@ absl::StatusOr<std::unique_ptr<Server>> Server::StartAsync(const ServerOptions& 
   if (options.read_timeout_ms <= 0) return absl::InvalidArgumentError("http.read_timeout_ms: must be > 0");
   if (options.idle_timeout_ms <= 0) return absl::InvalidArgumentError("http.idle_timeout_ms: must be > 0");
   if (options.max_header_bytes == 0) return absl::InvalidArgumentError("http.max_header_bytes: must be > 0");
+  if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {
+    return absl::InvalidArgumentError(options.tls_cert_file.empty()
+                                          ? "tls_cert_file: required with tls_key_file"
+                                          : "tls_key_file: required with tls_cert_file");
+  }
   auto impl = std::make_unique<Impl>(options, std::move(handler), std::move(header_check));
+  if (!options.tls_cert_file.empty()) {
+    TlsFiles files;
+    files.cert_file = options.tls_cert_file;
+    files.key_file = options.tls_key_file;
+    absl::StatusOr<std::shared_ptr<TlsContextHolder>> tls = TlsContextHolder::Load(
+        std::move(files), "http", options.metrics == nullptr ? nullptr : &options.metrics->registry());
+    if (!tls.ok()) return tls.status();
+    impl->set_tls(*std::move(tls));
+  }
   if (absl::Status status = impl->Open(); !status.ok()) return status;
   impl->Run();
   return std::unique_ptr<Server>(new Server(std::move(impl)));
@@ -581,6 +663,15 @@ Server::~Server() = default;  // Impl's destructor stops
 std::uint16_t Server::port() const { return impl_->port(); }
 
 void Server::Stop(std::int64_t timeout_ms) { impl_->Stop(timeout_ms); }
+
+bool Server::tls() const { return impl_->tls() != nullptr; }
+
+absl::Status Server::ReloadTls() {
+  if (impl_->tls() == nullptr) return absl::OkStatus();
+  return impl_->tls()->Reload();
+}
+
+std::shared_ptr<TlsContextHolder> Server::tls_context() const { return impl_->tls(); }
 
 std::optional<std::string_view> Request::Header(std::string_view name) const {
   for (const auto& [key, value] : headers) {

@@ -1,7 +1,8 @@
 #pragma once
 // A small HTTP/1.1 server on Boost.Beast for drainmet's own endpoints (POST /logs,
 // /healthz, /readyz, /metrics) and for test peers (the fake Librato API).
-// Keep-alive, a body limit answered 413, read timeouts, graceful stop.
+// Keep-alive, a body limit answered 413, read timeouts, graceful stop; optionally over TLS
+// (http/tls.h) with the certificate reloaded on demand (SIGHUP).
 
 #include <cstdint>
 #include <functional>
@@ -13,8 +14,11 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/telemetry/metrics.h"
 
 namespace drainmet::http {
+
+class TlsContextHolder;  // common/http/tls.h
 
 /// A request as the handler sees it. Header names are matched case-insensitively.
 struct Request {
@@ -71,6 +75,15 @@ struct ServerOptions {
   /// write of each response.
   std::int64_t read_timeout_ms = 30000;
   std::int64_t idle_timeout_ms = 300000;  ///< Keep-alive connections idle this long close.
+  /// TLS (http/tls.h): PEM certificate chain and private key. Both empty: plain HTTP;
+  /// both set: every connection is TLS 1.2 or later (no compression), its handshake bound
+  /// by read_timeout_ms (a client that does not finish it is closed; counted
+  /// drainmet_tls_handshake_failures_total{listener="http",reason}). One without the
+  /// other, or a pair that does not load: InvalidArgument from Start.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  /// Where the TLS counters are registered; optional (null: none). Must outlive the server.
+  telemetry::Metrics* metrics = nullptr;
 };
 
 /// The server: an acceptor and `threads` threads running one io_context. Each connection
@@ -105,6 +118,18 @@ class Server {
   /// to `timeout_ms` for them, then closes everything and joins the threads. A handler
   /// still running after the timeout delays the join until it returns. Idempotent.
   void Stop(std::int64_t timeout_ms = 10000);
+
+  /// True when the server speaks TLS.
+  bool tls() const;
+
+  /// Reads tls_cert_file and tls_key_file again (SIGHUP): connections accepted afterwards
+  /// use the new pair, connections already open keep theirs. A pair that does not load is
+  /// logged (error), counted drainmet_tls_reloads_total{listener="http",result="error"}
+  /// and returned, and the old pair stays in use. OK without TLS. Thread-safe.
+  absl::Status ReloadTls();
+
+  /// The TLS context holder (counters for tests); null without TLS.
+  std::shared_ptr<TlsContextHolder> tls_context() const;
 
   class Impl;
 
