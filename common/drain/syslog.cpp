@@ -24,6 +24,7 @@
 #include "common/drain/intake_metrics.h"
 #include "common/drain/processor.h"
 #include "common/http/server.h"
+#include "common/http/tls.h"
 #include "common/logplex/frame_reader.h"
 #include "common/telemetry/log.h"
 
@@ -182,7 +183,6 @@ class SyslogListener::Impl {
         ioc_(threads_count_),
         tcp_acceptor_(ioc_),
         tls_acceptor_(ioc_),
-        tls_context_(ssl::context::tls_server),
         guard_(std::make_shared<IoGuard>()) {}
 
   ~Impl() {
@@ -242,7 +242,7 @@ class SyslogListener::Impl {
   tcp::acceptor tls_acceptor_;
 
  public:
-  ssl::context tls_context_;
+  std::shared_ptr<http::TlsContextHolder> tls_;  // null without tls_listen; set by Open()
   std::shared_ptr<IoGuard> guard_;
 
  private:
@@ -265,7 +265,8 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
 
   Session(SyslogListener::Impl& listener, tcp::socket socket)
       : listener_(listener),
-        stream_(MakeStream(listener, std::move(socket))),
+        context_(kTls ? listener.tls_->Current() : nullptr),
+        stream_(MakeStream(context_.get(), std::move(socket))),
         retry_timer_(stream_.get_executor()),
         frame_prefix_("syslog-" + config::NewToken().substr(0, 16) + "-"),
         splitter_(listener.settings_.max_line_bytes),
@@ -325,11 +326,11 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     std::string frame_id;
   };
 
-  static Stream MakeStream(SyslogListener::Impl& listener, tcp::socket socket) {
+  static Stream MakeStream(ssl::context* context, tcp::socket socket) {
     if constexpr (kTls) {
-      return Stream(beast::tcp_stream(std::move(socket)), listener.tls_context_);
+      return Stream(beast::tcp_stream(std::move(socket)), *context);
     } else {
-      (void)listener;
+      (void)context;
       return Stream(std::move(socket));
     }
   }
@@ -343,8 +344,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
                                 self->handshaking_ = false;
                                 if (ec) {
                                   self->listener_.intake_.tls_refused.Increment();
-                                  telemetry::LogOnce("syslog_tls_handshake", "syslog TLS handshake failed",
-                                                     {{"remote", self->remote_}, {"error", ec.message()}});
+                                  self->listener_.tls_->CountHandshakeFailure(ec, self->remote_);
                                   return self->Close();
                                 }
                                 self->listener_.intake_.tls_accepted.Increment();
@@ -605,6 +605,8 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   }
 
   SyslogListener::Impl& listener_;
+  // The TLS context this connection began with (kept across a reload); null for TCP.
+  std::shared_ptr<ssl::context> context_;
   Stream stream_;
   net::steady_timer retry_timer_;
   std::string remote_;
@@ -659,21 +661,16 @@ absl::Status SyslogListener::Impl::Open() {
     if (absl::Status s = Bind(tcp_acceptor_, settings_.listen, &tcp_port_); !s.ok()) return s;
   }
   if (!settings_.tls_listen.empty()) {
-    beast::error_code ec;
-    tls_context_.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
-                                 ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 |
-                                 ssl::context::single_dh_use,
-                             ec);
-    if (!ec) tls_context_.use_certificate_chain_file(settings_.tls_cert_file, ec);
-    if (ec) {
-      return absl::InvalidArgumentError("syslog.tls_cert_file: cannot use " + settings_.tls_cert_file + ": " +
-                                        ec.message());
-    }
-    tls_context_.use_private_key_file(settings_.tls_key_file, ssl::context::pem, ec);
-    if (ec) {
-      return absl::InvalidArgumentError("syslog.tls_key_file: cannot use " + settings_.tls_key_file + ": " +
-                                        ec.message());
-    }
+    // The same context rules as the HTTP listener (http/tls.h: TLS 1.2+, no compression).
+    http::TlsFiles files;
+    files.cert_file = settings_.tls_cert_file;
+    files.key_file = settings_.tls_key_file;
+    files.cert_key = "syslog.tls_cert_file";
+    files.key_key = "syslog.tls_key_file";
+    absl::StatusOr<std::shared_ptr<http::TlsContextHolder>> tls =
+        http::TlsContextHolder::Load(std::move(files), "syslog", &metrics_.registry());
+    if (!tls.ok()) return tls.status();
+    tls_ = *std::move(tls);
     if (absl::Status s = Bind(tls_acceptor_, settings_.tls_listen, &tls_port_); !s.ok()) return s;
   }
   return absl::OkStatus();
@@ -814,5 +811,10 @@ absl::StatusOr<std::unique_ptr<SyslogListener>> SyslogListener::Start(std::share
 std::uint16_t SyslogListener::tcp_port() const { return impl_->tcp_port_; }
 std::uint16_t SyslogListener::tls_port() const { return impl_->tls_port_; }
 void SyslogListener::Stop(std::int64_t timeout_ms) { impl_->Stop(timeout_ms); }
+
+absl::Status SyslogListener::ReloadTls() {
+  if (impl_->tls_ == nullptr) return absl::OkStatus();
+  return impl_->tls_->Reload();
+}
 
 }  // namespace drainmet::drain

@@ -116,6 +116,12 @@ class SyslogListener {
   /// Idempotent.
   void Stop(std::int64_t timeout_ms = 10000);
 
+  /// Reads syslog.tls_cert_file and tls_key_file again (SIGHUP; http::TlsContextHolder):
+  /// new TLS connections use the new pair, open ones keep theirs; a pair that does not
+  /// load is logged, counted drainmet_tls_reloads_total{listener="syslog",result="error"}
+  /// and returned, and the old pair stays. OK when the TLS listener is off. Thread-safe.
+  absl::Status ReloadTls();
+
   class Impl;
 
  private:
