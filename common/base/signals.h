@@ -1,6 +1,10 @@
 #pragma once
-// SIGTERM/SIGINT handling shared by every binary's main(): block the stop signals before
-// any thread starts, then wait for one on the main thread.
+// Signal handling shared by every binary's main(): block the signals before any thread
+// starts, then wait for them on the main thread (sigwait: no async-signal-safety rules).
+// SIGTERM/SIGINT stop the process gracefully; SIGHUP (for the binaries that ask for it)
+// reloads what can be reloaded in place (the TLS certificates).
+
+#include <functional>
 
 namespace drainmet::base {
 
@@ -8,7 +12,18 @@ namespace drainmet::base {
 /// Call first thing in main().
 void BlockStopSignals();
 
-/// Waits until SIGTERM or SIGINT arrives (they must be blocked); returns its name.
+/// BlockStopSignals plus SIGHUP: for binaries that wait with the on_reload overload below
+/// (a blocked SIGHUP nobody waits for stays pending: the process ignores it).
+void BlockStopAndReloadSignals();
+
+/// Waits until SIGTERM or SIGINT arrives (they must be blocked); returns its name
+/// ("SIGTERM" or "SIGINT").
 const char* WaitForStopSignal();
+
+/// As above, and calls `on_reload` on the calling thread for each SIGHUP that arrives
+/// meanwhile (SIGHUP must be blocked too: BlockStopAndReloadSignals). SIGHUPs that arrive
+/// while `on_reload` runs are merged into one more call (POSIX keeps one pending signal).
+/// `on_reload` may be empty (SIGHUP is then only consumed).
+const char* WaitForStopSignal(const std::function<void()>& on_reload);
 
 }  // namespace drainmet::base
