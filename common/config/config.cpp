@@ -18,6 +18,7 @@
 
 #include "absl/strings/ascii.h"
 #include "common/base/strings.h"
+#include "common/http/tls.h"
 #include "common/telemetry/log.h"
 #include "yaml-cpp/yaml.h"
 
@@ -327,10 +328,12 @@ absl::Status ParseRoot(const YAML::Node& root, const EnvLookup& env, Config* con
   TenantParser tenant_parser(env);
   return ForEachEntry(
       root, "",
-      {"listen", "threads", "grace_seconds", "retry_horizon_seconds", "log_level", "limits", "outlet",
-       "receiver", "redis", "syslog", "tenants"},
+      {"listen", "tls_cert_file", "tls_key_file", "threads", "grace_seconds", "retry_horizon_seconds",
+       "log_level", "limits", "outlet", "receiver", "redis", "syslog", "tenants"},
       [&](std::string_view key, const YAML::Node& value, const std::string& key_path) -> absl::Status {
         if (key == "listen") return ReadString(value, key_path, &config->listen);
+        if (key == "tls_cert_file") return ReadString(value, key_path, &config->tls_cert_file);
+        if (key == "tls_key_file") return ReadString(value, key_path, &config->tls_key_file);
         if (key == "threads") return ReadInt(value, key_path, &config->threads);
         if (key == "grace_seconds") return ReadInt64(value, key_path, &config->grace_seconds);
         if (key == "retry_horizon_seconds") return ReadInt64(value, key_path, &config->retry_horizon_seconds);
@@ -591,6 +594,11 @@ absl::Status Validate(const Config& config) {
   if (absl::StatusOr<HostPort> listen = ParseHostPort(config.listen); !listen.ok()) {
     return Error("listen", std::string(listen.status().message()));
   }
+  if (config.tls_cert_file.empty() != config.tls_key_file.empty()) {
+    return config.tls_cert_file.empty()
+               ? Error("tls_cert_file", "required with tls_key_file (TLS needs both)")
+               : Error("tls_key_file", "required with tls_cert_file (TLS needs both)");
+  }
   if (config.threads < 0 || config.threads > 1024) return Error("threads", "must be between 0 and 1024");
   if (config.grace_seconds < 0 || config.grace_seconds > 3600) {
     return Error("grace_seconds", "must be between 0 and 3600");
@@ -694,6 +702,63 @@ absl::StatusOr<Config> ParseConfig(std::string_view text, const EnvLookup& env) 
   }
   if (absl::Status status = Validate(config); !status.ok()) return status;
   return config;
+}
+
+std::string ReceiverRestartOnlyChanges(const Config& now, const Config& next) {
+  std::string changed;
+  auto note = [&](bool differs, const char* key) {
+    if (!differs) return;
+    if (!changed.empty()) changed += ',';
+    changed += key;
+  };
+  note(now.listen != next.listen, "listen");
+  note(now.tls_cert_file != next.tls_cert_file || now.tls_key_file != next.tls_key_file,
+       "tls_cert_file/tls_key_file");
+  note(now.threads != next.threads, "threads");
+  note(now.grace_seconds != next.grace_seconds, "grace_seconds");
+  note(now.limits.max_body_bytes != next.limits.max_body_bytes, "limits.max_body_bytes");
+  note(now.limits.max_header_bytes != next.limits.max_header_bytes, "limits.max_header_bytes");
+  note(now.limits.max_header_count != next.limits.max_header_count, "limits.max_header_count");
+  note(now.limits.read_timeout_seconds != next.limits.read_timeout_seconds, "limits.read_timeout_seconds");
+  note(now.limits.dedupe_window_seconds != next.limits.dedupe_window_seconds, "limits.dedupe_window_seconds");
+  note(now.limits.max_series_per_tenant != next.limits.max_series_per_tenant, "limits.max_series_per_tenant");
+  note(now.receiver != next.receiver, "receiver");
+  note(now.redis != next.redis, "redis");
+  note(now.syslog.listen != next.syslog.listen || now.syslog.tls_listen != next.syslog.tls_listen ||
+           now.syslog.tls_cert_file != next.syslog.tls_cert_file ||
+           now.syslog.tls_key_file != next.syslog.tls_key_file ||
+           now.syslog.max_line_bytes != next.syslog.max_line_bytes ||
+           now.syslog.max_connections != next.syslog.max_connections ||
+           now.syslog.idle_timeout_seconds != next.syslog.idle_timeout_seconds,
+       "syslog (listeners and bounds)");
+  return changed;
+}
+
+void KeepReceiverRestartOnly(const Config& now, Config& next) {
+  next.listen = now.listen;
+  next.tls_cert_file = now.tls_cert_file;
+  next.tls_key_file = now.tls_key_file;
+  next.threads = now.threads;
+  next.grace_seconds = now.grace_seconds;
+  next.limits.max_body_bytes = now.limits.max_body_bytes;
+  next.limits.max_header_bytes = now.limits.max_header_bytes;
+  next.limits.max_header_count = now.limits.max_header_count;
+  next.limits.read_timeout_seconds = now.limits.read_timeout_seconds;
+  next.limits.dedupe_window_seconds = now.limits.dedupe_window_seconds;
+  next.limits.max_series_per_tenant = now.limits.max_series_per_tenant;
+  next.receiver = now.receiver;
+  next.redis = now.redis;
+  std::vector<SyslogDrain> drains = std::move(next.syslog.drains);
+  next.syslog = now.syslog;
+  next.syslog.drains = std::move(drains);
+}
+
+absl::Status CheckFiles(const Config& config) {
+  if (config.tls_cert_file.empty() && config.tls_key_file.empty()) return absl::OkStatus();
+  http::TlsFiles files;
+  files.cert_file = config.tls_cert_file;
+  files.key_file = config.tls_key_file;
+  return http::CheckTlsFiles(files);  // messages start with "tls_cert_file: " / "tls_key_file: "
 }
 
 absl::StatusOr<Config> LoadConfigFile(const std::string& path, const EnvLookup& env) {

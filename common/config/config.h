@@ -177,7 +177,12 @@ struct Syslog {
 /// The whole configuration. A value returned by ParseConfig or LoadConfigFile is valid
 /// (Validate passed). Immutable once built; share it as shared_ptr<const Config>.
 struct Config {
-  std::string listen = "0.0.0.0:8080";       ///< HOST:PORT or [IPv6]:PORT of the drain endpoint.
+  std::string listen = "0.0.0.0:8080";  ///< HOST:PORT or [IPv6]:PORT of the drain endpoint.
+  /// TLS on the drain endpoint (`listen`): PEM certificate chain and PEM private key. Both
+  /// empty (the default): plain HTTP; both set: HTTPS only, TLS 1.2 or later, the pair
+  /// re-read on SIGHUP. Paths are local to the process (never taken from drainmet-config).
+  std::string tls_cert_file;
+  std::string tls_key_file;
   int threads = 0;                           ///< Worker threads; 0 = number of cores.
   std::int64_t grace_seconds = 5;            ///< SEMANTICS §6.5 grace, 0..3600.
   std::int64_t retry_horizon_seconds = 900;  ///< SEMANTICS §7.5: then expired.
@@ -241,20 +246,46 @@ using EnvLookup = std::function<std::optional<std::string>(std::string_view name
 absl::StatusOr<Config> ParseConfig(std::string_view text, const EnvLookup& env);
 
 /// Reads `path` and parses it with ParseConfig. NotFound when the file does not exist,
-/// PermissionDenied / InvalidArgument otherwise; every message starts with `path`.
+/// PermissionDenied / InvalidArgument otherwise; every message starts with `path`. The
+/// files the config names are not read here (the outlets and drainmet-config load the
+/// same file without serving the drain listener): the processes that do call CheckFiles.
 absl::StatusOr<Config> LoadConfigFile(const std::string& path, const EnvLookup& env);
+
+/// Checks what Validate cannot check without reading files: when tls_cert_file and
+/// tls_key_file are set, both are readable and the pair loads (a PEM chain, a PEM key that
+/// matches it; http::CheckTlsFiles). InvalidArgument starting with the key at fault, e.g.
+/// "tls_key_file: cannot read /etc/drainmet/key.pem: Permission denied". OK when TLS is
+/// off. Called at load by the processes that serve the drain listener (`drainmet run`,
+/// drainmet-receiver). Thread-safe.
+absl::Status CheckFiles(const Config& config);
 
 /// Checks the rules of docs/configuration.md ("Validation"): at least one tenant; ids
 /// unique, non-empty, [A-Za-z0-9._-]; token hashes well-formed and not shared between
 /// tenants; resolutions one of SEMANTICS §4.7's; a librato output has an email, an API
 /// token and an http(s) URL; limits and timeouts positive; 1 <= max_gauges_per_request
-/// <= 300; 0 <= grace_seconds <= 3600; listen is HOST:PORT; log_level known;
+/// <= 300; 0 <= grace_seconds <= 3600; listen is HOST:PORT; tls_cert_file and
+/// tls_key_file both set or both empty; log_level known;
 /// lease_renew_ms < lease_ttl_ms; 1 <= redis.shards <= 4096; redis.servers non-empty,
 /// each a ParseRedisAddress form, no duplicates; syslog listeners HOST:PORT when given,
 /// TLS with a certificate and a key, drain tokens well-formed and unique, each drain's
 /// tenant known and resolution allowed (or 0).
 /// InvalidArgument naming the first offending field path. Pure.
 absl::Status Validate(const Config& config);
+
+/// What a drainmet-receiver that follows drainmet-config cannot change without a restart
+/// (it is fixed when the listener, the store and the pre-aggregator start): listen, the
+/// TLS files (tls_cert_file, tls_key_file: their content is re-read on SIGHUP, not their
+/// paths), threads, grace_seconds, limits.max_body_bytes, limits.max_header_bytes,
+/// limits.max_header_count, limits.read_timeout_seconds (the HTTP server's options),
+/// limits.dedupe_window_seconds, limits.max_series_per_tenant (the pre-aggregator's
+/// bound), the receiver and redis sections, and the syslog listeners and bounds (not
+/// syslog.drains). Returns the differing keys, comma-separated, in that order; empty when
+/// none. Every other key applies to requests that start after the change. Pure.
+std::string ReceiverRestartOnlyChanges(const Config& now, const Config& next);
+
+/// Sets in `next` every value ReceiverRestartOnlyChanges compares to that of `now`, so that
+/// the applied copy describes what runs (syslog.drains of `next` are kept). Pure.
+void KeepReceiverRestartOnly(const Config& now, Config& next);
 
 /// The process environment (getenv). getenv is not safe against concurrent setenv: use it
 /// at startup.
