@@ -47,6 +47,9 @@ absl::StatusOr<std::unique_ptr<Frontend>> Frontend::Start(std::shared_ptr<Direct
   options.max_header_bytes = c.limits.max_header_bytes;
   options.max_header_count = c.limits.max_header_count;
   options.read_timeout_ms = c.limits.read_timeout_seconds * 1000;
+  options.tls_cert_file = c.tls_cert_file;  // both empty: plain HTTP
+  options.tls_key_file = c.tls_key_file;
+  options.metrics = &metrics;
   Frontend* self = frontend.get();
   DRAINMET_ASSIGN_OR_RETURN(
       frontend->server_,

@@ -20,9 +20,10 @@ class Frontend {
   using ReadyCheck = std::function<bool()>;
 
   /// Binds directory->config.listen with the config's limits (body and header bytes,
-  /// read timeout, threads) and starts serving. `store`, `clock` and `metrics` must outlive
-  /// the frontend. InvalidArgument for a bad listen address, Unavailable when it cannot be
-  /// bound.
+  /// read timeout, threads) and TLS files (tls_cert_file, tls_key_file; both empty: plain
+  /// HTTP) and starts serving. `store`, `clock` and `metrics` must outlive the frontend.
+  /// InvalidArgument for a bad listen address or a TLS pair that does not load,
+  /// Unavailable when it cannot be bound.
   static absl::StatusOr<std::unique_ptr<Frontend>> Start(std::shared_ptr<const TenantDirectory> directory,
                                                          store::Store& store, const base::Clock& clock,
                                                          telemetry::Metrics& metrics,
@@ -38,6 +39,8 @@ class Frontend {
   ~Frontend();
 
   std::uint16_t port() const { return server_->port(); }
+  /// SIGHUP: re-reads config tls_cert_file / tls_key_file (http::Server::ReloadTls).
+  absl::Status ReloadTls() { return server_->ReloadTls(); }
 
   /// /readyz turns 503, the listener closes, requests in flight finish and are answered.
   /// Idempotent.

@@ -14,6 +14,22 @@
 #include "common/telemetry/log.h"
 #include "services/receiver/service.h"
 
+namespace {
+
+/// Serves until SIGTERM/SIGINT, reloading the TLS certificates on each SIGHUP, then stops.
+void WaitAndStop(drainmet::receiver::Service& service) {
+  using drainmet::telemetry::Level;
+  using drainmet::telemetry::Log;
+  const char* signal = drainmet::base::WaitForStopSignal([&service] {
+    Log(Level::kInfo, "signal received", {{"signal", "SIGHUP"}});
+    (void)service.ReloadTls();  // errors are logged; the old pair stays
+  });
+  Log(Level::kInfo, "signal received", {{"signal", signal}});
+  service.Stop();
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   using namespace drainmet;
   using telemetry::Level;
@@ -60,7 +76,7 @@ int main(int argc, char** argv) {
                  "drainmet-receiver: one of --config FILE or --config-service HOST:PORT is required\n");
     return 2;
   }
-  base::BlockStopSignals();
+  base::BlockStopAndReloadSignals();
   health::RouteGrpcLogsToLogfmt();
   receiver::ServiceOptions service_options;
   service_options.grpc_listen = grpc_listen;
@@ -71,10 +87,19 @@ int main(int argc, char** argv) {
     // the copy (the config file's syslog.drains); a config service that sends none (one
     // that predates them) leaves those of --config.
     config::Syslog syslog;
+    std::string tls_cert_file, tls_key_file;  // the drain listener's TLS: this process's own files
     if (!config_path.empty()) {
       absl::StatusOr<config::Config> file = config::LoadConfigFile(config_path, config::ProcessEnv());
       if (file.ok()) {
+        // TLS asked for but its pair does not load: fail rather than serve plain HTTP.
+        if (absl::Status tls = config::CheckFiles(*file); !tls.ok()) {
+          Log(Level::kError, "drainmet-receiver failed",
+              {{"error", config_path + ": " + std::string(tls.message())}});
+          return 1;
+        }
         syslog = file->syslog;
+        tls_cert_file = file->tls_cert_file;
+        tls_key_file = file->tls_key_file;
       } else {
         Log(Level::kWarn, "--config not usable: the syslog listeners come from the flags only",
             {{"error", file.status().ToString()}});
@@ -83,8 +108,10 @@ int main(int argc, char** argv) {
     if (!syslog_listen.empty()) syslog.listen = syslog_listen;
     if (!syslog_tls_listen.empty()) syslog.tls_listen = syslog_tls_listen;
     // Command-line overrides apply to every copy the service sends.
-    auto adjust = [listen, threads, log_level, syslog](config::Config& c) {
+    auto adjust = [listen, threads, log_level, syslog, tls_cert_file, tls_key_file](config::Config& c) {
       if (!listen.empty()) c.listen = listen;
+      c.tls_cert_file = tls_cert_file;
+      c.tls_key_file = tls_key_file;
       if (threads > 0) c.threads = threads;
       if (!log_level.empty()) c.log_level = log_level;
       std::vector<config::SyslogDrain> served = std::move(c.syslog.drains);
@@ -120,8 +147,7 @@ int main(int argc, char** argv) {
     telemetry::Level level;
     if (telemetry::ParseLogLevel((*service)->directory()->config.log_level, &level))
       telemetry::SetLogLevel(level);
-    Log(Level::kInfo, "signal received", {{"signal", base::WaitForStopSignal()}});
-    (*service)->Stop();
+    WaitAndStop(**service);
     Log(Level::kInfo, "stopped");
     return 0;
   }
@@ -129,6 +155,11 @@ int main(int argc, char** argv) {
   absl::StatusOr<config::Config> config = config::LoadConfigFile(config_path, config::ProcessEnv());
   if (!config.ok()) {
     Log(Level::kError, "drainmet-receiver failed", {{"error", config.status().ToString()}});
+    return 1;
+  }
+  if (absl::Status tls = config::CheckFiles(*config); !tls.ok()) {
+    Log(Level::kError, "drainmet-receiver failed",
+        {{"error", config_path + ": " + std::string(tls.message())}});
     return 1;
   }
   if (!listen.empty()) config->listen = listen;
@@ -150,8 +181,7 @@ int main(int argc, char** argv) {
     Log(Level::kError, "drainmet-receiver failed", {{"error", service.status().ToString()}});
     return 1;
   }
-  Log(Level::kInfo, "signal received", {{"signal", base::WaitForStopSignal()}});
-  (*service)->Stop();
+  WaitAndStop(**service);
   Log(Level::kInfo, "stopped");
   return 0;
 }

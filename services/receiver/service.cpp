@@ -115,34 +115,6 @@ void Service::UpdateHealth() {
 
 namespace {
 
-/// What a receiver cannot change without a restart: the listener, the server's limits, the
-/// store's settings. Names of the differing keys, comma-separated; empty when none.
-std::string RestartOnlyChanges(const config::Config& now, const config::Config& next) {
-  std::string changed;
-  auto note = [&](bool differs, const char* key) {
-    if (!differs) return;
-    if (!changed.empty()) changed += ',';
-    changed += key;
-  };
-  note(now.listen != next.listen, "listen");
-  note(now.threads != next.threads, "threads");
-  note(now.grace_seconds != next.grace_seconds, "grace_seconds");
-  note(now.limits.max_body_bytes != next.limits.max_body_bytes, "limits.max_body_bytes");
-  note(now.limits.max_header_bytes != next.limits.max_header_bytes, "limits.max_header_bytes");
-  note(now.limits.read_timeout_seconds != next.limits.read_timeout_seconds, "limits.read_timeout_seconds");
-  note(now.limits.dedupe_window_seconds != next.limits.dedupe_window_seconds, "limits.dedupe_window_seconds");
-  note(now.receiver != next.receiver, "receiver");
-  note(now.redis != next.redis, "redis");
-  note(now.syslog.listen != next.syslog.listen || now.syslog.tls_listen != next.syslog.tls_listen ||
-           now.syslog.tls_cert_file != next.syslog.tls_cert_file ||
-           now.syslog.tls_key_file != next.syslog.tls_key_file ||
-           now.syslog.max_line_bytes != next.syslog.max_line_bytes ||
-           now.syslog.max_connections != next.syslog.max_connections ||
-           now.syslog.idle_timeout_seconds != next.syslog.idle_timeout_seconds,
-       "syslog (listeners and bounds)");
-  return changed;
-}
-
 /// Lets the watcher's callback reach the service once it exists (the watcher starts first).
 struct ServiceLink {
   std::mutex mu;
@@ -155,24 +127,13 @@ absl::Status Service::ApplyConfig(config::Config config) {
   DRAINMET_RETURN_IF_ERROR(config::Validate(config));
   std::lock_guard<std::mutex> lock(apply_mu_);
   const std::shared_ptr<const drain::TenantDirectory> now = holder_->Get();
-  const std::string restart = RestartOnlyChanges(now->config, config);
+  const std::string restart = config::ReceiverRestartOnlyChanges(now->config, config);
   if (!restart.empty()) {
     telemetry::Log(telemetry::Level::kWarn, "config change needs restart; keeping the values in use",
                    {{"keys", restart}});
   }
   // Keep what is fixed at start, so the directory always describes what runs.
-  config.listen = now->config.listen;
-  config.threads = now->config.threads;
-  config.grace_seconds = now->config.grace_seconds;
-  config.limits.max_body_bytes = now->config.limits.max_body_bytes;
-  config.limits.max_header_bytes = now->config.limits.max_header_bytes;
-  config.limits.read_timeout_seconds = now->config.limits.read_timeout_seconds;
-  config.limits.dedupe_window_seconds = now->config.limits.dedupe_window_seconds;
-  config.receiver = now->config.receiver;
-  config.redis = now->config.redis;
-  std::vector<config::SyslogDrain> drains = std::move(config.syslog.drains);
-  config.syslog = now->config.syslog;
-  config.syslog.drains = std::move(drains);
+  config::KeepReceiverRestartOnly(now->config, config);
   if (config.log_level != now->config.log_level) {
     telemetry::Level level;
     if (telemetry::ParseLogLevel(config.log_level, &level)) telemetry::SetLogLevel(level);
@@ -272,6 +233,13 @@ void Service::Stop() {
   if (pinger_.joinable()) pinger_.join();
   ReportPreAggregation();
   if (health_ != nullptr) health_->Stop(std::chrono::milliseconds(1000));
+}
+
+absl::Status Service::ReloadTls() {
+  absl::Status status;
+  if (frontend_ != nullptr) status.Update(frontend_->ReloadTls());
+  if (syslog_ != nullptr) status.Update(syslog_->ReloadTls());
+  return status;
 }
 
 Service::~Service() { Stop(); }

@@ -98,12 +98,20 @@ class Service {
 
   /// Applies a new configuration to the requests that start afterwards: tenants, tokens,
   /// default resolutions, limits.future_tolerance_seconds, limits.max_inflated_body_bytes,
-  /// syslog.drains, log_level. What is fixed at start (listen, threads, the server's size
-  /// and time limits, grace_seconds, the de-dup window, the redis section, the syslog
-  /// listeners and their bounds) keeps its first value; a change there is logged once per
-  /// copy as "needs restart" and otherwise ignored. InvalidArgument (and nothing applied)
+  /// syslog.drains, log_level. What is fixed at start (config::ReceiverRestartOnlyChanges:
+  /// listen and its TLS files, threads, the server's size and time limits, grace_seconds,
+  /// the de-dup window, the per-tenant series bound, the receiver and redis sections, the
+  /// syslog listeners and their bounds) keeps its first value; a change there is logged
+  /// once per copy as "needs restart" and otherwise ignored. InvalidArgument (and nothing applied)
   /// when `config` does not validate. Thread-safe.
   absl::Status ApplyConfig(config::Config config);
+
+  /// SIGHUP: re-reads the TLS certificate and key of the drain listener (tls_cert_file,
+  /// tls_key_file) and of the syslog TLS listener, each when on. New connections use the
+  /// new pair; open ones keep theirs; a pair that does not load is logged and counted
+  /// (drainmet_tls_reloads_total{result="error"}) and the old one stays. Returns the first
+  /// error. Thread-safe.
+  absl::Status ReloadTls();
 
   /// The directory requests resolve against now (never null).
   std::shared_ptr<const drain::TenantDirectory> directory() const { return holder_->Get(); }

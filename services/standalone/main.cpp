@@ -69,8 +69,9 @@ int Fail(const absl::Status& status) {
 int RunCommand(const std::string& config_path, const std::string& listen, int threads,
                const std::string& log_level, std::int64_t shutdown_timeout_s,
                const std::string& syslog_listen, const std::string& syslog_tls_listen) {
-  // Block the stop signals before any thread starts, so only the wait below sees them.
-  base::BlockStopSignals();
+  // Block the stop and reload signals before any thread starts, so only the wait below
+  // sees them.
+  base::BlockStopAndReloadSignals();
 
   config::Config config;
   if (config_path.empty()) {
@@ -78,6 +79,9 @@ int RunCommand(const std::string& config_path, const std::string& listen, int th
   } else {
     absl::StatusOr<config::Config> loaded = config::LoadConfigFile(config_path, config::ProcessEnv());
     if (!loaded.ok()) return Fail(loaded.status());
+    if (absl::Status tls = config::CheckFiles(*loaded); !tls.ok()) {
+      return Fail(absl::Status(tls.code(), config_path + ": " + std::string(tls.message())));
+    }
     config = *std::move(loaded);
   }
   if (!listen.empty()) config.listen = listen;
@@ -98,7 +102,13 @@ int RunCommand(const std::string& config_path, const std::string& listen, int th
       Service::Start(std::move(config), base::SystemClock::Get(), options);
   if (!service.ok()) return Fail(service.status());
 
-  Log(Level::kInfo, "signal received", {{"signal", base::WaitForStopSignal()}});
+  Service* running = service->get();
+  const char* signal = base::WaitForStopSignal([running] {
+    // SIGHUP: the TLS certificates are read again (errors are logged; the old pair stays).
+    Log(Level::kInfo, "signal received", {{"signal", "SIGHUP"}});
+    (void)running->ReloadTls();
+  });
+  Log(Level::kInfo, "signal received", {{"signal", signal}});
   (*service)->Stop();
   return 0;
 }

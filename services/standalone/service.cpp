@@ -75,6 +75,13 @@ void Service::Stop() {
                   {"expired", std::to_string(c.expired)}});
 }
 
+absl::Status Service::ReloadTls() {
+  absl::Status status;
+  if (frontend_ != nullptr) status.Update(frontend_->ReloadTls());
+  if (syslog_ != nullptr) status.Update(syslog_->ReloadTls());
+  return status;
+}
+
 Service::~Service() { Stop(); }
 
 }  // namespace drainmet::standalone

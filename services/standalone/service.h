@@ -29,9 +29,10 @@ struct ServiceOptions {
 /// gracefully. Thread-safe: Stop() may be called from any thread, once.
 class Service {
  public:
-  /// Validates `config`, binds config.listen (and config.syslog.listen / tls_listen when
-  /// set) and starts serving and emitting. InvalidArgument for a bad config (or an
-  /// unreadable TLS certificate or key), Unavailable when an address cannot be bound.
+  /// Validates `config`, binds config.listen (over TLS when tls_cert_file and tls_key_file
+  /// are set; and config.syslog.listen / tls_listen when set) and starts serving and
+  /// emitting. InvalidArgument for a bad config (or an unreadable TLS certificate or key), Unavailable when
+  /// an address cannot be bound.
   static absl::StatusOr<std::unique_ptr<Service>> Start(config::Config config, const base::Clock& clock,
                                                         const ServiceOptions& options = {});
   ~Service();
@@ -42,6 +43,13 @@ class Service {
   /// Bound port of the syslog TLS listener; 0 when off.
   std::uint16_t syslog_tls_port() const { return syslog_ == nullptr ? 0 : syslog_->tls_port(); }
   telemetry::Metrics& metrics() { return metrics_; }
+
+  /// SIGHUP: re-reads the TLS certificate and key of the drain listener (tls_cert_file,
+  /// tls_key_file) and of the syslog TLS listener, each when on. New connections use the
+  /// new pair; open ones keep theirs; a pair that does not load is logged and counted
+  /// (drainmet_tls_reloads_total{result="error"}) and the old one stays. Returns the first
+  /// error. Thread-safe.
+  absl::Status ReloadTls();
 
   /// SIGTERM: marks not ready, stops accepting, lets requests in flight finish, stores every
   /// complete syslog message already read, then flushes every open window to the outputs
