@@ -31,7 +31,13 @@ absl::Status CheckReadable(const std::string& path, const std::string& key) {
   if (fd < 0) {
     return absl::InvalidArgumentError(fmt::format("{}: cannot read {}: {}", key, path, std::strerror(errno)));
   }
+  // One byte read: a directory opens but does not read (EISDIR).
+  char byte;
+  const ssize_t n = ::read(fd, &byte, 1);
+  const int error = errno;
   ::close(fd);
+  if (n < 0)
+    return absl::InvalidArgumentError(fmt::format("{}: cannot read {}: {}", key, path, std::strerror(error)));
   return absl::OkStatus();
 }
 
