@@ -833,6 +833,61 @@ void BM_BuildAndRender(benchmark::State& state) {
 }
 BENCHMARK(BM_BuildAndRender)->Unit(benchmark::kMicrosecond);
 
+// One shard's window as the outlet sees it in tests/load/outlet_window.sh (150,000 one-point
+// buckets over 64 shards: ~2,343 a shard, sources x {measure, sample, count}), merged into a
+// table: arg 0 = BucketMap::TakeAll then BuildGauges(span) (the outlet before 2026-11-30),
+// arg 1 = BuildGauges(BucketMap&) (the table read in place). Filling the table is not timed.
+void BM_OutletWindowGauges(benchmark::State& state) {
+  constexpr int kSources = 781;
+  constexpr std::int64_t kWindow = 1'796'000'000;
+  struct Entry {
+    std::string key;
+    bucket::PartialBucket bucket;
+  };
+  static const auto* entries = [] {
+    auto* out = new std::vector<Entry>();
+    const std::pair<const char*, extract::Kind> metrics[] = {
+        {"loadgen.request.latency", extract::Kind::kMeasure},
+        {"loadgen.queue.depth", extract::Kind::kSample},
+        {"loadgen.requests", extract::Kind::kCount}};
+    for (int s = 0; s < kSources; ++s) {
+      const std::string source = "host-" + std::to_string(100000 + s * 64);
+      for (const auto& [name, kind] : metrics) {
+        Entry e;
+        bucket::EncodeBucketKey("acme", name, source, kind, 5, kWindow, e.key);
+        e.bucket.Add(12.5 + s, kWindow * 1'000'000'000, kind == extract::Kind::kMeasure ? "ms" : "",
+                     kind == extract::Kind::kMeasure);
+        out->push_back(std::move(e));
+      }
+    }
+    return out;
+  }();
+  const bool in_place = state.range(0) == 1;
+  bucket::BucketMap table;
+  std::size_t gauges = 0;
+  AllocationMeter meter;
+  for (auto _ : state) {
+    meter.Pause(state);
+    table.clear();
+    for (const Entry& e : *entries) table.MergeBucket(e.key, bucket::PartialBucket(e.bucket));
+    meter.Resume(state);
+    telemetry::Counters counters;
+    std::vector<librato::Gauge> out;
+    if (in_place) {
+      out = librato::BuildGauges(table, counters);
+      table.clear();  // Timed: the outlet drops the buckets after building (TakeAll moved them).
+    } else {
+      std::vector<bucket::ClosedBucket> closed = table.TakeAll();
+      out = librato::BuildGauges(closed, counters);
+    }
+    gauges = out.size();
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetLabel(std::to_string(entries->size()) + (in_place ? " buckets, in place" : " buckets, TakeAll"));
+  Report(state, meter, "gauge", gauges, 0);
+}
+BENCHMARK(BM_OutletWindowGauges)->ArgName("in_place")->Arg(0)->Arg(1)->Unit(benchmark::kMicrosecond);
+
 }  // namespace
 }  // namespace drainmet
 
