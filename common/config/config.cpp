@@ -167,9 +167,11 @@ absl::Status ParseOutlet(const YAML::Node& node, std::string_view path, Outlet* 
   return ForEachEntry(node, path,
                       {"interval_ms", "connect_timeout_ms", "request_timeout_ms", "max_gauges_per_request",
                        "max_inflight_requests", "retry_initial_backoff_ms", "retry_max_backoff_ms",
-                       "lease_ttl_ms", "lease_renew_ms"},
+                       "lease_ttl_ms", "lease_renew_ms", "max_pending_retry_bytes"},
                       [&](std::string_view key, const YAML::Node& value, const std::string& key_path) {
                         if (key == "interval_ms") return ReadInt64(value, key_path, &outlet->interval_ms);
+                        if (key == "max_pending_retry_bytes")
+                          return ReadUint64(value, key_path, &outlet->max_pending_retry_bytes);
                         if (key == "connect_timeout_ms")
                           return ReadInt64(value, key_path, &outlet->connect_timeout_ms);
                         if (key == "request_timeout_ms")
@@ -638,6 +640,8 @@ absl::Status Validate(const Config& config) {
       {config.outlet.retry_max_backoff_ms, "outlet.retry_max_backoff_ms"},
       {config.outlet.lease_ttl_ms, "outlet.lease_ttl_ms"},
       {config.outlet.lease_renew_ms, "outlet.lease_renew_ms"},
+      {static_cast<std::int64_t>(std::min<std::uint64_t>(config.outlet.max_pending_retry_bytes, 1)),
+       "outlet.max_pending_retry_bytes"},
       {config.receiver.flush_interval_ms, "receiver.flush_interval_ms"},
       {static_cast<std::int64_t>(std::min<std::uint64_t>(config.receiver.max_series_in_memory, 1)),
        "receiver.max_series_in_memory"},

@@ -104,6 +104,10 @@ struct Outlet {
   int max_inflight_requests = 8;
   std::int64_t retry_initial_backoff_ms = 500;  ///< First retry delay, then doubled (with jitter).
   std::int64_t retry_max_backoff_ms = 60000;    ///< Cap of the delay; >= the initial backoff.
+  /// `drainmet run`: request bodies waiting for a retry kept at most, bytes (issue 5,
+  /// pending retries bounded); beyond, those of the oldest windows are dropped and counted
+  /// expired. Every body gets its first attempt. > 0.
+  std::uint64_t max_pending_retry_bytes = 64ULL << 20;
   /// Distributed mode: how long a shard lease lasts without renewal, ms. > 0.
   std::int64_t lease_ttl_ms = 15000;
   /// Distributed mode: how often a held lease is renewed, ms. > 0 and < lease_ttl_ms.

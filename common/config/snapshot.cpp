@@ -67,6 +67,7 @@ v1::ConfigSnapshot ToProto(const Config& config, std::uint64_t version) {
   outlet.set_request_timeout_ms(config.outlet.request_timeout_ms);
   outlet.set_max_gauges_per_request(config.outlet.max_gauges_per_request);
   outlet.set_max_inflight_requests(config.outlet.max_inflight_requests);
+  outlet.set_max_pending_retry_bytes(config.outlet.max_pending_retry_bytes);
   outlet.set_retry_initial_backoff_ms(config.outlet.retry_initial_backoff_ms);
   outlet.set_retry_max_backoff_ms(config.outlet.retry_max_backoff_ms);
   outlet.set_lease_ttl_ms(config.outlet.lease_ttl_ms);
@@ -167,6 +168,8 @@ absl::StatusOr<Config> FromProto(const v1::ConfigSnapshot& snapshot) {
     // Absent (0) in a snapshot of a config service that predates the field: the default.
     if (outlet.max_inflight_requests() != 0)
       config.outlet.max_inflight_requests = outlet.max_inflight_requests();
+    if (outlet.max_pending_retry_bytes() != 0)
+      config.outlet.max_pending_retry_bytes = outlet.max_pending_retry_bytes();
     config.outlet.retry_initial_backoff_ms = outlet.retry_initial_backoff_ms();
     config.outlet.retry_max_backoff_ms = outlet.retry_max_backoff_ms();
     config.outlet.lease_ttl_ms = outlet.lease_ttl_ms();

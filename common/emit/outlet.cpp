@@ -57,8 +57,50 @@ void Outlet::Enqueue(std::vector<bucket::ClosedBucket> closed) {
           std::min(batch.window_end_nanos, (g.measure_time + g.period) * base::kNanosPerSecond);
     }
     batch.next_attempt_nanos = now;
+    pending_bytes_ += batch.body.size();
     pending_.push_back(std::move(batch));
   });
+}
+
+void Outlet::EnforceRetryBound() {
+  const std::uint64_t bound = config_.outlet.max_pending_retry_bytes;
+  std::uint64_t retry_bytes = 0;
+  for (const Batch& b : pending_) {
+    if (b.attempts > 0) retry_bytes += b.body.size();
+  }
+  if (retry_bytes <= bound) return;
+  // The batches waiting for a retry, oldest window first.
+  std::vector<std::size_t> order;
+  for (std::size_t i = 0; i < pending_.size(); ++i) {
+    if (pending_[i].attempts > 0) order.push_back(i);
+  }
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+    return pending_[a].window_end_nanos < pending_[b].window_end_nanos;
+  });
+  std::vector<bool> drop(pending_.size(), false);
+  telemetry::Counters counters;
+  std::uint64_t batches = 0;
+  for (std::size_t i : order) {
+    if (retry_bytes <= bound) break;
+    drop[i] = true;
+    retry_bytes -= pending_[i].body.size();
+    pending_bytes_ -= pending_[i].body.size();
+    counters.expired += pending_[i].gauges;
+    ++batches;
+  }
+  std::vector<Batch> keep;
+  keep.reserve(pending_.size() - batches);
+  for (std::size_t i = 0; i < pending_.size(); ++i) {
+    if (!drop[i]) keep.push_back(std::move(pending_[i]));
+  }
+  pending_ = std::move(keep);
+  metrics_.Add(counters);
+  telemetry::LogOnce(
+      "retry_bound",
+      "outlet.max_pending_retry_bytes reached; the oldest gauges waiting for a retry are dropped",
+      {{"gauges", std::to_string(counters.expired)},
+       {"requests", std::to_string(batches)},
+       {"max_pending_retry_bytes", std::to_string(bound)}});
 }
 
 std::int64_t Outlet::SendDue() {
@@ -119,6 +161,9 @@ std::int64_t Outlet::SendDue() {
     metrics_.Add(counters);
   }
   pending_ = std::move(keep);
+  pending_bytes_ = 0;
+  for (const Batch& b : pending_) pending_bytes_ += b.body.size();
+  EnforceRetryBound();
   std::uint64_t queued = 0;
   for (const Batch& b : pending_) queued += b.gauges;
   metrics_.SetPendingGauges(static_cast<double>(queued));
@@ -179,6 +224,7 @@ void Outlet::Flush(std::int64_t timeout_ms) {
                    {{"gauges", std::to_string(counters.expired)}});
     metrics_.Add(counters);
     pending_.clear();
+    pending_bytes_ = 0;
   }
 }
 

@@ -1,8 +1,8 @@
 #pragma once
 // The emission loop: closed windows from the store -> Librato gauges (SEMANTICS §7) ->
 // request bodies of at most 300 gauges, one tenant each -> the sink, with retries
-// (exponential backoff with full jitter, Retry-After honoured) until the retry horizon.
-// Shared by the standalone service and the outlet.
+// (exponential backoff with full jitter, Retry-After honoured) until the retry horizon,
+// the retries bounded by outlet.max_pending_retry_bytes. Used by the standalone service.
 
 #include <cstdint>
 #include <mutex>
@@ -48,6 +48,9 @@ class Outlet {
 
   /// Bodies queued (waiting for their first attempt or a retry).
   std::size_t pending() const { return pending_.size(); }
+  /// Bytes of the bodies queued. Those waiting for a retry are at most
+  /// outlet.max_pending_retry_bytes after each pass; a body is always tried once.
+  std::uint64_t pending_bytes() const { return pending_bytes_; }
 
  private:
   struct Batch {
@@ -60,6 +63,9 @@ class Outlet {
   };
 
   void Enqueue(std::vector<bucket::ClosedBucket> closed);
+  /// outlet.max_pending_retry_bytes: while the bodies waiting for a retry are over it,
+  /// drops the one of the oldest window, counted expired (logged once).
+  void EnforceRetryBound();
   /// Sends due batches; returns the earliest next-attempt time of those left (or INT64_MAX).
   std::int64_t SendDue();
 
@@ -71,6 +77,7 @@ class Outlet {
   std::mt19937_64 rng_;
   absl::flat_hash_map<std::string, std::size_t> tenant_index_;
   std::vector<Batch> pending_;
+  std::uint64_t pending_bytes_ = 0;  ///< Sum of pending_[i].body.size().
 };
 
 }  // namespace drainmet::emit

@@ -3,6 +3,7 @@
 
 #include "common/emit/outlet.h"
 
+#include <algorithm>
 #include <deque>
 
 #include "common/emit/retry.h"
@@ -172,6 +173,48 @@ TEST_F(OutletTest, ExpiresAfterTheRetryHorizon) {
   // Every attempt happened within the horizon (window end + 60 s).
   for (const auto& p : sink_.posts) EXPECT_LE(p.at, (kT0 + 60 + 60) * kSec);
   EXPECT_GE(sink_.posts.size(), 3u);
+}
+
+// Issue 5 ("Limits": pending retries bounded): while the API fails, the bodies waiting for
+// a retry stay within outlet.max_pending_retry_bytes; the oldest windows are dropped
+// first, counted expired.
+TEST_F(OutletTest, PendingRetriesStayWithinTheByteBoundOldestDroppedFirst) {
+  config_.retry_horizon_seconds = 3600;  // no window expires by the horizon here
+  Outlet outlet(config_, store_, sink_, clock_, metrics_, 3);
+  for (int i = 0; i < 1000; ++i) sink_.script.push_back(Answer(503));
+  // Window 0 alone: the size of one queued body (one gauge).
+  AddCounts("acme", 1, kT0 + 1);
+  clock_.SetUnixNanos((kT0 + 70) * kSec);
+  outlet.RunOnce();
+  ASSERT_EQ(outlet.pending(), 1u);
+  const std::uint64_t one = outlet.pending_bytes();
+  ASSERT_GT(one, 0u);
+  // Room for two and a half bodies of the same size.
+  config_.outlet.max_pending_retry_bytes = 2 * one + one / 2;
+  for (int w = 1; w <= 5; ++w) {
+    AddCounts("acme", 1, kT0 + 60 * w + 1);
+    clock_.SetUnixNanos((kT0 + 60 * w + 70) * kSec);
+    outlet.RunOnce();
+    EXPECT_LE(outlet.pending_bytes(), config_.outlet.max_pending_retry_bytes) << w;
+  }
+  // Six windows of one gauge: the two newest are queued, the four oldest dropped.
+  EXPECT_EQ(outlet.pending(), 2u);
+  EXPECT_EQ(metrics_.Snapshot().expired, 4u);
+  EXPECT_EQ(metrics_.Snapshot().posted, 0u);
+  // The API is back: what is left is posted, and it is the two newest windows.
+  sink_.script.clear();
+  sink_.posts.clear();
+  clock_.AdvanceNanos(3600 * kSec);
+  outlet.RunOnce();
+  EXPECT_EQ(metrics_.Snapshot().posted, 2u);
+  std::vector<std::int64_t> times;
+  for (const auto& post : sink_.posts) {
+    const nlohmann::json body = nlohmann::json::parse(post.body);
+    for (const auto& g : body.at("gauges")) times.push_back(g.at("measure_time"));
+  }
+  std::sort(times.begin(), times.end());
+  EXPECT_EQ(times, (std::vector<std::int64_t>{kT0 + 240, kT0 + 300}));
+  EXPECT_EQ(outlet.pending_bytes(), 0u);
 }
 
 // Jitter: two outlets with different seeds do not retry in lockstep.
