@@ -36,6 +36,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/support/eventually.h"
+#include "tests/support/raw_socket.h"
 
 namespace drainmet::http {
 namespace {
@@ -189,40 +190,7 @@ class TlsClient {
   bool handshaken_ = false;
 };
 
-// A plain TCP client (raw bytes, no TLS); receives give up after 5 s.
-class RawSocket {
- public:
-  explicit RawSocket(std::uint16_t port) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    timeval timeout{};
-    timeout.tv_sec = 5;
-    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_port = htons(port);
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    connected_ = ::connect(fd_, reinterpret_cast<const sockaddr*>(&address), sizeof(address)) == 0;
-  }
-  ~RawSocket() { ::close(fd_); }
-  bool connected() const { return connected_; }
-  bool Send(std::string_view data) {
-    return ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(data.size());
-  }
-  // Reads until the peer closes or resets (true), or 5 s pass (false); `data` gets the bytes.
-  bool ReadUntilClose(std::string* data) {
-    char chunk[4096];
-    for (;;) {
-      const ssize_t got = ::recv(fd_, chunk, sizeof chunk, 0);
-      if (got == 0) return true;
-      if (got < 0) return errno == ECONNRESET;
-      data->append(chunk, static_cast<std::size_t>(got));
-    }
-  }
-
- private:
-  int fd_ = -1;
-  bool connected_ = false;
-};
+using support::RawSocket;
 
 Response Echo(const Request& request) {
   Response response;
@@ -336,9 +304,8 @@ TEST_F(TlsServerTest, PlainHttpToTheTlsPortGetsNoAnswerAndTheServerGoesOn) {
   RawSocket plain(server->port());
   ASSERT_TRUE(plain.connected());
   ASSERT_TRUE(plain.Send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"));
-  std::string got;
-  EXPECT_TRUE(plain.ReadUntilClose(&got));  // closed, not left hanging
-  EXPECT_THAT(got, Not(HasSubstr("HTTP/1.1")));
+  EXPECT_THAT(plain.ReadUntilClose(), Not(HasSubstr("HTTP/1.1")));
+  EXPECT_TRUE(plain.closed_by_peer());  // closed, not left hanging
 
   TlsClient client(server->port(), {File("first.cert.pem")});
   ASSERT_TRUE(client.ok()) << client.error();
@@ -363,8 +330,8 @@ TEST_F(TlsServerTest, ClientThatNeverHandshakesIsClosedAfterTheReadTimeoutOthers
   ASSERT_TRUE(client.ok()) << client.error();
   EXPECT_EQ(client.Send(bhttp::verb::post, "/logs", "x").result_int(), 200u);
 
-  std::string got;
-  EXPECT_TRUE(silent.ReadUntilClose(&got));
+  const std::string got = silent.ReadUntilClose();
+  EXPECT_TRUE(silent.closed_by_peer());
   const auto elapsed = std::chrono::steady_clock::now() - start;
   EXPECT_GE(elapsed, std::chrono::milliseconds(350));
   EXPECT_LT(elapsed, std::chrono::milliseconds(4000));
