@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_join.h"
 #include "common/base/status_macros.h"
 #include "common/bucket/codec.h"
 #include "common/bucket/partial_bucket.h"
@@ -376,6 +377,8 @@ void ShardOutlet::ManagerTick(std::vector<store::RedisClient>& clients, std::mt1
     for (const ShardState& s : states_) holding += s.lease ? 1 : 0;
   }
   std::int64_t free_seen = 0;
+  std::vector<std::uint32_t> acquired;  // this pass's new leases (logged once below)
+  std::int64_t orphans = 0;
   const std::uint32_t offset = static_cast<std::uint32_t>(rng() % shards_);
   for (std::uint32_t i = 0; i < shards_; ++i) {
     const std::uint32_t shard = (offset + i) % shards_;
@@ -418,23 +421,42 @@ void ShardOutlet::ManagerTick(std::vector<store::RedisClient>& clients, std::mt1
     s.renewed = std::chrono::steady_clock::now();
     s.release_wanted = false;
     ++holding;
-    Log(Level::kInfo, "shard lease acquired",
+    acquired.push_back(shard);
+    if (orphan) ++orphans;
+    Log(Level::kDebug, "shard lease acquired",
         {{"shard", Num(shard)}, {"token", Num(s.lease->token)}, {"orphan", orphan ? "true" : "false"}});
+  }
+  // One line a pass at info (a start-up takes dozens of shards at once).
+  if (!acquired.empty()) {
+    Log(Level::kInfo, "shard leases acquired",
+        {{"count", Num(static_cast<std::int64_t>(acquired.size()))},
+         {"shards", absl::StrJoin(acquired, ",")},
+         {"orphans", Num(orphans)},
+         {"holding", Num(holding)}});
   }
 
   // 4. Over the share while every shard is held: an outlet joined; give the excess up
   // (each after its window in progress).
   if (holding > share && free_seen == 0) {
     std::int64_t excess = holding - share;
-    std::lock_guard<std::mutex> lock(mu_);
-    for (std::uint32_t s = shards_; s-- > 0 && excess > 0;) {
-      if (!states_[s].lease) continue;
-      if (!states_[s].release_wanted) {
-        states_[s].release_wanted = true;
-        Log(Level::kInfo, "releasing shard to rebalance",
-            {{"shard", Num(s)}, {"share", Num(share)}, {"live_outlets", Num(live)}});
+    std::vector<std::uint32_t> releasing;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (std::uint32_t s = shards_; s-- > 0 && excess > 0;) {
+        if (!states_[s].lease) continue;
+        if (!states_[s].release_wanted) {
+          states_[s].release_wanted = true;
+          releasing.push_back(s);
+        }
+        --excess;
       }
-      --excess;
+    }
+    if (!releasing.empty()) {
+      Log(Level::kInfo, "releasing shards to rebalance",
+          {{"count", Num(static_cast<std::int64_t>(releasing.size()))},
+           {"shards", absl::StrJoin(releasing, ",")},
+           {"share", Num(share)},
+           {"live_outlets", Num(live)}});
     }
   }
   PublishLeaseCount();
@@ -470,7 +492,7 @@ void ShardOutlet::WorkerLoop(Worker& worker) {
             s.release_wanted = false;
           }
         }
-        Log(Level::kInfo, "shard lease released (rebalance)", {{"shard", Num(shard)}});
+        Log(Level::kDebug, "shard lease released (rebalance)", {{"shard", Num(shard)}});
         PublishLeaseCount();
         continue;
       }
