@@ -50,6 +50,7 @@ outlet:
   max_gauges_per_request: 100
   retry_initial_backoff_ms: 200
   retry_max_backoff_ms: 30000
+  max_pending_retry_bytes: 1048576
   lease_ttl_ms: 20000
   lease_renew_ms: 4000
 receiver:
@@ -89,7 +90,8 @@ const char kFullJson[] = R"({
              "read_timeout_seconds": 15, "future_tolerance_seconds": 120},
   "outlet": {"interval_ms": 250, "connect_timeout_ms": 1000, "request_timeout_ms": 5000,
              "max_gauges_per_request": 100, "retry_initial_backoff_ms": 200,
-             "retry_max_backoff_ms": 30000, "lease_ttl_ms": 20000, "lease_renew_ms": 4000},
+             "retry_max_backoff_ms": 30000, "max_pending_retry_bytes": 1048576, "lease_ttl_ms": 20000,
+             "lease_renew_ms": 4000},
   "receiver": {"flush_interval_ms": 250, "flush_delay_ms": 7, "max_series_in_memory": 5000},
   "redis": {"shards": 16, "servers": ["10.0.0.1:6379", "[::1]:6380", "unix:/run/redis/redis.sock"],
             "connect_timeout_ms": 500, "command_timeout_ms": 750},
@@ -127,6 +129,7 @@ Config ExpectedFull() {
               .max_gauges_per_request = 100,
               .retry_initial_backoff_ms = 200,
               .retry_max_backoff_ms = 30000,
+              .max_pending_retry_bytes = 1048576,
               .lease_ttl_ms = 20000,
               .lease_renew_ms = 4000};
   c.receiver = {.flush_interval_ms = 250, .flush_delay_ms = 7, .max_series_in_memory = 5000};
@@ -187,6 +190,7 @@ TEST(ParseConfigTest, EveryDefault) {
   EXPECT_EQ(config->outlet.retry_max_backoff_ms, 60000);
   EXPECT_EQ(config->outlet.lease_ttl_ms, 15000);
   EXPECT_EQ(config->outlet.lease_renew_ms, 5000);
+  EXPECT_EQ(config->outlet.max_pending_retry_bytes, 64u << 20);
   EXPECT_EQ(config->receiver.flush_interval_ms, 1000);
   EXPECT_EQ(config->receiver.flush_delay_ms, 2);
   EXPECT_EQ(config->receiver.max_series_in_memory, 200000u);
@@ -501,6 +505,8 @@ TEST(ValidateTest, EveryRule) {
        "listen: host may hold only A-Z a-z 0-9 . - (IPv6 goes in brackets)"},
       {"ListenIpv6", [](Config& c) { c.listen = "[::1]:8080"; }, ""},
       {"LeaseTtl", [](Config& c) { c.outlet.lease_ttl_ms = 0; }, "outlet.lease_ttl_ms: must be > 0"},
+      {"PendingRetryBytes", [](Config& c) { c.outlet.max_pending_retry_bytes = 0; },
+       "outlet.max_pending_retry_bytes: must be > 0"},
       {"LeaseRenew", [](Config& c) { c.outlet.lease_renew_ms = -1; }, "outlet.lease_renew_ms: must be > 0"},
       {"LeaseRenewNotBelowTtl",
        [](Config& c) {

@@ -45,6 +45,7 @@ Config RichConfig() {
               .max_inflight_requests = 18,
               .retry_initial_backoff_ms = 15,
               .retry_max_backoff_ms = 16,
+              .max_pending_retry_bytes = 19,
               .lease_ttl_ms = 17,
               .lease_renew_ms = 3};
   c.receiver = {.flush_interval_ms = 250, .flush_delay_ms = 9, .max_series_in_memory = 123456};
