@@ -14,6 +14,7 @@
 #include <set>
 #include <string>
 #include <system_error>
+#include <tuple>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -708,53 +709,55 @@ absl::StatusOr<Config> ParseConfig(std::string_view text, const EnvLookup& env) 
   return config;
 }
 
+namespace {
+
+// The receiver's restart-only keys (ReceiverRestartOnlyChanges), one list for both the
+// comparison and the copy: `visit(key, now's fields, next's fields)`, fields as std::tie
+// tuples (Config or const Config for `next`).
+template <typename Next, typename Visit>
+void ForEachReceiverRestartOnly(const Config& now, Next& next, Visit visit) {
+  visit("listen", std::tie(now.listen), std::tie(next.listen));
+  visit("tls_cert_file/tls_key_file", std::tie(now.tls_cert_file, now.tls_key_file),
+        std::tie(next.tls_cert_file, next.tls_key_file));
+  visit("threads", std::tie(now.threads), std::tie(next.threads));
+  visit("grace_seconds", std::tie(now.grace_seconds), std::tie(next.grace_seconds));
+  visit("limits.max_body_bytes", std::tie(now.limits.max_body_bytes), std::tie(next.limits.max_body_bytes));
+  visit("limits.max_header_bytes", std::tie(now.limits.max_header_bytes),
+        std::tie(next.limits.max_header_bytes));
+  visit("limits.max_header_count", std::tie(now.limits.max_header_count),
+        std::tie(next.limits.max_header_count));
+  visit("limits.read_timeout_seconds", std::tie(now.limits.read_timeout_seconds),
+        std::tie(next.limits.read_timeout_seconds));
+  visit("limits.dedupe_window_seconds", std::tie(now.limits.dedupe_window_seconds),
+        std::tie(next.limits.dedupe_window_seconds));
+  visit("limits.max_series_per_tenant", std::tie(now.limits.max_series_per_tenant),
+        std::tie(next.limits.max_series_per_tenant));
+  visit("receiver", std::tie(now.receiver), std::tie(next.receiver));
+  visit("redis", std::tie(now.redis), std::tie(next.redis));
+  // Everything of syslog but its drains, which apply live.
+  const Syslog& a = now.syslog;
+  auto& b = next.syslog;
+  visit("syslog (listeners and bounds)",
+        std::tie(a.listen, a.tls_listen, a.tls_cert_file, a.tls_key_file, a.max_line_bytes, a.max_connections,
+                 a.idle_timeout_seconds),
+        std::tie(b.listen, b.tls_listen, b.tls_cert_file, b.tls_key_file, b.max_line_bytes, b.max_connections,
+                 b.idle_timeout_seconds));
+}
+
+}  // namespace
+
 std::string ReceiverRestartOnlyChanges(const Config& now, const Config& next) {
   std::string changed;
-  auto note = [&](bool differs, const char* key) {
-    if (!differs) return;
+  ForEachReceiverRestartOnly(now, next, [&](const char* key, const auto& was, const auto& will) {
+    if (was == will) return;
     if (!changed.empty()) changed += ',';
     changed += key;
-  };
-  note(now.listen != next.listen, "listen");
-  note(now.tls_cert_file != next.tls_cert_file || now.tls_key_file != next.tls_key_file,
-       "tls_cert_file/tls_key_file");
-  note(now.threads != next.threads, "threads");
-  note(now.grace_seconds != next.grace_seconds, "grace_seconds");
-  note(now.limits.max_body_bytes != next.limits.max_body_bytes, "limits.max_body_bytes");
-  note(now.limits.max_header_bytes != next.limits.max_header_bytes, "limits.max_header_bytes");
-  note(now.limits.max_header_count != next.limits.max_header_count, "limits.max_header_count");
-  note(now.limits.read_timeout_seconds != next.limits.read_timeout_seconds, "limits.read_timeout_seconds");
-  note(now.limits.dedupe_window_seconds != next.limits.dedupe_window_seconds, "limits.dedupe_window_seconds");
-  note(now.limits.max_series_per_tenant != next.limits.max_series_per_tenant, "limits.max_series_per_tenant");
-  note(now.receiver != next.receiver, "receiver");
-  note(now.redis != next.redis, "redis");
-  note(now.syslog.listen != next.syslog.listen || now.syslog.tls_listen != next.syslog.tls_listen ||
-           now.syslog.tls_cert_file != next.syslog.tls_cert_file ||
-           now.syslog.tls_key_file != next.syslog.tls_key_file ||
-           now.syslog.max_line_bytes != next.syslog.max_line_bytes ||
-           now.syslog.max_connections != next.syslog.max_connections ||
-           now.syslog.idle_timeout_seconds != next.syslog.idle_timeout_seconds,
-       "syslog (listeners and bounds)");
+  });
   return changed;
 }
 
 void KeepReceiverRestartOnly(const Config& now, Config& next) {
-  next.listen = now.listen;
-  next.tls_cert_file = now.tls_cert_file;
-  next.tls_key_file = now.tls_key_file;
-  next.threads = now.threads;
-  next.grace_seconds = now.grace_seconds;
-  next.limits.max_body_bytes = now.limits.max_body_bytes;
-  next.limits.max_header_bytes = now.limits.max_header_bytes;
-  next.limits.max_header_count = now.limits.max_header_count;
-  next.limits.read_timeout_seconds = now.limits.read_timeout_seconds;
-  next.limits.dedupe_window_seconds = now.limits.dedupe_window_seconds;
-  next.limits.max_series_per_tenant = now.limits.max_series_per_tenant;
-  next.receiver = now.receiver;
-  next.redis = now.redis;
-  std::vector<SyslogDrain> drains = std::move(next.syslog.drains);
-  next.syslog = now.syslog;
-  next.syslog.drains = std::move(drains);
+  ForEachReceiverRestartOnly(now, next, [](const char*, const auto& was, auto will) { will = was; });
 }
 
 absl::Status CheckFiles(const Config& config) {
