@@ -57,9 +57,14 @@ void Outlet::Enqueue(std::vector<bucket::ClosedBucket> closed) {
           std::min(batch.window_end_nanos, (g.measure_time + g.period) * base::kNanosPerSecond);
     }
     batch.next_attempt_nanos = now;
-    pending_bytes_ += batch.body.size();
     pending_.push_back(std::move(batch));
   });
+}
+
+std::uint64_t Outlet::pending_bytes() const {
+  std::uint64_t bytes = 0;
+  for (const Batch& b : pending_) bytes += b.body.size();
+  return bytes;
 }
 
 void Outlet::EnforceRetryBound() {
@@ -84,7 +89,6 @@ void Outlet::EnforceRetryBound() {
     if (retry_bytes <= bound) break;
     drop[i] = true;
     retry_bytes -= pending_[i].body.size();
-    pending_bytes_ -= pending_[i].body.size();
     counters.expired += pending_[i].gauges;
     ++batches;
   }
@@ -161,8 +165,6 @@ std::int64_t Outlet::SendDue() {
     metrics_.Add(counters);
   }
   pending_ = std::move(keep);
-  pending_bytes_ = 0;
-  for (const Batch& b : pending_) pending_bytes_ += b.body.size();
   EnforceRetryBound();
   std::uint64_t queued = 0;
   for (const Batch& b : pending_) queued += b.gauges;
@@ -224,7 +226,6 @@ void Outlet::Flush(std::int64_t timeout_ms) {
                    {{"gauges", std::to_string(counters.expired)}});
     metrics_.Add(counters);
     pending_.clear();
-    pending_bytes_ = 0;
   }
 }
 

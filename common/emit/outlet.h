@@ -50,7 +50,7 @@ class Outlet {
   std::size_t pending() const { return pending_.size(); }
   /// Bytes of the bodies queued. Those waiting for a retry are at most
   /// outlet.max_pending_retry_bytes after each pass; a body is always tried once.
-  std::uint64_t pending_bytes() const { return pending_bytes_; }
+  std::uint64_t pending_bytes() const;
 
  private:
   struct Batch {
@@ -77,7 +77,6 @@ class Outlet {
   std::mt19937_64 rng_;
   absl::flat_hash_map<std::string, std::size_t> tenant_index_;
   std::vector<Batch> pending_;
-  std::uint64_t pending_bytes_ = 0;  ///< Sum of pending_[i].body.size().
 };
 
 }  // namespace drainmet::emit
