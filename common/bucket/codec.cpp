@@ -575,6 +575,76 @@ absl::Status RecordReader::DecodeGeneral(std::string_view bytes) {
   return absl::OkStatus();
 }
 
+ElementWriter::ElementWriter(std::string& bytes, std::vector<std::size_t>& ends, std::size_t max_bytes)
+    : bytes_(bytes), ends_(ends), max_bytes_(max_bytes == 0 ? 1 : max_bytes) {}
+
+void ElementWriter::Add(const RecordKeyView& key, const PartialBucket& bucket) {
+  const std::size_t size = RecordSize(key, bucket);
+  const std::size_t framed = VarintSize(size) + size;
+  if (open_records_ > 0 && bytes_.size() - start_ + framed > max_bytes_) Close();
+  if (open_records_ == 0) {
+    start_ = bytes_.size();
+    bytes_.push_back(kBatchElementTag);
+  }
+  const std::size_t at = bytes_.size();
+  bytes_.resize(at + framed);  // zero-fills once; every byte is overwritten below
+  char* p = WriteVarint(size, bytes_.data() + at);
+  WriteRecord(key, bucket, p);
+  ++open_records_;
+  ++records_;
+}
+
+void ElementWriter::Close() {
+  if (open_records_ == 0) return;
+  if (open_records_ == 1) {
+    // One record: written alone, as a single-record element (no tag, no length).
+    const char* p = bytes_.data() + start_ + 1;
+    std::uint64_t size = 0;
+    ReadVarint(p, bytes_.data() + bytes_.size(), size);
+    bytes_.erase(start_, static_cast<std::size_t>(p - (bytes_.data() + start_)));
+  }
+  ends_.push_back(bytes_.size());
+  open_records_ = 0;
+  ++elements_;
+}
+
+void ElementReader::Reset(std::string_view element) {
+  at_ = element.data();
+  end_ = element.data() + element.size();
+  index_ = 0;
+  batch_ = !element.empty() && element.front() == kBatchElementTag;
+  single_left_ = !batch_;
+  if (batch_) ++at_;
+}
+
+absl::StatusOr<bool> ElementReader::Next() {
+  if (!batch_) {
+    if (!single_left_) return false;
+    single_left_ = false;
+    if (absl::Status s = reader_.Decode(std::string_view(at_, static_cast<std::size_t>(end_ - at_)));
+        !s.ok()) {
+      return s;
+    }
+    return true;
+  }
+  if (at_ == end_) return false;
+  const std::uint64_t index = index_++;
+  const char* p = at_;
+  std::uint64_t size = 0;
+  if (!ReadVarint(p, end_, size) || size > static_cast<std::uint64_t>(end_ - p)) {
+    const std::size_t rest = static_cast<std::size_t>(end_ - at_);
+    at_ = end_;  // The framing is lost: nothing after this point can be trusted.
+    return Invalid("batch element: record " + std::to_string(index) +
+                   "'s length is truncated or past the end (" + std::to_string(rest) +
+                   " bytes left); the rest of the element skipped");
+  }
+  at_ = p + size;
+  if (absl::Status s = reader_.Decode(std::string_view(p, static_cast<std::size_t>(size))); !s.ok()) {
+    return Invalid("batch element: record " + std::to_string(index) + ": " + std::string(s.message()));
+  }
+  return true;
+}
+
 absl::StatusOr<BucketRecord> DecodeRecord(std::string_view bytes) {
   RecordReader reader;
   if (absl::Status s = reader.Decode(bytes); !s.ok()) return s;

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/bucket/partial_bucket.h"
 
@@ -68,6 +69,92 @@ class RecordReader {
   RecordKeyView key_;
   PartialBucket bucket_;
   BucketKey general_key_;  // the key's storage when protobuf's parser decoded the record
+};
+
+// ---- Redis list elements (docs/redis-layout.md "Record encoding"): an element of a
+// window's list is either one PartialBucketRecord (as EncodeRecord writes it) or a batch
+// element: the byte 0x00 (kBatchElementTag), then its records one after another, each as
+// its length in bytes (a protobuf base-128 varint) followed by the PartialBucketRecord's
+// bytes. A record never starts with 0x00 (that would be field number 0, which protobuf
+// forbids), so the first byte tells the two apart; a "\x00" alone is an empty batch.
+
+/// The first byte of a batch element.
+inline constexpr char kBatchElementTag = '\x00';
+
+/// The bound ElementWriter keeps by default: no element it writes is longer than this many
+/// bytes, unless it holds one record alone that is longer (a sketch of a widely spread
+/// measure can be ~1 MiB; then that record is its own element).
+inline constexpr std::size_t kMaxElementBytes = 64 * 1024;
+
+/// Writes records as list elements into one reused buffer: the records go into the open
+/// element until the next one would take it past `max_bytes`, which closes it and opens
+/// another. An element that ends up with one record is that record alone (no tag, no
+/// length): what single-record writers write, and 2-3 bytes shorter. Each closed element's
+/// end offset in `bytes` is appended to `ends` (an element begins where the previous one
+/// ended, or where `bytes` ended when the writer was made). No allocation but the
+/// buffers' growth. Not thread-safe; `bytes` and `ends` must outlive it and must not be
+/// touched by others until Close.
+class ElementWriter {
+ public:
+  /// Appends to `bytes` and `ends`, which are not cleared. `max_bytes` > 0.
+  ElementWriter(std::string& bytes, std::vector<std::size_t>& ends, std::size_t max_bytes = kMaxElementBytes);
+
+  /// Appends `key` + `bucket` as one record (AppendRecord's encoding and contract).
+  void Add(const RecordKeyView& key, const PartialBucket& bucket);
+  /// Closes the open element, if any (later records open a new one). Call once all are added.
+  void Close();
+
+  /// Records added so far, and elements closed so far.
+  std::uint64_t records() const { return records_; }
+  std::uint64_t elements() const { return elements_; }
+
+ private:
+  std::string& bytes_;
+  std::vector<std::size_t>& ends_;
+  std::size_t max_bytes_;
+  std::size_t start_ = 0;         // where the open element begins in bytes_
+  std::size_t open_records_ = 0;  // records in the open element; 0: none is open
+  std::uint64_t records_ = 0;
+  std::uint64_t elements_ = 0;
+};
+
+/// Reads the records of list elements (batch or single record) one by one into a
+/// RecordReader's reused storage: no allocation per record. Not thread-safe (one per
+/// thread). Typical use:
+///
+///     reader.Reset(element);
+///     for (;;) {
+///       absl::StatusOr<bool> next = reader.Next();
+///       if (!next.ok()) { count and log next.status(); continue; }
+///       if (!*next) break;
+///       use reader.key(), reader.bucket();
+///     }
+class ElementReader {
+ public:
+  /// Starts on `element` (untrusted Redis content), which must outlive the reads and the
+  /// key()'s views.
+  void Reset(std::string_view element);
+
+  /// Decodes the next record of the element. true: key() and bucket() hold it (until the
+  /// next call; RecordReader::Decode's contract). false: the element has no more records.
+  /// InvalidArgument: either that record does not decode (a single element's only record,
+  /// or one record of a batch: the following records are still read by the next call), or
+  /// the batch's framing is broken (a length that is truncated or runs past the element's
+  /// end): then the rest of the element is given up, reported by this one error, and the
+  /// next call returns false. Never crashes.
+  absl::StatusOr<bool> Next();
+
+  const RecordKeyView& key() const { return reader_.key(); }
+  /// May be moved from (the next record fills every field again).
+  PartialBucket& bucket() { return reader_.bucket(); }
+
+ private:
+  RecordReader reader_;
+  const char* at_ = nullptr;   // the next record's framing (batch) or bytes (single)
+  const char* end_ = nullptr;  // the element's end
+  std::uint64_t index_ = 0;    // the next record's position in the batch
+  bool batch_ = false;
+  bool single_left_ = false;  // a single-record element whose record is still to read
 };
 
 /// Inverse of EncodeRecord: DecodeRecord(EncodeRecord(k, b)) gives k and b back field for

@@ -869,6 +869,286 @@ TEST(CodecBatch, TruncationInsideARecordIsRejected) {
 }
 
 // ---------------------------------------------------------------------------------------
+// List elements: one record, or a batch element (0x00, then (varint length, record)...).
+
+using Records = std::vector<std::pair<BucketKey, PartialBucket>>;
+
+// Writes `records` with one ElementWriter of bound `max_bytes`; the elements, in order.
+std::vector<std::string> WriteElements(const Records& records, std::size_t max_bytes = kMaxElementBytes) {
+  std::string bytes = "before";  // the writer appends: elements begin where `bytes` ended
+  std::vector<std::size_t> ends;
+  ElementWriter writer(bytes, ends, max_bytes);
+  for (const auto& [key, bucket] : records) {
+    writer.Add(RecordKeyView{key.tenant, key.name, key.source, key.kind, key.resolution_seconds,
+                             key.window_unix_seconds},
+               bucket);
+  }
+  writer.Close();
+  EXPECT_EQ(writer.records(), records.size());
+  EXPECT_EQ(writer.elements(), ends.size());
+  std::vector<std::string> elements;
+  std::size_t begin = 6;
+  for (const std::size_t end : ends) {
+    elements.push_back(bytes.substr(begin, end - begin));
+    begin = end;
+  }
+  EXPECT_EQ(bytes.substr(0, 6), "before");
+  return elements;
+}
+
+// What ElementReader gives for `element`: the records it decoded, re-encoded, and the
+// errors, in order ("" for a record).
+struct Read {
+  std::vector<std::string> records;
+  std::vector<std::string> errors;
+};
+Read ReadElement(ElementReader& reader, std::string_view element) {
+  Read read;
+  reader.Reset(element);
+  for (int guard = 0; guard < 100000; ++guard) {
+    absl::StatusOr<bool> next = reader.Next();
+    if (!next.ok()) {
+      EXPECT_EQ(next.status().code(), absl::StatusCode::kInvalidArgument);
+      read.errors.emplace_back(next.status().message());
+      continue;
+    }
+    if (!*next) return read;
+    const RecordKeyView& k = reader.key();
+    std::string bytes;
+    EncodeRecord(BucketKey{std::string(k.tenant), std::string(k.name), std::string(k.source), k.kind,
+                           k.resolution_seconds, k.window_unix_seconds},
+                 reader.bucket(), bytes);
+    read.records.push_back(std::move(bytes));
+  }
+  ADD_FAILURE() << "Next never returned false";
+  return read;
+}
+
+std::string Encoded(const BucketKey& key, const PartialBucket& bucket) {
+  std::string bytes;
+  EncodeRecord(key, bucket, bytes);
+  return bytes;
+}
+
+// `n` one-point count records of distinct sources.
+Records Counts(int n) {
+  Records records;
+  for (int i = 0; i < n; ++i) {
+    BucketKey key = Key(Kind::kCount);
+    key.source = "web." + std::to_string(i);
+    records.emplace_back(key, Build(Kind::kCount, {1}, ""));
+  }
+  return records;
+}
+
+TEST(CodecElement, OneRecordIsWrittenAloneAsASingleRecordElement) {
+  const Records one = {{Key(Kind::kMeasure), Build(Kind::kMeasure, kThree)}};
+  const std::vector<std::string> elements = WriteElements(one);
+  ASSERT_EQ(elements.size(), 1u);
+  EXPECT_EQ(elements[0], Encoded(one[0].first, one[0].second));  // no tag, no length
+  ElementReader reader;
+  const Read read = ReadElement(reader, elements[0]);
+  EXPECT_TRUE(read.errors.empty());
+  EXPECT_EQ(read.records, std::vector<std::string>{elements[0]});
+}
+
+TEST(CodecElement, TwoRecordsAreOneBatchElementByteForByte) {
+  const Records two = {{Key(Kind::kCount), Build(Kind::kCount, {1, 1}, "")},
+                       {Key(Kind::kSample, -120), Build(Kind::kSample, {-3.5, 7}, "MB")}};
+  const std::string a = Encoded(two[0].first, two[0].second);
+  const std::string b = Encoded(two[1].first, two[1].second);
+  ASSERT_LT(a.size(), 128u);
+  ASSERT_LT(b.size(), 128u);
+  const std::vector<std::string> elements = WriteElements(two);
+  ASSERT_EQ(elements.size(), 1u);
+  // 0x00, then each record's length (one varint byte here) and bytes.
+  EXPECT_EQ(elements[0],
+            std::string(1, '\0') + static_cast<char>(a.size()) + a + static_cast<char>(b.size()) + b);
+  ElementReader reader;
+  const Read read = ReadElement(reader, elements[0]);
+  EXPECT_TRUE(read.errors.empty());
+  EXPECT_EQ(read.records, (std::vector<std::string>{a, b}));
+}
+
+TEST(CodecElement, ManyRecordsRoundTripInOrderAcrossKindsAndSketches) {
+  Records many = ReaderRecords();  // counts, samples, measures, a sketch (not the own parser's encoding)
+  for (const auto& r : Counts(500)) many.push_back(r);
+  const std::vector<std::string> elements = WriteElements(many);
+  ASSERT_EQ(elements.size(), 1u);  // ~55 KiB: under the bound
+  EXPECT_LE(elements[0].size(), kMaxElementBytes);
+  EXPECT_EQ(elements[0][0], kBatchElementTag);
+  ElementReader reader;
+  const Read read = ReadElement(reader, elements[0]);
+  EXPECT_TRUE(read.errors.empty());
+  ASSERT_EQ(read.records.size(), many.size());
+  for (std::size_t i = 0; i < many.size(); ++i) {
+    EXPECT_EQ(read.records[i], Encoded(many[i].first, many[i].second)) << i;
+  }
+  // And field for field (doubles bit-exact, the sketch identical), through the reader.
+  reader.Reset(elements[0]);
+  for (const auto& [key, bucket] : many) {
+    absl::StatusOr<bool> next = reader.Next();
+    ASSERT_TRUE(next.ok() && *next) << next.status();
+    EXPECT_EQ(reader.key().source, key.source);
+    ExpectSameBucket(bucket, reader.bucket());
+  }
+  EXPECT_FALSE(*reader.Next());
+}
+
+// The bound: an element takes records while they fit, every element <= max_bytes, the
+// records in order over the elements; a record larger than the bound is alone.
+TEST(CodecElement, SplitsAtTheBoundAndKeepsAnOversizedRecordAlone) {
+  const Records counts = Counts(10);  // web.0 .. web.9: 92 bytes each (93 framed)
+  const std::string first = Encoded(counts[0].first, counts[0].second);
+  ASSERT_EQ(first.size(), 92u);
+  // 1 + 3 x 93 = 280 <= 300 < 373: three records an element, the last holds one (alone).
+  std::vector<std::string> elements = WriteElements(counts, 300);
+  ASSERT_EQ(elements.size(), 4u);
+  for (int e = 0; e < 3; ++e) EXPECT_EQ(elements[e].size(), 280u) << e;
+  EXPECT_EQ(elements[3], Encoded(counts[9].first, counts[9].second));
+  ElementReader reader;
+  std::vector<std::string> all;
+  for (const std::string& element : elements) {
+    const Read read = ReadElement(reader, element);
+    EXPECT_TRUE(read.errors.empty());
+    all.insert(all.end(), read.records.begin(), read.records.end());
+  }
+  ASSERT_EQ(all.size(), counts.size());
+  for (std::size_t i = 0; i < counts.size(); ++i)
+    EXPECT_EQ(all[i], Encoded(counts[i].first, counts[i].second));
+
+  // A 2.5 KiB sketched record between small ones, bound 1000: the small ones before it
+  // close their element, it is alone (plain), the ones after open the next.
+  Records mixed = {counts[0], counts[1], {Key(Kind::kMeasure), Build(Kind::kMeasure, Sketched())}, counts[2]};
+  const std::string big = Encoded(mixed[2].first, mixed[2].second);
+  ASSERT_GT(big.size(), 1000u);
+  elements = WriteElements(mixed, 1000);
+  ASSERT_EQ(elements.size(), 3u);
+  EXPECT_EQ(elements[0][0], kBatchElementTag);
+  EXPECT_EQ(ReadElement(reader, elements[0]).records.size(), 2u);
+  EXPECT_EQ(elements[1], big);
+  EXPECT_EQ(elements[2], Encoded(counts[2].first, counts[2].second));
+
+  // The default bound, 64 KiB: 2000 count records (93 to 96 bytes framed, 190,890 bytes)
+  // in 3 elements, each <= 64 KiB.
+  const Records lots = Counts(2000);
+  elements = WriteElements(lots);
+  std::size_t records = 0;
+  for (const std::string& element : elements) {
+    EXPECT_LE(element.size(), kMaxElementBytes);
+    const Read read = ReadElement(reader, element);
+    EXPECT_TRUE(read.errors.empty());
+    records += read.records.size();
+  }
+  EXPECT_EQ(elements.size(), 3u);
+  EXPECT_EQ(records, 2000u);
+}
+
+TEST(CodecElement, ReaderTakesSingleAndBatchElementsAlike) {
+  const Records counts = Counts(5);
+  const std::string single = Encoded(counts[0].first, counts[0].second);  // as receivers before batches wrote
+  const std::vector<std::string> batch = WriteElements(Records(counts.begin() + 1, counts.end()));
+  ASSERT_EQ(batch.size(), 1u);
+  ElementReader reader;
+  std::vector<std::string> all;
+  for (const std::string& element : {single, batch[0], single}) {
+    const Read read = ReadElement(reader, element);
+    EXPECT_TRUE(read.errors.empty());
+    all.insert(all.end(), read.records.begin(), read.records.end());
+  }
+  ASSERT_EQ(all.size(), 6u);
+  EXPECT_EQ(all[0], single);
+  EXPECT_EQ(all[4], Encoded(counts[4].first, counts[4].second));
+  EXPECT_EQ(all[5], single);
+  // "\x00" alone is an empty batch; an empty element is one record that does not decode.
+  EXPECT_TRUE(ReadElement(reader, std::string(1, '\0')).records.empty());
+  EXPECT_TRUE(ReadElement(reader, std::string(1, '\0')).errors.empty());
+  const Read empty = ReadElement(reader, "");
+  EXPECT_TRUE(empty.records.empty());
+  EXPECT_EQ(empty.errors.size(), 1u);
+}
+
+// A record of a batch that does not decode is one error; the records around it are read.
+TEST(CodecElement, CorruptRecordInsideABatchIsSkippedAlone) {
+  const Records counts = Counts(3);
+  std::string element(1, '\0');
+  const std::string a = Encoded(counts[0].first, counts[0].second);
+  std::string b = Encoded(counts[1].first, counts[1].second);
+  const std::string c = Encoded(counts[2].first, counts[2].second);
+  b.back() = '\0';  // count (field 15, the last byte) 0: breaks a constraint
+  const std::string* const parts[] = {&a, &b, &c};
+  for (const std::string* r : parts) element += static_cast<char>(r->size()) + *r;
+  ElementReader reader;
+  const Read read = ReadElement(reader, element);
+  EXPECT_EQ(read.records, (std::vector<std::string>{a, c}));
+  ASSERT_EQ(read.errors.size(), 1u);
+  EXPECT_TRUE(read.errors[0].starts_with("batch element: record 1: count")) << read.errors[0];
+}
+
+// Broken framing (a length past the end, a truncated varint): the records before it are
+// read, the rest of the element is one error, then the element ends.
+TEST(CodecElement, BrokenFramingGivesUpTheRestOnce) {
+  const Records counts = Counts(3);
+  const std::vector<std::string> elements = WriteElements(counts);
+  ASSERT_EQ(elements.size(), 1u);
+  const std::string& whole = elements[0];
+  const std::string a = Encoded(counts[0].first, counts[0].second);
+  ElementReader reader;
+  // Every cut: the records wholly inside are read; a cut inside a record's bytes or its
+  // length is one error.
+  for (std::size_t n = 1; n < whole.size(); ++n) {
+    SCOPED_TRACE(n);
+    const Read read = ReadElement(reader, std::string_view(whole).substr(0, n));
+    const std::size_t complete = (n - 1) / 93;  // 93 bytes per framed record
+    EXPECT_EQ(read.records.size(), complete);
+    const bool at_boundary = (n - 1) % 93 == 0;
+    EXPECT_EQ(read.errors.size(), at_boundary ? 0u : 1u);
+    if (!at_boundary) {
+      EXPECT_NE(read.errors[0].find("past the end"), std::string::npos) << read.errors[0];
+    }
+  }
+  // A length of 200 after the first record, 92 + 93 bytes left: one error, nothing more.
+  std::string bad = whole;
+  bad.insert(1 + 93 + 1, 1, '\x01');  // 200 = 0xc8 0x01 as a varint
+  bad[1 + 93] = static_cast<char>(0xc8);
+  Read read = ReadElement(reader, bad);
+  EXPECT_EQ(read.records, std::vector<std::string>{a});
+  ASSERT_EQ(read.errors.size(), 1u);
+  EXPECT_EQ(read.errors[0],
+            "batch element: record 1's length is truncated or past the end (187 bytes left); the rest of "
+            "the element skipped");
+  // A varint of 11 bytes: broken framing too.
+  read = ReadElement(reader, std::string(1, '\0') + std::string(11, '\xff'));
+  EXPECT_TRUE(read.records.empty());
+  EXPECT_EQ(read.errors.size(), 1u);
+}
+
+// The outlet's loop: no allocation per record once the reader's storage is warm.
+TEST(CodecElement, ReadingABatchAllocatesNothingPerRecord) {
+  Records measures;
+  for (int i = 0; i < 300; ++i) {
+    BucketKey key = Key(Kind::kMeasure);
+    key.source = "web." + std::to_string(i);
+    measures.emplace_back(key, Build(Kind::kMeasure, {1, 2, static_cast<double>(i)}));
+  }
+  const std::vector<std::string> elements = WriteElements(measures);
+  ASSERT_EQ(elements.size(), 1u);
+  ElementReader reader;
+  ASSERT_EQ(ReadElement(reader, elements[0]).records.size(), 300u);  // warms the storage
+  const long before = testing_support::AllocationCount();
+  std::size_t read = 0;
+  double sum = 0;
+  reader.Reset(elements[0]);
+  for (absl::StatusOr<bool> next = reader.Next(); next.ok() && *next; next = reader.Next()) {
+    sum += reader.bucket().sum;
+    ++read;
+  }
+  EXPECT_EQ(testing_support::AllocationCount() - before, 0);
+  EXPECT_EQ(read, 300u);
+  EXPECT_EQ(sum, 300 * 3 + 299 * 300 / 2);
+}
+
+// ---------------------------------------------------------------------------------------
 // Restoring distributions (distribution.h factories the codec uses).
 
 TEST(DistributionRestore, FromExactKeepsOrderUpToTheCap) {
