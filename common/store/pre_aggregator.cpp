@@ -101,8 +101,8 @@ struct PreAggregator::Batch {
   absl::flat_hash_set<std::string> inflight;  // inflight_key of every request
   std::uint64_t flush_number = 0;
   // Flush's reused storage.
-  std::string records;                   // every record of the flush, back to back
-  std::vector<std::size_t> record_ends;  // end offset of each record in `records`
+  std::string records;                   // every list element of the flush, back to back
+  std::vector<std::size_t> record_ends;  // end offset of each element in `records`
 };
 
 PreAggregator::PreAggregator(RedisStore& redis, PreAggregatorOptions options)
@@ -411,24 +411,28 @@ void PreAggregator::Absorb(std::vector<Queued>& queued, Batch& batch) {
 
 void PreAggregator::Flush(Batch& batch) {
   // Every record into one reused buffer first (no allocation per record), then the views
-  // ingest.lua's calls use (the buffer no longer moves).
+  // ingest.lua's calls use (the buffer no longer moves). One list element per (shard,
+  // window) holds all its records (bucket::ElementWriter: a batch element, split at
+  // bucket::kMaxElementBytes), so Redis, hiredis and the outlet pay per element, not per
+  // record (docs/redis-layout.md "Record encoding").
   struct GroupWrite {
     ShardWindow where;
     Batch::Group* group = nullptr;
-    std::size_t first_record = 0;
-    std::size_t records = 0;
+    std::size_t first_element = 0;
+    std::size_t elements = 0;
   };
   std::vector<GroupWrite> writes;
   std::string& bytes = batch.records;
   std::vector<std::size_t>& ends = batch.record_ends;
   bytes.clear();
   ends.clear();
+  bucket::ElementWriter writer(bytes, ends);
   for (auto& [where, group] : batch.groups) {
     if (!group.active()) continue;
     GroupWrite& write = writes.emplace_back();
     write.where = where;
     write.group = &group;
-    write.first_record = ends.size();
+    write.first_element = ends.size();
     // The buckets lie scattered over the requests' tables: each one's first touch is a
     // cache miss, so fetch a few ahead (the bucket's both ends and its key's bytes).
     const std::vector<Batch::Entry>& entries = group.entries;
@@ -442,12 +446,13 @@ void PreAggregator::Flush(Batch& batch) {
     for (std::size_t i = 0; i < std::min(kAhead, entries.size()); ++i) prefetch(i);
     for (std::size_t i = 0; i < entries.size(); ++i) {
       if (i + kAhead < entries.size()) prefetch(i + kAhead);
-      bucket::AppendRecord(entries[i].key, *entries[i].bucket, bytes);
-      ends.push_back(bytes.size());
+      writer.Add(entries[i].key, *entries[i].bucket);
     }
-    write.records = ends.size() - write.first_record;
+    writer.Close();
+    write.elements = ends.size() - write.first_element;
   }
-  const std::uint64_t records = ends.size();
+  const std::uint64_t records = writer.records();
+  const std::uint64_t elements = writer.elements();
   std::vector<IngestRecord> record_views(ends.size());
   for (std::size_t r = 0; r < ends.size(); ++r) {
     const std::size_t begin = r == 0 ? 0 : ends[r - 1];
@@ -461,12 +466,13 @@ void PreAggregator::Flush(Batch& batch) {
   std::vector<std::size_t> first_write;  // per ShardIngest: index of its first write
   for (std::size_t w = 0; w < writes.size(); ++w) {
     GroupWrite& write = writes[w];
-    for (std::size_t r = write.first_record; r < write.first_record + write.records; ++r) {
+    for (std::size_t r = write.first_element; r < write.first_element + write.elements; ++r) {
       record_views[r].close_unix_s = write.where.close;
     }
     for (const auto& [tenant, id] : write.group->frames) frames[w].push_back(FrameRef{tenant, id});
     IngestRequest request;
-    request.records = std::span<const IngestRecord>(record_views).subspan(write.first_record, write.records);
+    request.records =
+        std::span<const IngestRecord>(record_views).subspan(write.first_element, write.elements);
     if (frames[w].empty()) {
       request.tenant = batch.requests[write.group->contributors.front().first].tenant;
     } else {
@@ -529,6 +535,7 @@ void PreAggregator::Flush(Batch& batch) {
     ++stats_.flushes;
     if (failed) ++stats_.flush_errors;
     stats_.records_written += records;
+    stats_.elements_written += elements;
     stats_.conflicts += conflicts;
   }
   // Written (or failed): nothing of this batch is open any more, and a caller that reads

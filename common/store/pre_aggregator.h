@@ -44,9 +44,13 @@ struct PreAggregatorOptions {
 
 /// Counters of the pre-aggregation, cumulative since start (for metrics and tests).
 struct PreAggregatorStats {
-  std::uint64_t flushes = 0;           ///< Writes (one per flush that had data).
-  std::uint64_t flush_errors = 0;      ///< Flushes where some server failed (its requests: 503).
-  std::uint64_t records_written = 0;   ///< Merged partial buckets sent to Redis.
+  std::uint64_t flushes = 0;          ///< Writes (one per flush that had data).
+  std::uint64_t flush_errors = 0;     ///< Flushes where some server failed (its requests: 503).
+  std::uint64_t records_written = 0;  ///< Merged partial buckets sent to Redis.
+  /// Redis list elements those records were sent in (one or more records each; see
+  /// bucket::ElementWriter): at most one per (shard, window) and flush unless one exceeds
+  /// bucket::kMaxElementBytes.
+  std::uint64_t elements_written = 0;
   std::uint64_t requests_merged = 0;   ///< Requests whose partial buckets were merged.
   std::uint64_t requests_refused = 0;  ///< Refused: queue full, stopping, or frame in flight.
   std::uint64_t conflicts = 0;         ///< (shard, window) writes refused: a frame was applied meanwhile.

@@ -99,6 +99,13 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                           .Help("Merged partial buckets the receiver sent to Redis.")
                           .Register(r)
                           .Add({});
+  elements_written_ = &BuildCounter()
+                           .Name("drainmet_receiver_elements_written_total")
+                           .Help(
+                               "Redis list elements the receiver's partial buckets were sent in (one or more "
+                               "buckets each).")
+                           .Register(r)
+                           .Add({});
   requests_refused_ =
       &BuildCounter()
            .Name("drainmet_receiver_requests_refused_total")
@@ -172,6 +179,7 @@ void Metrics::AddPreAggregation(const PreAggregationDelta& delta, double queued_
   flushes_ok_->Increment(static_cast<double>(delta.flushes_ok));
   flushes_failed_->Increment(static_cast<double>(delta.flushes_failed));
   records_written_->Increment(static_cast<double>(delta.records_written));
+  elements_written_->Increment(static_cast<double>(delta.elements_written));
   requests_refused_->Increment(static_cast<double>(delta.requests_refused));
   frame_conflicts_->Increment(static_cast<double>(delta.conflicts));
   buffered_queued_->Set(queued_buckets);

@@ -18,8 +18,9 @@ namespace drainmet::telemetry {
 /// Receiver pre-aggregation (store::PreAggregator): counts since the previous report.
 struct PreAggregationDelta {
   std::uint64_t flushes_ok = 0;
-  std::uint64_t flushes_failed = 0;  ///< Flushes where some Redis server failed.
-  std::uint64_t records_written = 0;
+  std::uint64_t flushes_failed = 0;    ///< Flushes where some Redis server failed.
+  std::uint64_t records_written = 0;   ///< Partial buckets.
+  std::uint64_t elements_written = 0;  ///< Redis list elements holding them (one or more each).
   std::uint64_t requests_refused = 0;  ///< Queue full, stopping, or a copy of the frame waiting.
   std::uint64_t conflicts = 0;         ///< (shard, window) writes refused: frame applied meanwhile.
 };
@@ -52,9 +53,9 @@ class Metrics {
   /// error, shutdown), left for the next pass or holder): drainmet_outlet_windows_total.
   void CountWindow(std::string_view result);
   /// Receiver: adds pre-aggregation counts (drainmet_receiver_flushes_total{result},
-  /// drainmet_receiver_records_written_total, drainmet_receiver_requests_refused_total,
-  /// drainmet_receiver_frame_conflicts_total) and sets the buckets held now
-  /// (drainmet_receiver_buffered_buckets{stage="queued"|"merged"}).
+  /// drainmet_receiver_records_written_total, drainmet_receiver_elements_written_total,
+  /// drainmet_receiver_requests_refused_total, drainmet_receiver_frame_conflicts_total) and sets the buckets
+  /// held now (drainmet_receiver_buffered_buckets{stage="queued"|"merged"}).
   void AddPreAggregation(const PreAggregationDelta& delta, double queued_buckets, double merged_buckets);
   /// Outlet: counts one request of gauges given up on and written to the dead-letter
   /// stream, by reason ("rejected", "expired"): drainmet_outlet_dead_letters_total.
@@ -97,6 +98,7 @@ class Metrics {
   prometheus::Counter* flushes_ok_;
   prometheus::Counter* flushes_failed_;
   prometheus::Counter* records_written_;
+  prometheus::Counter* elements_written_;
   prometheus::Counter* requests_refused_;
   prometheus::Counter* frame_conflicts_;
   prometheus::Gauge* buffered_queued_;

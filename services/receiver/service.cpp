@@ -48,6 +48,7 @@ void Service::ReportPreAggregation() {
   delta.flushes_failed = now.flush_errors - reported_.flush_errors;
   delta.flushes_ok = (now.flushes - reported_.flushes) - delta.flushes_failed;
   delta.records_written = now.records_written - reported_.records_written;
+  delta.elements_written = now.elements_written - reported_.elements_written;
   delta.requests_refused = now.requests_refused - reported_.requests_refused;
   delta.conflicts = now.conflicts - reported_.conflicts;
   metrics_.AddPreAggregation(delta, static_cast<double>(now.queued_buckets),

@@ -114,15 +114,19 @@ class RedisStoreTest : public ::testing::Test {
       for (std::int64_t close : sealed->ready) {
         auto records = protocol.ReadWindow(client, shard, close, 0, 100000);
         EXPECT_TRUE(records.ok());
+        bucket::ElementReader reader;  // elements: one record (RedisStore) or a batch (PreAggregator)
         for (const std::string& bytes : *records) {
-          auto record = bucket::DecodeRecord(bytes);
-          EXPECT_TRUE(record.ok()) << record.status();
-          EXPECT_EQ(bucket::ShardOf(record->key.tenant, record->key.name, record->key.source, kShards),
-                    shard);
-          std::string key;
-          bucket::EncodeBucketKey(record->key.tenant, record->key.name, record->key.source, record->key.kind,
-                                  record->key.resolution_seconds, record->key.window_unix_seconds, key);
-          merged.MergeBucket(key, std::move(record->bucket));
+          reader.Reset(bytes);
+          for (absl::StatusOr<bool> next = reader.Next();; next = reader.Next()) {
+            EXPECT_TRUE(next.ok()) << next.status();
+            if (!next.ok() || !*next) break;
+            const bucket::RecordKeyView& k = reader.key();
+            EXPECT_EQ(bucket::ShardOf(k.tenant, k.name, k.source, kShards), shard);
+            std::string key;
+            bucket::EncodeBucketKey(k.tenant, k.name, k.source, k.kind, k.resolution_seconds,
+                                    k.window_unix_seconds, key);
+            merged.MergeBucket(key, std::move(reader.bucket()));
+          }
         }
         EXPECT_TRUE(protocol.Ack(client, shard, **lease, close).ok());
       }
@@ -340,6 +344,71 @@ TEST_F(PreAggregatorTest, RequestsOfOneIntervalAreMergedWrittenOnceAndGiveTheSam
   std::vector<const std::string*> views;
   for (const std::string& b : bodies) views.push_back(&b);
   bucket::BucketMap expected = Expected(views);
+  ExpectReadBackEquals(expected);
+}
+
+// Batches (docs/redis-layout.md "Record encoding"): a flush writes one list element per
+// (shard, window) holding all its records; the stats count both; read back element by
+// element, the gauges are those of the in-memory path.
+TEST_F(PreAggregatorTest, AFlushWritesOneBatchElementPerShardWindow) {
+  StartAggregator(std::chrono::milliseconds(60'000));  // flushed by hand below
+  const std::int64_t now = base::SystemClock::Get().NowUnixNanos();
+  // 60 sources x (measure, count, sample), one timestamp: 180 series in one window.
+  std::string body;
+  for (int i = 0; i < 60; ++i) {
+    body += Framed("<190>1 " + support::Rfc3339Micros(now) + " host app web.1 - source=web." +
+                   std::to_string(i) + " measure#db.latency=" + std::to_string(i) +
+                   "ms count#hits sample#queue=" + std::to_string(i));
+  }
+  Answers answers;
+  async_handler_->HandleAsync(Drain(body, "BATCH"), answers.Slot(0));
+  ASSERT_TRUE(WaitFor([&] { return aggregator_->stats().requests_merged == 1; }));
+  aggregator_->FlushSoon();
+  EXPECT_EQ(answers.Wait(1), std::vector<unsigned>{204});
+
+  bucket::BucketMap expected = Expected({&body});
+  std::set<std::pair<std::uint32_t, std::int64_t>> groups;  // (shard, window)
+  std::map<std::uint32_t, std::size_t> per_shard;
+  bucket::BucketKey key;
+  for (const auto& [encoded, partial] : expected.map()) {
+    ASSERT_TRUE(bucket::DecodeBucketKey(encoded, &key));
+    const std::uint32_t shard = bucket::ShardOf(key.tenant, key.name, key.source, kShards);
+    groups.emplace(shard, key.window_unix_seconds);
+    ++per_shard[shard];
+  }
+  ASSERT_EQ(expected.size(), 180u);
+  const PreAggregatorStats stats = aggregator_->stats();
+  EXPECT_EQ(stats.records_written, 180u);
+  EXPECT_EQ(stats.elements_written, groups.size());
+  EXPECT_EQ(metrics_.Snapshot().points, 180u);
+
+  // In Redis: the lists hold exactly those elements; an element of a shard with several
+  // records is a batch (first byte 0x00), one with a single record is that record.
+  RedisClient client(ClientOptions());
+  const std::string_view keys_command[] = {"KEYS", "dm:*:pts:*"};
+  absl::StatusOr<Reply> keys = client.Command(keys_command);
+  ASSERT_TRUE(keys.ok()) << keys.status();
+  std::size_t elements = 0;
+  std::size_t records = 0;
+  bucket::ElementReader reader;
+  for (const Reply& list : keys->elements) {
+    const std::string_view range[] = {"LRANGE", list.str, "0", "-1"};
+    absl::StatusOr<Reply> got = client.Command(range);
+    ASSERT_TRUE(got.ok()) << got.status();
+    for (const Reply& element : got->elements) {
+      ++elements;
+      std::size_t in_element = 0;
+      reader.Reset(element.str);
+      for (absl::StatusOr<bool> next = reader.Next(); next.ok() && *next; next = reader.Next()) ++in_element;
+      const std::uint32_t shard =
+          bucket::ShardOf(reader.key().tenant, reader.key().name, reader.key().source, kShards);
+      EXPECT_EQ(in_element, per_shard[shard]) << "one element per (shard, window), holding all its records";
+      EXPECT_EQ(element.str.front() == bucket::kBatchElementTag, in_element > 1);
+      records += in_element;
+    }
+  }
+  EXPECT_EQ(elements, groups.size());
+  EXPECT_EQ(records, 180u);
   ExpectReadBackEquals(expected);
 }
 
