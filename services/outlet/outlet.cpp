@@ -73,7 +73,7 @@ struct ShardOutlet::Worker {
   std::unique_ptr<emit::Sink> sink;        // Declared after `view`: destroyed first.
   std::mt19937_64 rng;
   std::size_t last_buckets = 0;  // Buckets of this worker's last window: the next table's reserve.
-  bucket::RecordReader reader;   // Decodes the window's records, reusing its storage.
+  bucket::ElementReader reader;  // Decodes the window's records, reusing its storage.
   bucket::BucketMap merged;      // The window's buckets; cleared, not freed, between windows.
 };
 
@@ -558,24 +558,35 @@ ShardOutlet::WindowOutcome ShardOutlet::WorkWindow(Worker& worker, std::uint32_t
   merged.map().reserve(std::min(worker.last_buckets, kMaxReserve));
   std::string key;
   std::uint64_t bad = 0;
-  for (std::int64_t offset = 0;; offset += options_.read_chunk) {
-    absl::StatusOr<std::vector<std::string>> records =
-        protocol_.ReadWindow(client, shard, close, offset, options_.read_chunk);
-    if (!records.ok()) return abandon("read failed", records.status());
-    for (const std::string& bytes : *records) {
-      if (absl::Status decoded = worker.reader.Decode(bytes); !decoded.ok()) {
-        ++bad;
-        telemetry::LogOnce(
-            "bad_record", "a record in Redis does not decode; skipped",
-            {{"shard", Num(shard)}, {"close", Num(close)}, {"error", std::string(decoded.message())}});
-        continue;
+  // Elements per LRANGE: as many as fit read_bytes when each is a batch of the maximum
+  // size (OutletOptions::read_bytes), at most read_chunk.
+  const std::int64_t chunk =
+      std::clamp<std::int64_t>(options_.read_bytes / static_cast<std::int64_t>(bucket::kMaxElementBytes), 1,
+                               std::max<std::int64_t>(1, options_.read_chunk));
+  for (std::int64_t offset = 0;; offset += chunk) {
+    absl::StatusOr<std::vector<std::string>> elements =
+        protocol_.ReadWindow(client, shard, close, offset, chunk);
+    if (!elements.ok()) return abandon("read failed", elements.status());
+    for (const std::string& bytes : *elements) {
+      worker.reader.Reset(bytes);
+      for (;;) {
+        absl::StatusOr<bool> next = worker.reader.Next();
+        if (!next.ok()) {
+          ++bad;
+          telemetry::LogOnce("bad_record", "a record in Redis does not decode; skipped",
+                             {{"shard", Num(shard)},
+                              {"close", Num(close)},
+                              {"error", std::string(next.status().message())}});
+          continue;
+        }
+        if (!*next) break;
+        const bucket::RecordKeyView& k = worker.reader.key();
+        bucket::EncodeBucketKey(k.tenant, k.name, k.source, k.kind, k.resolution_seconds,
+                                k.window_unix_seconds, key);
+        merged.MergeBucket(key, std::move(worker.reader.bucket()));
       }
-      const bucket::RecordKeyView& k = worker.reader.key();
-      bucket::EncodeBucketKey(k.tenant, k.name, k.source, k.kind, k.resolution_seconds, k.window_unix_seconds,
-                              key);
-      merged.MergeBucket(key, std::move(worker.reader.bucket()));
     }
-    if (static_cast<std::int64_t>(records->size()) < options_.read_chunk) break;
+    if (static_cast<std::int64_t>(elements->size()) < chunk) break;
   }
   NoteRedisOk();
   if (bad > 0) metrics_.AddBadRecords(bad);

@@ -49,9 +49,16 @@ struct OutletOptions {
   std::int64_t shutdown_timeout_ms = 20000;
   /// Windows per Seal call (sealed and reported ready), per shard and pass.
   std::int64_t seal_limit = 32;
-  /// Records per ReadWindow call (LRANGE): a 150k-bucket window over 64 shards is ~2,300
-  /// records a shard, read in one round trip.
+  /// List elements per ReadWindow call (LRANGE) at most. An element is one record or a
+  /// batch of records of up to bucket::kMaxElementBytes (docs/redis-layout.md "Record
+  /// encoding"), so each call reads min(read_chunk, read_bytes / kMaxElementBytes)
+  /// elements: 256 by default.
   std::int64_t read_chunk = 4096;
+  /// Bound of one ReadWindow reply's element bytes (the reply and its copy are held at
+  /// once, per worker thread): the elements per call are cut so that elements of the
+  /// writers' maximum size fit. Exceeded only by single records larger than
+  /// kMaxElementBytes (a widely spread measure's sketch, ~1 MiB at most each).
+  std::int64_t read_bytes = std::int64_t{16} << 20;
   /// Seeds the jitter and the shard walk's random offset; 0: std::random_device.
   std::uint64_t seed = 0;
 };

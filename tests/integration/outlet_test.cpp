@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "absl/strings/escaping.h"
+#include "common/bucket/codec.h"
 #include "common/config/auth.h"
 #include "common/drain/handler.h"
 #include "common/drain/processor.h"
@@ -270,6 +271,83 @@ TEST_F(OutletTest, PostsExactlyTheGaugesOfTheMemoryPath) {
     EXPECT_TRUE(r.basic_auth);
     EXPECT_EQ(r.password, "api-" + r.user.substr(0, r.user.find('@')));
   }
+  outlet->Stop();
+}
+
+// Lists as a pre-aggregating receiver writes them (docs/redis-layout.md "Record encoding"):
+// batch elements of many records, mixed with single-record elements (RedisStore), plus a
+// batch with a record that does not decode and an element whose framing is broken. The
+// outlet merges every good record to the memory path's gauges and counts the two bad ones.
+TEST_F(OutletTest, ReadsBatchElementsMixedWithSinglesAndSkipsWhatIsCorrupt) {
+  const config::Config c = MakeConfig(8);
+  const std::int64_t t = Now();
+  Ingest(c, "acme", Body(t, 12), "F1");  // single-record elements
+
+  // beta: its buckets written as a flush writes them, one batch element per (shard, window).
+  bucket::BucketMap beta;
+  {
+    extract::DrainOptions options;
+    options.resolution_seconds = 1;
+    telemetry::Counters counters;
+    drain::ProcessBody("beta", options, Body(t, 30), {}, beta, counters);
+  }
+  store::RedisStoreOptions options;
+  options.shards = c.redis.shards;
+  options.grace_seconds = c.grace_seconds;
+  std::map<store::ShardWindow, std::vector<std::pair<bucket::RecordKeyView, const bucket::PartialBucket*>>>
+      groups;
+  for (const auto& [encoded, partial] : beta.map()) {
+    bucket::RecordKeyView key;
+    ASSERT_TRUE(bucket::KeyViewOf(encoded, &key));
+    groups[store::ShardWindowOf(key, options)].emplace_back(key, &partial);
+  }
+  const auto varint = [](std::size_t n) {
+    std::string out;
+    for (; n >= 0x80; n >>= 7) out.push_back(static_cast<char>(n | 0x80));
+    out.push_back(static_cast<char>(n));
+    return out;
+  };
+  const std::string corrupt =
+      "\x0a\x02"
+      "ab";  // tenant "ab", nothing else: count 0
+  store::ShardProtocol protocol;
+  std::size_t batches = 0;
+  bool first = true;
+  for (const auto& [where, records] : groups) {
+    std::string bytes;
+    std::vector<std::size_t> ends;
+    bucket::ElementWriter writer(bytes, ends);
+    for (const auto& [key, partial] : records) writer.Add(key, *partial);
+    writer.Close();
+    ASSERT_EQ(ends.size(), 1u);
+    std::vector<std::string> elements = {bytes};
+    if (elements[0].front() == bucket::kBatchElementTag) ++batches;
+    if (first) {
+      // Next to the good element: a batch holding a record that does not decode, and one
+      // whose first length runs past its end.
+      elements.push_back(std::string(1, bucket::kBatchElementTag) + varint(corrupt.size()) + corrupt);
+      elements.push_back(std::string(1, bucket::kBatchElementTag) + varint(500) + "short");
+      first = false;
+    }
+    std::vector<store::IngestRecord> ingest;
+    for (const std::string& e : elements) ingest.push_back(store::IngestRecord{where.close, e});
+    const std::vector<store::IngestRequest> requests = {{"beta", "", ingest}};
+    absl::StatusOr<std::vector<store::ShardIngestResult>> got =
+        protocol.Ingest(client_, where.shard, requests);
+    ASSERT_TRUE(got.ok()) << got.status();
+    ASSERT_EQ(got->size(), 1u);
+    EXPECT_EQ((*got)[0].applied, static_cast<std::int64_t>(elements.size()));
+  }
+  EXPECT_GE(batches, 4u) << "most (shard, window)s of the 15 series over 8 shards hold several records";
+  expected_.Merge(std::move(beta));
+
+  telemetry::Metrics metrics;
+  auto outlet = NewOutlet(c, metrics);
+  const std::vector<librato::Gauge> want = ExpectedGauges();
+  ExpectExactlyTheExpectedGauges(want);
+  EXPECT_TRUE(support::Eventually([&] { return AllAcked(8); }, milliseconds(3000)));
+  const std::string text = metrics.RenderText();
+  EXPECT_NE(text.find("\ndrainmet_outlet_bad_records_total 2\n"), std::string::npos) << text;
   outlet->Stop();
 }
 
