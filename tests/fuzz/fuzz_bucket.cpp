@@ -1,10 +1,14 @@
 // libFuzzer target: the partial bucket decoders, i.e. what reads bytes back from Redis
-// (bucket::DecodeBucketKey / KeyViewOf, DecodeRecord and RecordReader, DecodeBatch; docs/redis-layout.md,
-// proto/drainmet/v1/partial_bucket.proto). Every input goes through all three.
+// (bucket::DecodeBucketKey / KeyViewOf, DecodeRecord and RecordReader, DecodeBatch, ElementReader;
+// docs/redis-layout.md, proto/drainmet/v1/partial_bucket.proto). Every input goes through all of
+// them, and through ElementReader once more as a batch element ("\x00" + input).
 // Invariants: KeyViewOf and DecodeBucketKey agree and a decoded key encodes back to the
 // same bytes; a decoded record satisfies the proto's constraints, encodes back to bytes
 // that decode to the same record (encode(decode(x)) is a fixed point), and merges with
-// itself; a decoded batch re-encodes record by record to a batch that decodes the same.
+// itself; a decoded batch re-encodes record by record to a batch that decodes the same; a
+// list element (single record or batch) reads to records that satisfy the constraints,
+// with one error per bad record and at most one for broken framing, always ending, and its
+// records written again by ElementWriter read back the same.
 
 #include <cmath>
 #include <cstddef>
@@ -156,6 +160,68 @@ void FuzzBatch(std::string_view bytes) {
   for (std::size_t i = 0; i < batch->size(); ++i) FUZZ_CHECK(SameRecord((*batch)[i], (*again)[i]));
 }
 
+BucketRecord Owned(const drainmet::bucket::ElementReader& reader, PartialBucket bucket) {
+  const drainmet::bucket::RecordKeyView& k = reader.key();
+  return BucketRecord{BucketKey{std::string(k.tenant), std::string(k.name), std::string(k.source), k.kind,
+                                k.resolution_seconds, k.window_unix_seconds},
+                      std::move(bucket)};
+}
+
+void FuzzElement(std::string_view element) {
+  drainmet::bucket::ElementReader reader;
+  reader.Reset(element);
+  std::vector<BucketRecord> records;
+  std::size_t errors = 0;
+  std::size_t calls = 0;
+  for (;;) {
+    FUZZ_CHECK(++calls <= element.size() + 2);  // every call but the last consumes bytes
+    absl::StatusOr<bool> next = reader.Next();
+    if (!next.ok()) {
+      FUZZ_CHECK(next.status().code() == absl::StatusCode::kInvalidArgument);
+      ++errors;
+      continue;
+    }
+    if (!*next) break;
+    records.push_back(Owned(reader, reader.bucket()));
+    CheckRecord(records.back());
+  }
+  const bool batch = !element.empty() && element.front() == drainmet::bucket::kBatchElementTag;
+  if (!batch) {
+    // A single record: exactly what RecordReader says of the whole element.
+    FUZZ_CHECK(records.size() + errors == 1);
+    drainmet::bucket::RecordReader single;
+    FUZZ_CHECK(single.Decode(element).ok() == (records.size() == 1));
+  }
+  // Written again (one element, or a few at the bound) and read back: the same records.
+  std::string bytes;
+  std::vector<std::size_t> ends;
+  drainmet::bucket::ElementWriter writer(bytes, ends);
+  for (const BucketRecord& r : records) {
+    writer.Add(drainmet::bucket::RecordKeyView{r.key.tenant, r.key.name, r.key.source, r.key.kind,
+                                               r.key.resolution_seconds, r.key.window_unix_seconds},
+               r.bucket);
+  }
+  writer.Close();
+  std::size_t at = 0;
+  std::size_t begin = 0;
+  for (const std::size_t end : ends) {
+    reader.Reset(std::string_view(bytes).substr(begin, end - begin));
+    std::size_t in_element = 0;
+    for (absl::StatusOr<bool> next = reader.Next();; next = reader.Next()) {
+      FUZZ_CHECK(next.ok());
+      if (!*next) break;
+      FUZZ_CHECK(at < records.size());
+      FUZZ_CHECK(SameRecord(records[at], Owned(reader, reader.bucket())));
+      ++at;
+      ++in_element;
+    }
+    // The bound holds but for a record longer than it, which is alone.
+    FUZZ_CHECK(end - begin <= drainmet::bucket::kMaxElementBytes || in_element == 1);
+    begin = end;
+  }
+  FUZZ_CHECK(at == records.size());
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -164,5 +230,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   FuzzRecord(bytes);
   FuzzReaderAgainstProtobuf(bytes);
   FuzzBatch(bytes);
+  FuzzElement(bytes);
+  FuzzElement(std::string(1, drainmet::bucket::kBatchElementTag) + std::string(bytes));
   return 0;
 }

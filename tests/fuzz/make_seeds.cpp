@@ -149,10 +149,14 @@ int main(int argc, char** argv) {
     values.Add(value);
   }
 
-  // Keys, records and batches of up to 4 records, measures (with their values) included.
+  // Keys, records, batches of up to 4 records (PartialBucketBatch) and list elements of up
+  // to 4 records (ElementWriter's batch elements), measures (with their values) included.
   std::string key;
   std::string record;
   std::string batch;
+  std::string elements;
+  std::vector<std::size_t> element_ends;
+  drainmet::bucket::ElementWriter element_writer(elements, element_ends);
   std::size_t n = 0;
   for (const drainmet::bucket::ClosedBucket& closed : table.TakeAll()) {
     const drainmet::bucket::BucketKey& k = closed.key;
@@ -163,9 +167,16 @@ int main(int argc, char** argv) {
     drainmet::bucket::EncodeRecord(k, closed.bucket, record);
     buckets.Add(record);
     drainmet::bucket::AppendRecordToBatch(k, closed.bucket, batch);
+    element_writer.Add(drainmet::bucket::RecordKeyView{k.tenant, k.name, k.source, k.kind,
+                                                       k.resolution_seconds, k.window_unix_seconds},
+                       closed.bucket);
     if (++n % 4 == 0) {
       buckets.Add(batch);
       batch.clear();
+      element_writer.Close();
+      buckets.Add(elements);
+      elements.clear();
+      element_ends.clear();
     }
   }
 

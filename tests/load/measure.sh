@@ -253,15 +253,51 @@ snap() {  # snap FILE: CPU ticks, memory and counters of the row's processes
   } >"$1"
 }
 
-pts_stats() {  # appends to FILE: records held in dm:*:pts:* lists, their bytes, dedupe keys
-  local file=$1 keys first
+# Counts the partial buckets (records) in the lists KEYS: an element is one record, or a
+# batch (first byte 0x00, then varint length + record, repeated; docs/redis-layout.md
+# "Record encoding"). Returns {records, elements}. Run after the timed part only.
+count_records_lua='
+local records, elements = 0, 0
+for _, key in ipairs(KEYS) do
+  local len = redis.call("LLEN", key)
+  for first = 0, len - 1, 1000 do
+    for _, v in ipairs(redis.call("LRANGE", key, first, first + 999)) do
+      elements = elements + 1
+      if string.byte(v, 1) == 0 then
+        local p, size = 2, #v
+        while p <= size do
+          local n, scale, b = 0, 1, 128
+          while b >= 128 and p <= size do
+            b = string.byte(v, p)
+            p = p + 1
+            n = n + (b % 128) * scale
+            scale = scale * 128
+          end
+          p = p + n
+          records = records + 1
+        end
+      else
+        records = records + 1
+      end
+    end
+  end
+end
+return {records, elements}'
+
+pts_stats() {  # appends to FILE: records and elements held in dm:*:pts:* lists, their bytes, dedupe keys
+  local file=$1 keys first counts
   keys=$(redis-cli -s "$redis_sock" --scan --pattern 'dm:*:pts:*' 2>/dev/null || true)
   if [ -n "$keys" ]; then
-    printf '%s\n' "$keys" | awk '{ print "LLEN " $0; print "MEMORY USAGE " $0 " SAMPLES 0" }' |
+    printf '%s\n' "$keys" | awk '{ print "MEMORY USAGE " $0 " SAMPLES 0" }' |
       redis-cli -s "$redis_sock" 2>/dev/null |
-      awk 'NR % 2 == 1 { n += $1 } NR % 2 == 0 { b += $1 } END { printf "pts_llen=%d\npts_bytes=%d\n", n, b }' >>"$file"
+      awk '{ b += $1 } END { printf "pts_bytes=%d\n", b }' >>"$file"
+    # shellcheck disable=SC2086 # one argument per key (key names have no blanks)
+    counts=$(redis-cli -s "$redis_sock" EVAL "$count_records_lua" "$(printf '%s\n' "$keys" | grep -c .)" $keys 2>/dev/null |
+      tr '\n' ' ')
+    printf 'pts_records=%s\npts_elements=%s\n' "$(printf '%s' "$counts" | awk '{ print $1 }')" \
+      "$(printf '%s' "$counts" | awk '{ print $2 }')" >>"$file"
   else
-    printf 'pts_llen=0\npts_bytes=0\n' >>"$file"
+    printf 'pts_records=0\npts_elements=0\npts_bytes=0\n' >>"$file"
   fi
   printf 'pts_keys=%s\n' "$(printf '%s' "$keys" | grep -c . || true)" >>"$file"
   first=""
@@ -656,8 +692,10 @@ $n single-point records for $n distinct series into one window: \`deploy/local/r
 --connections 4 --rate $rate --resolution 3600\` (each line one point of its own source
 \`web.K\`, each body sent once): the window (an hour) stays open, so the outlet seals nothing.
 Bytes per record = Redis \`used_memory\` after − before / \`drainmet_receiver_records_written_total\`
-(everything: the \`pts:<close>\` list entries and the \`dedupe:<tenant>:<frame>\` markers, one
-per request and shard); "in pts lists" is \`MEMORY USAGE key SAMPLES 0\` of the lists alone.
+(everything: the \`pts:<close>\` list elements and the \`dedupe:<tenant>:<frame>\` markers, one
+per request and shard); "in pts lists" counts the records in the lists (an element is one
+record or a batch of them, docs/redis-layout.md "Record encoding": a Lua script reads the
+framing) and the elements, and its bytes are \`MEMORY USAGE key SAMPLES 0\` of the lists alone.
 A one-point count record encodes to ~98 bytes (docs/redis-layout.md, \`drainmet_codec_bench\`);
 name \`req\` / \`db.latency\`, source \`web.K\` (up to 9 bytes), tenant \`default\`.
 

@@ -330,7 +330,9 @@ class Row:
 
     @property
     def records_held(self):
-        return num(self.after, "pts_llen")
+        """Partial buckets in the pts lists (not list elements: an element may be a batch)."""
+        held = num(self.after, "pts_records")
+        return held if held is not None else num(self.after, "pts_llen")  # runs before batches
 
     @property
     def bytes_per_record(self):
@@ -485,7 +487,9 @@ def redis_bytes_table(out, rowdirs):
         bpr = delta / rec if rec and delta is not None else None
         per_series = delta / series if series and delta is not None else None
         note = "" if held is not None and int(held) == int(rec) else " (records left the lists: not valid)"
-        L.append(f"| {m.get('label')} | {grouped(rec)} | {grouped(held)} | {grouped(delta)} B | {fixed(bpr)}{note} | "
+        elements = num(r.after, "pts_elements")
+        in_lists = grouped(held) + (f" ({grouped(elements)} elements)" if elements is not None else "")
+        L.append(f"| {m.get('label')} | {grouped(rec)} | {in_lists} | {grouped(delta)} B | {fixed(bpr)}{note} | "
                  f"{fixed(lb / rec if lb is not None and rec else None)} | {grouped(dd)} ({fixed(ddb, 0)}) | "
                  f"{fixed(per_series)} ({rec / series if series else 0:.2f} records a series) |")
     L.append("")
