@@ -411,8 +411,8 @@ void PreAggregator::Absorb(std::vector<Queued>& queued, Batch& batch) {
 
 void PreAggregator::Flush(Batch& batch) {
   // Every record into one reused buffer first (no allocation per record), then the views
-  // ingest.lua's calls use (the buffer no longer moves). One list element per (shard,
-  // window) holds all its records (bucket::ElementWriter: a batch element, split at
+  // ingest.lua's calls use (the buffer no longer moves). Few list elements per (shard,
+  // window) hold all its records (bucket::ElementWriter: batch elements, split at
   // bucket::kMaxElementBytes), so Redis, hiredis and the outlet pay per element, not per
   // record (docs/redis-layout.md "Record encoding").
   struct GroupWrite {

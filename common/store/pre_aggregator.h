@@ -48,8 +48,8 @@ struct PreAggregatorStats {
   std::uint64_t flush_errors = 0;     ///< Flushes where some server failed (its requests: 503).
   std::uint64_t records_written = 0;  ///< Merged partial buckets sent to Redis.
   /// Redis list elements those records were sent in (one or more records each; see
-  /// bucket::ElementWriter): at most one per (shard, window) and flush unless one exceeds
-  /// bucket::kMaxElementBytes.
+  /// bucket::ElementWriter): per (shard, window) and flush, its records' bytes / 8,000
+  /// (bucket::kMaxElementBytes), rounded up.
   std::uint64_t elements_written = 0;
   std::uint64_t requests_merged = 0;   ///< Requests whose partial buckets were merged.
   std::uint64_t requests_refused = 0;  ///< Refused: queue full, stopping, or frame in flight.

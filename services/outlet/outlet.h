@@ -52,7 +52,7 @@ struct OutletOptions {
   /// List elements per ReadWindow call (LRANGE) at most. An element is one record or a
   /// batch of records of up to bucket::kMaxElementBytes (docs/redis-layout.md "Record
   /// encoding"), so each call reads min(read_chunk, read_bytes / kMaxElementBytes)
-  /// elements: 256 by default.
+  /// elements: 2,097 by default.
   std::int64_t read_chunk = 4096;
   /// Bound of one ReadWindow reply's element bytes (the reply and its copy are held at
   /// once, per worker thread): the elements per call are cut so that elements of the

@@ -973,9 +973,8 @@ TEST(CodecElement, TwoRecordsAreOneBatchElementByteForByte) {
 TEST(CodecElement, ManyRecordsRoundTripInOrderAcrossKindsAndSketches) {
   Records many = ReaderRecords();  // counts, samples, measures, a sketch (not the own parser's encoding)
   for (const auto& r : Counts(500)) many.push_back(r);
-  const std::vector<std::string> elements = WriteElements(many);
-  ASSERT_EQ(elements.size(), 1u);  // ~55 KiB: under the bound
-  EXPECT_LE(elements[0].size(), kMaxElementBytes);
+  const std::vector<std::string> elements = WriteElements(many, std::size_t{1} << 20);
+  ASSERT_EQ(elements.size(), 1u);  // ~55 KiB: under this bound
   EXPECT_EQ(elements[0][0], kBatchElementTag);
   ElementReader reader;
   const Read read = ReadElement(reader, elements[0]);
@@ -1029,8 +1028,8 @@ TEST(CodecElement, SplitsAtTheBoundAndKeepsAnOversizedRecordAlone) {
   EXPECT_EQ(elements[1], big);
   EXPECT_EQ(elements[2], Encoded(counts[2].first, counts[2].second));
 
-  // The default bound, 64 KiB: 2000 count records (93 to 96 bytes framed, 190,890 bytes)
-  // in 3 elements, each <= 64 KiB.
+  // The default bound, 8,000 bytes: 2000 count records (93 to 96 bytes framed, 190,890
+  // bytes) in 24 elements (83 to 86 records each), each <= 8,000 bytes.
   const Records lots = Counts(2000);
   elements = WriteElements(lots);
   std::size_t records = 0;
@@ -1040,7 +1039,7 @@ TEST(CodecElement, SplitsAtTheBoundAndKeepsAnOversizedRecordAlone) {
     EXPECT_TRUE(read.errors.empty());
     records += read.records.size();
   }
-  EXPECT_EQ(elements.size(), 3u);
+  EXPECT_EQ(elements.size(), 24u);
   EXPECT_EQ(records, 2000u);
 }
 
@@ -1131,8 +1130,8 @@ TEST(CodecElement, ReadingABatchAllocatesNothingPerRecord) {
     key.source = "web." + std::to_string(i);
     measures.emplace_back(key, Build(Kind::kMeasure, {1, 2, static_cast<double>(i)}));
   }
-  const std::vector<std::string> elements = WriteElements(measures);
-  ASSERT_EQ(elements.size(), 1u);
+  const std::vector<std::string> elements = WriteElements(measures, std::size_t{1} << 20);
+  ASSERT_EQ(elements.size(), 1u);  // one element of 300 records (~30 KB)
   ElementReader reader;
   ASSERT_EQ(ReadElement(reader, elements[0]).records.size(), 300u);  // warms the storage
   const long before = testing_support::AllocationCount();
