@@ -35,6 +35,10 @@ usage: tests/load/measure.sh --binaries DIR --out FILE [options]
                      config's defaults, 2 ms and 200000)
   --quick            short runs and fewer rows (a smoke test of the script, ~3-4 minutes)
   --only NAME[,...]  replay, stages, receiver, redis-bytes, memory-1m
+  --series-rows N[,...]
+                     the receiver section runs only the series rows of these source
+                     counts (3 series each; e.g. 50000 = the 150k-series row), no
+                     process rows (for paired runs of one row)
   --work-dir DIR     raw files (logs, JSON, samples) there (default: a new temp dir,
                      removed at the end unless --keep)
   --keep             keep the work dir (its path is printed)
@@ -68,6 +72,7 @@ runs=""
 resolution=""
 quick=0
 only=""
+series_rows=""
 work=""
 keep=0
 run_extra=()  # receiver settings passed to run.sh
@@ -84,7 +89,7 @@ while [ $# -gt 0 ]; do
       run_extra+=("$1" "$2")
       shift 2
       ;;
-    --binaries | --out | --bench | --duration | --runs | --resolution | --only | --work-dir)
+    --binaries | --out | --bench | --duration | --runs | --resolution | --only | --work-dir | --series-rows)
       [ $# -ge 2 ] || usage_error "$1 needs a value"
       case "$1" in
         --binaries) binaries=$2 ;;
@@ -94,6 +99,7 @@ while [ $# -gt 0 ]; do
         --runs) runs=$2 ;;
         --resolution) resolution=$2 ;;
         --only) only=$2 ;;
+        --series-rows) series_rows=$2 ;;
         --work-dir) work=$2 ;;
       esac
       shift 2
@@ -587,6 +593,15 @@ receiver_section() {
     procs=(1 2)
     series_sources=(334 33334)
     series_labels=("1k series" "100k series")
+  fi
+  if [ -n "$series_rows" ]; then
+    procs=()
+    IFS=, read -r -a series_sources <<<"$series_rows"
+    series_labels=()
+    for s in "${series_sources[@]}"; do
+      is_uint "$s" || die "--series-rows: not a number: $s"
+      series_labels+=("$((3 * s / 1000))k series")
+    done
   fi
   for n in "${procs[@]}"; do
     reset_row

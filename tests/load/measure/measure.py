@@ -399,10 +399,11 @@ def receiver_tables(out, rowdirs):
     L.append("CPU and memory (CPU: utime+stime from /proc/PID/stat at the start and end of the timed part; "
              "cores = CPU-s / the senders' wall time; receiver peak RSS = VmHWM; Redis: INFO memory):")
     L.append("")
-    L.append("| row | receiver cores | lines per receiver CPU-s | receiver VmHWM | Redis cores | Redis used_memory "
+    L.append("| row | receiver cores | lines per receiver CPU-s | receiver VmHWM | Redis cores | Redis CPU per record | "
+             "Redis used_memory "
              "peak | records written (points a record) | Redis bytes per record (all / in lists) | "
              "Redis bytes per series in the window (run) | outlet CPU-s (until all emitted) | generator cores |")
-    L.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         m = r.meta
         if not r.ok:
@@ -430,6 +431,7 @@ def receiver_tables(out, rowdirs):
         L.append(
             f"| {m.get('label')} | {fixed(rc / w if w else None, 2)} | {grouped(lines / rc if rc else None)} | "
             f"{fixed(r.vmhwm_mib)} MiB | {fixed(redis_cpu / w if w else None, 2)} | "
+            f"{fixed(redis_cpu / rec * 1e6 if rec else None, 2)} µs | "
             f"{fixed(mib(peak, 'B'))} MiB | {grouped(rec)} ({fixed(points / rec if rec else None)}) | {bytes_text} | "
             f"{per_series_text} | {fixed(outlet_total, 1)} | {fixed(gen_cpu / w if w else None, 2)} |")
     L.append("")
