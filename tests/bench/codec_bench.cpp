@@ -108,6 +108,74 @@ void BM_ReaderDecode(benchmark::State& state) {
 }
 BENCHMARK(BM_ReaderDecode)->ArgNames({"case", "general"})->ArgsProduct({{0, 1, 2}, {0, 1}});
 
+// The outlet's read of a batch element (ElementReader over ElementWriter's bytes): one
+// element of `records` records of the case (distinct sources, as a flush writes them), per
+// record. Next to BM_ReaderDecode: the framing's cost per record on top of the decode.
+void BM_ElementDecode(benchmark::State& state) {
+  const Case& c = CaseOf(static_cast<int>(state.range(0)));
+  const auto records = static_cast<std::size_t>(state.range(1));
+  std::vector<std::string> sources;
+  for (std::size_t i = 0; i < records; ++i) sources.push_back("web." + std::to_string(i));
+  std::string bytes;
+  std::vector<std::size_t> ends;
+  ElementWriter writer(bytes, ends, std::size_t{1} << 30);  // one element, whatever its size
+  for (const std::string& source : sources) {
+    writer.Add(RecordKeyView{c.key.tenant, c.key.name, source, c.key.kind, c.key.resolution_seconds,
+                             c.key.window_unix_seconds},
+               c.bucket);
+  }
+  writer.Close();
+  ElementReader reader;
+  std::uint64_t read = 0;
+  for (auto _ : state) {
+    reader.Reset(bytes);
+    for (absl::StatusOr<bool> next = reader.Next();; next = reader.Next()) {
+      if (!next.ok()) {
+        state.SkipWithError("decode failed");
+        return;
+      }
+      if (!*next) break;
+      benchmark::DoNotOptimize(reader.bucket().count);
+      ++read;
+    }
+  }
+  state.SetLabel(c.label);
+  state.counters["bytes/record"] = static_cast<double>(bytes.size()) / static_cast<double>(records);
+  state.counters["ns/record"] = benchmark::Counter(static_cast<double>(read),
+                                                   benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  state.counters["records/s"] = benchmark::Counter(static_cast<double>(read), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_ElementDecode)->ArgNames({"case", "records"})->ArgsProduct({{0, 1, 2}, {1, 100}});
+
+// The receiver's flush per record: ElementWriter::Add into one reused buffer, elements
+// closed at the 64 KiB bound.
+void BM_ElementWrite(benchmark::State& state) {
+  const Case& c = CaseOf(static_cast<int>(state.range(0)));
+  const RecordKeyView key{c.key.tenant,
+                          c.key.name,
+                          c.key.source,
+                          c.key.kind,
+                          c.key.resolution_seconds,
+                          c.key.window_unix_seconds};
+  std::string bytes;
+  std::vector<std::size_t> ends;
+  bytes.reserve(std::size_t{4} << 20);
+  std::uint64_t written = 0;
+  for (auto _ : state) {
+    bytes.clear();
+    ends.clear();
+    ElementWriter writer(bytes, ends);
+    for (int i = 0; i < 1000; ++i) writer.Add(key, c.bucket);
+    writer.Close();
+    written += writer.records();
+    benchmark::DoNotOptimize(bytes.data());
+  }
+  state.SetLabel(c.label);
+  state.counters["ns/record"] = benchmark::Counter(static_cast<double>(written),
+                                                   benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+BENCHMARK(BM_ElementWrite)->DenseRange(0, 2);
+
 // The round trip a partial makes through Redis.
 void BM_EncodeDecode(benchmark::State& state) {
   const Case& c = CaseOf(static_cast<int>(state.range(0)));
