@@ -172,9 +172,11 @@ class ShardOutlet {
   void PublishLeaseCount();
 
   void WorkerLoop(Worker& worker);
-  /// Seals and works the ready windows of one held shard. False when nothing was ready or
+  /// Counts what `sealed` (this pass's seal.lua result for the shard) sealed and works its
+  /// ready windows. False when the seal failed, nothing was ready or
   /// a window was abandoned (the worker then idles one interval).
-  bool WorkShard(Worker& worker, std::uint32_t shard, const store::Lease& lease);
+  bool WorkShard(Worker& worker, std::uint32_t shard, const store::Lease& lease,
+                 absl::StatusOr<store::SealResult> sealed);
   WindowOutcome WorkWindow(Worker& worker, std::uint32_t shard, const store::Lease& lease, std::int64_t close,
                            bool takeover);
 
