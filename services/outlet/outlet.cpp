@@ -520,8 +520,12 @@ void ShardOutlet::WorkerLoop(Worker& worker) {
         seals.push_back(store::ShardSeal{held[i].shard, &held[i].lease});
       std::vector<absl::StatusOr<store::SealResult>> results =
           protocol_.SealPipelined(worker.clients[server], seals, options_.seal_limit);
-      for (std::size_t k = 0; k < results.size(); ++k)
-        held[by_server[server][k]].sealed = std::move(results[k]);
+      for (std::size_t k = 0; k < results.size(); ++k) {
+        Held& h = held[by_server[server][k]];
+        // Counted as soon as sealed (the windows are worked one shard after the other).
+        if (results[k].ok()) CountSealed(h.shard, *results[k]);
+        h.sealed = std::move(results[k]);
+      }
     }
     for (Held& h : held) {
       if (stopping_.load()) break;
@@ -529,6 +533,17 @@ void ShardOutlet::WorkerLoop(Worker& worker) {
       worked |= WorkShard(worker, h.shard, h.lease, std::move(*h.sealed));
     }
     if (!worked) SleepUnless(std::chrono::milliseconds(config_.outlet.seal_interval_ms), stopping_);
+  }
+}
+
+void ShardOutlet::CountSealed(std::uint32_t shard, const store::SealResult& sealed) {
+  if (sealed.sealed.empty()) return;
+  const auto early = static_cast<std::uint64_t>(std::max<std::int64_t>(0, sealed.sealed_early));
+  if (early > 0) metrics_.CountSealed("watermark", early);
+  if (sealed.sealed.size() > early) metrics_.CountSealed("allowance", sealed.sealed.size() - early);
+  for (std::int64_t close : sealed.sealed) {
+    Log(Level::kDebug, "window sealed",
+        {{"shard", Num(shard)}, {"close", Num(close)}, {"early", early > 0 ? "true" : "false"}});
   }
 }
 
@@ -545,15 +560,6 @@ bool ShardOutlet::WorkShard(Worker& worker, std::uint32_t shard, const store::Le
     return false;
   }
   NoteRedisOk();
-  if (!sealed->sealed.empty()) {
-    const auto early = static_cast<std::uint64_t>(std::max<std::int64_t>(0, sealed->sealed_early));
-    if (early > 0) metrics_.CountSealed("watermark", early);
-    if (sealed->sealed.size() > early) metrics_.CountSealed("allowance", sealed->sealed.size() - early);
-    for (std::int64_t close : sealed->sealed) {
-      Log(Level::kDebug, "window sealed",
-          {{"shard", Num(shard)}, {"close", Num(close)}, {"early", early > 0 ? "true" : "false"}});
-    }
-  }
   for (std::int64_t close : sealed->expired) {
     metrics_.CountWindow("lost");
     Log(Level::kError, "window lost: its records expired in Redis before it was acked",
