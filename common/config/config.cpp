@@ -168,9 +168,11 @@ absl::Status ParseOutlet(const YAML::Node& node, std::string_view path, Outlet* 
   return ForEachEntry(node, path,
                       {"interval_ms", "connect_timeout_ms", "request_timeout_ms", "max_gauges_per_request",
                        "max_inflight_requests", "retry_initial_backoff_ms", "retry_max_backoff_ms",
-                       "lease_ttl_ms", "lease_renew_ms", "max_pending_retry_bytes"},
+                       "lease_ttl_ms", "lease_renew_ms", "max_pending_retry_bytes", "seal_interval_ms"},
                       [&](std::string_view key, const YAML::Node& value, const std::string& key_path) {
                         if (key == "interval_ms") return ReadInt64(value, key_path, &outlet->interval_ms);
+                        if (key == "seal_interval_ms")
+                          return ReadInt64(value, key_path, &outlet->seal_interval_ms);
                         if (key == "max_pending_retry_bytes")
                           return ReadUint64(value, key_path, &outlet->max_pending_retry_bytes);
                         if (key == "connect_timeout_ms")
@@ -194,8 +196,14 @@ absl::Status ParseOutlet(const YAML::Node& node, std::string_view path, Outlet* 
 }
 
 absl::Status ParseReceiver(const YAML::Node& node, std::string_view path, Receiver* receiver) {
-  return ForEachEntry(node, path, {"flush_interval_ms", "flush_delay_ms", "max_series_in_memory"},
+  return ForEachEntry(node, path,
+                      {"flush_interval_ms", "flush_delay_ms", "max_series_in_memory", "watermark_interval_ms",
+                       "watermark_ttl_ms"},
                       [&](std::string_view key, const YAML::Node& value, const std::string& key_path) {
+                        if (key == "watermark_interval_ms")
+                          return ReadInt64(value, key_path, &receiver->watermark_interval_ms);
+                        if (key == "watermark_ttl_ms")
+                          return ReadInt64(value, key_path, &receiver->watermark_ttl_ms);
                         if (key == "flush_interval_ms")
                           return ReadInt64(value, key_path, &receiver->flush_interval_ms);
                         if (key == "flush_delay_ms")
@@ -641,9 +649,12 @@ absl::Status Validate(const Config& config) {
       {config.outlet.retry_max_backoff_ms, "outlet.retry_max_backoff_ms"},
       {config.outlet.lease_ttl_ms, "outlet.lease_ttl_ms"},
       {config.outlet.lease_renew_ms, "outlet.lease_renew_ms"},
+      {config.outlet.seal_interval_ms, "outlet.seal_interval_ms"},
       {static_cast<std::int64_t>(std::min<std::uint64_t>(config.outlet.max_pending_retry_bytes, 1)),
        "outlet.max_pending_retry_bytes"},
       {config.receiver.flush_interval_ms, "receiver.flush_interval_ms"},
+      {config.receiver.watermark_interval_ms, "receiver.watermark_interval_ms"},
+      {config.receiver.watermark_ttl_ms, "receiver.watermark_ttl_ms"},
       {static_cast<std::int64_t>(std::min<std::uint64_t>(config.receiver.max_series_in_memory, 1)),
        "receiver.max_series_in_memory"},
   };
@@ -668,6 +679,9 @@ absl::Status Validate(const Config& config) {
   if (config.receiver.flush_delay_ms < 0 ||
       config.receiver.flush_delay_ms > config.receiver.flush_interval_ms) {
     return Error("receiver.flush_delay_ms", "must be between 0 and receiver.flush_interval_ms");
+  }
+  if (config.receiver.watermark_ttl_ms <= config.receiver.watermark_interval_ms) {
+    return Error("receiver.watermark_ttl_ms", "must be > receiver.watermark_interval_ms");
   }
   if (absl::Status s = ValidateRedis(config.redis); !s.ok()) return s;
 

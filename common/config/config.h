@@ -95,7 +95,8 @@ struct Limits {
 
 /// Pacing and retries of the emission to Librato (SEMANTICS §7.4, §7.5).
 struct Outlet {
-  std::int64_t interval_ms = 500;           ///< How often closed buckets are looked for.
+  /// `drainmet run`: how often closed buckets are looked for, ms. > 0.
+  std::int64_t interval_ms = 500;
   std::int64_t connect_timeout_ms = 3000;   ///< TCP + TLS connect to the API.
   std::int64_t request_timeout_ms = 10000;  ///< Whole POST, connect included.
   int max_gauges_per_request = 300;         ///< 1..300 (SEMANTICS §7.4).
@@ -112,6 +113,9 @@ struct Outlet {
   std::int64_t lease_ttl_ms = 15000;
   /// Distributed mode: how often a held lease is renewed, ms. > 0 and < lease_ttl_ms.
   std::int64_t lease_renew_ms = 5000;
+  /// Distributed mode: how often an idle outlet worker seals its shards' due windows, ms
+  /// (one pipelined seal.lua round trip per Redis server). > 0.
+  std::int64_t seal_interval_ms = 100;
 
   bool operator==(const Outlet&) const = default;
 };
@@ -128,6 +132,12 @@ struct Receiver {
   std::int64_t flush_delay_ms = 2;
   /// Series a worker keeps in memory at most; reaching it flushes early. > 0.
   std::uint64_t max_series_in_memory = 200'000;
+  /// How often the receiver publishes its watermark to every Redis server, ms
+  /// (docs/redis-layout.md "Receivers' watermarks"). > 0.
+  std::int64_t watermark_interval_ms = 100;
+  /// How long a published watermark stays live without a refresh, ms: a receiver stalled
+  /// (or gone) for longer no longer holds sealing back. > watermark_interval_ms.
+  std::int64_t watermark_ttl_ms = 1000;
 
   bool operator==(const Receiver&) const = default;
 };

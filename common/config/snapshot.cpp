@@ -72,11 +72,14 @@ v1::ConfigSnapshot ToProto(const Config& config, std::uint64_t version) {
   outlet.set_retry_max_backoff_ms(config.outlet.retry_max_backoff_ms);
   outlet.set_lease_ttl_ms(config.outlet.lease_ttl_ms);
   outlet.set_lease_renew_ms(config.outlet.lease_renew_ms);
+  outlet.set_seal_interval_ms(config.outlet.seal_interval_ms);
 
   v1::ReceiverSettings& receiver = *snapshot.mutable_receiver();
   receiver.set_flush_interval_ms(config.receiver.flush_interval_ms);
   receiver.set_max_series_in_memory(config.receiver.max_series_in_memory);
   receiver.set_flush_delay_ms(config.receiver.flush_delay_ms);
+  receiver.set_watermark_interval_ms(config.receiver.watermark_interval_ms);
+  receiver.set_watermark_ttl_ms(config.receiver.watermark_ttl_ms);
 
   v1::RedisSettings& redis = *snapshot.mutable_redis();
   redis.set_shards(config.redis.shards);
@@ -174,11 +177,16 @@ absl::StatusOr<Config> FromProto(const v1::ConfigSnapshot& snapshot) {
     config.outlet.retry_max_backoff_ms = outlet.retry_max_backoff_ms();
     config.outlet.lease_ttl_ms = outlet.lease_ttl_ms();
     config.outlet.lease_renew_ms = outlet.lease_renew_ms();
+    if (outlet.seal_interval_ms() != 0) config.outlet.seal_interval_ms = outlet.seal_interval_ms();
   }
   if (snapshot.has_receiver()) {
     config.receiver.flush_interval_ms = snapshot.receiver().flush_interval_ms();
     config.receiver.max_series_in_memory = snapshot.receiver().max_series_in_memory();
     config.receiver.flush_delay_ms = snapshot.receiver().flush_delay_ms();
+    if (snapshot.receiver().watermark_interval_ms() != 0)
+      config.receiver.watermark_interval_ms = snapshot.receiver().watermark_interval_ms();
+    if (snapshot.receiver().watermark_ttl_ms() != 0)
+      config.receiver.watermark_ttl_ms = snapshot.receiver().watermark_ttl_ms();
   }
   if (snapshot.has_redis()) {
     const v1::RedisSettings& redis = snapshot.redis();

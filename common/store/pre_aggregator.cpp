@@ -138,9 +138,21 @@ void PreAggregator::IngestAsync(std::string tenant, std::string frame_id, bucket
       lock.unlock();
       return Refuse(done, absl::UnavailableError("receiver pre-aggregation queue is full"));
     }
-    const std::int64_t received = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                      std::chrono::system_clock::now().time_since_epoch())
-                                      .count();
+    std::int64_t received = 0;
+    if (options_.registry != nullptr) {
+      // In flight from now until `done` has run: the watermark waits for this request.
+      const auto [ticket, receipt] = options_.registry->Register();
+      received = receipt;
+      done = [registry = options_.registry, ticket = ticket,
+              done = std::move(done)](absl::StatusOr<IngestResult> result) {
+        done(std::move(result));
+        registry->Release(ticket);
+      };
+    } else {
+      received = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                     std::chrono::system_clock::now().time_since_epoch())
+                     .count();
+    }
     queue_.push_back(
         Queued{std::move(tenant), std::move(frame_id), std::move(partials), std::move(done), received});
     queued_buckets_ += buckets;

@@ -17,6 +17,7 @@
 
 #include "common/store/redis_store.h"
 #include "common/store/store.h"
+#include "common/store/watermark.h"
 
 namespace drainmet::store {
 
@@ -40,6 +41,11 @@ struct PreAggregatorOptions {
   /// flush always take their points; whether a bucket exists in Redis is not known here,
   /// so the bound is per flush. > 0.
   std::uint64_t max_series_per_tenant = 100'000;
+  /// When set (must outlive the PreAggregator): each accepted request is registered at
+  /// IngestAsync, its lateness judged at the receipt time the registry gives, and released
+  /// once its `done` has run (written and answered, or failed), so the registry's watermark
+  /// is the receiver's (docs/redis-layout.md "Receivers' watermarks").
+  InflightRegistry* registry = nullptr;
 };
 
 /// Counters of the pre-aggregation, cumulative since start (for metrics and tests).

@@ -1,5 +1,6 @@
 #include "common/store/redis_scripts.h"
 
+#include <algorithm>
 #include <deque>
 #include <optional>
 #include <utility>
@@ -14,6 +15,7 @@
 #include "lease_renew_lua.h"
 #include "mark_sent_lua.h"
 #include "seal_lua.h"
+#include "watermark_lua.h"
 
 namespace drainmet::store {
 namespace {
@@ -37,6 +39,10 @@ const RedisScript& LeaseReleaseScript() {
 }
 const RedisScript& SealScript() {
   static const RedisScript script("seal.lua", std::string(lua::kSeal));
+  return script;
+}
+const RedisScript& WatermarkScript() {
+  static const RedisScript script("watermark.lua", std::string(lua::kWatermark));
   return script;
 }
 const RedisScript& MarkSentScript() {
@@ -283,29 +289,92 @@ absl::StatusOr<bool> ShardProtocol::ReleaseLease(RedisClient& client, std::uint3
   return reply.integer == 1;
 }
 
+namespace {
+
+// seal.lua's reply: {sealed, ready, expired, early}.
+absl::StatusOr<SealResult> ParseSeal(const Reply& reply) {
+  if (reply.is_error()) return Fenced(ErrorReplyStatus(reply.str));
+  if (!reply.is_array() || reply.elements.size() != 4 || !reply.elements[3].is_integer()) {
+    return BadShape("seal.lua", reply);
+  }
+  SealResult result;
+  DRAINMET_ASSIGN_OR_RETURN(result.sealed, ParseCloses("seal.lua", reply.elements[0]));
+  DRAINMET_ASSIGN_OR_RETURN(result.ready, ParseCloses("seal.lua", reply.elements[1]));
+  DRAINMET_ASSIGN_OR_RETURN(result.expired, ParseCloses("seal.lua", reply.elements[2]));
+  result.sealed_early = reply.elements[3].integer;
+  return result;
+}
+
+}  // namespace
+
 absl::StatusOr<SealResult> ShardProtocol::Seal(RedisClient& client, std::uint32_t shard, const Lease& lease,
                                                std::int64_t limit) const {
-  if (limit <= 0) return absl::InvalidArgumentError("Seal: limit must be > 0");
-  const std::string prefix = KeyPrefix(shard);
-  const std::string lease_key = prefix + "lease";
-  const std::string pending = prefix + "pending";
-  const std::string sealed_index = prefix + "sealed_index";
-  const std::string value = lease.Value();
-  const std::string_view keys[] = {lease_key, pending, sealed_index};
+  const ShardSeal one[] = {{shard, &lease}};
+  return std::move(SealPipelined(client, one, limit).front());
+}
+
+std::vector<absl::StatusOr<SealResult>> ShardProtocol::SealPipelined(RedisClient& client,
+                                                                     std::span<const ShardSeal> shards,
+                                                                     std::int64_t limit) const {
+  if (limit <= 0) {
+    return std::vector<absl::StatusOr<SealResult>>(shards.size(),
+                                                   absl::InvalidArgumentError("Seal: limit must be > 0"));
+  }
+  if (client.pending() != 0) {
+    return std::vector<absl::StatusOr<SealResult>>(
+        shards.size(), absl::InternalError("ShardProtocol::Seal: the client has uncollected commands"));
+  }
+  for (const ShardSeal& one : shards) {
+    const std::string prefix = KeyPrefix(one.shard);
+    const std::string lease_key = prefix + "lease";
+    const std::string pending = prefix + "pending";
+    const std::string sealed_index = prefix + "sealed_index";
+    const std::string value = one.lease->Value();
+    const std::string_view keys[] = {lease_key, pending, sealed_index};
+    Args args;  // views: AppendEval encodes the call at once
+    args.Add(prefix);
+    args.Add(value);
+    args.Add(limit);
+    args.Add(static_cast<std::int64_t>(options_.marker_ttl.count()));
+    args.Add(static_cast<std::int64_t>(options_.write_allowance.count()));
+    args.Add(kWatermarksKey);
+    args.Add(kWatermarkExpiryKey);
+    client.AppendEval(SealScript(), keys, args.views());
+  }
+  std::vector<absl::StatusOr<SealResult>> results;
+  results.reserve(shards.size());
+  absl::StatusOr<std::vector<Reply>> replies = client.GetReplies();
+  for (std::size_t i = 0; i < shards.size(); ++i) {
+    if (!replies.ok()) {
+      results.push_back(replies.status());
+    } else {
+      results.push_back(ParseSeal((*replies)[i]));
+    }
+  }
+  return results;
+}
+
+absl::Status ShardProtocol::PublishWatermark(RedisClient& client, std::string_view receiver,
+                                             std::int64_t watermark_ms, std::chrono::milliseconds ttl) const {
+  if (receiver.empty()) return absl::InvalidArgumentError("PublishWatermark: empty receiver id");
+  const std::string_view keys[] = {kWatermarksKey, kWatermarkExpiryKey};
   Args args;
-  args.Add(prefix);
-  args.Add(value);
-  args.Add(limit);
-  args.Add(static_cast<std::int64_t>(options_.marker_ttl.count()));
-  args.Add(static_cast<std::int64_t>(options_.write_allowance.count()));
-  absl::StatusOr<Reply> reply = client.Eval(SealScript(), keys, args.views());
-  if (!reply.ok()) return Fenced(reply.status());
-  if (!reply->is_array() || reply->elements.size() != 3) return BadShape("seal.lua", *reply);
-  SealResult result;
-  DRAINMET_ASSIGN_OR_RETURN(result.sealed, ParseCloses("seal.lua", reply->elements[0]));
-  DRAINMET_ASSIGN_OR_RETURN(result.ready, ParseCloses("seal.lua", reply->elements[1]));
-  DRAINMET_ASSIGN_OR_RETURN(result.expired, ParseCloses("seal.lua", reply->elements[2]));
-  return result;
+  args.Add(receiver);
+  args.Add(std::string_view("set"));
+  args.Add(std::max<std::int64_t>(0, watermark_ms));
+  args.Add(static_cast<std::int64_t>(ttl.count()));
+  DRAINMET_ASSIGN_OR_RETURN(Reply reply, client.Eval(WatermarkScript(), keys, args.views()));
+  if (!reply.is_integer()) return BadShape("watermark.lua", reply);
+  return absl::OkStatus();
+}
+
+absl::Status ShardProtocol::WithdrawWatermark(RedisClient& client, std::string_view receiver) const {
+  if (receiver.empty()) return absl::InvalidArgumentError("WithdrawWatermark: empty receiver id");
+  const std::string_view keys[] = {kWatermarksKey, kWatermarkExpiryKey};
+  const std::string_view args[] = {receiver, "del"};
+  DRAINMET_ASSIGN_OR_RETURN(Reply reply, client.Eval(WatermarkScript(), keys, args));
+  if (!reply.is_integer()) return BadShape("watermark.lua", reply);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<std::string>> ShardProtocol::ReadWindow(RedisClient& client, std::uint32_t shard,

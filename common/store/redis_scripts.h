@@ -81,7 +81,22 @@ struct SealResult {
   std::vector<std::int64_t> ready;    ///< Sealed, not acked: the work to do (`sealed` included,
                                       ///< and windows a dead holder left).
   std::vector<std::int64_t> expired;  ///< Records expired (window TTL) before an ack: lost.
+  /// How many of `sealed` were due by the receivers' watermarks only (close + allowance
+  /// still in the future); the others were due by the allowance.
+  std::int64_t sealed_early = 0;
 };
+
+/// One shard's seal.lua call in ShardProtocol::SealPipelined.
+struct ShardSeal {
+  std::uint32_t shard = 0;
+  const Lease* lease = nullptr;  ///< Must outlive the call.
+};
+
+/// The receivers' watermarks on each Redis server (docs/redis-layout.md "Receivers'
+/// watermarks"): a hash receiver id -> watermark (the server's TIME, ms), and a sorted set
+/// receiver id -> expiry (the server's TIME, ms). Global keys of each server, not per shard.
+inline constexpr std::string_view kWatermarksKey = "dm:wm";
+inline constexpr std::string_view kWatermarkExpiryKey = "dm:wm_exp";
 
 /// A request of gauges the outlet gave up on: the API rejected it for good (4xx other than
 /// 429) or its retries passed the horizon (RELIABILITY.md §3.3 step 4). Kept in the shard's
@@ -170,10 +185,26 @@ class ShardProtocol {
   /// Gives `lease` up: true when deleted, false when it was no longer held with that value.
   absl::StatusOr<bool> ReleaseLease(RedisClient& client, std::uint32_t shard, const Lease& lease) const;
 
-  /// Fenced (seal.lua): seals up to `limit` windows whose close time <= Redis TIME, oldest
-  /// first, and reports up to `limit` sealed windows not yet acked (see SealResult).
+  /// Fenced (seal.lua): seals up to `limit` due windows, oldest first, and reports up to
+  /// `limit` sealed windows not yet acked (see SealResult). A window is due once
+  /// close + write_allowance <= Redis TIME, or, while at least one receiver's watermark on
+  /// this server is live (kWatermarksKey; expired entries are removed first), once
+  /// close * 1000 <= the smallest live watermark (ms).
   absl::StatusOr<SealResult> Seal(RedisClient& client, std::uint32_t shard, const Lease& lease,
                                   std::int64_t limit = 100) const;
+  /// Seal for several shards of `client`'s server in one pipeline (one round trip). One
+  /// entry per shard, in order; a transport error is repeated in every entry.
+  std::vector<absl::StatusOr<SealResult>> SealPipelined(RedisClient& client,
+                                                        std::span<const ShardSeal> shards,
+                                                        std::int64_t limit = 100) const;
+
+  /// watermark.lua: sets receiver `receiver`'s watermark on `client`'s server to
+  /// `watermark_ms` (that server's clock, ms; 0 = unknown: it blocks early sealing there)
+  /// and its entry's expiry to the server's TIME + `ttl`. `receiver` non-empty.
+  absl::Status PublishWatermark(RedisClient& client, std::string_view receiver, std::int64_t watermark_ms,
+                                std::chrono::milliseconds ttl) const;
+  /// watermark.lua: removes receiver `receiver`'s entry (a clean stop). Idempotent.
+  absl::Status WithdrawWatermark(RedisClient& client, std::string_view receiver) const;
 
   /// Records [offset, offset + max_records) of sealed window `close` (LRANGE on
   /// proc:<close>), in append order; fewer (possibly none) at the end of the window or

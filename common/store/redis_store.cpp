@@ -42,11 +42,41 @@ std::int64_t SystemNanos() {
 RedisStore::RedisStore(RedisStoreOptions options)
     : options_(std::move(options)),
       protocol_(options_.protocol),
-      clock_offsets_(new std::atomic<std::int64_t>[std::max<std::size_t>(1, options_.servers.size())]) {
+      clock_offsets_(new std::atomic<std::int64_t>[std::max<std::size_t>(1, options_.servers.size())]),
+      previous_offsets_(new std::atomic<std::int64_t>[std::max<std::size_t>(1, options_.servers.size())]) {
   for (std::size_t i = 0; i < options_.servers.size(); ++i) {
     pools_.push_back(std::make_unique<Pool>());
     clock_offsets_[i].store(kUnknownOffset);
+    previous_offsets_[i].store(kUnknownOffset);
   }
+}
+
+std::optional<std::int64_t> RedisStore::WatermarkOffsetNanos(std::size_t server) const {
+  const std::optional<std::int64_t> now = ClockOffsetNanos(server);
+  if (!now) return std::nullopt;
+  std::int64_t offset = *now;
+  const std::int64_t previous = previous_offsets_[server].load(std::memory_order_relaxed);
+  if (previous != kUnknownOffset) offset = std::min(offset, previous);
+  return offset - kWatermarkOffsetMarginNanos;
+}
+
+absl::Status RedisStore::PublishWatermark(std::size_t server, std::string_view receiver,
+                                          std::int64_t watermark_ms, std::chrono::milliseconds ttl) {
+  if (server >= options_.servers.size())
+    return absl::InvalidArgumentError("PublishWatermark: no such server");
+  std::unique_ptr<RedisClient> client = Checkout(server);
+  absl::Status status = protocol_.PublishWatermark(*client, receiver, watermark_ms, ttl);
+  Return(server, std::move(client));
+  return status;
+}
+
+absl::Status RedisStore::WithdrawWatermark(std::size_t server, std::string_view receiver) {
+  if (server >= options_.servers.size())
+    return absl::InvalidArgumentError("WithdrawWatermark: no such server");
+  std::unique_ptr<RedisClient> client = Checkout(server);
+  absl::Status status = protocol_.WithdrawWatermark(*client, receiver);
+  Return(server, std::move(client));
+  return status;
 }
 
 std::optional<std::int64_t> RedisStore::ClockOffsetNanos(std::size_t server) const {
@@ -259,8 +289,9 @@ absl::Status RedisStore::Ping() {
       if (first_error.ok()) first_error = time.status();
       continue;
     }
-    clock_offsets_[server].store(time->count() * 1000 - (sent + (received - sent) / 2),
-                                 std::memory_order_relaxed);
+    const std::int64_t offset = time->count() * 1000 - (sent + (received - sent) / 2);
+    const std::int64_t before = clock_offsets_[server].exchange(offset, std::memory_order_relaxed);
+    previous_offsets_[server].store(before == kUnknownOffset ? offset : before, std::memory_order_relaxed);
   }
   return first_error;
 }

@@ -5,6 +5,7 @@
 // shards through ShardProtocol directly; TakeClosed is not this class's job.
 
 #include <atomic>
+#include <chrono>
 #include <compare>
 #include <cstdint>
 #include <memory>
@@ -81,6 +82,21 @@ class RedisStore final : public Store {
   /// it (to within half a round trip); nullopt before the first answer. Thread-safe.
   std::optional<std::int64_t> ClockOffsetNanos(std::size_t server) const;
 
+  /// The offset a receiver converts its watermark with for server `server`, ns: the
+  /// smaller of the last two offsets Ping measured, minus kWatermarkOffsetMarginNanos, so
+  /// that a watermark is never ahead of the clock estimate its requests' lateness was
+  /// judged with (ClosedAt) when the estimate moves by up to that margin between two
+  /// pings. nullopt before the first answer. Thread-safe.
+  std::optional<std::int64_t> WatermarkOffsetNanos(std::size_t server) const;
+  static constexpr std::int64_t kWatermarkOffsetMarginNanos = 2'000'000;
+
+  /// Publishes receiver `receiver`'s watermark on server `server` (ShardProtocol::
+  /// PublishWatermark). Thread-safe; the errors of RedisClient.
+  absl::Status PublishWatermark(std::size_t server, std::string_view receiver, std::int64_t watermark_ms,
+                                std::chrono::milliseconds ttl);
+  /// Removes receiver `receiver`'s watermark from server `server`. Thread-safe.
+  absl::Status WithdrawWatermark(std::size_t server, std::string_view receiver);
+
   /// SEMANTICS §6.5 at receipt: whether the window closing at `close_unix_s` (window +
   /// resolution + grace) had closed on `shard`'s server clock at `local_unix_nanos` (this
   /// host's system clock). False when that server's offset is not known yet (ingest.lua
@@ -110,6 +126,8 @@ class RedisStore final : public Store {
   std::vector<std::unique_ptr<Pool>> pools_;
   /// Per server: ClockOffsetNanos, or kUnknownOffset.
   std::unique_ptr<std::atomic<std::int64_t>[]> clock_offsets_;
+  /// Per server: the offset Ping measured before the last one, or kUnknownOffset.
+  std::unique_ptr<std::atomic<std::int64_t>[]> previous_offsets_;
 };
 
 }  // namespace drainmet::store

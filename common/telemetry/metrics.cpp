@@ -134,6 +134,26 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                "Requests of gauges given up on (rejected for good, or expired) and written to the "
                "shard's dead-letter stream, by reason.")
            .Register(r);
+  windows_sealed_ =
+      &BuildCounter()
+           .Name("drainmet_outlet_windows_sealed_total")
+           .Help(
+               "Windows sealed by this outlet, by the rule that made them due: watermark (every "
+               "live receiver had written everything it received before the close), allowance "
+               "(close + write allowance).")
+           .Register(r);
+  watermark_lag_ =
+      &BuildGauge()
+           .Name("drainmet_receiver_watermark_lag_seconds")
+           .Help(
+               "Now minus the receiver's watermark last published: the age of its oldest request "
+               "in flight, 0 when none is.")
+           .Register(r)
+           .Add({});
+  watermark_publish_ = &BuildCounter()
+                            .Name("drainmet_receiver_watermark_publish_total")
+                            .Help("Watermark publications to the Redis servers, by result (ok, error).")
+                            .Register(r);
   bad_records_ = &BuildCounter()
                       .Name("drainmet_outlet_bad_records_total")
                       .Help("Records read from Redis that did not decode; skipped.")
@@ -171,6 +191,16 @@ void Metrics::ObserveEmissionDelaySeconds(double seconds) { emission_delay_->Obs
 void Metrics::SetOpenBuckets(double value) { open_buckets_->Set(value); }
 void Metrics::SetPendingGauges(double value) { pending_gauges_->Set(value); }
 void Metrics::SetLeasesHeld(double value) { leases_held_->Set(value); }
+void Metrics::CountSealed(std::string_view by, std::uint64_t n) {
+  windows_sealed_->Add({{"by", std::string(by)}}).Increment(static_cast<double>(n));
+}
+
+void Metrics::SetWatermarkLagSeconds(double seconds) { watermark_lag_->Set(seconds); }
+
+void Metrics::CountWatermarkPublish(std::string_view result) {
+  watermark_publish_->Add({{"result", std::string(result)}}).Increment();
+}
+
 void Metrics::CountWindow(std::string_view result) {
   outlet_windows_->Add({{"result", std::string(result)}}).Increment();
 }

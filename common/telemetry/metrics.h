@@ -62,6 +62,16 @@ class Metrics {
   void CountDeadLetter(std::string_view reason);
   /// Outlet: counts records read from Redis that did not decode (skipped).
   void AddBadRecords(std::uint64_t n);
+  /// Outlet: counts windows this process sealed, by the rule that made them due
+  /// ("watermark": every live receiver's watermark had passed the close, before the write
+  /// allowance; "allowance": close + allowance): drainmet_outlet_windows_sealed_total{by}.
+  void CountSealed(std::string_view by, std::uint64_t n);
+  /// Receiver: sets drainmet_receiver_watermark_lag_seconds (now minus the watermark last
+  /// published: the age of the oldest request in flight, 0 when none is).
+  void SetWatermarkLagSeconds(double seconds);
+  /// Receiver: counts one watermark publication to one Redis server by result ("ok",
+  /// "error"): drainmet_receiver_watermark_publish_total{result}.
+  void CountWatermarkPublish(std::string_view result);
 
   /// The Prometheus text exposition (version 0.0.4) of every family.
   std::string RenderText() const;
@@ -104,6 +114,9 @@ class Metrics {
   prometheus::Gauge* buffered_queued_;
   prometheus::Gauge* buffered_merged_;
   prometheus::Counter* bad_records_;
+  prometheus::Family<prometheus::Counter>* windows_sealed_;
+  prometheus::Gauge* watermark_lag_;
+  prometheus::Family<prometheus::Counter>* watermark_publish_;
 };
 
 }  // namespace drainmet::telemetry

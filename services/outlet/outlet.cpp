@@ -120,14 +120,14 @@ absl::Status ShardOutlet::UpdateConfig(config::Config config) {
   note(config.redis != config_.redis, "redis");
   note(config.outlet.lease_ttl_ms != config_.outlet.lease_ttl_ms, "outlet.lease_ttl_ms");
   note(config.outlet.lease_renew_ms != config_.outlet.lease_renew_ms, "outlet.lease_renew_ms");
-  note(config.outlet.interval_ms != config_.outlet.interval_ms, "outlet.interval_ms");
+  note(config.outlet.seal_interval_ms != config_.outlet.seal_interval_ms, "outlet.seal_interval_ms");
   if (!restart.empty())
     Log(Level::kWarn, "config change needs restart; keeping the values in use", {{"keys", restart}});
   // Keep what the manager and the clients use, so the view describes what runs.
   config.redis = config_.redis;
   config.outlet.lease_ttl_ms = config_.outlet.lease_ttl_ms;
   config.outlet.lease_renew_ms = config_.outlet.lease_renew_ms;
-  config.outlet.interval_ms = config_.outlet.interval_ms;
+  config.outlet.seal_interval_ms = config_.outlet.seal_interval_ms;
   const std::size_t tenants = config.tenants.size();
   {
     std::lock_guard<std::mutex> lock(view_mu_);
@@ -464,8 +464,17 @@ void ShardOutlet::ManagerTick(std::vector<store::RedisClient>& clients, std::mt1
 
 void ShardOutlet::WorkerLoop(Worker& worker) {
   const auto stride = static_cast<std::uint32_t>(options_.threads);
+  struct Held {
+    std::uint32_t shard = 0;
+    store::Lease lease;
+    std::optional<absl::StatusOr<store::SealResult>> sealed;
+  };
+  std::vector<Held> held;
+  std::vector<std::vector<std::size_t>> by_server(worker.clients.size());
+  std::vector<store::ShardSeal> seals;
   while (!stopping_.load()) {
     bool worked = false;
+    held.clear();
     for (std::uint32_t shard = static_cast<std::uint32_t>(worker.index); shard < shards_ && !stopping_.load();
          shard += stride) {
       std::optional<store::Lease> lease;
@@ -496,15 +505,50 @@ void ShardOutlet::WorkerLoop(Worker& worker) {
         PublishLeaseCount();
         continue;
       }
-      worked |= WorkShard(worker, shard, *lease);
+      held.push_back(Held{shard, std::move(*lease), std::nullopt});
     }
-    if (!worked) SleepUnless(std::chrono::milliseconds(config_.outlet.interval_ms), stopping_);
+    // Seal every held shard of a server in one round trip (a pass over 64 idle shards is
+    // then one pipelined call per server, cheap enough for outlet.seal_interval_ms).
+    for (auto& indices : by_server) indices.clear();
+    for (std::size_t i = 0; i < held.size(); ++i) {
+      by_server[config::ServerOfShard(config_, held[i].shard) % by_server.size()].push_back(i);
+    }
+    for (std::size_t server = 0; server < by_server.size() && !stopping_.load(); ++server) {
+      if (by_server[server].empty()) continue;
+      seals.clear();
+      for (std::size_t i : by_server[server])
+        seals.push_back(store::ShardSeal{held[i].shard, &held[i].lease});
+      std::vector<absl::StatusOr<store::SealResult>> results =
+          protocol_.SealPipelined(worker.clients[server], seals, options_.seal_limit);
+      for (std::size_t k = 0; k < results.size(); ++k) {
+        Held& h = held[by_server[server][k]];
+        // Counted as soon as sealed (the windows are worked one shard after the other).
+        if (results[k].ok()) CountSealed(h.shard, *results[k]);
+        h.sealed = std::move(results[k]);
+      }
+    }
+    for (Held& h : held) {
+      if (stopping_.load()) break;
+      if (!h.sealed) continue;
+      worked |= WorkShard(worker, h.shard, h.lease, std::move(*h.sealed));
+    }
+    if (!worked) SleepUnless(std::chrono::milliseconds(config_.outlet.seal_interval_ms), stopping_);
   }
 }
 
-bool ShardOutlet::WorkShard(Worker& worker, std::uint32_t shard, const store::Lease& lease) {
-  store::RedisClient& client = ClientFor(worker.clients, shard);
-  absl::StatusOr<store::SealResult> sealed = protocol_.Seal(client, shard, lease, options_.seal_limit);
+void ShardOutlet::CountSealed(std::uint32_t shard, const store::SealResult& sealed) {
+  if (sealed.sealed.empty()) return;
+  const auto early = static_cast<std::uint64_t>(std::max<std::int64_t>(0, sealed.sealed_early));
+  if (early > 0) metrics_.CountSealed("watermark", early);
+  if (sealed.sealed.size() > early) metrics_.CountSealed("allowance", sealed.sealed.size() - early);
+  for (std::int64_t close : sealed.sealed) {
+    Log(Level::kDebug, "window sealed",
+        {{"shard", Num(shard)}, {"close", Num(close)}, {"early", early > 0 ? "true" : "false"}});
+  }
+}
+
+bool ShardOutlet::WorkShard(Worker& worker, std::uint32_t shard, const store::Lease& lease,
+                            absl::StatusOr<store::SealResult> sealed) {
   if (!sealed.ok()) {
     if (store::ShardProtocol::IsFenced(sealed.status())) {
       NoteRedisOk();

@@ -118,7 +118,7 @@ class ShardOutlet {
   /// retry backoffs and retry_horizon_seconds; each worker rebuilds its sink (make_sink) at
   /// its next window. A window in progress finishes with the copy it started with. What
   /// the lease manager and the Redis clients use (the redis section, lease_ttl_ms,
-  /// lease_renew_ms, interval_ms) keeps its first value: a change there is logged as
+  /// lease_renew_ms, seal_interval_ms) keeps its first value: a change there is logged as
   /// "needs restart" and ignored. InvalidArgument (nothing applied) for an invalid config.
   /// Thread-safe; may be called before or after Start.
   absl::Status UpdateConfig(config::Config config);
@@ -179,9 +179,14 @@ class ShardOutlet {
   void PublishLeaseCount();
 
   void WorkerLoop(Worker& worker);
-  /// Seals and works the ready windows of one held shard. False when nothing was ready or
-  /// a window was abandoned (the worker then idles one interval).
-  bool WorkShard(Worker& worker, std::uint32_t shard, const store::Lease& lease);
+  /// Works the ready windows of `sealed` (this pass's seal.lua result for the shard).
+  /// False when the seal failed, nothing was ready or a window was abandoned (the worker
+  /// then idles one interval).
+  bool WorkShard(Worker& worker, std::uint32_t shard, const store::Lease& lease,
+                 absl::StatusOr<store::SealResult> sealed);
+  /// Counts `sealed`'s windows in drainmet_outlet_windows_sealed_total{by} (and logs them at
+  /// debug), right after the seal call.
+  void CountSealed(std::uint32_t shard, const store::SealResult& sealed);
   WindowOutcome WorkWindow(Worker& worker, std::uint32_t shard, const store::Lease& lease, std::int64_t close,
                            bool takeover);
 

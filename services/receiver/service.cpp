@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
+#include <optional>
 #include <thread>
 
 #include "common/base/status_macros.h"
@@ -31,6 +33,7 @@ absl::StatusOr<store::RedisStoreOptions> RedisStoreOptionsFrom(const config::Con
 Service::Service(std::shared_ptr<const drain::TenantDirectory> directory,
                  store::RedisStoreOptions store_options)
     : holder_(std::make_shared<drain::DirectoryHolder>(std::move(directory))),
+      receiver_id_(store::NewReceiverId()),
       store_(std::move(store_options)) {
   const config::Receiver& receiver = holder_->Get()->config.receiver;
   store::PreAggregatorOptions options;
@@ -39,7 +42,27 @@ Service::Service(std::shared_ptr<const drain::TenantDirectory> directory,
   options.max_series = receiver.max_series_in_memory;
   // Fixed at start, as the other pre-aggregation bounds.
   options.max_series_per_tenant = holder_->Get()->config.limits.max_series_per_tenant;
+  options.registry = &registry_;
   aggregator_ = std::make_unique<store::PreAggregator>(store_, options);
+}
+
+bool Service::PublishWatermark(std::size_t server) {
+  const config::Receiver& receiver = holder_->Get()->config.receiver;
+  // The watermark and the clock offset it is converted with: every request received
+  // before it (on this host's clock) is written or failed.
+  const std::int64_t watermark = registry_.Watermark();
+  const std::optional<std::int64_t> offset = store_.WatermarkOffsetNanos(server);
+  const std::int64_t ms = offset ? (watermark + *offset) / 1'000'000 : 0;
+  if (server == 0) {
+    const std::int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                 std::chrono::system_clock::now().time_since_epoch())
+                                 .count();
+    metrics_.SetWatermarkLagSeconds(std::max<std::int64_t>(0, now - watermark) / 1e9);
+  }
+  const absl::Status status =
+      store_.PublishWatermark(server, receiver_id_, ms, std::chrono::milliseconds(receiver.watermark_ttl_ms));
+  metrics_.CountWatermarkPublish(status.ok() ? "ok" : "error");
+  return status.ok();
 }
 
 void Service::ReportPreAggregation() {
@@ -88,6 +111,26 @@ absl::StatusOr<std::unique_ptr<Service>> Service::Start(config::Config config, c
       }
     }
   });
+  // The first watermark goes out before any request is accepted (best effort per server:
+  // one that does not answer is retried every interval; its shards' requests fail 503
+  // meanwhile anyway). The clock offsets first, or the first publication would say 0.
+  (void)self->store_.Ping();
+  const std::int64_t interval_ms = directory->config.receiver.watermark_interval_ms;
+  for (std::size_t server = 0; server < directory->config.redis.servers.size(); ++server) {
+    self->PublishWatermark(server);
+    self->publishers_.emplace_back([self, server, interval_ms](std::stop_token stop) {
+      std::mutex mu;
+      std::condition_variable_any cv;
+      for (;;) {
+        {
+          std::unique_lock<std::mutex> lock(mu);
+          cv.wait_for(lock, stop, std::chrono::milliseconds(interval_ms), [] { return false; });
+        }
+        if (stop.stop_requested()) return;
+        self->PublishWatermark(server);
+      }
+    });
+  }
   DRAINMET_ASSIGN_OR_RETURN(self->frontend_,
                             drain::Frontend::Start(self->holder_, *self->aggregator_, clock, self->metrics_,
                                                    [self] { return self->redis_ok_.load(); }));
@@ -230,6 +273,20 @@ void Service::Stop() {
   // Whatever a request still waits for (the frontend's stop timed out) is written and
   // answered now, before the server that holds the answers goes away.
   aggregator_->Stop();
+  // Nothing is in flight any more: withdraw the watermark, so sealing need not wait for it
+  // to expire.
+  for (std::jthread& publisher : publishers_) publisher.request_stop();
+  for (std::jthread& publisher : publishers_) {
+    if (publisher.joinable()) publisher.join();
+  }
+  for (std::size_t server = 0; server < publishers_.size(); ++server) {
+    const absl::Status withdrawn = store_.WithdrawWatermark(server, receiver_id_);
+    if (!withdrawn.ok()) {
+      telemetry::Log(telemetry::Level::kWarn, "watermark not withdrawn; it expires by itself",
+                     {{"server", std::to_string(server)}, {"error", withdrawn.ToString()}});
+    }
+  }
+  publishers_.clear();
   pinger_.request_stop();
   if (pinger_.joinable()) pinger_.join();
   ReportPreAggregation();

@@ -13,6 +13,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/base/clock.h"
@@ -23,6 +24,7 @@
 #include "common/health/health_server.h"
 #include "common/store/pre_aggregator.h"
 #include "common/store/redis_store.h"
+#include "common/store/watermark.h"
 #include "common/telemetry/metrics.h"
 
 namespace drainmet::receiver {
@@ -122,8 +124,14 @@ class Service {
   /// grpc.health.v1 NOT_SERVING for good, marks not ready, stops the config watcher, stops
   /// accepting, lets requests in flight finish, stores every complete syslog message
   /// already read (written to Redis before the pre-aggregator stops), then stops the gRPC
-  /// server (health RPCs in flight get up to 1 s). Idempotent.
+  /// server (health RPCs in flight get up to 1 s). After the last write it removes its
+  /// watermark from every Redis server (docs/redis-layout.md "Receivers' watermarks").
+  /// Idempotent.
   void Stop();
+  /// This receiver's id in dm:wm ("<host>:<pid>:<random>").
+  const std::string& receiver_id() const { return receiver_id_; }
+  /// The watermark now, unix ns of this host's clock (tests).
+  std::int64_t watermark() { return registry_.Watermark(); }
 
  private:
   Service(std::shared_ptr<const drain::TenantDirectory> directory, store::RedisStoreOptions store_options);
@@ -131,6 +139,9 @@ class Service {
   void ReportPreAggregation();
   /// on_change of the watcher: adjust, ApplyConfig, remember the version (log on error).
   void OnServed(const config::ServedConfig& served);
+  /// Publishes the watermark (registry_, converted to server `server`'s clock; 0 while its
+  /// offset is unknown) on that server; counts the result. True on success.
+  bool PublishWatermark(std::size_t server);
   /// Sets grpc.health.v1 from redis_ok_, started_ and stopped_ (the pinger, the end of
   /// Start). Serialised by health_mu_, so a stale reading never overwrites a newer one.
   void UpdateHealth();
@@ -142,6 +153,10 @@ class Service {
   std::string applied_hash_;  // guarded by apply_mu_: content hash of the served copy in use
   std::unique_ptr<config::ConfigWatcher> watcher_;
   telemetry::Metrics metrics_;
+  /// Requests accepted and not yet written and answered (or failed): the watermark.
+  store::InflightRegistry registry_;
+  /// This process's field in dm:wm (store::NewReceiverId).
+  const std::string receiver_id_;
   store::RedisStore store_;
   /// The requests' store: merges a flush interval of requests, then writes to store_.
   /// Stopped (every waiting request answered) before frontend_ is destroyed.
@@ -157,6 +172,9 @@ class Service {
   /// succeeded.
   std::atomic<bool> redis_ok_{false};
   std::jthread pinger_;
+  /// One per Redis server: publishes the watermark every receiver.watermark_interval_ms
+  /// (one thread each, so a server that does not answer delays no other).
+  std::vector<std::jthread> publishers_;
   std::atomic<bool> started_{false};  // Start() finished: every listener is up
   std::atomic<bool> stopped_{false};
 };

@@ -12,7 +12,8 @@ tests/fixtures/data/README.md); a gauge posted twice must be an identical re-pos
 Before stopping, checks the shard placement on every Redis server (docs/redis-layout.md
 "Keys"): every key is `dm:{s<N>}:<suffix>` with a documented suffix and N % K == the
 server's 0-based index (shard s lives on servers[s % K], config ServerOfShard), except
-`dm:outlets` (the outlets' heartbeats), which must be on the first server and only there;
+`dm:outlets` (the outlets' heartbeats), which must be on the first server and only there,
+and `dm:wm` / `dm:wm_exp` (the receivers' watermarks), which may be on every server;
 every shard 0..S-1 has its `fence` key (each was leased); the windows are drained (no
 `pts:`/`proc:`/`pending`/`sealed_index` left); each server holds the data keys (`dedupe:`,
 `sealed:`, `done:`) of at least one shard and a `done:` marker.
@@ -366,6 +367,8 @@ def placement_problems(keys_by_server, shards):
     for k, keys in keys_by_server:
         kinds, data_shards, done_shards = {}, set(), set()
         for key in keys:
+            if key in (b"dm:wm", b"dm:wm_exp"):  # receivers' watermarks: every server
+                continue
             if key == b"dm:outlets":
                 if k != 0:
                     problems.append(f"server {k + 1}: dm:outlets is on server 1 only (redis-layout.md)")

@@ -39,6 +39,20 @@ Scenarios (one CTest entry each, `--scenario NAME`):
                             acks carry its old fencing tokens and are refused (RELIABILITY.md
                             §3.3); its log must show it ("shard lease lost" / "window abandoned"
                             why="fenced at ..."; drainmet_outlet_windows_total{result=abandoned}).
+  receiver_sigstop          receivers' watermarks (docs/redis-layout.md): 2 receivers (flush
+                            delay 1 s), 1 outlet, 4 shards; body 0 posted to receiver-1, which
+                            is paused with SIGSTOP while it holds it (not written), past its
+                            watermark's ttl and every window's close + allowance; the other
+                            bodies go to receiver-2. The windows are sealed without receiver-1
+                            (drainmet_outlet_windows_sealed_total{by="watermark"} > 0, its
+                            dm:wm entry removed once expired); after SIGCONT its held request
+                            is answered 2xx with its points counted late
+                            (drainmet_points_dropped_total{reason="late"} > 0), and what was
+                            emitted is exactly the replay of the other bodies.
+  receiver_kill9_watermark  2 receivers, 1 outlet: receiver-1 killed with SIGKILL (its dm:wm
+                            entry stays until it expires), every body posted to receiver-2:
+                            windows are sealed by receiver-2's watermark (by="watermark" > 0),
+                            the dead entry is removed by seal.lua, every gauge is emitted.
   redis_full                half the bodies posted, then Redis given maxmemory = used + 128 KiB
                             (noeviction, CONFIG SET) for 8 s while the rest are posted: what
                             cannot be written is answered 503 (never 2xx, never another code) and
@@ -361,8 +375,9 @@ class Run:
             for fu in futures:
                 fu.result()
 
-    def expected(self):
-        rp = subprocess.run([self.drainmet, "replay", "--resolution", str(RESOLUTION), *self.paths],
+    def expected(self, paths=None):
+        rp = subprocess.run([self.drainmet, "replay", "--resolution", str(RESOLUTION),
+                             *(self.paths if paths is None else paths)],
                             capture_output=True, timeout=60)
         if rp.returncode != 0:
             raise Failure(f"drainmet replay failed ({rp.returncode}): {rp.stderr.decode()[-2000:]}")
@@ -1000,6 +1015,139 @@ PAUSE_AFTER_TAKEOVER_S = 4.0
 REDIS_FULL_S = 8.0
 REDIS_FULL_HEADROOM = 128 * 1024  # bytes of maxmemory above used_memory when the fault starts
 
+WATERMARKS_KEY = "dm:wm"
+WATERMARK_TTL_S = 1.0  # receiver.watermark_ttl_ms's default
+HOLD_FLUSH = ["--flush-interval-ms", "1000", "--flush-delay-ms", "1000"]
+HOLD_ALLOWANCE_S = 3  # config::ReceiverWriteAllowance: 1000 + command timeout 2000 ms
+
+
+def post_held(url, token, frame_id, body, frames, out, timeout=120):
+    """One POST (no retry) with a long timeout, for a request a paused receiver holds; its
+    status (or the error) goes to out["status"]."""
+    headers = {
+        "Content-Type": "application/logplex-1",
+        "Authorization": "Basic " + base64.b64encode(f"{token}:".encode()).decode(),
+        "Logplex-Msg-Count": str(frames),
+        "Logplex-Frame-Id": frame_id,
+    }
+    req = urllib.request.Request(url + f"?resolution={RESOLUTION}", data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            out["status"] = resp.status
+    except urllib.error.HTTPError as e:
+        out["status"] = e.code
+    except OSError as e:
+        out["status"] = repr(e)
+
+
+def sealed_by(outlet_url):
+    _, text = D.http_get(outlet_url)
+    return {by: D.metric_sum(text, "drainmet_outlet_windows_sealed_total", by=by) for by in ("watermark", "allowance")}
+
+
+def receiver_sigstop(args):
+    # Lead 25 s: every request waits for a 1-s flush, so posting the sample (8 at a time)
+    # takes ~15 s; all of it must arrive before its window closes.
+    r = Run(args, lead_s=25.0, delay_s=0.0,
+            extra=["--receivers", "2", "--outlets", "1", "--shards", str(SHARDS), *HOLD_FLUSH])
+    stopped_pid = None
+    try:
+        r.start()
+        sock = r.topo.redis[0]["unix"]
+        pid = r.topo.pids()["receiver-1"]
+        a_url, b_url = r.topo.receivers[0], r.topo.receivers[1]
+        if int(redis_call(sock, "HLEN", WATERMARKS_KEY)) != 2:
+            raise Failure(f"want 2 receivers' watermarks in {WATERMARKS_KEY}, got "
+                          f"{redis_call(sock, 'HGETALL', WATERMARKS_KEY)!r}")
+        held = {}
+        holder = threading.Thread(target=post_held, args=(a_url, r.topo.token, r.frame_id(0), r.bodies[0],
+                                                          r.frames[0], held))
+        holder.start()
+        # Received and waiting for its flush (1 s): receiver-1's watermark is its receipt. (That
+        # it was held past the seal shows in its late count below.)
+        time.sleep(0.5)
+        os.kill(pid, signal.SIGSTOP)
+        stopped_pid = pid
+        t_stop = time.monotonic()
+        log(f"SIGSTOP receiver-1 pid={pid} holding body 0; posting bodies 1..{len(r.bodies) - 1} to receiver-2")
+        r.post_all(range(1, len(r.bodies)), [b_url], r.t_post + r.lead_s + 30)
+        want = r.expected(r.paths[1:])
+        t_done = r.wait_all(want, 30)
+        # Every window of the run past its close + allowance: body 0's records are late wherever they go.
+        while time.time() < r.last_close + HOLD_ALLOWANCE_S + 1:
+            time.sleep(0.1)
+        entries = redis_call(sock, "HKEYS", WATERMARKS_KEY)
+        seals = sealed_by(r.topo.outlets[0])
+        os.kill(pid, signal.SIGCONT)
+        stopped_pid = None
+        t_cont = time.monotonic()
+        holder.join(60)
+        log(f"SIGCONT receiver-1 after {t_cont - t_stop:.1f}s; its held request answered {held.get('status')}")
+        problems = []
+        if held.get("status") not in (200, 202, 204):
+            problems.append(f"held request answered {held.get('status')!r}, want 2xx (its points late)")
+        if seals["watermark"] < 1:
+            problems.append(f"no window sealed by the watermarks: {seals}")
+        if len(entries) != 1:
+            problems.append(f"{WATERMARKS_KEY} while receiver-1 was stopped: {entries!r}, want receiver-2's only")
+        _, text = D.http_get(a_url.replace("/logs", "/metrics"))
+        late = D.metric_sum(text, "drainmet_points_dropped_total", reason="late")
+        if late <= 0:
+            problems.append("receiver-1 counted no late point for the body it held past the seal")
+        stats = r.counters(receivers=[1])
+        problems += [f"counter {k}={v:g}, want 0" for k, v in stats.items()
+                     if (".dropped." in k or k.endswith(".rejected") or k.endswith(".expired")) and v]
+        rc = r.stop()
+        if rc != 0:
+            problems.append(f"run.sh exit status {rc}, want 0")
+        r.verdict(want, t_stop, t_done,
+                  {"stopped_s": f"{t_cont - t_stop:.1f}", "late_points_receiver1": f"{late:g}",
+                   "sealed_by_watermark": f"{seals['watermark']:g}",
+                   "sealed_by_allowance": f"{seals['allowance']:g}"}, problems)
+        r.ok = True
+    finally:
+        if stopped_pid:
+            os.kill(stopped_pid, signal.SIGCONT)
+        r.cleanup()
+
+
+def receiver_kill9_watermark(args):
+    r = Run(args, lead_s=3.0, delay_s=0.0, extra=["--receivers", "2", "--outlets", "1", "--shards", str(SHARDS)])
+    try:
+        r.start()
+        sock = r.topo.redis[0]["unix"]
+        pid = r.topo.pids()["receiver-1"]
+        os.kill(pid, signal.SIGKILL)
+        t_kill = time.monotonic()
+        left = int(redis_call(sock, "HLEN", WATERMARKS_KEY))
+        log(f"kill -9 receiver-1 pid={pid}; {WATERMARKS_KEY} holds {left} entries")
+        r.post_all(range(len(r.bodies)), [r.topo.receivers[1]], r.t_post + r.lead_s + 20)
+        want = r.expected()
+        t_done = r.wait_all(want, 30)
+        close_to_done = time.time() - r.last_close
+        entries = redis_call(sock, "HKEYS", WATERMARKS_KEY)
+        seals = sealed_by(r.topo.outlets[0])
+        problems = []
+        if left != 2:
+            problems.append(f"{WATERMARKS_KEY} right after the kill: {left} entries, want 2 (the dead one expires later)")
+        if len(entries) != 1:
+            problems.append(f"{WATERMARKS_KEY} after the run: {entries!r}, want receiver-2's only")
+        if seals["watermark"] < 1:
+            problems.append(f"no window sealed by the watermarks: {seals}")
+        stats = r.counters(receivers=[1])
+        problems += [f"counter {k}={v:g}, want 0" for k, v in stats.items()
+                     if (".dropped." in k or k.endswith(".rejected") or k.endswith(".expired")) and v]
+        rc = r.stop()
+        if rc != 0:
+            problems.append(f"run.sh exit status {rc}, want 0")
+        r.verdict(want, t_kill, t_done,
+                  {"last_close_to_all_posted_s": f"{close_to_done:.2f}",
+                   "sealed_by_watermark": f"{seals['watermark']:g}",
+                   "sealed_by_allowance": f"{seals['allowance']:g}"}, problems)
+        r.ok = True
+    finally:
+        r.cleanup()
+
 
 def redis_info(sock, section="memory"):
     c = D.Resp(sock)
@@ -1600,6 +1748,8 @@ SCENARIOS = {
     "redis_outage": redis_outage,
     "redis_one_of_three": redis_one_of_three,
     "outlet_sigstop": outlet_sigstop,
+    "receiver_sigstop": receiver_sigstop,
+    "receiver_kill9_watermark": receiver_kill9_watermark,
     "redis_full": redis_full,
     "librato_500": librato_500,
     "librato_429": librato_429,

@@ -94,7 +94,7 @@ class OutletTest : public ::testing::Test {
     c.grace_seconds = 1;
     c.redis.shards = shards;
     c.redis.servers = {"unix:" + (*server_)->socket_path()};
-    c.outlet.interval_ms = 50;
+    c.outlet.seal_interval_ms = 50;
     c.outlet.lease_ttl_ms = 1500;
     c.outlet.lease_renew_ms = 300;
     c.outlet.retry_initial_backoff_ms = 100;
@@ -562,7 +562,7 @@ TEST_F(OutletTest, StopReleasesTheLeasesForTheNextOutlet) {
 // not a seal, is the one to meet the fence.
 TEST_F(OutletTest, RefusedRenewalIsCountedAndTheShardDropped) {
   config::Config c = MakeConfig(2);
-  c.outlet.interval_ms = 60000;
+  c.outlet.seal_interval_ms = 60000;
   telemetry::Metrics metrics;
   // The value of drainmet_outlet_lease_renewals_total{result}, -1 when absent.
   auto renewals = [&](const std::string& result) {

@@ -675,6 +675,166 @@ TEST_F(ShardProtocolTest, WriteAllowanceDelaysSealAndLateness) {
   EXPECT_THAT(*protocol.Ingest(*client_, shard, after), ElementsAre(ShardIngestResult{0, 1, false}));
 }
 
+// --- Receivers' watermarks (docs/redis-layout.md "Receivers' watermarks") -------------
+
+class WatermarkTest : public ShardProtocolTest {
+ protected:
+  void SetUp() override {
+    ShardProtocolTest::SetUp();
+    if (IsSkipped()) return;
+    ClearWatermarks();
+    options_.write_allowance = std::chrono::seconds(30);
+    protocol_ = ShardProtocol(options_);
+  }
+  void TearDown() override {
+    if (client_ != nullptr && !IsSkipped()) ClearWatermarks();
+  }
+  void ClearWatermarks() { Must(*client_, {"DEL", kWatermarksKey, kWatermarkExpiryKey}); }
+  void Publish(std::string_view receiver, std::int64_t ms, milliseconds ttl = milliseconds(60000)) {
+    const absl::Status status = protocol_.PublishWatermark(*client_, receiver, ms, ttl);
+    ASSERT_TRUE(status.ok()) << status;
+  }
+  // One record ingested (applied) for a window that closed 5 s ago: inside the 30-s
+  // allowance, so only the watermarks can make it due.
+  std::int64_t IngestIntoClosedWindow(std::uint32_t shard) {
+    const std::int64_t close = ServerSeconds(*client_) - 5;
+    const std::vector<IngestRecord> records = {{close, "r"}};
+    const std::vector<IngestRequest> requests = {{"acme", "f" + Str(shard), records}};
+    EXPECT_THAT(*protocol_.Ingest(*client_, shard, requests), ElementsAre(ShardIngestResult{1, 0, false}));
+    return close;
+  }
+  std::int64_t HashLength() { return Must(*client_, {"HLEN", kWatermarksKey}).integer; }
+  std::int64_t ExpiryLength() { return Must(*client_, {"ZCARD", kWatermarkExpiryKey}).integer; }
+
+  ShardProtocolOptions options_;
+};
+
+TEST_F(WatermarkTest, PublishWritesTheWatermarkAndAnExpiryOnTheServerClock) {
+  const std::int64_t before_ms = ServerSeconds(*client_) * 1000;
+  Publish("r1", 12345, milliseconds(1000));
+  EXPECT_EQ(Must(*client_, {"HGET", kWatermarksKey, "r1"}), Reply::String("12345"));
+  const Reply score = Must(*client_, {"ZSCORE", kWatermarkExpiryKey, "r1"});
+  ASSERT_TRUE(score.is_string()) << score.DebugString();
+  const std::int64_t expiry = std::stoll(score.str);
+  EXPECT_GE(expiry, before_ms + 1000);
+  EXPECT_LE(expiry, ServerSeconds(*client_) * 1000 + 2000);
+  ASSERT_TRUE(protocol_.WithdrawWatermark(*client_, "r1").ok());
+  EXPECT_EQ(HashLength(), 0);
+  EXPECT_EQ(ExpiryLength(), 0);
+  EXPECT_TRUE(protocol_.WithdrawWatermark(*client_, "r1").ok()) << "idempotent";
+}
+
+TEST_F(WatermarkTest, SealsEarlyOnceEveryLiveWatermarkReachesTheClose) {
+  const std::uint32_t shard = NewShard();
+  std::optional<Lease> lease = Acquire(shard, "outlet-a");
+  ASSERT_TRUE(lease.has_value());
+  const std::int64_t close = IngestIntoClosedWindow(shard);
+  Publish("fast", ServerSeconds(*client_) * 1000);
+  Publish("slow", close * 1000 - 1);  // still holds a request received just before the close
+
+  absl::StatusOr<SealResult> held = protocol_.Seal(*client_, shard, *lease);
+  ASSERT_TRUE(held.ok()) << held.status();
+  EXPECT_THAT(held->sealed, IsEmpty()) << "one live watermark is below the close";
+  EXPECT_EQ(held->sealed_early, 0);
+
+  Publish("slow", close * 1000);  // its last request before the close is written
+  absl::StatusOr<SealResult> sealed = protocol_.Seal(*client_, shard, *lease);
+  ASSERT_TRUE(sealed.ok()) << sealed.status();
+  EXPECT_THAT(sealed->sealed, ElementsAre(close));
+  EXPECT_THAT(sealed->ready, ElementsAre(close));
+  EXPECT_EQ(sealed->sealed_early, 1);
+  EXPECT_EQ(List(ProcKey(shard, close)), std::vector<std::string>{"r"});
+
+  // A record for the window sealed early is late, although close + allowance is ahead.
+  const std::vector<IngestRecord> records = {{close, "after"}};
+  const std::vector<IngestRequest> requests = {{"acme", "late-one", records}};
+  EXPECT_THAT(*protocol_.Ingest(*client_, shard, requests), ElementsAre(ShardIngestResult{0, 1, false}));
+  EXPECT_EQ(List(ProcKey(shard, close)), std::vector<std::string>{"r"});
+  EXPECT_FALSE(Exists(PtsKey(shard, close)));
+}
+
+TEST_F(WatermarkTest, AWatermarkOfZeroBlocksEarlySealing) {
+  const std::uint32_t shard = NewShard();
+  std::optional<Lease> lease = Acquire(shard, "outlet-a");
+  ASSERT_TRUE(lease.has_value());
+  const std::int64_t close = IngestIntoClosedWindow(shard);
+  Publish("fast", ServerSeconds(*client_) * 1000);
+  Publish("no-offset-yet", 0);
+  absl::StatusOr<SealResult> held = protocol_.Seal(*client_, shard, *lease);
+  ASSERT_TRUE(held.ok()) << held.status();
+  EXPECT_THAT(held->sealed, IsEmpty());
+  EXPECT_THAT(*protocol_.PendingCloses(*client_, shard), ElementsAre(close));
+}
+
+TEST_F(WatermarkTest, ExpiredEntriesAreRemovedAndIgnored) {
+  const std::uint32_t shard = NewShard();
+  std::optional<Lease> lease = Acquire(shard, "outlet-a");
+  ASSERT_TRUE(lease.has_value());
+  const std::int64_t close = IngestIntoClosedWindow(shard);
+  const std::int64_t now_ms = ServerSeconds(*client_) * 1000;
+  Publish("live", now_ms);
+  Publish("stalled", close * 1000 - 1000);
+  // The stalled receiver's entry expired (as if it had not refreshed it for its ttl).
+  Must(*client_, {"ZADD", kWatermarkExpiryKey, Str(now_ms - 1000), "stalled"});
+
+  absl::StatusOr<SealResult> sealed = protocol_.Seal(*client_, shard, *lease);
+  ASSERT_TRUE(sealed.ok()) << sealed.status();
+  EXPECT_THAT(sealed->sealed, ElementsAre(close)) << "the expired watermark holds nothing back";
+  EXPECT_EQ(sealed->sealed_early, 1);
+  EXPECT_EQ(Must(*client_, {"HEXISTS", kWatermarksKey, "stalled"}).integer, 0);
+  EXPECT_EQ(Must(*client_, {"ZSCORE", kWatermarkExpiryKey, "stalled"}), Reply::Nil());
+  EXPECT_EQ(HashLength(), 1);
+  EXPECT_EQ(ExpiryLength(), 1);
+}
+
+TEST_F(WatermarkTest, OnlyExpiredEntriesFallBackToTheAllowance) {
+  const std::uint32_t shard = NewShard();
+  std::optional<Lease> lease = Acquire(shard, "outlet-a");
+  ASSERT_TRUE(lease.has_value());
+  const std::int64_t close = IngestIntoClosedWindow(shard);
+  const std::int64_t now_ms = ServerSeconds(*client_) * 1000;
+  Publish("gone", now_ms + 60000);
+  Must(*client_, {"ZADD", kWatermarkExpiryKey, Str(now_ms - 1), "gone"});
+  absl::StatusOr<SealResult> held = protocol_.Seal(*client_, shard, *lease);
+  ASSERT_TRUE(held.ok()) << held.status();
+  EXPECT_THAT(held->sealed, IsEmpty()) << "no live entry: close + allowance (30 s) rules";
+  EXPECT_THAT(*protocol_.PendingCloses(*client_, shard), ElementsAre(close));
+  EXPECT_EQ(HashLength(), 0);
+  EXPECT_EQ(ExpiryLength(), 0);
+}
+
+TEST_F(WatermarkTest, WithoutEntriesTheAllowanceStillSeals) {
+  const std::uint32_t shard = NewShard();
+  std::optional<Lease> lease = Acquire(shard, "outlet-a");
+  ASSERT_TRUE(lease.has_value());
+  const std::int64_t recent = IngestIntoClosedWindow(shard);  // 5 s ago: inside the allowance
+  const std::int64_t old = ServerSeconds(*client_) - 40;      // past close + 30 s
+  SeedDueWindow(shard, old, {"o"});
+  absl::StatusOr<SealResult> sealed = protocol_.Seal(*client_, shard, *lease);
+  ASSERT_TRUE(sealed.ok()) << sealed.status();
+  EXPECT_THAT(sealed->sealed, ElementsAre(old));
+  EXPECT_EQ(sealed->sealed_early, 0);
+  EXPECT_THAT(*protocol_.PendingCloses(*client_, shard), ElementsAre(recent));
+}
+
+TEST_F(WatermarkTest, SealPipelinedSealsEveryShardInOneRoundTripAndKeepsFencing) {
+  const std::uint32_t a = NewShard();
+  const std::uint32_t b = NewShard();
+  std::optional<Lease> lease_a = Acquire(a, "outlet-a");
+  std::optional<Lease> lease_b = Acquire(b, "outlet-b");
+  ASSERT_TRUE(lease_a.has_value() && lease_b.has_value());
+  SeedDueWindow(a, ServerSeconds(*client_) - 40, {"x"});
+  SeedDueWindow(b, ServerSeconds(*client_) - 40, {"y"});
+  const Lease wrong{"outlet-a", lease_b->token + 1000};
+  const ShardSeal seals[] = {{a, &*lease_a}, {b, &wrong}};
+  std::vector<absl::StatusOr<SealResult>> results = protocol_.SealPipelined(*client_, seals);
+  ASSERT_EQ(results.size(), 2u);
+  ASSERT_TRUE(results[0].ok()) << results[0].status();
+  EXPECT_EQ(results[0]->sealed.size(), 1u);
+  EXPECT_TRUE(ShardProtocol::IsFenced(results[1].status())) << results[1].status();
+  EXPECT_EQ(protocol_.PendingCloses(*client_, b)->size(), 1u) << "a fenced shard is not sealed";
+}
+
 TEST_F(ShardProtocolTest, MarkSentRecordsDeadLettersWithTheMark) {
   const std::uint32_t shard = NewShard();
   std::optional<Lease> lease = Acquire(shard, "outlet-a");

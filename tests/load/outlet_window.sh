@@ -8,10 +8,16 @@
 #   buckets          buckets in the window(s) (the series of the send record x windows)
 #   gauges requests  what the sink received (gauges, POSTs)
 #   close_to_last_post_s  last window's close (end + grace) -> the sink holds its last gauge
-#   seal_to_last_post_s   same from the seal (close + ReceiverWriteAllowance, 3 s by default)
-#   seal_to_first_post_s  the outlet's pick-up delay (seal pass interval, read, merge, build)
+#   close_to_seal_s       last window's close -> the outlet sealed its last shard of it: the
+#                         time drainmet_outlet_windows_sealed_total (the outlet's /metrics,
+#                         polled 20 times a second, so +-0.05 s) reached its final value
+#                         (close + ReceiverWriteAllowance, 3 s, without receivers' watermarks)
+#   seal_to_last_post_s   same from that seal
+#   seal_to_first_post_s  first window's seal (as above, its first shard) -> the first post:
+#                         the outlet's pick-up delay (read, merge, build)
+#   sealed_by_watermark sealed_by_allowance  windows x shards sealed by each rule
 #   buckets_per_s    buckets / (last post - first post of the run)
-#   outlet_cpu_s     outlet user+system CPU from just before the first seal to the end of
+#   outlet_cpu_s     outlet user+system CPU from 1 s before the first close to the end of
 #                    the watch (the last post + ~2 s of idle passes)
 #   buckets_per_outlet_cpu_s
 #   sink_cpu_s       the fake API's CPU over the same span (it shares the machine's cores):
@@ -21,7 +27,8 @@
 #
 # The first and last posts are the sink's own arrival times of the first and last POST
 # (GET /arrivals, which parses nothing); the watch polls /arrivals 20 times a second
-# (one keep-alive curl) until the request count has not moved for 2 s past the last seal.
+# (one keep-alive curl) until the request count has not moved for 2 s past the last seal
+# (or past close + allowance when the seal was not seen).
 #
 # usage: tests/load/outlet_window.sh BINARIES_DIR SERIES RESOLUTION [WINDOWS]
 #   BINARIES_DIR  a build tree's services dir (e.g. build-release/services)
@@ -65,6 +72,7 @@ log() { printf 'ts=%s component=outlet_window %s\n' "$(date -u +%H:%M:%S.%N)" "$
 sink_pid=""
 topo_pid=""
 poll_pid=""
+seal_poll_pid=""
 stop_pid() { # stop_pid PID TIMEOUT_S [GROUP]: with GROUP, the process group PID (setsid)
   local pid=$1 deadline=$((SECONDS + $2)) target=$1
   [ -n "$pid" ] || return 0
@@ -77,6 +85,7 @@ stop_pid() { # stop_pid PID TIMEOUT_S [GROUP]: with GROUP, the process group PID
 cleanup() {
   local rc=$?
   stop_pid "$poll_pid" 5 group
+  stop_pid "$seal_poll_pid" 5 group
   stop_pid "$topo_pid" 90 # run.sh stops receiver, outlet, config and Redis in order
   stop_pid "$sink_pid" 10
   if [ "${KEEP_DIR:-0}" = 1 ] || [ "$rc" -ne 0 ]; then
@@ -119,6 +128,7 @@ grep -q '^msg=ready' "$dir/topo.out" || {
   exit 1
 }
 outlet_pid=$(grep '^component=outlet' "$dir/topo.out" | grep -oE ' pid=[0-9]+' | cut -d= -f2)
+outlet_metrics=$(grep '^component=outlet' "$dir/topo.out" | grep -oE ' metrics_url=[^ ]+' | cut -d= -f2)
 drain_url=$(grep '^component=receiver' "$dir/topo.out" | grep -oE ' url=[^ ]+' | cut -d= -f2)
 token=$(grep '^msg=ready' "$dir/topo.out" | grep -oE ' token=[^ ]+' | cut -d= -f2)
 
@@ -155,16 +165,27 @@ sent_end=$(now)
 last_window=$((w + (windows - 1) * resolution))
 first_close=$((w + resolution + grace))
 close=$((last_window + resolution + grace))
-first_seal=$((first_close + allowance))
 seal=$((close + allowance))
 awk -v a="$sent_end" -v c="$first_close" 'BEGIN { exit !(a < c) }' ||
   log "level=warn msg=\"filling ran past the first close: late points\""
 
-# --- watch the sink ----------------------------------------------------------------
-sleep_until "$(fsub "$first_seal" 1)"
+# --- watch the sink and the outlet's seals -----------------------------------------
+# Receivers' watermarks may seal a window right after its close: start before it.
+sleep_until "$(fsub "$first_close" 1)"
 cpu_before=$(cpu_ticks "$outlet_pid")
 sink_cpu_before=$(cpu_ticks "$sink_pid")
-polls=$(((seal - first_seal + 60) * 20))
+polls=$(((seal - first_close + 60) * 20))
+# One line per poll of the outlet's /metrics: time, windows sealed by watermark, by allowance.
+# shellcheck disable=SC2016
+setsid bash -c 'curl -sN --rate 20/s -w "\n@@end\n" "$1?[1-$2]" 2>/dev/null |
+  while IFS= read -r line; do
+    case $line in
+      "drainmet_outlet_windows_sealed_total{by=\"watermark\"}"*) wm=${line##* } ;;
+      "drainmet_outlet_windows_sealed_total{by=\"allowance\"}"*) al=${line##* } ;;
+      @@end) printf "%s %s %s\n" "$EPOCHREALTIME" "${wm:-0}" "${al:-0}"; wm=0; al=0 ;;
+    esac
+  done' seal_poller "$outlet_metrics" "$polls" >"$dir/seals" &
+seal_poll_pid=$!
 # In its own process group (setsid: same pid, not a group leader here), so that stopping
 # it stops curl and the reader too.
 # shellcheck disable=SC2016
@@ -179,7 +200,10 @@ poll_pid=$!
 # Done when the request count has not moved for 2 s, past the last seal.
 last_change=""
 last_requests=-1
-deadline=$((SECONDS + seal - first_seal + 60))
+deadline=$((SECONDS + seal - first_close + 60))
+seal_seen() { # the time the sealed count reached its final value (so far), or nothing
+  awk '{ n = $2 + $3; if (n != last) { last = n; t = $1 } } END { if (last > 0) print t }' "$dir/seals" 2>/dev/null
+}
 while [ "$SECONDS" -lt "$deadline" ]; do
   sleep 0.2
   line=$(tail -n 1 "$dir/polls" 2>/dev/null || true)
@@ -189,7 +213,11 @@ while [ "$SECONDS" -lt "$deadline" ]; do
     last_requests=$requests
     last_change=$ts
   fi
-  if [ "$requests" -gt 0 ] && awk -v n="$ts" -v s="$seal" -v l="$last_change" 'BEGIN { exit !(n > s + 1 && n - l > 2) }'; then
+  # The last seal seen (or close + allowance) + 1 s, and 2 s without a new request.
+  seen=$(seal_seen)
+  bound=$seal
+  [ -n "$seen" ] && awk -v a="$seen" -v c="$close" 'BEGIN { exit !(a > c) }' && bound=$seen
+  if [ "$requests" -gt 0 ] && awk -v n="$ts" -v s="$bound" -v l="$last_change" 'BEGIN { exit !(n > s + 1 && n - l > 2) }'; then
     break
   fi
 done
@@ -197,10 +225,17 @@ cpu_after=$(cpu_ticks "$outlet_pid")
 sink_cpu_after=$(cpu_ticks "$sink_pid")
 stop_pid "$poll_pid" 5 group
 poll_pid=""
+stop_pid "$seal_poll_pid" 5 group
+seal_poll_pid=""
+# The seal times: the first poll with a sealed window (first seal) and the poll at which
+# the count reached its final value (the last window's last shard).
+read -r first_seal_seen last_seal_seen sealed_wm sealed_al < <(awk '
+  { n = $2 + $3; if (n > 0 && first == "") first = $1; if (n != last) { last = n; t = $1 }; wm = $2; al = $3 }
+  END { printf "%s %s %d %d\n", (first == "" ? "nan" : first), (t == "" ? "nan" : t), wm, al }' "$dir/seals")
 
 # The sink's arrival times of the first and last POST (the last poll holds both).
 read -r _ final_requests first_post last_post < <(tail -n 1 "$dir/polls")
-awk -v f="$first_post" -v s="$first_seal" 'BEGIN { exit !(f < s - 1) }' &&
+awk -v f="$first_post" -v s="$first_close" 'BEGIN { exit !(f < s - 1) }' &&
   log "level=warn msg=\"posts began before the watch\""
 buckets_per_window=$(grep -o '"kind"' "$dir/record.json" | wc -l)
 buckets=$((buckets_per_window * windows))
@@ -226,14 +261,15 @@ ok=failed
 [[ $check == *'"ok":true'* ]] && ok=ok
 hz=$(getconf CLK_TCK)
 awk -v b="$buckets" -v gauges="$final_gauges" -v req="$final_requests" -v closed="$close" -v seal="$seal" \
-  -v first_seal="$first_seal" -v first="$first_post" -v last="$last_post" \
+  -v first_seal="$first_seal_seen" -v last_seal="$last_seal_seen" -v swm="$sealed_wm" -v sal="$sealed_al" \
+  -v first="$first_post" -v last="$last_post" \
   -v c0="$cpu_before" -v c1="$cpu_after" -v s0="$sink_cpu_before" -v s1="$sink_cpu_after" -v s2="$sink_cpu_accounted" \
   -v hz="$hz" -v ok="$ok" -v w="$w" -v n="$windows" \
   -v series="$series" -v res="$resolution" 'BEGIN {
     cpu = (c1 - c0) / hz
     span = last - first
     printf "series=%d resolution=%d windows=%d window=%d buckets=%d gauges=%d requests=%d", series, res, n, w, b, gauges, req
-    printf " close_to_last_post_s=%.3f seal_to_last_post_s=%.3f seal_to_first_post_s=%.3f", last - closed, last - seal, first - first_seal
+    printf " close_to_last_post_s=%.3f close_to_seal_s=%.3f seal_to_last_post_s=%.3f seal_to_first_post_s=%.3f sealed_by_watermark=%d sealed_by_allowance=%d", last - closed, last_seal - closed, last - last_seal, first - first_seal, swm, sal
     printf " buckets_per_s=%.0f outlet_cpu_s=%.2f buckets_per_outlet_cpu_s=%.0f sink_cpu_s=%.2f sink_account_cpu_s=%.2f check=%s\n", (span > 0 ? b / span : 0), cpu, (cpu > 0 ? b / cpu : 0), (s1 - s0) / hz, (s2 - s1) / hz, ok
   }'
 [ "$ok" = ok ] || {

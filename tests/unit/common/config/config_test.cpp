@@ -53,10 +53,13 @@ outlet:
   max_pending_retry_bytes: 1048576
   lease_ttl_ms: 20000
   lease_renew_ms: 4000
+  seal_interval_ms: 50
 receiver:
   flush_interval_ms: 250
   flush_delay_ms: 7
   max_series_in_memory: 5000
+  watermark_interval_ms: 40
+  watermark_ttl_ms: 400
 redis:
   shards: 16
   servers: ["10.0.0.1:6379", "[::1]:6380", unix:/run/redis/redis.sock]
@@ -91,8 +94,9 @@ const char kFullJson[] = R"({
   "outlet": {"interval_ms": 250, "connect_timeout_ms": 1000, "request_timeout_ms": 5000,
              "max_gauges_per_request": 100, "retry_initial_backoff_ms": 200,
              "retry_max_backoff_ms": 30000, "max_pending_retry_bytes": 1048576, "lease_ttl_ms": 20000,
-             "lease_renew_ms": 4000},
-  "receiver": {"flush_interval_ms": 250, "flush_delay_ms": 7, "max_series_in_memory": 5000},
+             "lease_renew_ms": 4000, "seal_interval_ms": 50},
+  "receiver": {"flush_interval_ms": 250, "flush_delay_ms": 7, "max_series_in_memory": 5000,
+               "watermark_interval_ms": 40, "watermark_ttl_ms": 400},
   "redis": {"shards": 16, "servers": ["10.0.0.1:6379", "[::1]:6380", "unix:/run/redis/redis.sock"],
             "connect_timeout_ms": 500, "command_timeout_ms": 750},
   "tenants": [
@@ -131,8 +135,13 @@ Config ExpectedFull() {
               .retry_max_backoff_ms = 30000,
               .max_pending_retry_bytes = 1048576,
               .lease_ttl_ms = 20000,
-              .lease_renew_ms = 4000};
-  c.receiver = {.flush_interval_ms = 250, .flush_delay_ms = 7, .max_series_in_memory = 5000};
+              .lease_renew_ms = 4000,
+              .seal_interval_ms = 50};
+  c.receiver = {.flush_interval_ms = 250,
+                .flush_delay_ms = 7,
+                .max_series_in_memory = 5000,
+                .watermark_interval_ms = 40,
+                .watermark_ttl_ms = 400};
   c.redis = {.shards = 16,
              .servers = {"10.0.0.1:6379", "[::1]:6380", "unix:/run/redis/redis.sock"},
              .connect_timeout_ms = 500,
@@ -191,6 +200,9 @@ TEST(ParseConfigTest, EveryDefault) {
   EXPECT_EQ(config->outlet.lease_ttl_ms, 15000);
   EXPECT_EQ(config->outlet.lease_renew_ms, 5000);
   EXPECT_EQ(config->outlet.max_pending_retry_bytes, 64u << 20);
+  EXPECT_EQ(config->outlet.seal_interval_ms, 100);
+  EXPECT_EQ(config->receiver.watermark_interval_ms, 100);
+  EXPECT_EQ(config->receiver.watermark_ttl_ms, 1000);
   EXPECT_EQ(config->receiver.flush_interval_ms, 1000);
   EXPECT_EQ(config->receiver.flush_delay_ms, 2);
   EXPECT_EQ(config->receiver.max_series_in_memory, 200000u);
@@ -507,6 +519,18 @@ TEST(ValidateTest, EveryRule) {
       {"LeaseTtl", [](Config& c) { c.outlet.lease_ttl_ms = 0; }, "outlet.lease_ttl_ms: must be > 0"},
       {"PendingRetryBytes", [](Config& c) { c.outlet.max_pending_retry_bytes = 0; },
        "outlet.max_pending_retry_bytes: must be > 0"},
+      {"SealInterval", [](Config& c) { c.outlet.seal_interval_ms = 0; },
+       "outlet.seal_interval_ms: must be > 0"},
+      {"WatermarkInterval", [](Config& c) { c.receiver.watermark_interval_ms = 0; },
+       "receiver.watermark_interval_ms: must be > 0"},
+      {"WatermarkTtl", [](Config& c) { c.receiver.watermark_ttl_ms = -1; },
+       "receiver.watermark_ttl_ms: must be > 0"},
+      {"WatermarkTtlNotAboveInterval",
+       [](Config& c) {
+         c.receiver.watermark_interval_ms = 500;
+         c.receiver.watermark_ttl_ms = 500;
+       },
+       "receiver.watermark_ttl_ms: must be > receiver.watermark_interval_ms"},
       {"LeaseRenew", [](Config& c) { c.outlet.lease_renew_ms = -1; }, "outlet.lease_renew_ms: must be > 0"},
       {"LeaseRenewNotBelowTtl",
        [](Config& c) {

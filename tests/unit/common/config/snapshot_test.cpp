@@ -47,8 +47,13 @@ Config RichConfig() {
               .retry_max_backoff_ms = 16,
               .max_pending_retry_bytes = 19,
               .lease_ttl_ms = 17,
-              .lease_renew_ms = 3};
-  c.receiver = {.flush_interval_ms = 250, .flush_delay_ms = 9, .max_series_in_memory = 123456};
+              .lease_renew_ms = 3,
+              .seal_interval_ms = 21};
+  c.receiver = {.flush_interval_ms = 250,
+                .flush_delay_ms = 9,
+                .max_series_in_memory = 123456,
+                .watermark_interval_ms = 22,
+                .watermark_ttl_ms = 23};
   c.redis = {.shards = 4096,
              .servers = {"10.0.0.1:6379", "[::1]:6380", "unix:/run/redis.sock"},
              .connect_timeout_ms = 321,

@@ -205,6 +205,8 @@ TEST(ReceiverRestartOnlyChangesTest, NamesEveryKeyFixedAtStartAndNoLiveOne) {
        "limits.dedupe_window_seconds"},
       {"redis", [](Config& c) { c.redis.shards = 7; }, "redis"},
       {"receiver", [](Config& c) { c.receiver.flush_interval_ms = 7; }, "receiver"},
+      // The watermark publishers' pace and the entries' lifetime, fixed at start.
+      {"watermark", [](Config& c) { c.receiver.watermark_ttl_ms = 5000; }, "receiver"},
       {"syslog listener", [](Config& c) { c.syslog.listen = "0.0.0.0:6514"; },
        "syslog (listeners and bounds)"},
       {"two at once",
