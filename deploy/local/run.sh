@@ -17,6 +17,7 @@ usage: deploy/local/run.sh [options]
   --dir DIR              work dir (config, logs, redis data, pids); default: a new temp dir
   --receivers N          drainmet-receiver processes (default 2)
   --outlets M            drainmet-outlet processes (default 2)
+  --outlet-threads N     each outlet's --threads, its worker threads (default 2)
   --redis-servers K      redis-server processes (default 1), all in redis.servers:
                          shard s lives on server s % K
   --binaries DIR         build tree's services dir (default build-release/services)
@@ -67,6 +68,7 @@ flush_delay_ms=""
 max_series_in_memory=""
 lease_ttl_ms=15000
 lease_renew_ms=5000
+outlet_threads=2
 log_level=info
 ready_timeout=30
 redis_server=redis-server
@@ -94,6 +96,7 @@ while [ $# -gt 0 ]; do
     --dir) dir=$val ;;
     --receivers) receivers=$val ;;
     --outlets) outlets=$val ;;
+    --outlet-threads) outlet_threads=$val ;;
     --redis-servers) redis_servers=$val ;;
     --binaries) binaries=$val ;;
     --librato-url) librato_url=$val ;;
@@ -123,6 +126,7 @@ if [ -n "$max_series_in_memory" ]; then
 fi
 [ "$receivers" -ge 1 ] || usage_error "--receivers must be >= 1"
 [ "$outlets" -ge 1 ] || usage_error "--outlets must be >= 1"
+{ is_uint "$outlet_threads" && [ "$outlet_threads" -ge 1 ]; } || usage_error "--outlet-threads must be >= 1"
 [ "$redis_servers" -ge 1 ] || usage_error "--redis-servers must be >= 1"
 [ "$redis_servers" -le "$shards" ] || usage_error "--redis-servers must be <= --shards ($shards)"
 [ "$ready_timeout" -ge 1 ] || usage_error "--ready-timeout must be >= 1"
@@ -425,7 +429,8 @@ for ((i = 1; i <= receivers; i++)); do
 done
 for ((i = 1; i <= outlets; i++)); do
   start "outlet-$i" "$dir/outlet-$i.log" "$dir/outlet-$i.out" "$bin_outlet" \
-    --config "$dir/config.yaml" --listen 127.0.0.1:0 --grpc-listen 127.0.0.1:0 --log-level "$log_level"
+    --config "$dir/config.yaml" --listen 127.0.0.1:0 --grpc-listen 127.0.0.1:0 --threads "$outlet_threads" \
+    --log-level "$log_level"
 done
 
 receiver_urls=()
