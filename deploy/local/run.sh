@@ -85,7 +85,7 @@ while [ $# -gt 0 ]; do
       ;;
     --dir | --receivers | --outlets | --redis-servers | --binaries | --librato-url | --grace-seconds | --shards | \
       --flush-interval-ms | --lease-ttl-ms | --lease-renew-ms | --log-level | --ready-timeout | --redis-server | \
-      --flush-delay-ms | --max-series-in-memory)
+      --flush-delay-ms | --max-series-in-memory | --outlet-threads)
       [ $# -ge 2 ] || usage_error "$opt needs a value"
       val=$2
       shift 2
