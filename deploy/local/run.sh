@@ -17,7 +17,7 @@ usage: deploy/local/run.sh [options]
   --dir DIR              work dir (config, logs, redis data, pids); default: a new temp dir
   --receivers N          drainmet-receiver processes (default 2)
   --outlets M            drainmet-outlet processes (default 2)
-  --outlet-threads N     each outlet's --threads, its worker threads (default 2)
+  --outlet-threads N     each outlet's --threads, its worker threads (default 4)
   --redis-servers K      redis-server processes (default 1), all in redis.servers:
                          shard s lives on server s % K
   --binaries DIR         build tree's services dir (default build-release/services)
@@ -68,7 +68,7 @@ flush_delay_ms=""
 max_series_in_memory=""
 lease_ttl_ms=15000
 lease_renew_ms=5000
-outlet_threads=2
+outlet_threads=4
 log_level=info
 ready_timeout=30
 redis_server=redis-server

@@ -99,7 +99,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "drainmet-outlet 0.1.0");
   std::string config_path, config_service, listen, log_level;
   std::string grpc_listen = "0.0.0.0:9091";
-  int threads = 2;
+  int threads = 4;
   int config_wait_s = 10;
   std::int64_t shutdown_timeout_s = 20;
   CLI::Option* config_option = app.add_option(
@@ -117,7 +117,10 @@ int main(int argc, char** argv) {
   app.add_option(
       "--grpc-listen", grpc_listen,
       "HOST:PORT of grpc.health.v1 (default 0.0.0.0:9091; port 0 picks a free one, logged as grpc=).");
-  app.add_option("--threads", threads, "Worker threads (default 2).")->check(CLI::Range(1, 256));
+  app.add_option("--threads", threads,
+                 "Worker threads (default 4; each works its shards one window at a time, so more threads "
+                 "overlap the waits on Redis and the API).")
+      ->check(CLI::Range(1, 256));
   app.add_option("--log-level", log_level, "debug, info, warn or error (overrides the config).");
   app.add_option("--shutdown-timeout", shutdown_timeout_s,
                  "Seconds allowed at SIGTERM to finish the windows in progress (default 20).")

@@ -38,7 +38,7 @@ inline constexpr std::string_view kOutletsKey = "dm:outlets";
 
 struct OutletOptions {
   /// Worker threads; shard s is worked by thread s % threads. At least 1.
-  int threads = 2;
+  int threads = 4;
   /// The owner id of the leases; empty: NewOwnerId().
   std::string owner;
   /// Makes each worker thread's sink (one per thread, used by that thread only). Null:

@@ -37,7 +37,7 @@
 #   WINDOWS       consecutive windows filled (default 1; > 1 checks that the outlet keeps up:
 #                 zero loss, and the last window's close -> last post)
 # environment: GRACE_SECONDS (default 5), SHARDS (64), OUTLET_THREADS (the outlet's
-#   --threads, default 2), KEEP_DIR=1 keeps the work dir.
+#   --threads, default 4), KEEP_DIR=1 keeps the work dir.
 # Exit status 0 when the check is ok, 1 otherwise, 2 for a usage error. Every process it
 # starts is stopped on exit (SIGTERM, then SIGKILL after a timeout).
 set -euo pipefail
@@ -115,7 +115,7 @@ stats_url="http://127.0.0.1:$sink_port/stats"
 arrivals_url="http://127.0.0.1:$sink_port/arrivals"
 
 "$root/deploy/local/run.sh" --dir "$dir/topo" --binaries "$binaries" --receivers 1 --outlets 1 \
-  --outlet-threads "${OUTLET_THREADS:-2}" --grace-seconds "$grace" --shards "$shards" \
+  --outlet-threads "${OUTLET_THREADS:-4}" --grace-seconds "$grace" --shards "$shards" \
   --librato-url "http://127.0.0.1:$sink_port/v1/metrics" >"$dir/topo.out" 2>"$dir/topo.log" &
 topo_pid=$!
 for _ in $(seq 600); do
