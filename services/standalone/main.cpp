@@ -30,16 +30,17 @@ std::optional<std::string> Env(const char* name) {
 }
 
 /// The embedded default (no --config): one tenant "default" whose token is DRAINMET_TOKEN
-/// or a new random one; gauges go to stdout unless LIBRATO_EMAIL and LIBRATO_TOKEN are set.
-config::Config EmbeddedDefault() {
+/// or a new random one, then returned in `generated` (the caller prints it once the
+/// service has started, so a start-up error does not print a token nobody can use);
+/// gauges go to stdout unless LIBRATO_EMAIL and LIBRATO_TOKEN are set.
+config::Config EmbeddedDefault(std::optional<std::string>& generated) {
   config::Config c;
   config::Tenant t;
   t.id = "default";
   std::optional<std::string> token = Env("DRAINMET_TOKEN");
   if (!token) {
     token = config::NewToken();
-    // The operator needs the token to build the drain URL; it is printed once, here.
-    Log(Level::kInfo, "generated a drain token (set DRAINMET_TOKEN to choose one)", {{"token", *token}});
+    generated = token;
   }
   t.token_hashes.push_back(config::HashToken(*token));
   std::optional<std::string> email = Env("LIBRATO_EMAIL");
@@ -74,8 +75,9 @@ int RunCommand(const std::string& config_path, const std::string& listen, int th
   base::BlockStopAndReloadSignals();
 
   config::Config config;
+  std::optional<std::string> generated_token;
   if (config_path.empty()) {
-    config = EmbeddedDefault();
+    config = EmbeddedDefault(generated_token);
   } else {
     absl::StatusOr<config::Config> loaded = config::LoadConfigFile(config_path, config::ProcessEnv());
     if (!loaded.ok()) return Fail(loaded.status());
@@ -101,6 +103,11 @@ int RunCommand(const std::string& config_path, const std::string& listen, int th
   absl::StatusOr<std::unique_ptr<Service>> service =
       Service::Start(std::move(config), base::SystemClock::Get(), options);
   if (!service.ok()) return Fail(service.status());
+  if (generated_token) {
+    // The operator needs the token to build the drain URL; it is printed once, here.
+    Log(Level::kInfo, "generated a drain token (set DRAINMET_TOKEN to choose one)",
+        {{"token", *generated_token}});
+  }
 
   Service* running = service->get();
   const char* signal = base::WaitForStopSignal([running] {
