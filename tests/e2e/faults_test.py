@@ -539,10 +539,7 @@ def outlet_kill9(args):
         t_done = r.wait_all(want, 60)
         time.sleep(2.0)  # stragglers and re-posts
         stats = r.counters(outlets=[survivor])
-        problems = []
-        for k, v in stats.items():
-            if (".dropped." in k or k.endswith(".rejected") or k.endswith(".expired")) and v:
-                problems.append(f"counter {k}={v:g}, want 0")
+        problems = zero_counter_problems(stats)
         if t_takeover is None or t_takeover - t_kill > TAKEOVER_BOUND_S:
             problems.append(f"takeover of the dead outlet's shards took {takeover}s, want <= {TAKEOVER_BOUND_S:g}s")
         rc = r.stop()
@@ -568,8 +565,7 @@ def receiver_kill9_after_ack(args):
         t_done = r.wait_all(want, 30)
         time.sleep(1.5)
         stats = r.counters(receivers=[1])
-        problems = [f"counter {k}={v:g}, want 0" for k, v in stats.items()
-                    if (".dropped." in k or k.endswith(".rejected") or k.endswith(".expired")) and v]
+        problems = zero_counter_problems(stats)
         rc = r.stop()
         if rc != 0:
             problems.append(f"run.sh exit status {rc}, want 0")
@@ -600,8 +596,7 @@ def receiver_retry_other(args):
         t_done = r.wait_all(want, 30)
         time.sleep(1.5)
         stats = r.counters(receivers=[1])
-        problems = [f"counter {k}={v:g}, want 0" for k, v in stats.items()
-                    if (".dropped." in k or k.endswith(".rejected") or k.endswith(".expired")) and v]
+        problems = zero_counter_problems(stats)
         if not 200 <= retry < 300:
             problems.append(f"retry on receiver-2 answered {retry}, want 2xx")
         dup = stats.get("receiver2.duplicate_requests")
@@ -679,8 +674,7 @@ def redis_outage(args):
         t_done = r.wait_all(want, 60)
         time.sleep(1.5)
         stats = r.counters()
-        problems = [f"counter {k}={v:g}, want 0" for k, v in stats.items()
-                    if (".dropped." in k or k.endswith(".rejected") or k.endswith(".expired")) and v]
+        problems = zero_counter_problems(stats)
         if r.poster.status_503 == 0:
             problems.append("no 503 answered while Redis was down")
         rc = r.stop()
@@ -805,8 +799,7 @@ def redis_one_of_three(args):
         t_done = r.wait_all(want, 60)
         time.sleep(1.5)
         stats = r.counters()
-        problems = [f"counter {k}={v:g}, want 0" for k, v in stats.items()
-                    if (".dropped." in k or k.endswith(".rejected") or k.endswith(".expired")) and v]
+        problems = zero_counter_problems(stats)
         if r.poster.status_503 == 0:
             problems.append(f"no 503 answered while {name} was down")
         probes_2xx = sum(1 for st in probe_status if st in (200, 204))
@@ -1095,8 +1088,7 @@ def receiver_sigstop(args):
         if late <= 0:
             problems.append("receiver-1 counted no late point for the body it held past the seal")
         stats = r.counters(receivers=[1])
-        problems += [f"counter {k}={v:g}, want 0" for k, v in stats.items()
-                     if (".dropped." in k or k.endswith(".rejected") or k.endswith(".expired")) and v]
+        problems += zero_counter_problems(stats)
         rc = r.stop()
         if rc != 0:
             problems.append(f"run.sh exit status {rc}, want 0")
@@ -1135,8 +1127,7 @@ def receiver_kill9_watermark(args):
         if seals["watermark"] < 1:
             problems.append(f"no window sealed by the watermarks: {seals}")
         stats = r.counters(receivers=[1])
-        problems += [f"counter {k}={v:g}, want 0" for k, v in stats.items()
-                     if (".dropped." in k or k.endswith(".rejected") or k.endswith(".expired")) and v]
+        problems += zero_counter_problems(stats)
         rc = r.stop()
         if rc != 0:
             problems.append(f"run.sh exit status {rc}, want 0")
