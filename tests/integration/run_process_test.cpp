@@ -837,4 +837,44 @@ TEST_F(SlowClientTest, ThousandSlowlorisConnectionsDoNotStopOthersAndAreClosed) 
 }
 
 }  // namespace
+/// The environment of this process without DRAINMET_TOKEN (the embedded default then
+/// generates a token).
+std::vector<std::string> EnvironmentWithoutDrainToken() {
+  std::vector<std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    if (!std::string_view(*e).starts_with("DRAINMET_TOKEN=")) env.push_back(*e);
+  }
+  return env;
+}
+
+// The embedded default's generated token is printed once the service has started: a
+// start-up error prints none (a token nobody can use), a good start prints it once.
+TEST(EmbeddedDefaultTokenTest, PrintedOnlyAfterASuccessfulStart) {
+  DrainmetProcess bad;
+  ASSERT_TRUE(
+      bad.Start({kDrainmetBinary, "run", "--listen", "127.0.0.1:99999"}, EnvironmentWithoutDrainToken())
+          .ok());
+  EXPECT_EQ(bad.WaitExitCode(milliseconds(10000)), 1);
+  const std::string bad_log = bad.Stderr();
+  EXPECT_NE(bad_log.find("listen: port must be a decimal number"), std::string::npos) << bad_log;
+  EXPECT_EQ(bad_log.find("generated a drain token"), std::string::npos) << bad_log;
+
+  DrainmetProcess good;
+  ASSERT_TRUE(
+      good.Start({kDrainmetBinary, "run", "--listen", "127.0.0.1:0"}, EnvironmentWithoutDrainToken()).ok());
+  const std::optional<std::string> token_line =
+      good.WaitForLine("generated a drain token", milliseconds(10000));
+  ASSERT_TRUE(token_line.has_value()) << good.Stderr();
+  const std::size_t at = token_line->find(" token=");
+  ASSERT_NE(at, std::string::npos) << *token_line;
+  EXPECT_GE(token_line->size() - at - 7, 32u) << *token_line;  // a real token follows
+  good.Signal(SIGTERM);
+  EXPECT_EQ(good.WaitExitCode(milliseconds(10000)), 0);
+  const std::string good_log = good.Stderr();
+  // Printed once, after the listener is up.
+  EXPECT_EQ(good_log.find("generated a drain token"), good_log.rfind("generated a drain token"));
+  EXPECT_LT(good_log.find("msg=\"drainmet listening\""), good_log.find("generated a drain token"))
+      << good_log;
+}
+
 }  // namespace drainmet::standalone
