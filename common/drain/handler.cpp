@@ -320,11 +320,18 @@ void DrainHandler::HandleAsync(const http::Request& request,
     }
     body = inflated;
   }
+  // The request's table starts at the size of this thread's previous request's (at most
+  // kMaxReservedBuckets): with many series a body fills thousands of buckets, and a table
+  // grown from empty rehashes and moves every bucket about a dozen times on the way.
+  constexpr std::size_t kMaxReservedBuckets = 1 << 16;
+  thread_local std::size_t previous_buckets = 0;
   bucket::BucketMap partials;
+  if (previous_buckets > 0) partials.map().reserve(previous_buckets);
   BodyBounds bounds;
   bounds.max_frames = directory->config.limits.max_frames_per_request;
   bounds.max_frame_bytes = directory->config.limits.max_line_bytes;
   const BodySkips skips = ProcessBody(tenant, r.options, body, times, partials, counters, bounds);
+  previous_buckets = std::min(partials.size(), kMaxReservedBuckets);
   if (skips.too_many_frames > 0) {
     intake_.too_many_frames.Increment(static_cast<double>(skips.too_many_frames));
     telemetry::LogOnce("too_many_frames",
