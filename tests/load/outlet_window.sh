@@ -37,7 +37,8 @@
 #   WINDOWS       consecutive windows filled (default 1; > 1 checks that the outlet keeps up:
 #                 zero loss, and the last window's close -> last post)
 # environment: GRACE_SECONDS (default 5), SHARDS (64), OUTLET_THREADS (the outlet's
-#   --threads, default 4), KEEP_DIR=1 keeps the work dir.
+#   --threads, default 4), RATE (lines/s of the fill; default max for one window, two passes
+#   over the ring per window for several), KEEP_DIR=1 keeps the work dir.
 # Exit status 0 when the check is ok, 1 otherwise, 2 for a usage error. Every process it
 # starts is stopped on exit (SIGTERM, then SIGKILL after a timeout).
 set -euo pipefail
@@ -156,6 +157,9 @@ duration=$(awk -v r="$resolution" -v n="$windows" 'BEGIN { printf "%.2f", r * n 
 rate=max
 # Several windows: a steady rate of two passes over the ring per window, as a drain would.
 [ "$windows" -gt 1 ] && rate=$((2 * ring * 800 / resolution))
+# RATE=N: lines/s for every run (at max rate the records a bucket gets, one a flush that
+# saw its series, grow with the machine's speed; a fixed rate makes runs comparable).
+[ -n "${RATE:-}" ] && rate=$RATE
 sleep_until "$((w + 1))"
 log "msg=filling window=$w windows=$windows series=$series resolution=$resolution rate=$rate"
 "$loadgen" send --url "$drain_url" --token "$token" --connections 16 --series "$series" \
