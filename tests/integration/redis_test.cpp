@@ -699,7 +699,8 @@ class WatermarkTest : public ShardProtocolTest {
   std::int64_t IngestIntoClosedWindow(std::uint32_t shard) {
     const std::int64_t close = ServerSeconds(*client_) - 5;
     const std::vector<IngestRecord> records = {{close, "r"}};
-    const std::vector<IngestRequest> requests = {{"acme", "f" + Str(shard), records}};
+    const std::string frame_id = "f" + Str(shard);  // IngestRequest views it: kept alive here
+    const std::vector<IngestRequest> requests = {{"acme", frame_id, records}};
     EXPECT_THAT(*protocol_.Ingest(*client_, shard, requests), ElementsAre(ShardIngestResult{1, 0, false}));
     return close;
   }
