@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cassert>
 #include <cstring>
+#include <tuple>
 #include <utility>
 
 #include "absl/strings/string_view.h"
@@ -168,13 +169,17 @@ void EncodedKey::Take(EncodedKey&& other) noexcept {
 void BucketMap::Add(std::string_view tenant, std::int32_t resolution_seconds, const extract::Point& point) {
   EncodeBucketKey(tenant, point.name, point.source, point.kind, resolution_seconds,
                   WindowOf(point.time_unix_nanos, resolution_seconds), key_buffer_);
-  auto it = map_.find(std::string_view(key_buffer_));
-  if (it == map_.end()) {
-    it = map_.try_emplace(EncodedKey(key_buffer_)).first;
-    if (point.kind == extract::Kind::kMeasure && !spare_values_.empty()) {
-      it->second.values.AdoptStorage(std::move(spare_values_.back()));
-      spare_values_.pop_back();
-    }
+  // One hash and probe: the slot of a new key is filled in place (lazy_emplace builds the
+  // EncodedKey only when the key is not there yet).
+  bool inserted = false;
+  const std::string_view key(key_buffer_);
+  auto it = map_.lazy_emplace(key, [&](const Map::constructor& construct) {
+    construct(std::piecewise_construct, std::forward_as_tuple(key), std::forward_as_tuple());
+    inserted = true;
+  });
+  if (inserted && point.kind == extract::Kind::kMeasure && !spare_values_.empty()) {
+    it->second.values.AdoptStorage(std::move(spare_values_.back()));
+    spare_values_.pop_back();
   }
   it->second.Add(point.value, point.time_unix_nanos, point.units, point.kind == extract::Kind::kMeasure);
 }
