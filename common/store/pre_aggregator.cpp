@@ -4,6 +4,7 @@
 #include <deque>
 #include <future>
 #include <map>
+#include <tuple>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
@@ -23,6 +24,16 @@ using Clock = std::chrono::steady_clock;
 // No bucket is copied to merge: the requests' own tables are kept (`held`) until the write,
 // the index maps each encoded key to the first request's PartialBucket of it, and later
 // requests' buckets of the same key are merged into that one.
+//
+// The merge only pays when requests of one flush share buckets (few series: at 10 sources
+// a flush merges ~1,100 points a record). When the last merged flush folded away fewer than
+// 1 in 10 of the buckets it was given (high cardinality: a series is seen about once a
+// flush), the flush is not indexed: each request's buckets go to their groups as they are
+// (a key may then be written twice in one flush; the outlet merges records anyway, RELIABILITY
+// §3.3), and `series` holds upper bounds (every bucket counted). Every kProbeEvery-th flush
+// is merged again to measure. When an upper bound would pass max_series_per_tenant the
+// flush is indexed on the spot (Promote), so the limit still drops exactly the buckets the
+// merged path drops.
 struct PreAggregator::Batch {
   struct Request {
     std::string tenant;
@@ -34,7 +45,8 @@ struct PreAggregator::Batch {
   // One merged bucket: its encoded key (a view into a held request's table) and the
   // request bucket the others were merged into.
   struct Entry {
-    bucket::RecordKeyView key;  // views into the encoded key, in a held request's table
+    std::string_view encoded;   // the encoded key, in a held request's table
+    bucket::RecordKeyView key;  // views into `encoded`
     bucket::PartialBucket* bucket = nullptr;
   };
   // One (shard, window): one ingest.lua request at the flush.
@@ -62,9 +74,35 @@ struct PreAggregator::Batch {
 
   bool empty() const { return requests.empty(); }
 
+  /// Indexes a flush that was not: merges the buckets of equal keys its groups hold (into
+  /// the first one placed), and counts `series` exactly.
+  void Promote() {
+    indexed = true;
+    series.clear();
+    index.reserve(offered);
+    for (auto& [where, group] : groups) {
+      std::size_t kept = 0;
+      for (const Entry& entry : group.entries) {
+        const auto [it, inserted] = index.try_emplace(entry.encoded, entry.bucket);
+        if (!inserted) {
+          it->second->Merge(*entry.bucket);
+          continue;
+        }
+        ++series[TenantWindow{entry.key.tenant, entry.key.resolution_seconds, entry.key.window_unix_seconds}];
+        group.entries[kept++] = entry;
+      }
+      group.entries.resize(kept);
+    }
+    buckets = index.size();
+  }
+
   /// Forgets the flush's requests and buckets; keeps the storage for the next flush.
   void Reset() {
+    // Whether the next flush merges: as the last merged one paid, and every
+    // kProbeEvery-th flush to measure again.
+    if (indexed && offered > 0) merge_pays = buckets * 10 < offered * 9;
     ++flush_number;
+    indexed = merge_pays || flush_number % kProbeEvery == 0;
     for (auto it = groups.begin(); it != groups.end();) {
       Group& group = it->second;
       if (group.active()) group.last_used = flush_number;
@@ -80,23 +118,30 @@ struct PreAggregator::Batch {
     // absl's clear() frees a large slot array: size it again for a flush like this one
     // (one allocation, no regrowth while the next flush fills it).
     series.clear();
-    const std::size_t size = index.size();
+    if (!index.empty()) index_size = index.size();
     index.clear();
-    index.reserve(size);
+    if (indexed) index.reserve(index_size);
     requests.clear();
     held.clear();
     buckets = 0;
+    offered = 0;
     inflight.clear();
   }
 
   static constexpr std::uint64_t kIdleFlushes = 64;
+  static constexpr std::uint64_t kProbeEvery = 16;
 
   std::vector<Request> requests;
   std::deque<bucket::BucketMap> held;  // the merged requests' tables, until the write (never relocated)
   Index index;
-  absl::flat_hash_map<TenantWindow, std::uint64_t> series;  // buckets per tenant window, this flush
+  // Buckets per tenant window this flush (upper bounds while not indexed).
+  absl::flat_hash_map<TenantWindow, std::uint64_t> series;
   std::map<ShardWindow, Group> groups;
-  std::size_t buckets = 0;  // index.size(): distinct buckets merged
+  std::size_t buckets = 0;     // in the groups: index.size() when indexed
+  std::size_t offered = 0;     // placed in this flush (before merging)
+  std::size_t index_size = 0;  // the last indexed flush's, to size the index
+  bool indexed = true;         // this flush merges equal keys (see above)
+  bool merge_pays = true;      // the last indexed flush folded away >= 1 in 10 buckets
   Clock::time_point first;
   absl::flat_hash_set<std::string> inflight;  // inflight_key of every request
   std::uint64_t flush_number = 0;
@@ -390,33 +435,59 @@ void PreAggregator::Absorb(std::vector<Queued>& queued, Batch& batch) {
     }
     // The table moves into the batch (its slots, and so the buckets' addresses, stay).
     bucket::BucketMap& table = batch.held.emplace_back(std::move(request.partials));
+    // The tenant window of the previous bucket and its count: the buckets of a request
+    // nearly all share one (a lookup hashes the tenant). Reset when `series` changes shape.
+    Batch::TenantWindow last_window;
+    std::uint64_t* last_series = nullptr;
     std::size_t i = 0;
     for (auto& [encoded, partial] : table.map()) {
       const std::size_t b = i++;
       const Part& part = split.parts[split.part_of[b]];
       if (part.skip) continue;
-      if (auto it = batch.index.find(encoded.view()); it != batch.index.end()) {
-        it->second->Merge(partial);
-        continue;
-      }
+      const std::string_view bytes = encoded.view();
       const bucket::RecordKeyView& k = split.keys[b];
-      std::uint64_t& series =
-          batch.series[Batch::TenantWindow{k.tenant, k.resolution_seconds, k.window_unix_seconds}];
-      if (series >= options_.max_series_per_tenant) {
-        // limits.max_series_per_tenant: a bucket new to this flush beyond the bound.
-        // This request's entry is the group's last: its parts were added just above.
-        std::uint64_t& points = part.group->contributors.back().second;
-        points -= std::min(points, partial.count);
-        batch.requests[index].result.series_limit_points += partial.count;
-        continue;
+      const Batch::TenantWindow window{k.tenant, k.resolution_seconds, k.window_unix_seconds};
+      for (;;) {
+        // One hash and probe: inserted now, taken out again in the rare case the tenant
+        // bound refuses the bucket.
+        Batch::Index::iterator slot;
+        if (batch.indexed) {
+          bool inserted = false;
+          std::tie(slot, inserted) = batch.index.try_emplace(bytes, &partial);
+          if (!inserted) {
+            slot->second->Merge(partial);
+            ++batch.offered;
+            break;
+          }
+        }
+        if (last_series == nullptr || !(window == last_window)) {
+          last_series = &batch.series[window];
+          last_window = window;
+        }
+        if (*last_series >= options_.max_series_per_tenant) {
+          if (!batch.indexed) {
+            // An upper bound reached: count exactly, then place this bucket again.
+            batch.Promote();
+            last_series = nullptr;
+            continue;
+          }
+          // limits.max_series_per_tenant: a bucket new to this flush beyond the bound.
+          // This request's entry is the group's last: its parts were added just above.
+          batch.index.erase(slot);
+          std::uint64_t& points = part.group->contributors.back().second;
+          points -= std::min(points, partial.count);
+          batch.requests[index].result.series_limit_points += partial.count;
+          break;
+        }
+        ++*last_series;
+        ++batch.buckets;
+        ++batch.offered;
+        part.group->entries.push_back(Batch::Entry{bytes, k, &partial});
+        break;
       }
-      ++series;
-      batch.index.emplace(encoded.view(), &partial);
-      part.group->entries.push_back(Batch::Entry{split.keys[b], &partial});
     }
     ++merged;
   }
-  batch.buckets = batch.index.size();
   std::lock_guard<std::mutex> lock(mu_);
   stats_.requests_merged += merged;
 }
@@ -545,6 +616,7 @@ void PreAggregator::Flush(Batch& batch) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     ++stats_.flushes;
+    if (!batch.indexed) ++stats_.flushes_unmerged;
     if (failed) ++stats_.flush_errors;
     stats_.records_written += records;
     stats_.elements_written += elements;

@@ -50,8 +50,12 @@ struct PreAggregatorOptions {
 
 /// Counters of the pre-aggregation, cumulative since start (for metrics and tests).
 struct PreAggregatorStats {
-  std::uint64_t flushes = 0;          ///< Writes (one per flush that had data).
-  std::uint64_t flush_errors = 0;     ///< Flushes where some server failed (its requests: 503).
+  std::uint64_t flushes = 0;       ///< Writes (one per flush that had data).
+  std::uint64_t flush_errors = 0;  ///< Flushes where some server failed (its requests: 503).
+  /// Flushes written without the flush-level merge: the last merged flush had folded away
+  /// fewer than 1 in 10 of its buckets (high cardinality), so equal keys of different
+  /// requests went to Redis as separate records (the outlet merges them).
+  std::uint64_t flushes_unmerged = 0;
   std::uint64_t records_written = 0;  ///< Merged partial buckets sent to Redis.
   /// Redis list elements those records were sent in (one or more records each; see
   /// bucket::ElementWriter): per (shard, window) and flush, its records' bytes / 8,000
@@ -69,7 +73,8 @@ struct PreAggregatorStats {
 /// the request arrived (SEMANTICS §6.5 on the shard server's clock, RedisStore::ClosedAt:
 /// counted late, unless a previous copy applied them: a retry is a duplicate whenever it
 /// comes), merges the rest into one partial bucket per
-/// (series, window), and every flush interval (or when `max_series` buckets are merged, or
+/// (series, window) (unless merging stopped paying: PreAggregatorStats::flushes_unmerged),
+/// and every flush interval (or when `max_series` buckets are merged, or
 /// when stopping) writes them with RedisStore::IngestShards: per (shard, window), one
 /// ingest.lua request carrying the merged records and every merged frame id, applied all
 /// or nothing. Then each request's `done` runs with its own point counts.

@@ -94,6 +94,14 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                       .Register(r);
   flushes_ok_ = &flushes.Add({{"result", "ok"}});
   flushes_failed_ = &flushes.Add({{"result", "error"}});
+  flushes_unmerged_ =
+      &BuildCounter()
+           .Name("drainmet_receiver_flushes_unmerged_total")
+           .Help(
+               "Receiver writes to Redis without the flush-level merge (the last merged flush "
+               "folded away fewer than 1 in 10 buckets: high cardinality).")
+           .Register(r)
+           .Add({});
   records_written_ = &BuildCounter()
                           .Name("drainmet_receiver_records_written_total")
                           .Help("Merged partial buckets the receiver sent to Redis.")
@@ -208,6 +216,7 @@ void Metrics::AddPreAggregation(const PreAggregationDelta& delta, double queued_
                                 double merged_buckets) {
   flushes_ok_->Increment(static_cast<double>(delta.flushes_ok));
   flushes_failed_->Increment(static_cast<double>(delta.flushes_failed));
+  flushes_unmerged_->Increment(static_cast<double>(delta.flushes_unmerged));
   records_written_->Increment(static_cast<double>(delta.records_written));
   elements_written_->Increment(static_cast<double>(delta.elements_written));
   requests_refused_->Increment(static_cast<double>(delta.requests_refused));

@@ -19,6 +19,7 @@ namespace drainmet::telemetry {
 struct PreAggregationDelta {
   std::uint64_t flushes_ok = 0;
   std::uint64_t flushes_failed = 0;    ///< Flushes where some Redis server failed.
+  std::uint64_t flushes_unmerged = 0;  ///< Flushes written without the flush-level merge.
   std::uint64_t records_written = 0;   ///< Partial buckets.
   std::uint64_t elements_written = 0;  ///< Redis list elements holding them (one or more each).
   std::uint64_t requests_refused = 0;  ///< Queue full, stopping, or a copy of the frame waiting.
@@ -53,6 +54,7 @@ class Metrics {
   /// error, shutdown), left for the next pass or holder): drainmet_outlet_windows_total.
   void CountWindow(std::string_view result);
   /// Receiver: adds pre-aggregation counts (drainmet_receiver_flushes_total{result},
+  /// drainmet_receiver_flushes_unmerged_total,
   /// drainmet_receiver_records_written_total, drainmet_receiver_elements_written_total,
   /// drainmet_receiver_requests_refused_total, drainmet_receiver_frame_conflicts_total) and sets the buckets
   /// held now (drainmet_receiver_buffered_buckets{stage="queued"|"merged"}).
@@ -108,6 +110,7 @@ class Metrics {
   prometheus::Counter* flushes_ok_;
   prometheus::Counter* flushes_failed_;
   prometheus::Counter* records_written_;
+  prometheus::Counter* flushes_unmerged_;
   prometheus::Counter* elements_written_;
   prometheus::Counter* requests_refused_;
   prometheus::Counter* frame_conflicts_;

@@ -70,6 +70,7 @@ void Service::ReportPreAggregation() {
   telemetry::PreAggregationDelta delta;
   delta.flushes_failed = now.flush_errors - reported_.flush_errors;
   delta.flushes_ok = (now.flushes - reported_.flushes) - delta.flushes_failed;
+  delta.flushes_unmerged = now.flushes_unmerged - reported_.flushes_unmerged;
   delta.records_written = now.records_written - reported_.records_written;
   delta.elements_written = now.elements_written - reported_.elements_written;
   delta.requests_refused = now.requests_refused - reported_.requests_refused;

@@ -730,5 +730,97 @@ TEST_F(PreAggregatorTest, SeriesBeyondTheTenantBoundAreDroppedAndCountedExisting
   EXPECT_EQ(series.size(), 5u);
 }
 
+/// A body of `lines` frames stamped `t` over the 3 sources `prefix`.0-2 (as Body).
+std::string BodyOf(std::int64_t t, int lines, const std::string& prefix) {
+  std::string body;
+  for (int i = 0; i < lines; ++i) {
+    body += Framed("<190>1 " + support::Rfc3339Micros(t) + " host app web.1 - source=" + prefix + "." +
+                   std::to_string(i % 3) + " measure#db.latency=" + std::to_string(i) +
+                   "ms count#hits sample#queue=" + std::to_string(i));
+  }
+  return body;
+}
+
+// The flush-level merge only while it pays (docs/architecture.md "Receiver"): after a
+// flush whose requests shared no bucket, flushes are written unmerged (a series of two
+// requests is two records), every 16th flush merges again to measure and, when it folds
+// buckets away, merging resumes. The gauges are the in-memory path's throughout.
+TEST_F(PreAggregatorTest, FlushesSkipTheMergeWhileItDoesNotPayAndMeasureAgainEvery16th) {
+  StartAggregator(std::chrono::milliseconds(100));
+  std::vector<std::string> bodies;
+  std::uint64_t records = 0;
+  const auto flush = [&](int n, const std::string& first, const std::string& second) {
+    SCOPED_TRACE("flush " + std::to_string(n + 1));
+    Answers answers;
+    async_handler_->HandleAsync(Drain(first, "U" + std::to_string(2 * n)), answers.Slot(0));
+    async_handler_->HandleAsync(Drain(second, "U" + std::to_string(2 * n + 1)), answers.Slot(1));
+    EXPECT_EQ(answers.Wait(2), (std::vector<unsigned>{204, 204}));
+    const PreAggregatorStats stats = aggregator_->stats();
+    EXPECT_EQ(stats.flushes, static_cast<std::uint64_t>(n + 1));
+    bodies.push_back(first);
+    bodies.push_back(second);
+    const std::uint64_t written = stats.records_written - records;
+    records = stats.records_written;
+    return std::make_pair(written, stats.flushes_unmerged);
+  };
+  const auto now = [] { return base::SystemClock::Get().NowUnixNanos(); };
+  // Flush 1 merges (nothing measured yet) but folds nothing: two requests, 18 series.
+  std::int64_t t = now();
+  EXPECT_EQ(flush(0, BodyOf(t, 9, "a"), BodyOf(t, 9, "b")),
+            std::make_pair(std::uint64_t{18}, std::uint64_t{0}));
+  // Flushes 2-16: two requests of the same 9 series each, written unmerged: 18 records.
+  for (int n = 1; n < 16; ++n) {
+    t = now();
+    const std::string body = BodyOf(t, 9, "c");
+    EXPECT_EQ(flush(n, body, body), std::make_pair(std::uint64_t{18}, static_cast<std::uint64_t>(n)));
+  }
+  // Flush 17 measures again (merged: 9 records), and since half folded away, flush 18 too.
+  for (int n = 16; n < 18; ++n) {
+    t = now();
+    const std::string body = BodyOf(t, 9, "c");
+    EXPECT_EQ(flush(n, body, body), std::make_pair(std::uint64_t{9}, std::uint64_t{15}));
+  }
+  std::uint64_t lines = 18 * 18;
+  EXPECT_EQ(metrics_.Snapshot().points, 3 * lines);
+  std::vector<const std::string*> views;
+  for (const std::string& b : bodies) views.push_back(&b);
+  bucket::BucketMap expected = Expected(views);
+  ExpectReadBackEquals(expected);
+}
+
+// limits.max_series_per_tenant stays exact in an unmerged flush: when the upper bound
+// reaches the limit the flush is merged on the spot, and the same points are kept and
+// dropped as in SeriesBeyondTheTenantBoundAreDroppedAndCountedExistingOnesKept.
+TEST_F(PreAggregatorTest, TheTenantBoundStaysExactInAnUnmergedFlush) {
+  PreAggregatorOptions options = AggregatorOptions(std::chrono::milliseconds(100), 200'000);
+  options.max_series_per_tenant = 5;
+  aggregator_ = std::make_unique<PreAggregator>(*store_, options);
+  async_handler_ =
+      std::make_unique<drain::DrainHandler>(directory_, *aggregator_, base::SystemClock::Get(), metrics_);
+  const auto now = [] { return base::SystemClock::Get().NowUnixNanos(); };
+  // Flush 1: one request (nothing to fold: merging stops). Flush 2: unmerged.
+  for (int n = 0; n < 2; ++n) {
+    Answers answers;
+    async_handler_->HandleAsync(Drain(BodyOf(now(), 1, "w" + std::to_string(n)), "L" + std::to_string(n)),
+                                answers.Slot(0));
+    EXPECT_EQ(answers.Wait(1), (std::vector<unsigned>{204}));
+  }
+  EXPECT_EQ(aggregator_->stats().flushes_unmerged, 1u);
+  EXPECT_EQ(aggregator_->stats().records_written, 6u);
+  // Flush 3: 9 series (3 sources x 3 metrics), 3 points each, one window; sent twice.
+  const std::string body = Body(now(), 9);
+  Answers answers;
+  async_handler_->HandleAsync(Drain(body, "T1"), answers.Slot(0));
+  async_handler_->HandleAsync(Drain(body, "T2"), answers.Slot(1));
+  EXPECT_EQ(answers.Wait(2), (std::vector<unsigned>{204, 204}));
+  const PreAggregatorStats stats = aggregator_->stats();
+  EXPECT_EQ(stats.flushes, 3u);
+  EXPECT_EQ(stats.flushes_unmerged, 1u) << "flush 3 was merged when its bound was reached";
+  EXPECT_EQ(stats.records_written - 6u, 5u);
+  // 3 + 3 points, then as in the merged flush: 15 + 15 kept, 12 + 12 dropped.
+  EXPECT_EQ(metrics_.Snapshot().points, 36u);
+  EXPECT_EQ(metrics_.Snapshot().series_limit, 24u);
+}
+
 }  // namespace
 }  // namespace drainmet::store
