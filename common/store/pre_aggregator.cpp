@@ -52,7 +52,9 @@ struct PreAggregator::Batch {
   // One (shard, window): one ingest.lua request at the flush.
   struct Group {
     std::vector<Entry> entries;
-    std::vector<std::pair<std::string, std::string>> frames;          // tenant, de-dup id
+    std::vector<std::string_view> elements;                   // encoded ahead (Prepared), written as they are
+    std::uint64_t element_records = 0;                        // records in `elements`
+    std::vector<std::pair<std::string, std::string>> frames;  // tenant, de-dup id
     std::vector<std::pair<std::size_t, std::uint64_t>> contributors;  // request index, points
     std::uint64_t last_used = 0;                                      // flush number
     bool active() const { return !contributors.empty(); }
@@ -80,6 +82,22 @@ struct PreAggregator::Batch {
     indexed = true;
     series.clear();
     index.reserve(offered);
+    for (auto& [where, group] : groups) {
+      group.elements.clear();
+      group.element_records = 0;
+    }
+    for (const Prepared& prepared : passed) {
+      std::vector<Group*> part_groups(prepared.parts.size(), nullptr);
+      for (std::size_t p = 0; p < prepared.parts.size(); ++p) {
+        if (!prepared.parts[p].skip) part_groups[p] = &groups[prepared.parts[p].where];
+      }
+      for (std::size_t b = 0; b < prepared.buckets.size(); ++b) {
+        Group* group = part_groups[prepared.part_of[b]];
+        if (group != nullptr)
+          group->entries.push_back(Entry{prepared.encoded[b], prepared.keys[b], prepared.buckets[b]});
+      }
+    }
+    passed.clear();
     for (auto& [where, group] : groups) {
       std::size_t kept = 0;
       for (const Entry& entry : group.entries) {
@@ -111,6 +129,8 @@ struct PreAggregator::Batch {
         continue;
       }
       group.entries.clear();
+      group.elements.clear();
+      group.element_records = 0;
       group.frames.clear();
       group.contributors.clear();
       ++it;
@@ -123,6 +143,7 @@ struct PreAggregator::Batch {
     if (indexed) index.reserve(index_size);
     requests.clear();
     held.clear();
+    passed.clear();
     buckets = 0;
     offered = 0;
     inflight.clear();
@@ -133,6 +154,9 @@ struct PreAggregator::Batch {
 
   std::vector<Request> requests;
   std::deque<bucket::BucketMap> held;  // the merged requests' tables, until the write (never relocated)
+  // The Prepared of requests whose encoded elements went to the groups as they were (their
+  // `bytes` back the groups' `elements`); Promote places their buckets one by one.
+  std::deque<Prepared> passed;
   Index index;
   // Buckets per tenant window this flush (upper bounds while not indexed).
   absl::flat_hash_map<TenantWindow, std::uint64_t> series;
@@ -172,6 +196,8 @@ void PreAggregator::IngestAsync(std::string tenant, std::string frame_id, bucket
     return;
   }
   const std::size_t buckets = partials.size();
+  Prepared prepared;
+  Prepare(partials, encode_ahead_.load(std::memory_order_relaxed), prepared);
   {
     std::unique_lock<std::mutex> lock(mu_);
     if (stopping_) {
@@ -198,11 +224,80 @@ void PreAggregator::IngestAsync(std::string tenant, std::string frame_id, bucket
                      std::chrono::system_clock::now().time_since_epoch())
                      .count();
     }
-    queue_.push_back(
-        Queued{std::move(tenant), std::move(frame_id), std::move(partials), std::move(done), received});
+    queue_.push_back(Queued{std::move(tenant), std::move(frame_id), std::move(partials), std::move(prepared),
+                            std::move(done), received});
     queued_buckets_ += buckets;
   }
   cv_.notify_one();
+}
+
+void PreAggregator::Prepare(bucket::BucketMap& partials, bool encode, Prepared& prepared) const {
+  const RedisStoreOptions& store = redis_.options();
+  const std::size_t n = partials.size();
+  prepared.part_of.reserve(n);
+  prepared.encoded.reserve(n);
+  prepared.keys.reserve(n);
+  prepared.buckets.reserve(n);
+  // (shard, window) -> index of its part.
+  absl::flat_hash_map<ShardWindow, std::uint32_t> part_index;
+  bucket::RecordKeyView key;
+  for (auto& [encoded, partial] : partials.map()) {
+    // A key that does not decode cannot happen (the handler encoded it); it would go to a
+    // part of its own (close 0) that is never written.
+    ShardWindow where{};
+    key = bucket::RecordKeyView{};
+    const bool valid = bucket::KeyViewOf(encoded, &key);
+    if (valid) where = ShardWindowOf(key, store);
+    const auto [it, inserted] =
+        part_index.try_emplace(where, static_cast<std::uint32_t>(prepared.parts.size()));
+    if (inserted) prepared.parts.push_back(Part{where, 0, 0, !valid});
+    Part& part = prepared.parts[it->second];
+    part.points += partial.count;
+    ++part.buckets;
+    prepared.part_of.push_back(it->second);
+    prepared.encoded.push_back(encoded.view());
+    prepared.keys.push_back(key);
+    prepared.buckets.push_back(&partial);
+    if (!valid) continue;
+    // Nearly every bucket of a request shares the previous one's window.
+    if (prepared.windows.empty() || prepared.windows.back().resolution != key.resolution_seconds ||
+        prepared.windows.back().window != key.window_unix_seconds) {
+      const auto same = [&key](const Prepared::Window& w) {
+        return w.resolution == key.resolution_seconds && w.window == key.window_unix_seconds;
+      };
+      auto found = std::find_if(prepared.windows.begin(), prepared.windows.end(), same);
+      if (found == prepared.windows.end()) {
+        prepared.windows.push_back(Prepared::Window{key.resolution_seconds, key.window_unix_seconds, 0,
+                                                    static_cast<std::uint32_t>(prepared.keys.size() - 1)});
+      } else {
+        std::iter_swap(found, prepared.windows.end() - 1);  // the one to compare first
+      }
+    }
+    ++prepared.windows.back().buckets;
+  }
+  if (!encode) return;
+  // The records part by part (a counting sort of the buckets by part), while the table is
+  // still in this thread's cache.
+  const std::size_t parts = prepared.parts.size();
+  std::vector<std::uint32_t> order(n);
+  std::vector<std::uint32_t> next(parts + 1, 0);
+  for (std::size_t p = 0; p < parts; ++p)
+    next[p + 1] = next[p] + static_cast<std::uint32_t>(prepared.parts[p].buckets);
+  for (std::size_t b = 0; b < n; ++b) order[next[prepared.part_of[b]]++] = static_cast<std::uint32_t>(b);
+  bucket::ElementWriter writer(prepared.bytes, prepared.element_ends);
+  prepared.first_element.assign(parts + 1, 0);
+  std::size_t begin = 0;
+  for (std::size_t p = 0; p < parts; ++p) {
+    const std::size_t end = begin + prepared.parts[p].buckets;
+    if (!prepared.parts[p].skip) {  // else not a key: never written
+      for (std::size_t i = begin; i < end; ++i)
+        writer.Add(prepared.keys[order[i]], *prepared.buckets[order[i]]);
+      writer.Close();
+    }
+    prepared.first_element[p + 1] = prepared.element_ends.size();
+    begin = end;
+  }
+  prepared.records_encoded = true;
 }
 
 absl::StatusOr<IngestResult> PreAggregator::Ingest(std::string_view tenant, std::string_view frame_id,
@@ -277,6 +372,7 @@ void PreAggregator::Run() {
                            Clock::now() >= batch.first + FlushWait())) {
       Flush(batch);
       batch.Reset();
+      encode_ahead_.store(!batch.merge_pays, std::memory_order_relaxed);
     }
     merged_buckets_.store(batch.buckets, std::memory_order_relaxed);
     if (stopping && batch.empty()) {
@@ -287,20 +383,9 @@ void PreAggregator::Run() {
 }
 
 void PreAggregator::Absorb(std::vector<Queued>& queued, Batch& batch) {
-  const RedisStoreOptions& store = redis_.options();
-  // Each request's distinct (shard, window) parts with their point counts, and for each
-  // bucket (in its table's iteration order) the index of its part.
-  struct Part {
-    ShardWindow where;
-    std::uint64_t points = 0;
-    bool skip = false;  // not a key, late at receipt, or applied by an earlier copy
-    bool late = false;  // its window had closed at receipt
-    Batch::Group* group = nullptr;
-  };
+  // Per request: its parts (Prepared) and how they fare here.
   struct Split {
-    std::vector<Part> parts;
-    std::vector<std::uint32_t> part_of;
-    std::vector<bucket::RecordKeyView> keys;  // per bucket, views into its encoded key
+    std::vector<Batch::Group*> groups;  // per part: its group, once placed
     std::string inflight_key;
     std::uint64_t late_points = 0;  // in parts late at receipt that no earlier copy applied
     std::size_t live_parts = 0;     // parts neither late nor applied
@@ -310,31 +395,14 @@ void PreAggregator::Absorb(std::vector<Queued>& queued, Batch& batch) {
   std::vector<Split> splits(queued.size());
   std::vector<std::string> dedupe_ids;                        // storage for `checks`, per (request, part)
   std::vector<std::pair<std::size_t, std::size_t>> check_of;  // (request, part) per check
-  absl::flat_hash_map<ShardWindow, std::uint32_t> part_index;
-  bucket::RecordKeyView key;
   for (std::size_t q = 0; q < queued.size(); ++q) {
     Split& split = splits[q];
     Queued& request = queued[q];
-    split.part_of.reserve(request.partials.size());
-    split.keys.reserve(request.partials.size());
-    part_index.clear();
-    for (const auto& [encoded, partial] : request.partials.map()) {
-      // A key that does not decode cannot happen (the handler encoded it); it would go to
-      // a part of its own (close 0) that is never written.
-      ShardWindow where{};
-      key = bucket::RecordKeyView{};
-      const bool valid = bucket::KeyViewOf(encoded, &key);
-      if (valid) where = ShardWindowOf(key, store);
-      split.keys.push_back(key);
-      const auto [it, inserted] =
-          part_index.try_emplace(where, static_cast<std::uint32_t>(split.parts.size()));
-      if (inserted) split.parts.push_back(Part{where, 0, !valid});
-      split.parts[it->second].points += partial.count;
-      split.part_of.push_back(it->second);
-    }
+    std::vector<Part>& parts = request.prepared.parts;
+    split.groups.assign(parts.size(), nullptr);
     // SEMANTICS §6.5 at receipt: a part whose window had closed (on its server's clock)
     // when the request arrived is late, whenever the flush comes.
-    for (Part& part : split.parts) {
+    for (Part& part : parts) {
       if (part.skip) continue;  // not a key
       if (redis_.ClosedAt(part.where.shard, part.where.close, request.received_unix_nanos)) {
         part.skip = true;
@@ -348,9 +416,9 @@ void PreAggregator::Absorb(std::vector<Queued>& queued, Batch& batch) {
     // Late parts are checked too: a retry of a frame applied before its window closed is a
     // duplicate, not late (nothing is written for either; only the answer's class differs).
     const auto check_parts = [&] {
-      for (std::size_t p = 0; p < split.parts.size(); ++p) {
-        if (split.parts[p].skip && !split.parts[p].late) continue;  // not a key
-        dedupe_ids.push_back(DedupeId(request.frame_id, split.parts[p].where.close));
+      for (std::size_t p = 0; p < parts.size(); ++p) {
+        if (parts[p].skip && !parts[p].late) continue;  // not a key
+        dedupe_ids.push_back(DedupeId(request.frame_id, parts[p].where.close));
         check_of.emplace_back(q, p);
       }
     };
@@ -379,14 +447,14 @@ void PreAggregator::Absorb(std::vector<Queued>& queued, Batch& batch) {
   checks.reserve(check_of.size());
   for (std::size_t c = 0; c < check_of.size(); ++c) {
     const auto [q, p] = check_of[c];
-    checks.push_back(ShardFrame{splits[q].parts[p].where.shard, queued[q].tenant, dedupe_ids[c]});
+    checks.push_back(ShardFrame{queued[q].prepared.parts[p].where.shard, queued[q].tenant, dedupe_ids[c]});
   }
   const std::vector<absl::StatusOr<bool>> applied = redis_.FramesApplied(checks);
   for (std::size_t c = 0; c < check_of.size(); ++c) {
     const auto [q, p] = check_of[c];
     Split& split = splits[q];
     if (split.refused) continue;
-    Part& part = split.parts[p];
+    Part& part = queued[q].prepared.parts[p];
     if (!applied[c].ok()) {
       // A request with nothing to write stays late: Redis down is no reason to refuse it.
       if (split.live_parts == 0) continue;
@@ -425,27 +493,60 @@ void PreAggregator::Absorb(std::vector<Queued>& queued, Batch& batch) {
     batch.requests.push_back(
         Batch::Request{request.tenant, split.inflight_key, std::move(request.done), {}, {}});
     batch.requests.back().result.late_points = split.late_points;
-    for (Part& part : split.parts) {
+    const Prepared& prepared = request.prepared;
+    for (std::size_t p = 0; p < prepared.parts.size(); ++p) {
+      const Part& part = prepared.parts[p];
       if (part.skip) continue;
       Batch::Group& group = batch.groups[part.where];
-      part.group = &group;
+      split.groups[p] = &group;
       if (!request.frame_id.empty())
         group.frames.emplace_back(request.tenant, DedupeId(request.frame_id, part.where.close));
       group.contributors.emplace_back(index, part.points);
     }
     // The table moves into the batch (its slots, and so the buckets' addresses, stay).
-    bucket::BucketMap& table = batch.held.emplace_back(std::move(request.partials));
+    batch.held.emplace_back(std::move(request.partials));
+    // Not merging, the records encoded ahead, and every window's upper bound within the
+    // tenant limit: the request's elements go to their groups as they are.
+    const auto fits = [&] {
+      for (const Prepared::Window& w : prepared.windows) {
+        const auto it =
+            batch.series.find(Batch::TenantWindow{prepared.keys[w.sample].tenant, w.resolution, w.window});
+        const std::uint64_t now = it == batch.series.end() ? 0 : it->second;
+        if (now + w.buckets > options_.max_series_per_tenant) return false;
+      }
+      return true;
+    };
+    if (!batch.indexed && prepared.records_encoded && fits()) {
+      for (const Prepared::Window& w : prepared.windows) {
+        batch.series[Batch::TenantWindow{prepared.keys[w.sample].tenant, w.resolution, w.window}] +=
+            w.buckets;
+      }
+      const Prepared& kept = batch.passed.emplace_back(std::move(request.prepared));
+      for (std::size_t p = 0; p < kept.parts.size(); ++p) {
+        if (kept.parts[p].skip) continue;
+        Batch::Group& group = *split.groups[p];
+        for (std::size_t e = kept.first_element[p]; e < kept.first_element[p + 1]; ++e) {
+          const std::size_t begin = e == 0 ? 0 : kept.element_ends[e - 1];
+          group.elements.push_back(std::string_view(kept.bytes).substr(begin, kept.element_ends[e] - begin));
+        }
+        group.element_records += kept.parts[p].buckets;
+        batch.buckets += kept.parts[p].buckets;
+        batch.offered += kept.parts[p].buckets;
+      }
+      ++merged;
+      continue;
+    }
     // The tenant window of the previous bucket and its count: the buckets of a request
     // nearly all share one (a lookup hashes the tenant). Reset when `series` changes shape.
     Batch::TenantWindow last_window;
     std::uint64_t* last_series = nullptr;
-    std::size_t i = 0;
-    for (auto& [encoded, partial] : table.map()) {
-      const std::size_t b = i++;
-      const Part& part = split.parts[split.part_of[b]];
-      if (part.skip) continue;
-      const std::string_view bytes = encoded.view();
-      const bucket::RecordKeyView& k = split.keys[b];
+    for (std::size_t b = 0; b < prepared.buckets.size(); ++b) {
+      const std::uint32_t p = prepared.part_of[b];
+      if (prepared.parts[p].skip) continue;
+      Batch::Group& group = *split.groups[p];
+      bucket::PartialBucket& partial = *prepared.buckets[b];
+      const std::string_view bytes = prepared.encoded[b];
+      const bucket::RecordKeyView& k = prepared.keys[b];
       const Batch::TenantWindow window{k.tenant, k.resolution_seconds, k.window_unix_seconds};
       for (;;) {
         // One hash and probe: inserted now, taken out again in the rare case the tenant
@@ -474,7 +575,7 @@ void PreAggregator::Absorb(std::vector<Queued>& queued, Batch& batch) {
           // limits.max_series_per_tenant: a bucket new to this flush beyond the bound.
           // This request's entry is the group's last: its parts were added just above.
           batch.index.erase(slot);
-          std::uint64_t& points = part.group->contributors.back().second;
+          std::uint64_t& points = group.contributors.back().second;
           points -= std::min(points, partial.count);
           batch.requests[index].result.series_limit_points += partial.count;
           break;
@@ -482,7 +583,7 @@ void PreAggregator::Absorb(std::vector<Queued>& queued, Batch& batch) {
         ++*last_series;
         ++batch.buckets;
         ++batch.offered;
-        part.group->entries.push_back(Batch::Entry{bytes, k, &partial});
+        group.entries.push_back(Batch::Entry{bytes, k, &partial});
         break;
       }
     }
@@ -501,8 +602,10 @@ void PreAggregator::Flush(Batch& batch) {
   struct GroupWrite {
     ShardWindow where;
     Batch::Group* group = nullptr;
-    std::size_t first_element = 0;
+    std::size_t first_element = 0;  // of those encoded here, in `ends`
     std::size_t elements = 0;
+    std::size_t first_view = 0;  // in `record_views`: those encoded here, then the group's own
+    std::size_t views = 0;
   };
   std::vector<GroupWrite> writes;
   std::string& bytes = batch.records;
@@ -534,12 +637,23 @@ void PreAggregator::Flush(Batch& batch) {
     writer.Close();
     write.elements = ends.size() - write.first_element;
   }
-  const std::uint64_t records = writer.records();
-  const std::uint64_t elements = writer.elements();
-  std::vector<IngestRecord> record_views(ends.size());
-  for (std::size_t r = 0; r < ends.size(); ++r) {
-    const std::size_t begin = r == 0 ? 0 : ends[r - 1];
-    record_views[r].bytes = std::string_view(bytes).substr(begin, ends[r] - begin);
+  std::uint64_t records = writer.records();
+  std::uint64_t elements = writer.elements();
+  std::vector<IngestRecord> record_views;
+  record_views.reserve(ends.size());
+  for (GroupWrite& write : writes) {
+    write.first_view = record_views.size();
+    for (std::size_t r = write.first_element; r < write.first_element + write.elements; ++r) {
+      const std::size_t begin = r == 0 ? 0 : ends[r - 1];
+      record_views.push_back(
+          IngestRecord{write.where.close, std::string_view(bytes).substr(begin, ends[r] - begin)});
+    }
+    for (const std::string_view element : write.group->elements) {
+      record_views.push_back(IngestRecord{write.where.close, element});
+    }
+    write.views = record_views.size() - write.first_view;
+    records += write.group->element_records;
+    elements += write.group->elements.size();
   }
   std::vector<std::vector<FrameRef>> frames(writes.size());
   // One IngestRequest per group, grouped by shard (consecutive: the map is sorted by shard).
@@ -549,13 +663,9 @@ void PreAggregator::Flush(Batch& batch) {
   std::vector<std::size_t> first_write;  // per ShardIngest: index of its first write
   for (std::size_t w = 0; w < writes.size(); ++w) {
     GroupWrite& write = writes[w];
-    for (std::size_t r = write.first_element; r < write.first_element + write.elements; ++r) {
-      record_views[r].close_unix_s = write.where.close;
-    }
     for (const auto& [tenant, id] : write.group->frames) frames[w].push_back(FrameRef{tenant, id});
     IngestRequest request;
-    request.records =
-        std::span<const IngestRecord>(record_views).subspan(write.first_element, write.elements);
+    request.records = std::span<const IngestRecord>(record_views).subspan(write.first_view, write.views);
     if (frames[w].empty()) {
       request.tenant = batch.requests[write.group->contributors.front().first].tenant;
     } else {

@@ -119,16 +119,59 @@ class PreAggregator final : public Store {
   PreAggregatorStats stats() const;
 
  private:
+  /// One (shard, window) part of a request: the buckets of its table that go to one
+  /// ingest.lua request.
+  struct Part {
+    ShardWindow where;
+    std::uint64_t points = 0;
+    std::uint64_t buckets = 0;
+    bool skip = false;  ///< Not a key, late at receipt, or applied by an earlier copy.
+    bool late = false;  ///< Its window had closed at receipt.
+  };
+  /// What the caller's thread works out of a request's table before queuing it (Prepare:
+  /// the table is in that thread's cache then, not in the flusher's): per bucket, in the
+  /// table's iteration order, its encoded key, the key's fields as views into it, its
+  /// bucket and the index of its part. Views and pointers into the table's slots, which
+  /// stay put while the table is moved (never rehashed after).
+  ///
+  /// While the flusher does not merge (PreAggregatorStats::flushes_unmerged), the records
+  /// are encoded here too, part by part, as batch elements (bucket::ElementWriter) in
+  /// `bytes`: part p's elements end at element_ends[first_element[p] ..
+  /// first_element[p + 1] - 1]. An unmerged flush then writes them as they are.
+  struct Prepared {
+    /// Buckets of one resolution and window (of the request's one tenant); `sample` is
+    /// one of them, whose key's tenant view stays valid with the table.
+    struct Window {
+      std::int32_t resolution = 0;
+      std::int64_t window = 0;
+      std::uint64_t buckets = 0;
+      std::uint32_t sample = 0;
+    };
+    std::vector<Part> parts;
+    std::vector<std::uint32_t> part_of;
+    std::vector<std::string_view> encoded;
+    std::vector<bucket::RecordKeyView> keys;
+    std::vector<bucket::PartialBucket*> buckets;
+    std::vector<Window> windows;
+    bool records_encoded = false;
+    std::string bytes;
+    std::vector<std::size_t> element_ends;
+    std::vector<std::size_t> first_element;
+  };
   struct Queued {
     std::string tenant;
     std::string frame_id;
     bucket::BucketMap partials;
+    Prepared prepared;
     IngestDone done;
     std::int64_t received_unix_nanos = 0;  ///< System clock at IngestAsync: lateness is judged then.
   };
   struct Batch;
 
   void Run();
+  /// Fills `prepared` from `partials` (on the caller's thread); encodes the records when
+  /// `encode`.
+  void Prepare(bucket::BucketMap& partials, bool encode, Prepared& prepared) const;
   /// How long a batch collects after its first request: min(flush_delay, flush_interval).
   std::chrono::milliseconds FlushWait() const;
   /// Pre-checks and merges `queued` into `batch` (answers duplicates and refusals now).
@@ -148,6 +191,8 @@ class PreAggregator final : public Store {
   bool flush_soon_ = false;           // guarded by mu_
   PreAggregatorStats stats_;          // guarded by mu_
   std::atomic<std::size_t> merged_buckets_{0};
+  /// Set by the flusher while it does not merge: IngestAsync encodes records ahead.
+  std::atomic<bool> encode_ahead_{false};
   std::mutex stop_mu_;  // serialises Stop()
   std::thread flusher_;
 };

@@ -749,6 +749,14 @@ TEST_F(PreAggregatorTest, FlushesSkipTheMergeWhileItDoesNotPayAndMeasureAgainEve
   StartAggregator(std::chrono::milliseconds(100));
   std::vector<std::string> bodies;
   std::uint64_t records = 0;
+  std::uint64_t elements = 0;
+  std::uint64_t last_elements = 0;  // of the last flush
+  // The (shard, window) groups the 9 series of BodyOf(t, 9, "c") fall in: one window.
+  std::set<std::uint32_t> shards;
+  for (const char* name : {"db.latency", "hits", "queue"}) {
+    for (int i = 0; i < 3; ++i)
+      shards.insert(bucket::ShardOf("acme", name, "c." + std::to_string(i), kShards));
+  }
   const auto flush = [&](int n, const std::string& first, const std::string& second) {
     SCOPED_TRACE("flush " + std::to_string(n + 1));
     Answers answers;
@@ -761,6 +769,8 @@ TEST_F(PreAggregatorTest, FlushesSkipTheMergeWhileItDoesNotPayAndMeasureAgainEve
     bodies.push_back(second);
     const std::uint64_t written = stats.records_written - records;
     records = stats.records_written;
+    last_elements = stats.elements_written - elements;
+    elements = stats.elements_written;
     return std::make_pair(written, stats.flushes_unmerged);
   };
   const auto now = [] { return base::SystemClock::Get().NowUnixNanos(); };
@@ -769,16 +779,22 @@ TEST_F(PreAggregatorTest, FlushesSkipTheMergeWhileItDoesNotPayAndMeasureAgainEve
   EXPECT_EQ(flush(0, BodyOf(t, 9, "a"), BodyOf(t, 9, "b")),
             std::make_pair(std::uint64_t{18}, std::uint64_t{0}));
   // Flushes 2-16: two requests of the same 9 series each, written unmerged: 18 records.
+  // From flush 3 on (flush 2's requests may come before flush 1 has decided), each
+  // request's records were encoded on its own thread, and each goes as its own element.
   for (int n = 1; n < 16; ++n) {
     t = now();
     const std::string body = BodyOf(t, 9, "c");
     EXPECT_EQ(flush(n, body, body), std::make_pair(std::uint64_t{18}, static_cast<std::uint64_t>(n)));
+    if (n >= 2) {
+      EXPECT_EQ(last_elements, 2 * shards.size()) << "flush " << n + 1;
+    }
   }
   // Flush 17 measures again (merged: 9 records), and since half folded away, flush 18 too.
   for (int n = 16; n < 18; ++n) {
     t = now();
     const std::string body = BodyOf(t, 9, "c");
     EXPECT_EQ(flush(n, body, body), std::make_pair(std::uint64_t{9}, std::uint64_t{15}));
+    EXPECT_EQ(last_elements, shards.size());
   }
   std::uint64_t lines = 18 * 18;
   EXPECT_EQ(metrics_.Snapshot().points, 3 * lines);
@@ -820,6 +836,61 @@ TEST_F(PreAggregatorTest, TheTenantBoundStaysExactInAnUnmergedFlush) {
   // 3 + 3 points, then as in the merged flush: 15 + 15 kept, 12 + 12 dropped.
   EXPECT_EQ(metrics_.Snapshot().points, 36u);
   EXPECT_EQ(metrics_.Snapshot().series_limit, 24u);
+}
+
+// The same when the first request of the flush went to its groups encoded as it was: when
+// the second one's upper bound passes the limit, the first one's buckets are placed one by
+// one and merged with the second's, and exactly 5 series are kept.
+TEST_F(PreAggregatorTest, TheTenantBoundStaysExactWhenAnEncodedRequestIsMergedOnTheSpot) {
+  PreAggregatorOptions options = AggregatorOptions(std::chrono::milliseconds(100), 200'000);
+  options.max_series_per_tenant = 5;
+  aggregator_ = std::make_unique<PreAggregator>(*store_, options);
+  async_handler_ =
+      std::make_unique<drain::DrainHandler>(directory_, *aggregator_, base::SystemClock::Get(), metrics_);
+  const auto now = [] { return base::SystemClock::Get().NowUnixNanos(); };
+  // Flushes 1 and 2: one request each (merging stops; requests are encoded ahead).
+  for (int n = 0; n < 2; ++n) {
+    Answers answers;
+    async_handler_->HandleAsync(Drain(BodyOf(now(), 1, "w" + std::to_string(n)), "L" + std::to_string(n)),
+                                answers.Slot(0));
+    EXPECT_EQ(answers.Wait(1), (std::vector<unsigned>{204}));
+  }
+  ASSERT_EQ(aggregator_->stats().flushes_unmerged, 1u);
+  // Flush 3: 1 line of web.0 (its 3 series: within the bound, placed as encoded), then 9
+  // lines over web.0-2 (9 series, 3 points each).
+  const std::int64_t t = now();
+  const std::string first = Body(t, 1);
+  const std::string second = Body(t, 9);
+  Answers answers;
+  async_handler_->HandleAsync(Drain(first, "E1"), answers.Slot(0));
+  async_handler_->HandleAsync(Drain(second, "E2"), answers.Slot(1));
+  EXPECT_EQ(answers.Wait(2), (std::vector<unsigned>{204, 204}));
+  const PreAggregatorStats stats = aggregator_->stats();
+  ASSERT_EQ(stats.flushes, 3u);
+  EXPECT_EQ(stats.flushes_unmerged, 1u) << "flush 3 was merged when its bound was reached";
+  EXPECT_EQ(stats.records_written - 6u, 5u);
+  // web.0's 3 series take both requests' points (1 + 3 each); 2 more series take 3 each;
+  // the other 4 series' 12 points are dropped.
+  EXPECT_EQ(metrics_.Snapshot().points, 3u + 3u + 3u + 15u);
+  EXPECT_EQ(metrics_.Snapshot().series_limit, 12u);
+
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));  // window + 1 s + 1 s grace
+  bucket::BucketMap merged = ReadBackAll();
+  std::set<std::pair<std::string, std::string>> series;
+  for (const librato::Gauge& g : Gauges(merged)) {
+    if (!g.source.starts_with("web.")) continue;  // flushes 1-2's sources: w0.0, w1.0
+    if (g.name == "db.latency" || g.name == "hits" || g.name == "queue") series.emplace(g.name, g.source);
+    if (g.name == "db.latency" && g.source == "web.0") {
+      EXPECT_EQ(g.count, 4u);
+    }
+    if (g.name == "hits" && g.source == "web.0") {
+      EXPECT_EQ(g.value, 4.0);
+    }
+  }
+  EXPECT_EQ(series.size(), 5u);
+  // The first request's series came first: all kept, whatever order the second's went in.
+  for (const char* name : {"db.latency", "hits", "queue"})
+    EXPECT_TRUE(series.contains({name, "web.0"})) << name;
 }
 
 }  // namespace
