@@ -284,6 +284,10 @@ void PreAggregator::Prepare(bucket::BucketMap& partials, bool encode, Prepared& 
   for (std::size_t p = 0; p < parts; ++p)
     next[p + 1] = next[p] + static_cast<std::uint32_t>(prepared.parts[p].buckets);
   for (std::size_t b = 0; b < n; ++b) order[next[prepared.part_of[b]]++] = static_cast<std::uint32_t>(b);
+  // Sized for records of a typical key and one value (the buffer then grows at most once
+  // or twice, instead of a dozen times from empty).
+  constexpr std::size_t kRecordBytesGuess = 128;
+  prepared.bytes.reserve(n * kRecordBytesGuess);
   bucket::ElementWriter writer(prepared.bytes, prepared.element_ends);
   prepared.first_element.assign(parts + 1, 0);
   std::size_t begin = 0;
