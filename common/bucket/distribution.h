@@ -139,7 +139,7 @@ class Distribution {
   void SwitchToSketch();
 
   // Exact: the only value in first_ (has_first_, values_ empty, perhaps with capacity), or
-  // every value in values_. Sketched: sketch_ set, values_ empty without capacity.
+  // every value (two or more) in values_. Sketched: sketch_ set, values_ empty.
   std::vector<double> values_;
   std::unique_ptr<DDSketch> sketch_;
   double first_ = 0;
