@@ -488,7 +488,7 @@ char* WriteRecord(const RecordKeyView& key, const PartialBucket& bucket, char* p
   const Distribution& distribution = bucket.values;
   if (distribution.exact()) {
     // Empty for counts and samples; written in the order held, so decoding restores it.
-    const std::vector<double>& values = distribution.values();
+    const std::span<const double> values = distribution.values();
     if (!values.empty()) {
       *p++ = static_cast<char>(Tag(14, kLengthDelimited));
       p = WriteVarint(values.size() * 8, p);
@@ -540,16 +540,22 @@ absl::Status RecordReader::Decode(std::string_view bytes) {
   if (!kind.ok()) return kind.status();
   const std::size_t n = packed.size() / 8;
   if (absl::Status s = CheckDistributionShape(*kind, f.count, n, /*has_sketch=*/false); !s.ok()) return s;
-  // The values go into the storage of the bucket decoded last (kept unless it was moved).
+  // Two values or more go into the storage of the bucket decoded last (kept unless it was
+  // moved); a single value is held inline (Distribution), so it allocates nothing.
   std::vector<double> storage = bucket_.values.TakeStorage();
-  storage.resize(n);
-  if (n > 0) std::memcpy(storage.data(), packed.data(), packed.size());
-  if (absl::Status s = CheckExactValues(f, storage); !s.ok()) return s;
-  FillBucket(f, bucket_);
-  if (n == 0) {
+  if (n <= 1) {
+    double value = 0;
+    if (n == 1) std::memcpy(&value, packed.data(), sizeof value);
+    if (absl::Status s = CheckExactValues(f, std::span<const double>(&value, n)); !s.ok()) return s;
+    FillBucket(f, bucket_);
     if (!bucket_.values.exact()) bucket_.values = Distribution();  // else empty: TakeStorage
     bucket_.values.AdoptStorage(std::move(storage));
+    if (n == 1) bucket_.values.Add(value);
   } else {
+    storage.resize(n);
+    std::memcpy(storage.data(), packed.data(), packed.size());
+    if (absl::Status s = CheckExactValues(f, storage); !s.ok()) return s;
+    FillBucket(f, bucket_);
     bucket_.values = *Distribution::FromExact(std::move(storage));  // n <= kExactCap: checked
   }
   key_ = RecordKeyView{f.tenant, f.name, f.source, *kind, f.resolution_seconds, f.window_unix_seconds};

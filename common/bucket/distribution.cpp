@@ -112,46 +112,130 @@ double DDSketch::ValueAtRank(std::uint64_t rank) const {
   return 0;  // Unreachable while count_ is the sum of the stores.
 }
 
-void Distribution::Add(double value) {
-  if (!sketched_ && values_.size() + 1 > kExactCap) SwitchToSketch();
-  if (sketched_) {
-    sketch_.Add(value);
-    return;
+Distribution::Distribution(const Distribution& other)
+    : values_(other.values_),
+      sketch_(other.sketch_ != nullptr ? std::make_unique<DDSketch>(*other.sketch_) : nullptr),
+      first_(other.first_),
+      has_first_(other.has_first_),
+      sorted_(other.sorted_) {}
+
+Distribution::Distribution(Distribution&& other) noexcept
+    : values_(std::move(other.values_)),
+      sketch_(std::move(other.sketch_)),
+      first_(other.first_),
+      has_first_(other.has_first_),
+      sorted_(other.sorted_) {
+  other.values_.clear();
+  other.has_first_ = false;
+  other.sorted_ = false;
+}
+
+Distribution& Distribution::operator=(const Distribution& other) {
+  if (this == &other) return *this;
+  values_ = other.values_;  // reuses this vector's capacity
+  if (other.sketch_ == nullptr) {
+    sketch_.reset();
+  } else if (sketch_ != nullptr) {
+    *sketch_ = *other.sketch_;
+  } else {
+    sketch_ = std::make_unique<DDSketch>(*other.sketch_);
   }
-  // Most buckets of a request hold a few values: one allocation for the first eight
-  // instead of a reallocation at 1, 2 and 4.
-  if (values_.capacity() == 0) values_.reserve(8);
-  values_.push_back(value);
-  sorted_ = false;
+  first_ = other.first_;
+  has_first_ = other.has_first_;
+  sorted_ = other.sorted_;
+  return *this;
+}
+
+Distribution& Distribution::operator=(Distribution&& other) noexcept {
+  if (this == &other) return *this;
+  values_ = std::move(other.values_);
+  sketch_ = std::move(other.sketch_);
+  first_ = other.first_;
+  has_first_ = other.has_first_;
+  sorted_ = other.sorted_;
+  other.values_.clear();
+  other.has_first_ = false;
+  other.sorted_ = false;
+  return *this;
+}
+
+const DDSketch& Distribution::EmptySketch() {
+  static const DDSketch* const empty = new DDSketch();
+  return *empty;
+}
+
+void Distribution::Add(double value) {
+  if (sketch_ == nullptr) {
+    if (!has_first_ && values_.empty()) {
+      // The first value: inline, whatever storage the vector has (it takes the second).
+      first_ = value;
+      has_first_ = true;
+      return;
+    }
+    if (has_first_) {
+      // The second value: both go to the vector. Most buckets of a request hold a few
+      // values: one allocation for the first eight instead of a reallocation at 2 and 4.
+      if (values_.capacity() == 0) values_.reserve(8);
+      values_.push_back(first_);
+      values_.push_back(value);
+      has_first_ = false;
+      sorted_ = false;
+      return;
+    }
+    if (values_.size() + 1 <= kExactCap) {
+      values_.push_back(value);
+      sorted_ = false;
+      return;
+    }
+    SwitchToSketch();
+  }
+  sketch_->Add(value);
 }
 
 std::vector<double> Distribution::TakeStorage() {
-  if (sketched_) return {};
+  if (sketch_ != nullptr) return {};
   std::vector<double> storage = std::move(values_);
   storage.clear();
   values_ = {};
+  has_first_ = false;
   sorted_ = false;
   return storage;
 }
 
 void Distribution::AdoptStorage(std::vector<double>&& storage) {
-  if (sketched_ || values_.capacity() != 0) return;
+  if (sketch_ != nullptr || has_first_ || values_.capacity() != 0) return;
   values_ = std::move(storage);
   values_.clear();
 }
 
 void Distribution::Merge(const Distribution& other) {
   if (other.count() == 0) return;
-  if (!sketched_ && !other.sketched_ && values_.size() + other.values_.size() <= kExactCap) {
-    values_.insert(values_.end(), other.values_.begin(), other.values_.end());
+  if (this == &other) {
+    const Distribution copy(other);
+    Merge(copy);
+    return;
+  }
+  if (sketch_ == nullptr && other.sketch_ == nullptr && count() + other.count() <= kExactCap) {
+    const std::span<const double> more = other.values();
+    if (count() == 0 && more.size() == 1) {
+      first_ = more[0];
+      has_first_ = true;
+      return;
+    }
+    if (has_first_) {
+      if (values_.capacity() == 0) values_.reserve(std::max<std::size_t>(8, 1 + more.size()));
+      values_.push_back(first_);
+      has_first_ = false;
+    }
+    values_.insert(values_.end(), more.begin(), more.end());
     sorted_ = false;
     return;
   }
-  if (!sketched_) SwitchToSketch();
-  if (other.sketched_) {
-    sketch_.Merge(other.sketch_);
+  if (sketch_ == nullptr) SwitchToSketch();
+  if (other.sketch_ != nullptr) {
+    sketch_->Merge(*other.sketch_);
   } else {
-    for (double v : other.values_) sketch_.Add(v);
+    for (double v : other.values()) sketch_->Add(v);
   }
 }
 
@@ -161,7 +245,12 @@ absl::StatusOr<Distribution> Distribution::FromExact(std::vector<double> values)
                                       " exact values, more than " + std::to_string(kExactCap));
   }
   Distribution distribution;
-  distribution.values_ = std::move(values);
+  if (values.size() == 1) {
+    distribution.first_ = values[0];
+    distribution.has_first_ = true;
+  } else {
+    distribution.values_ = std::move(values);
+  }
   return distribution;
 }
 
@@ -171,12 +260,9 @@ absl::StatusOr<Distribution> Distribution::FromSketch(DDSketch sketch) {
                                       " values; at most " + std::to_string(kExactCap) + " are kept exact");
   }
   Distribution distribution;
-  distribution.sketch_ = std::move(sketch);
-  distribution.sketched_ = true;
+  distribution.sketch_ = std::make_unique<DDSketch>(std::move(sketch));
   return distribution;
 }
-
-std::uint64_t Distribution::count() const { return sketched_ ? sketch_.count() : values_.size(); }
 
 double Distribution::Percentile(int p) {
   const std::uint64_t n = count();
@@ -184,7 +270,8 @@ double Distribution::Percentile(int p) {
   const std::uint64_t percent = static_cast<std::uint64_t>(std::clamp(p, 1, 100));
   // Nearest rank, in integers (SEMANTICS §6.4): ceil(P * n / 100) - 1.
   const std::uint64_t index = (percent * n + 99) / 100 - 1;
-  if (sketched_) return sketch_.ValueAtRank(index);
+  if (sketch_ != nullptr) return sketch_->ValueAtRank(index);
+  if (has_first_) return first_;  // n == 1: index 0, nothing to sort
   if (!sorted_) {
     std::sort(values_.begin(), values_.end(), TotalLess);
     sorted_ = true;
@@ -193,10 +280,11 @@ double Distribution::Percentile(int p) {
 }
 
 void Distribution::SwitchToSketch() {
-  for (double v : values_) sketch_.Add(v);
+  sketch_ = std::make_unique<DDSketch>();
+  for (double v : values()) sketch_->Add(v);
   values_.clear();
   values_.shrink_to_fit();
-  sketched_ = true;
+  has_first_ = false;
   sorted_ = false;
 }
 

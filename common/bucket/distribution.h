@@ -7,6 +7,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <memory>
+#include <span>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -75,15 +77,28 @@ class DDSketch {
 
 /// Exact values up to kExactCap, then a DDSketch (the switch happens when the count would
 /// pass the cap, whatever the order of Add and Merge, so a bucket of n <= kExactCap values
-/// is always exact). Not thread-safe.
+/// is always exact). Layout, for the tables holding one per bucket: a single exact value
+/// (most buckets of a request at high cardinality) is held inline without allocating; from
+/// the second value on the exact values live in a vector; the sketch is allocated only
+/// when the distribution switches to it. Copies are deep; a moved-from distribution is
+/// empty and exact. Not thread-safe.
 class Distribution {
  public:
   static constexpr std::size_t kExactCap = 4096;
 
+  Distribution() = default;
+  Distribution(const Distribution& other);
+  Distribution(Distribution&& other) noexcept;
+  Distribution& operator=(const Distribution& other);
+  Distribution& operator=(Distribution&& other) noexcept;
+  ~Distribution() = default;
+
   void Add(double value);
   void Merge(const Distribution& other);
-  std::uint64_t count() const;
-  bool exact() const { return !sketched_; }
+  std::uint64_t count() const {
+    return sketch_ != nullptr ? sketch_->count() : values_.size() + (has_first_ ? 1 : 0);
+  }
+  bool exact() const { return sketch_ == nullptr; }
 
   /// Nearest-rank percentile (SEMANTICS §6.4): v[(P*n + 99)/100 - 1] of the sorted values
   /// for P in 1..100 (P outside is clamped to 1..100); for a sketch the value at that rank
@@ -93,32 +108,43 @@ class Distribution {
   double Percentile(int p);
 
   /// An exact distribution holding `values` in the given order (values() returns them so
-  /// until Percentile sorts them), for decoding partial buckets. InvalidArgument when there
-  /// are more than kExactCap values; the values themselves are not checked (the codec does).
+  /// until Percentile sorts them), for decoding partial buckets; a single value is held
+  /// inline (the vector is freed). InvalidArgument when there are more than kExactCap
+  /// values; the values themselves are not checked (the codec does).
   static absl::StatusOr<Distribution> FromExact(std::vector<double> values);
   /// A sketched distribution holding `sketch`, for decoding partial buckets.
   /// InvalidArgument when sketch.count() <= kExactCap: such a distribution is always exact.
   static absl::StatusOr<Distribution> FromSketch(DDSketch sketch);
 
-  /// Exact values (in no particular order) while exact().
-  const std::vector<double>& values() const { return values_; }
+  /// Exact values (in no particular order) while exact(): count() doubles, empty when
+  /// sketched. Valid until the next non-const call.
+  std::span<const double> values() const {
+    if (has_first_) return {&first_, 1};
+    return values_;
+  }
 
   /// Storage recycling for tables reused request after request (BucketMap::clear): moves
-  /// the exact values' vector out, emptied with its capacity kept, and leaves this
-  /// distribution empty. Empty vector when sketched.
+  /// the exact values' vector out, emptied with its capacity kept (none when the
+  /// distribution held at most one value), and leaves this distribution empty. Empty
+  /// vector, and this distribution untouched, when sketched.
   std::vector<double> TakeStorage();
-  /// Gives a distribution with no values yet an emptied vector to fill (from TakeStorage);
-  /// ignored when it already has values or storage.
+  /// Gives a distribution with no values yet an emptied vector to fill from its second
+  /// value on (from TakeStorage); ignored when it already has values or storage.
   void AdoptStorage(std::vector<double>&& storage);
-  const DDSketch& sketch() const { return sketch_; }
+  /// The sketch while !exact(); an empty sketch otherwise.
+  const DDSketch& sketch() const { return sketch_ != nullptr ? *sketch_ : EmptySketch(); }
 
  private:
+  static const DDSketch& EmptySketch();
   void SwitchToSketch();
 
+  // Exact: the only value in first_ (has_first_, values_ empty, perhaps with capacity), or
+  // every value (two or more) in values_. Sketched: sketch_ set, values_ empty.
   std::vector<double> values_;
-  DDSketch sketch_;
-  bool sketched_ = false;
-  bool sorted_ = false;
+  std::unique_ptr<DDSketch> sketch_;
+  double first_ = 0;
+  bool has_first_ = false;
+  bool sorted_ = false;  // values_ is in TotalLess order
 };
 
 }  // namespace drainmet::bucket

@@ -498,6 +498,26 @@ BENCHMARK(BM_AggregateNewSeries)
     ->Arg(1'000'000)
     ->Unit(benchmark::kMicrosecond);
 
+// One point per series from empty: a request's table at high cardinality, where nearly
+// every bucket holds a single value (a measure's held inline by bucket::Distribution).
+// Each table fills to N buckets and is destroyed, all timed.
+void BM_AggregateNewSeriesOnePoint(benchmark::State& state) {
+  const auto n = static_cast<std::size_t>(state.range(0));
+  const SeriesTable series = MakeSeries(n);
+  const std::size_t tables = std::max<std::size_t>(1, 4096 / n);
+  AllocationMeter meter;
+  for (auto _ : state) {
+    for (std::size_t t = 0; t < tables; ++t) {
+      bucket::BucketMap map;
+      AddPass(series, 0, map);
+      benchmark::DoNotOptimize(map.size());
+    }
+  }
+  Report(state, meter, "point", tables * n, 0);
+  state.counters["series"] = static_cast<double>(n);
+}
+BENCHMARK(BM_AggregateNewSeriesOnePoint)->Arg(10)->Arg(10'000)->Arg(150'000)->Unit(benchmark::kMicrosecond);
+
 // Live series: the table already holds the N buckets (one point each, not timed); the
 // timed part adds kPointsPerSeries more points to every series. This is the steady state
 // of a table holding N live series.

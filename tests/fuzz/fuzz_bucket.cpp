@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -65,8 +66,8 @@ bool SameRecord(const BucketRecord& a, const BucketRecord& b) {
               SameBits(x.last, y.last) && x.last_unix_nanos == y.last_unix_nanos && x.units == y.units &&
               x.values.count() == y.values.count() && x.values.exact() == y.values.exact();
   if (same && x.values.exact()) {
-    const std::vector<double>& u = x.values.values();
-    const std::vector<double>& v = y.values.values();
+    const std::span<const double> u = x.values.values();
+    const std::span<const double> v = y.values.values();
     same = u.size() == v.size() &&
            (u.empty() || std::memcmp(u.data(), v.data(), u.size() * sizeof(double)) == 0);
   }

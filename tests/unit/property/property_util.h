@@ -46,8 +46,8 @@ inline void ExpectSameBuckets(const std::vector<bucket::ClosedBucket>& want,
     ASSERT_EQ(a.values.exact(), b.values.exact()) << where;
     EXPECT_EQ(a.values.count(), b.values.count()) << where;
     if (a.values.exact()) {
-      std::vector<double> x = a.values.values();
-      std::vector<double> y = b.values.values();
+      std::vector<double> x(a.values.values().begin(), a.values.values().end());
+      std::vector<double> y(b.values.values().begin(), b.values.values().end());
       std::sort(x.begin(), x.end(), bucket::TotalLess);
       std::sort(y.begin(), y.end(), bucket::TotalLess);
       ASSERT_EQ(x.size(), y.size()) << where;

@@ -9,6 +9,7 @@
 #include <functional>
 #include <limits>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -28,7 +29,7 @@ constexpr double kDenormMin = std::numeric_limits<double>::denorm_min();
 
 std::uint64_t Bits(double d) { return std::bit_cast<std::uint64_t>(d); }
 
-std::vector<std::uint64_t> Bits(const std::vector<double>& values) {
+std::vector<std::uint64_t> Bits(std::span<const double> values) {
   std::vector<std::uint64_t> bits;
   for (double v : values) bits.push_back(Bits(v));
   return bits;
@@ -1145,6 +1146,35 @@ TEST(CodecElement, ReadingABatchAllocatesNothingPerRecord) {
   EXPECT_EQ(testing_support::AllocationCount() - before, 0);
   EXPECT_EQ(read, 300u);
   EXPECT_EQ(sum, 300 * 3 + 299 * 300 / 2);
+}
+
+// The outlet moves each decoded bucket into its table, so the reader has no storage left
+// for the next record; a measure of one value needs none (held inline by Distribution).
+TEST(CodecElement, ReadingOneValueMeasuresAllocatesNothingWhenBucketsAreMovedOut) {
+  Records measures;
+  for (int i = 0; i < 300; ++i) {
+    BucketKey key = Key(Kind::kMeasure);
+    key.source = "web." + std::to_string(i);
+    measures.emplace_back(key, Build(Kind::kMeasure, {static_cast<double>(i)}));
+  }
+  const std::vector<std::string> elements = WriteElements(measures, std::size_t{1} << 20);
+  ASSERT_EQ(elements.size(), 1u);
+  ElementReader reader;
+  std::vector<PartialBucket> taken(300);
+  const long before = testing_support::AllocationCount();
+  std::size_t read = 0;
+  reader.Reset(elements[0]);
+  for (absl::StatusOr<bool> next = reader.Next(); next.ok() && *next; next = reader.Next()) {
+    taken[read] = std::move(reader.bucket());
+    ++read;
+  }
+  EXPECT_EQ(testing_support::AllocationCount() - before, 0);
+  ASSERT_EQ(read, 300u);
+  for (std::size_t i = 0; i < read; ++i) {
+    ASSERT_EQ(taken[i].values.values().size(), 1u);
+    EXPECT_EQ(taken[i].values.values()[0], static_cast<double>(i));
+    EXPECT_EQ(taken[i].values.Percentile(50), static_cast<double>(i));
+  }
 }
 
 // ---------------------------------------------------------------------------------------

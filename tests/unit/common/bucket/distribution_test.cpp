@@ -3,11 +3,15 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <limits>
 #include <random>
+#include <utility>
 #include <vector>
+
+#include "tests/support/allocation_counter.h"
 
 namespace drainmet::bucket {
 namespace {
@@ -174,6 +178,210 @@ TEST(DistributionSwitch, MergeOfExactIntoSketchAndBack) {
   Distribution empty;
   left.Merge(empty);
   EXPECT_EQ(left.count(), 5010u);
+}
+
+// ---- Layout (distribution.h): one value inline, the vector from the second, the sketch
+// allocated on the switch. Behaviour is the same whichever holds the values.
+
+std::vector<double> ValuesOf(const Distribution& d) { return {d.values().begin(), d.values().end()}; }
+
+// A sketched distribution of 1..n (n > kExactCap).
+Distribution Sketched(int n) {
+  Distribution d;
+  for (int i = 1; i <= n; ++i) d.Add(i);
+  return d;
+}
+
+TEST(DistributionInline, OneValueIsHeldWithoutAllocating) {
+  Distribution d;
+  const long before = testing_support::AllocationCount();
+  d.Add(-0.0);
+  EXPECT_EQ(testing_support::AllocationCount() - before, 0);
+  EXPECT_TRUE(d.exact());
+  EXPECT_EQ(d.count(), 1u);
+  ASSERT_EQ(d.values().size(), 1u);
+  EXPECT_EQ(std::bit_cast<std::uint64_t>(d.values()[0]), std::bit_cast<std::uint64_t>(-0.0));
+  for (int p : {1, 50, 95, 99, 100}) {
+    EXPECT_EQ(std::bit_cast<std::uint64_t>(d.Percentile(p)), std::bit_cast<std::uint64_t>(-0.0)) << p;
+  }
+  EXPECT_EQ(d.sketch().count(), 0u);
+}
+
+TEST(DistributionInline, SecondValueMovesBothToTheVectorInOrder) {
+  Distribution d;
+  d.Add(7);
+  EXPECT_EQ(d.Percentile(50), 7);
+  d.Add(3);
+  EXPECT_EQ(d.count(), 2u);
+  EXPECT_EQ(ValuesOf(d), (std::vector<double>{7, 3}));
+  EXPECT_EQ(d.Percentile(50), 3);
+  EXPECT_EQ(d.Percentile(100), 7);
+  EXPECT_EQ(ValuesOf(d), (std::vector<double>{3, 7}));  // sorted in place
+  d.Add(5);
+  EXPECT_EQ(d.Percentile(50), 5);
+}
+
+TEST(DistributionInline, MergeOfInlineAndInline) {
+  Distribution a, b;
+  a.Add(3);
+  b.Add(1);
+  a.Merge(b);
+  EXPECT_TRUE(a.exact());
+  EXPECT_EQ(ValuesOf(a), (std::vector<double>{3, 1}));
+  EXPECT_EQ(a.Percentile(50), 1);
+  EXPECT_EQ(a.Percentile(100), 3);
+  EXPECT_EQ(ValuesOf(b), (std::vector<double>{1}));  // `other` untouched
+
+  // An empty distribution merging one value holds it inline too.
+  Distribution empty;
+  const long before = testing_support::AllocationCount();
+  empty.Merge(b);
+  EXPECT_EQ(testing_support::AllocationCount() - before, 0);
+  EXPECT_EQ(ValuesOf(empty), (std::vector<double>{1}));
+  Distribution none;
+  b.Merge(none);
+  EXPECT_EQ(ValuesOf(b), (std::vector<double>{1}));
+}
+
+TEST(DistributionInline, MergeOfInlineAndVector) {
+  Distribution one, three;
+  one.Add(5);
+  for (double v : {1.0, 2.0, 3.0}) three.Add(v);
+  Distribution left = one;
+  left.Merge(three);
+  EXPECT_EQ(ValuesOf(left), (std::vector<double>{5, 1, 2, 3}));
+  Distribution right = three;
+  right.Merge(one);
+  EXPECT_EQ(ValuesOf(right), (std::vector<double>{1, 2, 3, 5}));
+  for (int p : {1, 25, 50, 75, 100}) EXPECT_EQ(left.Percentile(p), right.Percentile(p)) << p;
+  EXPECT_EQ(left.Percentile(50), 2);
+  EXPECT_EQ(left.Percentile(75), 3);
+
+  // At the cap: 4095 + 1 stays exact, 4096 + 1 sketches.
+  Distribution full;
+  for (int i = 1; i <= 4095; ++i) full.Add(i);
+  full.Merge(one);
+  EXPECT_TRUE(full.exact());
+  EXPECT_EQ(full.count(), 4096u);
+  full.Merge(one);
+  EXPECT_FALSE(full.exact());
+  EXPECT_EQ(full.count(), 4097u);
+  EXPECT_TRUE(full.values().empty());
+}
+
+TEST(DistributionInline, MergeOfInlineAndSketch) {
+  const Distribution big = Sketched(5000);
+  Distribution one;
+  one.Add(-7);
+  Distribution left = one;
+  left.Merge(big);
+  Distribution right = big;
+  right.Merge(one);
+  DDSketch want = big.sketch();
+  want.Add(-7);
+  for (const Distribution* d : {&left, &right}) {
+    EXPECT_FALSE(d->exact());
+    EXPECT_EQ(d->count(), 5001u);
+    EXPECT_TRUE(d->values().empty());
+    EXPECT_EQ(d->sketch(), want);
+  }
+  EXPECT_NEAR(left.Percentile(1), 50, 50 * 0.01);  // rank (5001+99)/100-1 = 50: value 50
+  EXPECT_EQ(left.Percentile(1), right.Percentile(1));
+}
+
+TEST(DistributionInline, CopyOfASketchIsDeepAndEqual) {
+  Distribution original = Sketched(5000);
+  Distribution copy = original;
+  EXPECT_FALSE(copy.exact());
+  EXPECT_EQ(copy.sketch(), original.sketch());
+  EXPECT_NE(&copy.sketch(), &original.sketch());
+  copy.Add(1e9);
+  EXPECT_EQ(copy.count(), 5001u);
+  EXPECT_EQ(original.count(), 5000u);
+  EXPECT_EQ(original.sketch().count(), 5000u);
+
+  // Assignment: onto an inline distribution, onto another sketch, and back to exact.
+  Distribution assigned;
+  assigned.Add(1);
+  assigned = original;
+  EXPECT_EQ(assigned.sketch(), original.sketch());
+  assigned.Add(2);
+  EXPECT_EQ(original.count(), 5000u);
+  Distribution other = Sketched(6000);
+  other = original;
+  EXPECT_EQ(other.sketch(), original.sketch());
+  Distribution one;
+  one.Add(4);
+  other = one;
+  EXPECT_TRUE(other.exact());
+  EXPECT_EQ(ValuesOf(other), (std::vector<double>{4}));
+  EXPECT_EQ(other.sketch().count(), 0u);
+}
+
+TEST(DistributionInline, MoveLeavesTheSourceEmpty) {
+  Distribution one;
+  one.Add(4);
+  Distribution moved = std::move(one);
+  EXPECT_EQ(ValuesOf(moved), (std::vector<double>{4}));
+  EXPECT_EQ(one.count(), 0u);  // NOLINT(bugprone-use-after-move): documented state
+  Distribution sketch = Sketched(5000);
+  Distribution target;
+  target.Add(1);
+  target = std::move(sketch);
+  EXPECT_EQ(target.count(), 5000u);
+  EXPECT_TRUE(sketch.exact());  // NOLINT(bugprone-use-after-move): documented state
+  EXPECT_EQ(sketch.count(), 0u);
+}
+
+TEST(DistributionInline, TakeAndAdoptStorageRoundTrip) {
+  // One value: nothing to take, and the distribution is emptied.
+  Distribution one;
+  one.Add(1);
+  std::vector<double> none = one.TakeStorage();
+  EXPECT_EQ(none.capacity(), 0u);
+  EXPECT_EQ(one.count(), 0u);
+  EXPECT_TRUE(one.exact());
+
+  // Storage of three values goes to a distribution of one value, which keeps it for its
+  // second: no allocation for values two to eight.
+  Distribution three;
+  for (double v : {1.0, 2.0, 3.0}) three.Add(v);
+  std::vector<double> storage = three.TakeStorage();
+  ASSERT_GE(storage.capacity(), 8u);
+  EXPECT_TRUE(storage.empty());
+  EXPECT_EQ(three.count(), 0u);
+  const double* data = storage.data();
+  one.AdoptStorage(std::move(storage));
+  const long before = testing_support::AllocationCount();
+  for (double v : {9.0, 8.0, 7.0}) one.Add(v);
+  EXPECT_EQ(testing_support::AllocationCount() - before, 0);
+  EXPECT_EQ(ValuesOf(one), (std::vector<double>{9, 8, 7}));
+  EXPECT_EQ(one.Percentile(50), 8);
+  std::vector<double> again = one.TakeStorage();
+  EXPECT_EQ(again.data(), data);
+  EXPECT_TRUE(again.empty());
+
+  // A distribution that already holds a value ignores storage; so does a sketch.
+  Distribution holding;
+  holding.Add(5);
+  holding.AdoptStorage(std::move(again));
+  EXPECT_EQ(ValuesOf(holding), (std::vector<double>{5}));
+  EXPECT_EQ(holding.TakeStorage().capacity(), 0u);
+  Distribution sketched = Sketched(5000);
+  std::vector<double> spare(16);
+  spare.clear();
+  sketched.AdoptStorage(std::move(spare));
+  EXPECT_TRUE(sketched.TakeStorage().empty());
+  EXPECT_EQ(sketched.count(), 5000u);
+}
+
+TEST(DistributionInline, FromExactOfOneValue) {
+  absl::StatusOr<Distribution> d = Distribution::FromExact({2.5});
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(ValuesOf(*d), (std::vector<double>{2.5}));
+  EXPECT_EQ(d->Percentile(99), 2.5);
+  d->Add(1);
+  EXPECT_EQ(ValuesOf(*d), (std::vector<double>{2.5, 1}));
 }
 
 TEST(DDSketch, RelativeAccuracyOnLognormalValues) {
