@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cassert>
 #include <cstring>
+#include <optional>
 #include <tuple>
 #include <utility>
 
@@ -197,6 +198,27 @@ void BucketMap::clear() {
     }
     map_.erase(it++);
   }
+}
+
+namespace {
+// This thread's spare table (BucketMap::GiveBack), if any.
+thread_local std::optional<BucketMap> spare_table;
+}  // namespace
+
+BucketMap BucketMap::TakeSpare() {
+  if (!spare_table.has_value()) return BucketMap();
+  BucketMap table = std::move(*spare_table);
+  spare_table.reset();
+  return table;
+}
+
+void BucketMap::GiveBack(BucketMap&& table) {
+  if (table.map_.capacity() > kMaxSpareSlots) {
+    BucketMap dropped = std::move(table);  // freed now
+    return;
+  }
+  table.clear();
+  spare_table.emplace(std::move(table));
 }
 
 void BucketMap::Merge(BucketMap&& other) {

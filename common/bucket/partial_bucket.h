@@ -224,6 +224,15 @@ class BucketMap {
   /// Moves out every bucket, decoded, sorted by key (tenant, name, source, kind, ...).
   std::vector<ClosedBucket> TakeAll();
 
+  /// A table for the calling thread's next request: the one this thread last gave back
+  /// (GiveBack), empty with its slot array kept, so the request fills memory this core
+  /// has in cache; else a new, empty table. Thread-safe (per-thread state).
+  static BucketMap TakeSpare();
+  /// Empties `table` (clear()) and keeps it for this thread's next TakeSpare, unless its
+  /// slot array is larger than kMaxSpareSlots (then it is freed). Thread-safe.
+  static void GiveBack(BucketMap&& table);
+  static constexpr std::size_t kMaxSpareSlots = 1 << 17;
+
  private:
   Map map_;
   std::string key_buffer_;

@@ -320,12 +320,14 @@ void DrainHandler::HandleAsync(const http::Request& request,
     }
     body = inflated;
   }
-  // The request's table starts at the size of this thread's previous request's (at most
-  // kMaxReservedBuckets): with many series a body fills thousands of buckets, and a table
-  // grown from empty rehashes and moves every bucket about a dozen times on the way.
+  // The request's table: the one the store gave back on this thread, if it did (its slots
+  // are in this core's cache: BucketMap::TakeSpare), else a new one that starts at the
+  // size of this thread's previous request's (at most kMaxReservedBuckets): with many
+  // series a body fills thousands of buckets, and a table grown from empty rehashes and
+  // moves every bucket about a dozen times on the way.
   constexpr std::size_t kMaxReservedBuckets = 1 << 16;
   thread_local std::size_t previous_buckets = 0;
-  bucket::BucketMap partials;
+  bucket::BucketMap partials = bucket::BucketMap::TakeSpare();
   if (previous_buckets > 0) partials.map().reserve(previous_buckets);
   BodyBounds bounds;
   bounds.max_frames = directory->config.limits.max_frames_per_request;

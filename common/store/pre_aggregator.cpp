@@ -86,7 +86,8 @@ struct PreAggregator::Batch {
       group.elements.clear();
       group.element_records = 0;
     }
-    for (const Prepared& prepared : passed) {
+    for (Prepared& prepared : passed) {
+      if (!prepared.table) Rebuild(prepared, held.emplace_back());
       std::vector<Group*> part_groups(prepared.parts.size(), nullptr);
       for (std::size_t p = 0; p < prepared.parts.size(); ++p) {
         if (!prepared.parts[p].skip) part_groups[p] = &groups[prepared.parts[p].where];
@@ -197,7 +198,20 @@ void PreAggregator::IngestAsync(std::string tenant, std::string frame_id, bucket
   }
   const std::size_t buckets = partials.size();
   Prepared prepared;
-  Prepare(partials, encode_ahead_.load(std::memory_order_relaxed), prepared);
+  prepared.tenant = tenant;
+  const bool encode = encode_ahead_.load(std::memory_order_relaxed);
+  Prepare(partials, encode, prepared);
+  if (encode) {
+    // The records say it all: the table goes back to this thread's next request (its
+    // memory stays in this core's cache), and the flusher rebuilds one from the records in
+    // the rare case it must merge them (Rebuild).
+    prepared.part_of.clear();
+    prepared.encoded.clear();
+    prepared.keys.clear();
+    prepared.buckets.clear();
+    prepared.table = false;
+    bucket::BucketMap::GiveBack(std::move(partials));
+  }
   {
     std::unique_lock<std::mutex> lock(mu_);
     if (stopping_) {
@@ -267,8 +281,7 @@ void PreAggregator::Prepare(bucket::BucketMap& partials, bool encode, Prepared& 
       };
       auto found = std::find_if(prepared.windows.begin(), prepared.windows.end(), same);
       if (found == prepared.windows.end()) {
-        prepared.windows.push_back(Prepared::Window{key.resolution_seconds, key.window_unix_seconds, 0,
-                                                    static_cast<std::uint32_t>(prepared.keys.size() - 1)});
+        prepared.windows.push_back(Prepared::Window{key.resolution_seconds, key.window_unix_seconds, 0});
       } else {
         std::iter_swap(found, prepared.windows.end() - 1);  // the one to compare first
       }
@@ -302,6 +315,48 @@ void PreAggregator::Prepare(bucket::BucketMap& partials, bool encode, Prepared& 
     begin = end;
   }
   prepared.records_encoded = true;
+}
+
+void PreAggregator::Rebuild(Prepared& prepared, bucket::BucketMap& table) {
+  std::size_t records = 0;
+  for (const Part& part : prepared.parts) records += part.buckets;
+  // Reserved first: no rehash while filling, so the views and pointers taken stay valid.
+  table.map().reserve(records);
+  prepared.part_of.clear();
+  prepared.encoded.clear();
+  prepared.keys.clear();
+  prepared.buckets.clear();
+  bucket::ElementReader reader;
+  std::string key;
+  for (std::size_t p = 0; p < prepared.parts.size(); ++p) {
+    for (std::size_t e = prepared.first_element[p]; e < prepared.first_element[p + 1]; ++e) {
+      const std::size_t begin = e == 0 ? 0 : prepared.element_ends[e - 1];
+      reader.Reset(std::string_view(prepared.bytes).substr(begin, prepared.element_ends[e] - begin));
+      for (;;) {
+        const absl::StatusOr<bool> next = reader.Next();
+        if (!next.ok()) {
+          // Cannot happen: this process encoded them a moment ago.
+          telemetry::LogOnce("rebuild_decode", "a record encoded ahead did not decode; its bucket is lost",
+                             {{"error", std::string(next.status().message())}});
+          break;
+        }
+        if (!*next) break;
+        const bucket::RecordKeyView& k = reader.key();
+        bucket::EncodeBucketKey(k.tenant, k.name, k.source, k.kind, k.resolution_seconds,
+                                k.window_unix_seconds, key);
+        const auto [it, inserted] = table.map().try_emplace(key);
+        if (!inserted) continue;  // cannot happen either: one table's keys are distinct
+        it->second = std::move(reader.bucket());
+        bucket::RecordKeyView view;
+        bucket::KeyViewOf(it->first.view(), &view);
+        prepared.part_of.push_back(static_cast<std::uint32_t>(p));
+        prepared.encoded.push_back(it->first.view());
+        prepared.keys.push_back(view);
+        prepared.buckets.push_back(&it->second);
+      }
+    }
+  }
+  prepared.table = true;
 }
 
 absl::StatusOr<IngestResult> PreAggregator::Ingest(std::string_view tenant, std::string_view frame_id,
@@ -508,24 +563,24 @@ void PreAggregator::Absorb(std::vector<Queued>& queued, Batch& batch) {
       group.contributors.emplace_back(index, part.points);
     }
     // The table moves into the batch (its slots, and so the buckets' addresses, stay).
-    batch.held.emplace_back(std::move(request.partials));
+    if (request.prepared.table) batch.held.emplace_back(std::move(request.partials));
     // Not merging, the records encoded ahead, and every window's upper bound within the
     // tenant limit: the request's elements go to their groups as they are.
     const auto fits = [&] {
       for (const Prepared::Window& w : prepared.windows) {
-        const auto it =
-            batch.series.find(Batch::TenantWindow{prepared.keys[w.sample].tenant, w.resolution, w.window});
+        const auto it = batch.series.find(Batch::TenantWindow{prepared.tenant, w.resolution, w.window});
         const std::uint64_t now = it == batch.series.end() ? 0 : it->second;
         if (now + w.buckets > options_.max_series_per_tenant) return false;
       }
       return true;
     };
     if (!batch.indexed && prepared.records_encoded && fits()) {
-      for (const Prepared::Window& w : prepared.windows) {
-        batch.series[Batch::TenantWindow{prepared.keys[w.sample].tenant, w.resolution, w.window}] +=
-            w.buckets;
-      }
+      // (With or without its table: nothing below reads it.) `series` views the tenant
+      // where it stays: in `passed`.
       const Prepared& kept = batch.passed.emplace_back(std::move(request.prepared));
+      for (const Prepared::Window& w : kept.windows) {
+        batch.series[Batch::TenantWindow{kept.tenant, w.resolution, w.window}] += w.buckets;
+      }
       for (std::size_t p = 0; p < kept.parts.size(); ++p) {
         if (kept.parts[p].skip) continue;
         Batch::Group& group = *split.groups[p];
@@ -540,8 +595,9 @@ void PreAggregator::Absorb(std::vector<Queued>& queued, Batch& batch) {
       ++merged;
       continue;
     }
+    if (!prepared.table) Rebuild(request.prepared, batch.held.emplace_back());
     // The tenant window of the previous bucket and its count: the buckets of a request
-    // nearly all share one (a lookup hashes the tenant). Reset when `series` changes shape.
+    // nearly all share one (a lookup hashes the tenant).
     Batch::TenantWindow last_window;
     std::uint64_t* last_series = nullptr;
     for (std::size_t b = 0; b < prepared.buckets.size(); ++b) {

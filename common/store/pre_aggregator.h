@@ -139,14 +139,13 @@ class PreAggregator final : public Store {
   /// `bytes`: part p's elements end at element_ends[first_element[p] ..
   /// first_element[p + 1] - 1]. An unmerged flush then writes them as they are.
   struct Prepared {
-    /// Buckets of one resolution and window (of the request's one tenant); `sample` is
-    /// one of them, whose key's tenant view stays valid with the table.
+    /// Buckets of one resolution and window (of the request's one tenant).
     struct Window {
       std::int32_t resolution = 0;
       std::int64_t window = 0;
       std::uint64_t buckets = 0;
-      std::uint32_t sample = 0;
     };
+    std::string tenant;
     std::vector<Part> parts;
     std::vector<std::uint32_t> part_of;
     std::vector<std::string_view> encoded;
@@ -154,6 +153,9 @@ class PreAggregator final : public Store {
     std::vector<bucket::PartialBucket*> buckets;
     std::vector<Window> windows;
     bool records_encoded = false;
+    /// False once the table went back to the caller's thread (encoded ahead): part_of,
+    /// encoded, keys and buckets are empty until Rebuild.
+    bool table = true;
     std::string bytes;
     std::vector<std::size_t> element_ends;
     std::vector<std::size_t> first_element;
@@ -172,6 +174,9 @@ class PreAggregator final : public Store {
   /// Fills `prepared` from `partials` (on the caller's thread); encodes the records when
   /// `encode`.
   void Prepare(bucket::BucketMap& partials, bool encode, Prepared& prepared) const;
+  /// Decodes the records of `prepared` (encoded ahead, table given back) into `table`
+  /// (empty) and fills part_of, encoded, keys and buckets from it; `parts` stay.
+  static void Rebuild(Prepared& prepared, bucket::BucketMap& table);
   /// How long a batch collects after its first request: min(flush_delay, flush_interval).
   std::chrono::milliseconds FlushWait() const;
   /// Pre-checks and merges `queued` into `batch` (answers duplicates and refusals now).
