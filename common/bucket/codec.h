@@ -118,8 +118,9 @@ inline constexpr char kCompactBatchElementTag = '\x01';
 /// measure can be ~1 MiB; then that record is its own element). 8,000 bytes: with Redis's
 /// listpack headers an element fills one 8 KiB list node (list-max-listpack-size -2) and
 /// one 8 KiB allocation, where 64 KiB elements cost ~5% more memory (allocator size
-/// classes) for no less CPU: ~80 one-point records an element already make Redis's cost
-/// per element (~1 µs) negligible per record (docs/redis-layout.md "Record encoding").
+/// classes) for no less CPU: ~80 one-point records an element (~124 in the compact form)
+/// already make Redis's cost per element (~1 µs) negligible per record
+/// (docs/redis-layout.md "Record encoding").
 inline constexpr std::size_t kMaxElementBytes = 8000;
 
 /// Writes records as list elements into one reused buffer: the records go into the open
