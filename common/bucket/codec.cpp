@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <span>
 #include <string>
 #include <utility>
@@ -94,7 +95,11 @@ struct RecordFields {
   double last = 0;
   std::int64_t last_unix_nanos = 0;
   std::uint64_t count = 0;
+  // Field 17 (the compact form of a one-point bucket) is read beside this struct and passed
+  // to ExpandValue, which fills sum .. last from it.
 };
+
+bool NonZeroBits(double value) { return std::bit_cast<std::uint64_t>(value) != 0; }
 
 RecordFields FieldsOf(const Record& record) {
   RecordFields f;
@@ -113,6 +118,33 @@ RecordFields FieldsOf(const Record& record) {
   f.last_unix_nanos = record.last_unix_nanos();
   f.count = record.count();
   return f;
+}
+
+// Field 17 (`value`, the compact form of a one-point bucket) of a record that has it:
+// accepted only where `accept` allows it (a record of a compact batch element), alone
+// (none of fields 7-11, 14, 16 present as protobuf reads them, proto3: a double whose bits
+// are not zero; `has_distribution` for non-empty values or a sketch), with count 1 and a
+// finite value. Then fills the aggregate as PartialBucket::Add of that one point fills an
+// empty bucket (sum = +0 + value: a value of -0 has sum +0).
+absl::Status ExpandValue(RecordFields& f, double value, RecordForm accept, bool has_distribution) {
+  if (accept != RecordForm::kCompact) {
+    return Invalid("value: present outside a compact batch element (the compact form is read only there)");
+  }
+  if (NonZeroBits(f.sum) || NonZeroBits(f.sum_squares) || NonZeroBits(f.min) || NonZeroBits(f.max) ||
+      NonZeroBits(f.last) || has_distribution) {
+    return Invalid("value: present together with sum, sum_squares, min, max, last, values or sketch");
+  }
+  if (f.count != 1) {
+    return Invalid("value: present with a count of " + std::to_string(f.count) + " (must be 1)");
+  }
+  if (!std::isfinite(value)) return Invalid("value: not finite");
+  const double zero = 0;
+  f.sum = zero + value;
+  f.sum_squares = zero + value * value;
+  f.min = value;
+  f.max = value;
+  f.last = value;
+  return absl::OkStatus();
 }
 
 // The constraints of partial_bucket.proto on everything but the distribution's content.
@@ -220,11 +252,21 @@ absl::StatusOr<Distribution> DistributionFromProto(const Record& record, const R
   return Distribution::FromSketch(*std::move(sketch));
 }
 
-absl::StatusOr<BucketRecord> FromProto(const Record& record) {
-  const RecordFields f = FieldsOf(record);
+absl::StatusOr<BucketRecord> FromProto(const Record& record, RecordForm accept) {
+  RecordFields f = FieldsOf(record);
+  if (record.has_value()) {
+    if (absl::Status s =
+            ExpandValue(f, record.value(), accept, record.values_size() > 0 || record.has_sketch());
+        !s.ok()) {
+      return s;
+    }
+  }
   absl::StatusOr<extract::Kind> kind = CheckFields(f);
   if (!kind.ok()) return kind.status();
-  absl::StatusOr<Distribution> distribution = DistributionFromProto(record, f, *kind);
+  absl::StatusOr<Distribution> distribution =
+      !record.has_value()                ? DistributionFromProto(record, f, *kind)
+      : *kind == extract::Kind::kMeasure ? Distribution::FromExact(std::vector<double>{record.value()})
+                                         : absl::StatusOr<Distribution>(Distribution());
   if (!distribution.ok()) return distribution.status();
   BucketRecord out;
   out.key = BucketKey{std::string(f.tenant), std::string(f.name),  std::string(f.source), *kind,
@@ -380,6 +422,36 @@ std::size_t RecordSizeWith(const RecordKeyView& key, const PartialBucket& bucket
   return size;
 }
 
+// The compact form of a one-point bucket of value `value` (CompactValue): the key, fields
+// 12, 13, then 17 (written whatever its bits), then count (1). Not protobuf's order (by
+// number: 15, 17) on purpose: count stays the last field, so a record cut short loses it or
+// breaks field 17, and every truncation is detected (partial_bucket.proto, `count`).
+// Protobuf's parser reads either order alike, and so does RecordReader.
+constexpr std::uint32_t kValueTag = Tag(17, kFixed64);  // two bytes as a varint
+
+std::size_t CompactRecordSize(const RecordKeyView& key, const PartialBucket& bucket) {
+  return BytesFieldSize(key.tenant) + BytesFieldSize(key.name) + BytesFieldSize(key.source) +
+         VarintFieldSize(Tag(4, kVarint), SignExtended(ToProto(key.kind))) +
+         VarintFieldSize(Tag(5, kVarint), SignExtended(key.resolution_seconds)) +
+         VarintFieldSize(Tag(6, kVarint), SignExtended(key.window_unix_seconds)) +
+         VarintFieldSize(Tag(12, kVarint), SignExtended(bucket.last_unix_nanos)) +
+         BytesFieldSize(bucket.units) + VarintFieldSize(Tag(15, kVarint), 1) + VarintSize(kValueTag) + 8;
+}
+
+char* WriteCompactRecord(const RecordKeyView& key, const PartialBucket& bucket, double value, char* p) {
+  p = WriteBytesField(1, key.tenant, p);
+  p = WriteBytesField(2, key.name, p);
+  p = WriteBytesField(3, key.source, p);
+  p = WriteVarintField(Tag(4, kVarint), SignExtended(ToProto(key.kind)), p);
+  p = WriteVarintField(Tag(5, kVarint), SignExtended(key.resolution_seconds), p);
+  p = WriteVarintField(Tag(6, kVarint), SignExtended(key.window_unix_seconds), p);
+  p = WriteVarintField(Tag(12, kVarint), SignExtended(bucket.last_unix_nanos), p);
+  p = WriteBytesField(13, bucket.units, p);
+  p = WriteVarint(kValueTag, p);
+  p = WriteFixed64(value, p);
+  return WriteVarintField(Tag(15, kVarint), 1, p);
+}
+
 // ---- Reading records by hand: the encoding WriteRecord produces, without a message object.
 
 // A varint at [p, end), advancing p. False when truncated or longer than protobuf reads
@@ -394,13 +466,15 @@ bool ReadVarint(const char*& p, const char* end, std::uint64_t& value) {
   return false;
 }
 
-// Fills `f` and `packed_values` (field 14's bytes) from a record in the canonical encoding
-// (what WriteRecord writes for a bucket without a sketch): fields in ascending number,
+// Fills `f`, `packed_values` (field 14's bytes) and `value_bytes` (field 17's 8 bytes, when
+// present) from a record in the canonical encoding (what WriteRecord writes for a bucket
+// without a sketch, in either form): fields in ascending number (but 17, just before 15),
 // each at most once, the wire type of its declaration, values packed. Then protobuf's
 // parser would give the same fields (proto3: a missing field is its default). False for
 // anything else (a sketch, an unknown or repeated field, another writer's order, bad
 // bytes): the general parser decides those.
-bool ParseCanonical(std::string_view bytes, RecordFields& f, std::string_view& packed_values) {
+bool ParseCanonical(std::string_view bytes, RecordFields& f, std::string_view& packed_values,
+                    std::string_view& value_bytes) {
   static_assert(std::endian::native == std::endian::little, "fixed64 doubles are little-endian");
   const char* p = bytes.data();
   const char* const end = p + bytes.size();
@@ -410,8 +484,12 @@ bool ParseCanonical(std::string_view bytes, RecordFields& f, std::string_view& p
     if (!ReadVarint(p, end, tag)) return false;
     const std::uint64_t field = tag >> 3;
     const auto wire_type = static_cast<std::uint32_t>(tag & 7);
-    if (field <= previous || field > 15) return false;
-    previous = field;
+    // Ascending field numbers, but for 17 (the compact form's value), which WriteRecord puts
+    // right before 15 (count), so that a compact record cut short loses its count too.
+    // Rank 0: not a field of the canonical encoding (0, 16, unknown).
+    static constexpr std::uint8_t kRank[18] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 16, 0, 15};
+    if (field >= 18 || kRank[field] <= previous) return false;
+    previous = kRank[field];
     switch (field) {
       case 1:
       case 2:
@@ -433,6 +511,12 @@ bool ParseCanonical(std::string_view bytes, RecordFields& f, std::string_view& p
           if (size % 8 != 0) return false;
           packed_values = value;
         }
+        break;
+      }
+      case 17: {  // the compact form's value (ExpandValue)
+        if (wire_type != kFixed64 || end - p < 8) return false;
+        value_bytes = std::string_view(p, 8);
+        p += 8;
         break;
       }
       case 7:
@@ -465,13 +549,34 @@ bool ParseCanonical(std::string_view bytes, RecordFields& f, std::string_view& p
 
 }  // namespace
 
-std::size_t RecordSize(const RecordKeyView& key, const PartialBucket& bucket) {
+std::optional<double> CompactValue(extract::Kind kind, const PartialBucket& bucket) {
+  if (bucket.count != 1 || !bucket.values.exact()) return std::nullopt;
+  const double v = bucket.last;
+  if (!std::isfinite(v) || Bits(v) == 0) return std::nullopt;  // +0: the full form is shorter
+  const double zero = 0;
+  if (Bits(bucket.min) != Bits(v) || Bits(bucket.max) != Bits(v) || Bits(bucket.sum) != Bits(zero + v) ||
+      Bits(bucket.sum_squares) != Bits(zero + v * v)) {
+    return std::nullopt;
+  }
+  const auto& values = bucket.values.values();
+  const std::size_t want = kind == extract::Kind::kMeasure ? 1 : 0;
+  if (values.size() != want || (want == 1 && Bits(values[0]) != Bits(v))) return std::nullopt;
+  return v;
+}
+
+std::size_t RecordSize(const RecordKeyView& key, const PartialBucket& bucket, RecordForm form) {
+  if (form == RecordForm::kCompact && CompactValue(key.kind, bucket)) return CompactRecordSize(key, bucket);
   if (bucket.values.exact()) return RecordSizeWith(key, bucket, nullptr);
   const SketchSizes sketch = SizeSketch(bucket.values.sketch());
   return RecordSizeWith(key, bucket, &sketch);
 }
 
-char* WriteRecord(const RecordKeyView& key, const PartialBucket& bucket, char* p) {
+char* WriteRecord(const RecordKeyView& key, const PartialBucket& bucket, char* p, RecordForm form) {
+  if (form == RecordForm::kCompact) {
+    if (const std::optional<double> value = CompactValue(key.kind, bucket)) {
+      return WriteCompactRecord(key, bucket, *value, p);
+    }
+  }
   p = WriteBytesField(1, key.tenant, p);
   p = WriteBytesField(2, key.name, p);
   p = WriteBytesField(3, key.source, p);
@@ -532,12 +637,20 @@ void AppendRecord(const RecordKeyView& key, const PartialBucket& bucket, std::st
   (void)end;
 }
 
-absl::Status RecordReader::Decode(std::string_view bytes) {
+absl::Status RecordReader::Decode(std::string_view bytes, RecordForm accept) {
   RecordFields f;
   std::string_view packed;
-  if (TooLong(bytes) || !ParseCanonical(bytes, f, packed)) return DecodeGeneral(bytes);
+  std::string_view value_bytes;
+  if (TooLong(bytes) || !ParseCanonical(bytes, f, packed, value_bytes)) return DecodeGeneral(bytes, accept);
+  if (!value_bytes.empty()) {
+    double value = 0;
+    std::memcpy(&value, value_bytes.data(), 8);
+    if (absl::Status s = ExpandValue(f, value, accept, !packed.empty()); !s.ok()) return s;
+  }
   absl::StatusOr<extract::Kind> kind = CheckFields(f);
   if (!kind.ok()) return kind.status();
+  // The compact form of a measure: its one value is field 17's 8 bytes (field 14 absent).
+  if (!value_bytes.empty() && *kind == extract::Kind::kMeasure) packed = value_bytes;
   const std::size_t n = packed.size() / 8;
   if (absl::Status s = CheckDistributionShape(*kind, f.count, n, /*has_sketch=*/false); !s.ok()) return s;
   // Two values or more go into the storage of the bucket decoded last (kept unless it was
@@ -562,13 +675,13 @@ absl::Status RecordReader::Decode(std::string_view bytes) {
   return absl::OkStatus();
 }
 
-absl::Status RecordReader::DecodeGeneral(std::string_view bytes) {
+absl::Status RecordReader::DecodeGeneral(std::string_view bytes, RecordForm accept) {
   Record record;
   if (TooLong(bytes) || !record.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
     return Invalid("not a PartialBucketRecord (protobuf parse failed, " + std::to_string(bytes.size()) +
                    " bytes)");
   }
-  absl::StatusOr<BucketRecord> decoded = FromProto(record);
+  absl::StatusOr<BucketRecord> decoded = FromProto(record, accept);
   if (!decoded.ok()) return decoded.status();
   general_key_ = std::move(decoded->key);
   bucket_ = std::move(decoded->bucket);
@@ -581,11 +694,14 @@ absl::Status RecordReader::DecodeGeneral(std::string_view bytes) {
   return absl::OkStatus();
 }
 
-ElementWriter::ElementWriter(std::string& bytes, std::vector<std::size_t>& ends, std::size_t max_bytes)
-    : bytes_(bytes), ends_(ends), max_bytes_(max_bytes == 0 ? 1 : max_bytes) {}
+ElementWriter::ElementWriter(std::string& bytes, std::vector<std::size_t>& ends, std::size_t max_bytes,
+                             RecordForm form)
+    : bytes_(bytes), ends_(ends), max_bytes_(max_bytes == 0 ? 1 : max_bytes), form_(form) {}
 
 void ElementWriter::Add(const RecordKeyView& key, const PartialBucket& bucket) {
-  const std::size_t size = RecordSize(key, bucket);
+  const std::optional<double> value =
+      form_ == RecordForm::kCompact ? CompactValue(key.kind, bucket) : std::nullopt;
+  const std::size_t size = value ? CompactRecordSize(key, bucket) : RecordSize(key, bucket);
   const std::size_t framed = VarintSize(size) + size;
   if (open_records_ > 0 && bytes_.size() - start_ + framed > max_bytes_) Close();
   if (open_records_ == 0) {
@@ -595,15 +711,22 @@ void ElementWriter::Add(const RecordKeyView& key, const PartialBucket& bucket) {
   const std::size_t at = bytes_.size();
   bytes_.resize(at + framed);  // zero-fills once; every byte is overwritten below
   char* p = WriteVarint(size, bytes_.data() + at);
-  WriteRecord(key, bucket, p);
+  if (value) {
+    WriteCompactRecord(key, bucket, *value, p);
+    // The element holds a compact record: only a reader of compact elements may read it.
+    if (open_compact_++ == 0) bytes_[start_] = kCompactBatchElementTag;
+  } else {
+    WriteRecord(key, bucket, p);
+  }
   ++open_records_;
   ++records_;
 }
 
 void ElementWriter::Close() {
   if (open_records_ == 0) return;
-  if (open_records_ == 1) {
-    // One record: written alone, as a single-record element (no tag, no length).
+  if (open_records_ == 1 && open_compact_ == 0) {
+    // One record: written alone, as a single-record element (no tag, no length). A compact
+    // record stays framed in its compact element: alone it would be rejected.
     const char* p = bytes_.data() + start_ + 1;
     std::uint64_t size = 0;
     ReadVarint(p, bytes_.data() + bytes_.size(), size);
@@ -611,6 +734,7 @@ void ElementWriter::Close() {
   }
   ends_.push_back(bytes_.size());
   open_records_ = 0;
+  open_compact_ = 0;
   ++elements_;
 }
 
@@ -618,7 +742,8 @@ void ElementReader::Reset(std::string_view element) {
   at_ = element.data();
   end_ = element.data() + element.size();
   index_ = 0;
-  batch_ = !element.empty() && element.front() == kBatchElementTag;
+  compact_ = !element.empty() && element.front() == kCompactBatchElementTag;
+  batch_ = compact_ || (!element.empty() && element.front() == kBatchElementTag);
   single_left_ = !batch_;
   if (batch_) ++at_;
 }
@@ -640,13 +765,16 @@ absl::StatusOr<bool> ElementReader::Next() {
   if (!ReadVarint(p, end_, size) || size > static_cast<std::uint64_t>(end_ - p)) {
     const std::size_t rest = static_cast<std::size_t>(end_ - at_);
     at_ = end_;  // The framing is lost: nothing after this point can be trusted.
-    return Invalid("batch element: record " + std::to_string(index) +
-                   "'s length is truncated or past the end (" + std::to_string(rest) +
+    return Invalid(std::string(compact_ ? "compact " : "") + "batch element: record " +
+                   std::to_string(index) + "'s length is truncated or past the end (" + std::to_string(rest) +
                    " bytes left); the rest of the element skipped");
   }
   at_ = p + size;
-  if (absl::Status s = reader_.Decode(std::string_view(p, static_cast<std::size_t>(size))); !s.ok()) {
-    return Invalid("batch element: record " + std::to_string(index) + ": " + std::string(s.message()));
+  if (absl::Status s = reader_.Decode(std::string_view(p, static_cast<std::size_t>(size)),
+                                      compact_ ? RecordForm::kCompact : RecordForm::kFull);
+      !s.ok()) {
+    return Invalid(std::string(compact_ ? "compact " : "") + "batch element: record " +
+                   std::to_string(index) + ": " + std::string(s.message()));
   }
   return true;
 }
@@ -683,7 +811,7 @@ absl::StatusOr<std::vector<BucketRecord>> DecodeBatch(std::string_view bytes) {
   std::vector<BucketRecord> records;
   records.reserve(static_cast<std::size_t>(batch.records_size()));
   for (int i = 0; i < batch.records_size(); ++i) {
-    absl::StatusOr<BucketRecord> record = FromProto(*batch.mutable_records(i));
+    absl::StatusOr<BucketRecord> record = FromProto(*batch.mutable_records(i), RecordForm::kFull);
     if (!record.ok()) {
       return Invalid("record " + std::to_string(i) + ": " + std::string(record.status().message()));
     }

@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -38,12 +39,34 @@ void AppendRecord(const BucketKey& key, const PartialBucket& bucket, std::string
 /// AppendRecord with the key as views.
 void AppendRecord(const RecordKeyView& key, const PartialBucket& bucket, std::string& out);
 
-/// The size in bytes of the record AppendRecord writes for `key` + `bucket`.
-std::size_t RecordSize(const RecordKeyView& key, const PartialBucket& bucket);
-/// Writes that record at `out`, which must have RecordSize(key, bucket) bytes; returns the
-/// end of what was written (out + RecordSize). For writers that frame records themselves
-/// (e.g. a Redis command's bulk strings): size, then write in place.
-char* WriteRecord(const RecordKeyView& key, const PartialBucket& bucket, char* out);
+/// Which encodings of a record a writer may use or a reader accepts.
+///   kFull: every field as it is (fields 7-11, 14, 15, 16): what any reader reads; the
+///     only form allowed in a single-record element or a 0x00 batch element.
+///   kCompact: also the compact form of a one-point bucket (field 17 `value` with count 1
+///     and fields 7-11, 14 absent; partial_bucket.proto), allowed only inside compact batch
+///     elements (kCompactBatchElementTag). A writer uses it exactly when CompactValue says
+///     it gives the bucket back bit for bit and is shorter; otherwise the full form.
+enum class RecordForm { kFull, kCompact };
+
+/// The value `v` for which the compact form (field 17) of `bucket`, a bucket of a series
+/// of kind `kind`, decodes to `bucket` bit for bit, when there is one: count 1, `bucket` is
+/// exactly what PartialBucket::Add(v, ...) gives an empty bucket (sum == +0 + v and
+/// sum_squares == +0 + v * v bitwise, so -0 and NaN payloads matter; min, max, last
+/// bitwise v; measures' exact values bitwise [v], counts and samples none; no sketch), and
+/// v finite. nullopt otherwise, and also when v is +0, whose full form (every field at its
+/// default) is never longer. Thread-safe.
+std::optional<double> CompactValue(extract::Kind kind, const PartialBucket& bucket);
+
+/// The size in bytes of the record AppendRecord writes for `key` + `bucket` (`form`
+/// kFull), or of the compact form when `form` is kCompact and CompactValue gives a value.
+std::size_t RecordSize(const RecordKeyView& key, const PartialBucket& bucket,
+                       RecordForm form = RecordForm::kFull);
+/// Writes that record at `out`, which must have RecordSize(key, bucket, form) bytes;
+/// returns the end of what was written (out + RecordSize). For writers that frame records
+/// themselves (e.g. a Redis command's bulk strings): size, then write in place. A record
+/// written with kCompact may only be stored inside a compact batch element.
+char* WriteRecord(const RecordKeyView& key, const PartialBucket& bucket, char* out,
+                  RecordForm form = RecordForm::kFull);
 
 /// Decodes PartialBucketRecords one after another into storage it keeps, for readers of
 /// many records (an outlet merging a window): the records WriteRecord writes (fields in
@@ -56,15 +79,17 @@ class RecordReader {
   /// Decodes `bytes` (untrusted: InvalidArgument naming the violated constraint, never a
   /// crash). After OK, key() and bucket() hold the record until the next Decode; key()'s
   /// views point into `bytes` (or into the reader), so `bytes` must outlive them. After an
-  /// error both are unspecified.
-  absl::Status Decode(std::string_view bytes);
+  /// error both are unspecified. `accept` kFull (a single-record element, a 0x00 batch
+  /// element): a record carrying field 17 (`value`) is InvalidArgument naming `value`.
+  /// kCompact (a record of a compact batch element): the compact form is read too.
+  absl::Status Decode(std::string_view bytes, RecordForm accept = RecordForm::kFull);
 
   const RecordKeyView& key() const { return key_; }
   /// May be moved from (the next Decode fills every field again).
   PartialBucket& bucket() { return bucket_; }
 
  private:
-  absl::Status DecodeGeneral(std::string_view bytes);
+  absl::Status DecodeGeneral(std::string_view bytes, RecordForm accept);
 
   RecordKeyView key_;
   PartialBucket bucket_;
@@ -75,25 +100,37 @@ class RecordReader {
 // window's list is either one PartialBucketRecord (as EncodeRecord writes it) or a batch
 // element: the byte 0x00 (kBatchElementTag), then its records one after another, each as
 // its length in bytes (a protobuf base-128 varint) followed by the PartialBucketRecord's
-// bytes. A record never starts with 0x00 (that would be field number 0, which protobuf
-// forbids), so the first byte tells the two apart; a "\x00" alone is an empty batch.
+// bytes. A compact batch element is framed alike after the byte 0x01
+// (kCompactBatchElementTag), and its records may use the compact form of a one-point
+// bucket (RecordForm::kCompact). A record never starts with 0x00 or 0x01 (that would be
+// field number 0, which protobuf forbids), so the first byte tells the three apart; a
+// "\x00" or "\x01" alone is an empty batch. A reader that predates compact elements takes
+// a 0x01 element for one record and rejects it (field number 0): it counts the element
+// corrupt and never misreads it.
 
 /// The first byte of a batch element.
 inline constexpr char kBatchElementTag = '\x00';
+/// The first byte of a compact batch element.
+inline constexpr char kCompactBatchElementTag = '\x01';
 
 /// The bound ElementWriter keeps by default: no element it writes is longer than this many
 /// bytes, unless it holds one record alone that is longer (a sketch of a widely spread
 /// measure can be ~1 MiB; then that record is its own element). 8,000 bytes: with Redis's
 /// listpack headers an element fills one 8 KiB list node (list-max-listpack-size -2) and
 /// one 8 KiB allocation, where 64 KiB elements cost ~5% more memory (allocator size
-/// classes) for no less CPU: ~80 one-point records an element already make Redis's cost
-/// per element (~1 µs) negligible per record (docs/redis-layout.md "Record encoding").
+/// classes) for no less CPU: ~80 one-point records an element (~124 in the compact form)
+/// already make Redis's cost per element (~1 µs) negligible per record
+/// (docs/redis-layout.md "Record encoding").
 inline constexpr std::size_t kMaxElementBytes = 8000;
 
 /// Writes records as list elements into one reused buffer: the records go into the open
 /// element until the next one would take it past `max_bytes`, which closes it and opens
-/// another. An element that ends up with one record is that record alone (no tag, no
-/// length): what single-record writers write, and 2-3 bytes shorter. Each closed element's
+/// another. With `form` kCompact (the default), a record whose bucket has a CompactValue
+/// is written in the compact form, and an element holding at least one such record is a
+/// compact batch element (0x01), even with one record alone; every other element is a
+/// 0x00 batch element, or, when it ends up with one record, that record alone (no tag,
+/// no length): what single-record writers write, and 2-3 bytes shorter. `form` kFull:
+/// never the compact form (elements an outlet that predates it reads). Each closed element's
 /// end offset in `bytes` is appended to `ends` (an element begins where the previous one
 /// ended, or where `bytes` ended when the writer was made). No allocation but the
 /// buffers' growth. Not thread-safe; `bytes` and `ends` must outlive it and must not be
@@ -101,9 +138,11 @@ inline constexpr std::size_t kMaxElementBytes = 8000;
 class ElementWriter {
  public:
   /// Appends to `bytes` and `ends`, which are not cleared. `max_bytes` > 0.
-  ElementWriter(std::string& bytes, std::vector<std::size_t>& ends, std::size_t max_bytes = kMaxElementBytes);
+  ElementWriter(std::string& bytes, std::vector<std::size_t>& ends, std::size_t max_bytes = kMaxElementBytes,
+                RecordForm form = RecordForm::kCompact);
 
-  /// Appends `key` + `bucket` as one record (AppendRecord's encoding and contract).
+  /// Appends `key` + `bucket` as one record (AppendRecord's encoding and contract, or the
+  /// compact form; see the class comment).
   void Add(const RecordKeyView& key, const PartialBucket& bucket);
   /// Closes the open element, if any (later records open a new one). Call once all are added.
   void Close();
@@ -116,13 +155,15 @@ class ElementWriter {
   std::string& bytes_;
   std::vector<std::size_t>& ends_;
   std::size_t max_bytes_;
+  RecordForm form_;
   std::size_t start_ = 0;         // where the open element begins in bytes_
   std::size_t open_records_ = 0;  // records in the open element; 0: none is open
+  std::size_t open_compact_ = 0;  // of which in the compact form
   std::uint64_t records_ = 0;
   std::uint64_t elements_ = 0;
 };
 
-/// Reads the records of list elements (batch or single record) one by one into a
+/// Reads the records of list elements (batch, compact batch or single record) one by one into a
 /// RecordReader's reused storage: no allocation per record. Not thread-safe (one per
 /// thread). Typical use:
 ///
@@ -158,6 +199,7 @@ class ElementReader {
   const char* end_ = nullptr;  // the element's end
   std::uint64_t index_ = 0;    // the next record's position in the batch
   bool batch_ = false;
+  bool compact_ = false;      // a compact batch element: its records may use the compact form
   bool single_left_ = false;  // a single-record element whose record is still to read
 };
 

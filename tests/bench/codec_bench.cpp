@@ -1,7 +1,10 @@
 // Google Benchmarks of the partial bucket codec (common/bucket/codec.h), the receiver's
-// flush and the outlet's read path in distributed mode, on three typical buckets: a count
-// of one point, a measure of 50 values (exact), and a measure of 10000 values (sketched).
-// Reports the encoded size as bytes/record.
+// flush and the outlet's read path in distributed mode, on four typical buckets: a count
+// of one point, a measure of 50 values (exact), a measure of 10000 values (sketched), and
+// a measure of one value (at high cardinality most buckets hold one point). Reports the
+// encoded size as bytes/record. The element benchmarks take `compact`: 1, ElementWriter's
+// default (one-point buckets in the compact form, 0x01 elements); 0, RecordForm::kFull
+// (every record in full, 0x00 elements: what the writer wrote before the compact form).
 
 #include <cstdint>
 #include <random>
@@ -42,6 +45,10 @@ Case MakeCase(int which) {
       return {"measure, 50 values",
               {"acme", "db.latency", "web.1", extract::Kind::kMeasure, 60, 1'714'557'600},
               bucket_of(extract::Kind::kMeasure, 50)};
+    case 3:
+      return {"measure, 1 value",
+              {"acme", "db.latency", "web.1", extract::Kind::kMeasure, 60, 1'714'557'600},
+              bucket_of(extract::Kind::kMeasure, 1)};
     default:
       return {"measure, 10000 values (sketch)",
               {"acme", "router.service", "web.1", extract::Kind::kMeasure, 60, 1'714'557'600},
@@ -50,7 +57,7 @@ Case MakeCase(int which) {
 }
 
 const Case& CaseOf(int which) {
-  static const auto* cases = new std::vector<Case>{MakeCase(0), MakeCase(1), MakeCase(2)};
+  static const auto* cases = new std::vector<Case>{MakeCase(0), MakeCase(1), MakeCase(2), MakeCase(3)};
   return (*cases)[static_cast<std::size_t>(which)];
 }
 
@@ -70,7 +77,7 @@ void BM_Encode(benchmark::State& state) {
   }
   ReportSize(state, c, bytes.size());
 }
-BENCHMARK(BM_Encode)->DenseRange(0, 2);
+BENCHMARK(BM_Encode)->DenseRange(0, 3);
 
 void BM_Decode(benchmark::State& state) {
   const Case& c = CaseOf(static_cast<int>(state.range(0)));
@@ -86,7 +93,7 @@ void BM_Decode(benchmark::State& state) {
   }
   ReportSize(state, c, bytes.size());
 }
-BENCHMARK(BM_Decode)->DenseRange(0, 2);
+BENCHMARK(BM_Decode)->DenseRange(0, 3);
 
 // What an outlet does per record: RecordReader::Decode into reused storage. `general` 1:
 // the same bytes behind an unknown field, so protobuf's parser reads them (what every
@@ -106,7 +113,7 @@ void BM_ReaderDecode(benchmark::State& state) {
   }
   ReportSize(state, c, bytes.size());
 }
-BENCHMARK(BM_ReaderDecode)->ArgNames({"case", "general"})->ArgsProduct({{0, 1, 2}, {0, 1}});
+BENCHMARK(BM_ReaderDecode)->ArgNames({"case", "general"})->ArgsProduct({{0, 1, 2, 3}, {0, 1}});
 
 // The outlet's read of a batch element (ElementReader over ElementWriter's bytes): one
 // element of `records` records of the case (distinct sources, as a flush writes them), per
@@ -116,9 +123,10 @@ void BM_ElementDecode(benchmark::State& state) {
   const auto records = static_cast<std::size_t>(state.range(1));
   std::vector<std::string> sources;
   for (std::size_t i = 0; i < records; ++i) sources.push_back("web." + std::to_string(i));
+  const RecordForm form = state.range(2) == 1 ? RecordForm::kCompact : RecordForm::kFull;
   std::string bytes;
   std::vector<std::size_t> ends;
-  ElementWriter writer(bytes, ends, std::size_t{1} << 30);  // one element, whatever its size
+  ElementWriter writer(bytes, ends, std::size_t{1} << 30, form);  // one element, whatever its size
   for (const std::string& source : sources) {
     writer.Add(RecordKeyView{c.key.tenant, c.key.name, source, c.key.kind, c.key.resolution_seconds,
                              c.key.window_unix_seconds},
@@ -145,7 +153,9 @@ void BM_ElementDecode(benchmark::State& state) {
                                                    benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
   state.counters["records/s"] = benchmark::Counter(static_cast<double>(read), benchmark::Counter::kIsRate);
 }
-BENCHMARK(BM_ElementDecode)->ArgNames({"case", "records"})->ArgsProduct({{0, 1, 2}, {1, 100}});
+BENCHMARK(BM_ElementDecode)
+    ->ArgNames({"case", "records", "compact"})
+    ->ArgsProduct({{0, 1, 2, 3}, {1, 100}, {0, 1}});
 
 // The receiver's flush per record: ElementWriter::Add into one reused buffer, elements
 // closed at the 64 KiB bound.
@@ -157,24 +167,28 @@ void BM_ElementWrite(benchmark::State& state) {
                           c.key.kind,
                           c.key.resolution_seconds,
                           c.key.window_unix_seconds};
+  const RecordForm form = state.range(1) == 1 ? RecordForm::kCompact : RecordForm::kFull;
   std::string bytes;
   std::vector<std::size_t> ends;
   bytes.reserve(std::size_t{4} << 20);
   std::uint64_t written = 0;
+  std::size_t element_bytes = 0;
   for (auto _ : state) {
     bytes.clear();
     ends.clear();
-    ElementWriter writer(bytes, ends);
+    ElementWriter writer(bytes, ends, kMaxElementBytes, form);
     for (int i = 0; i < 1000; ++i) writer.Add(key, c.bucket);
     writer.Close();
     written += writer.records();
+    element_bytes = bytes.size();
     benchmark::DoNotOptimize(bytes.data());
   }
   state.SetLabel(c.label);
+  state.counters["bytes/record"] = static_cast<double>(element_bytes) / 1000;
   state.counters["ns/record"] = benchmark::Counter(static_cast<double>(written),
                                                    benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
-BENCHMARK(BM_ElementWrite)->DenseRange(0, 2);
+BENCHMARK(BM_ElementWrite)->ArgNames({"case", "compact"})->ArgsProduct({{0, 1, 2, 3}, {0, 1}});
 
 // The round trip a partial makes through Redis.
 void BM_EncodeDecode(benchmark::State& state) {
@@ -191,7 +205,7 @@ void BM_EncodeDecode(benchmark::State& state) {
   }
   ReportSize(state, c, bytes.size());
 }
-BENCHMARK(BM_EncodeDecode)->DenseRange(0, 2);
+BENCHMARK(BM_EncodeDecode)->DenseRange(0, 3);
 
 }  // namespace
 }  // namespace drainmet::bucket

@@ -1,14 +1,18 @@
 // libFuzzer target: the partial bucket decoders, i.e. what reads bytes back from Redis
 // (bucket::DecodeBucketKey / KeyViewOf, DecodeRecord and RecordReader, DecodeBatch, ElementReader;
 // docs/redis-layout.md, proto/drainmet/v1/partial_bucket.proto). Every input goes through all of
-// them, and through ElementReader once more as a batch element ("\x00" + input).
+// them, and through ElementReader twice more, as a batch element ("\x00" + input) and as a
+// compact batch element ("\x01" + input), whose records may use the compact form of a
+// one-point bucket (field 17).
 // Invariants: KeyViewOf and DecodeBucketKey agree and a decoded key encodes back to the
 // same bytes; a decoded record satisfies the proto's constraints, encodes back to bytes
 // that decode to the same record (encode(decode(x)) is a fixed point), and merges with
 // itself; a decoded batch re-encodes record by record to a batch that decodes the same; a
 // list element (single record or batch) reads to records that satisfy the constraints,
 // with one error per bad record and at most one for broken framing, always ending, and its
-// records written again by ElementWriter read back the same.
+// records written again by ElementWriter (compact form on and off) read back the same. A
+// compact element is rejected whole by the single-record decoder (what an outlet that
+// predates compact elements runs on it). Field 17 decodes only inside compact elements.
 
 #include <cmath>
 #include <cstddef>
@@ -127,14 +131,21 @@ void FuzzRecord(std::string_view bytes) {
 // RecordReader reads WriteRecord's encoding with its own parser and any other through
 // protobuf's; an unknown field in front (number 100, varint 0) sends the same bytes through
 // protobuf's parser. Both must agree: same verdict, and the same record when they decode.
-void FuzzReaderAgainstProtobuf(std::string_view bytes) {
+void FuzzReaderAgainstProtobuf(std::string_view bytes, drainmet::bucket::RecordForm accept) {
   drainmet::bucket::RecordReader own;
   drainmet::bucket::RecordReader general;
   const std::string through = std::string("\xa0\x06\x00", 3) + std::string(bytes);
-  const absl::Status a = own.Decode(bytes);
-  const absl::Status b = general.Decode(through);
+  const absl::Status a = own.Decode(bytes, accept);
+  const absl::Status b = general.Decode(through, accept);
   FUZZ_CHECK(a.ok() == b.ok());
-  if (!a.ok()) return;
+  if (!a.ok()) {
+    // Same message but when protobuf's parse failed (its text names the size).
+    const std::string x(a.message());
+    const std::string y(b.message());
+    FUZZ_CHECK(x == y ||
+               (x.starts_with("not a PartialBucketRecord") && y.starts_with("not a PartialBucketRecord")));
+    return;
+  }
   const auto key_of = [](const drainmet::bucket::RecordReader& r) {
     return BucketKey{std::string(r.key().tenant), std::string(r.key().name),
                      std::string(r.key().source), r.key().kind,
@@ -168,6 +179,9 @@ BucketRecord Owned(const drainmet::bucket::ElementReader& reader, PartialBucket 
                       std::move(bucket)};
 }
 
+void Rewrite(drainmet::bucket::ElementReader& reader, const std::vector<BucketRecord>& records,
+             drainmet::bucket::RecordForm form);
+
 void FuzzElement(std::string_view element) {
   drainmet::bucket::ElementReader reader;
   reader.Reset(element);
@@ -186,17 +200,32 @@ void FuzzElement(std::string_view element) {
     records.push_back(Owned(reader, reader.bucket()));
     CheckRecord(records.back());
   }
-  const bool batch = !element.empty() && element.front() == drainmet::bucket::kBatchElementTag;
+  const bool compact = !element.empty() && element.front() == drainmet::bucket::kCompactBatchElementTag;
+  const bool batch = compact || (!element.empty() && element.front() == drainmet::bucket::kBatchElementTag);
+  if (compact) {
+    // An outlet that predates compact elements decodes it as one record: always rejected.
+    drainmet::bucket::RecordReader old;
+    FUZZ_CHECK(!old.Decode(element).ok());
+  }
   if (!batch) {
     // A single record: exactly what RecordReader says of the whole element.
     FUZZ_CHECK(records.size() + errors == 1);
     drainmet::bucket::RecordReader single;
     FUZZ_CHECK(single.Decode(element).ok() == (records.size() == 1));
   }
-  // Written again (one element, or a few at the bound) and read back: the same records.
+  for (const drainmet::bucket::RecordForm form :
+       {drainmet::bucket::RecordForm::kCompact, drainmet::bucket::RecordForm::kFull}) {
+    Rewrite(reader, records, form);
+  }
+}
+
+// `records` written again (one element, or a few at the bound) in `form` and read back:
+// the same records; with kFull, never a compact element.
+void Rewrite(drainmet::bucket::ElementReader& reader, const std::vector<BucketRecord>& records,
+             drainmet::bucket::RecordForm form) {
   std::string bytes;
   std::vector<std::size_t> ends;
-  drainmet::bucket::ElementWriter writer(bytes, ends);
+  drainmet::bucket::ElementWriter writer(bytes, ends, drainmet::bucket::kMaxElementBytes, form);
   for (const BucketRecord& r : records) {
     writer.Add(drainmet::bucket::RecordKeyView{r.key.tenant, r.key.name, r.key.source, r.key.kind,
                                                r.key.resolution_seconds, r.key.window_unix_seconds},
@@ -206,6 +235,8 @@ void FuzzElement(std::string_view element) {
   std::size_t at = 0;
   std::size_t begin = 0;
   for (const std::size_t end : ends) {
+    FUZZ_CHECK(form == drainmet::bucket::RecordForm::kCompact ||
+               bytes[begin] != drainmet::bucket::kCompactBatchElementTag);
     reader.Reset(std::string_view(bytes).substr(begin, end - begin));
     std::size_t in_element = 0;
     for (absl::StatusOr<bool> next = reader.Next();; next = reader.Next()) {
@@ -229,9 +260,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::string_view bytes(reinterpret_cast<const char*>(data), size);
   FuzzKey(bytes);
   FuzzRecord(bytes);
-  FuzzReaderAgainstProtobuf(bytes);
+  FuzzReaderAgainstProtobuf(bytes, drainmet::bucket::RecordForm::kFull);
+  FuzzReaderAgainstProtobuf(bytes, drainmet::bucket::RecordForm::kCompact);
   FuzzBatch(bytes);
   FuzzElement(bytes);
   FuzzElement(std::string(1, drainmet::bucket::kBatchElementTag) + std::string(bytes));
+  FuzzElement(std::string(1, drainmet::bucket::kCompactBatchElementTag) + std::string(bytes));
   return 0;
 }

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <functional>
 #include <limits>
+#include <optional>
 #include <random>
 #include <span>
 #include <string>
@@ -874,11 +875,13 @@ TEST(CodecBatch, TruncationInsideARecordIsRejected) {
 
 using Records = std::vector<std::pair<BucketKey, PartialBucket>>;
 
-// Writes `records` with one ElementWriter of bound `max_bytes`; the elements, in order.
-std::vector<std::string> WriteElements(const Records& records, std::size_t max_bytes = kMaxElementBytes) {
+// Writes `records` with one ElementWriter of bound `max_bytes` and form `form`; the
+// elements, in order.
+std::vector<std::string> WriteElements(const Records& records, std::size_t max_bytes = kMaxElementBytes,
+                                       RecordForm form = RecordForm::kCompact) {
   std::string bytes = "before";  // the writer appends: elements begin where `bytes` ended
   std::vector<std::size_t> ends;
-  ElementWriter writer(bytes, ends, max_bytes);
+  ElementWriter writer(bytes, ends, max_bytes, form);
   for (const auto& [key, bucket] : records) {
     writer.Add(RecordKeyView{key.tenant, key.name, key.source, key.kind, key.resolution_seconds,
                              key.window_unix_seconds},
@@ -942,6 +945,9 @@ Records Counts(int n) {
   return records;
 }
 
+// The tests of 0x00 batch elements write with RecordForm::kFull (what the writer writes
+// for outlets that predate compact elements); compact elements: CodecCompact below.
+
 TEST(CodecElement, OneRecordIsWrittenAloneAsASingleRecordElement) {
   const Records one = {{Key(Kind::kMeasure), Build(Kind::kMeasure, kThree)}};
   const std::vector<std::string> elements = WriteElements(one);
@@ -974,7 +980,7 @@ TEST(CodecElement, TwoRecordsAreOneBatchElementByteForByte) {
 TEST(CodecElement, ManyRecordsRoundTripInOrderAcrossKindsAndSketches) {
   Records many = ReaderRecords();  // counts, samples, measures, a sketch (not the own parser's encoding)
   for (const auto& r : Counts(500)) many.push_back(r);
-  const std::vector<std::string> elements = WriteElements(many, std::size_t{1} << 20);
+  const std::vector<std::string> elements = WriteElements(many, std::size_t{1} << 20, RecordForm::kFull);
   ASSERT_EQ(elements.size(), 1u);  // ~55 KiB: under this bound
   EXPECT_EQ(elements[0][0], kBatchElementTag);
   ElementReader reader;
@@ -1002,7 +1008,7 @@ TEST(CodecElement, SplitsAtTheBoundAndKeepsAnOversizedRecordAlone) {
   const std::string first = Encoded(counts[0].first, counts[0].second);
   ASSERT_EQ(first.size(), 92u);
   // 1 + 3 x 93 = 280 <= 300 < 373: three records an element, the last holds one (alone).
-  std::vector<std::string> elements = WriteElements(counts, 300);
+  std::vector<std::string> elements = WriteElements(counts, 300, RecordForm::kFull);
   ASSERT_EQ(elements.size(), 4u);
   for (int e = 0; e < 3; ++e) EXPECT_EQ(elements[e].size(), 280u) << e;
   EXPECT_EQ(elements[3], Encoded(counts[9].first, counts[9].second));
@@ -1022,7 +1028,7 @@ TEST(CodecElement, SplitsAtTheBoundAndKeepsAnOversizedRecordAlone) {
   Records mixed = {counts[0], counts[1], {Key(Kind::kMeasure), Build(Kind::kMeasure, Sketched())}, counts[2]};
   const std::string big = Encoded(mixed[2].first, mixed[2].second);
   ASSERT_GT(big.size(), 1000u);
-  elements = WriteElements(mixed, 1000);
+  elements = WriteElements(mixed, 1000, RecordForm::kFull);
   ASSERT_EQ(elements.size(), 3u);
   EXPECT_EQ(elements[0][0], kBatchElementTag);
   EXPECT_EQ(ReadElement(reader, elements[0]).records.size(), 2u);
@@ -1032,7 +1038,7 @@ TEST(CodecElement, SplitsAtTheBoundAndKeepsAnOversizedRecordAlone) {
   // The default bound, 8,000 bytes: 2000 count records (93 to 96 bytes framed, 190,890
   // bytes) in 24 elements (83 to 86 records each), each <= 8,000 bytes.
   const Records lots = Counts(2000);
-  elements = WriteElements(lots);
+  elements = WriteElements(lots, kMaxElementBytes, RecordForm::kFull);
   std::size_t records = 0;
   for (const std::string& element : elements) {
     EXPECT_LE(element.size(), kMaxElementBytes);
@@ -1089,7 +1095,7 @@ TEST(CodecElement, CorruptRecordInsideABatchIsSkippedAlone) {
 // read, the rest of the element is one error, then the element ends.
 TEST(CodecElement, BrokenFramingGivesUpTheRestOnce) {
   const Records counts = Counts(3);
-  const std::vector<std::string> elements = WriteElements(counts);
+  const std::vector<std::string> elements = WriteElements(counts, kMaxElementBytes, RecordForm::kFull);
   ASSERT_EQ(elements.size(), 1u);
   const std::string& whole = elements[0];
   const std::string a = Encoded(counts[0].first, counts[0].second);
@@ -1175,6 +1181,447 @@ TEST(CodecElement, ReadingOneValueMeasuresAllocatesNothingWhenBucketsAreMovedOut
     EXPECT_EQ(taken[i].values.values()[0], static_cast<double>(i));
     EXPECT_EQ(taken[i].values.Percentile(50), static_cast<double>(i));
   }
+}
+
+// ---------------------------------------------------------------------------------------
+// The compact form of one-point buckets (field 17 `value`), only inside compact batch
+// elements (0x01): partial_bucket.proto, docs/redis-layout.md "Record encoding".
+
+RecordKeyView ViewOf(const BucketKey& key) {
+  return RecordKeyView{
+      key.tenant, key.name, key.source, key.kind, key.resolution_seconds, key.window_unix_seconds};
+}
+
+// WriteRecord's bytes in `form`, checked against RecordSize.
+std::string Written(const BucketKey& key, const PartialBucket& bucket, RecordForm form) {
+  std::string bytes(RecordSize(ViewOf(key), bucket, form), '\xee');
+  char* end = WriteRecord(ViewOf(key), bucket, bytes.data(), form);
+  EXPECT_EQ(end, bytes.data() + bytes.size()) << "RecordSize and WriteRecord disagree";
+  return bytes;
+}
+
+// The one-point buckets of `kind` a receiver builds, over values that stress the form:
+// signed zeros, subnormals, the smallest normal, large magnitudes (v * v still finite, and
+// not), fractions whose square rounds.
+std::vector<double> OnePointValues() {
+  return {1.0,
+          -1.0,
+          -0.0,
+          kDenormMin,
+          -kDenormMin,
+          kDenormMin * 12345,
+          std::numeric_limits<double>::min(),
+          0.1,
+          -3.7,
+          1e150,
+          -1.3e154,
+          1e200,  // v * v overflows: sum_squares not finite, the full form is rejected too
+          std::numeric_limits<double>::max(),
+          123456789.123,
+          std::nextafter(1.0, 2.0)};
+}
+
+TEST(CodecCompact, OnePointBucketsRoundTripBitForBitInACompactElement) {
+  for (const Kind kind : {Kind::kCount, Kind::kSample, Kind::kMeasure}) {
+    for (const double v : OnePointValues()) {
+      for (const std::string_view units : {"", "ms"}) {
+        SCOPED_TRACE(testing::Message() << static_cast<int>(kind) << " " << v << " '" << units << "'");
+        const BucketKey key = Key(kind);
+        const PartialBucket b = Build(kind, {v}, units, -5 * kSecond);
+        const std::optional<double> value = CompactValue(kind, b);
+        ASSERT_TRUE(value.has_value());
+        EXPECT_EQ(Bits(*value), Bits(v));
+        const std::string full = Encoded(key, b);
+        const std::string compact = Written(key, b, RecordForm::kCompact);
+        EXPECT_EQ(Written(key, b, RecordForm::kFull), full);
+        // Fields 7-11 (9 bytes each, those with bits not zero: not sum or sum_squares for -0,
+        // not sum_squares when v * v underflows) and 14 (10 bytes, measures) give way to
+        // field 17 (10 bytes).
+        std::size_t saved = kind == Kind::kMeasure ? 10 : 0;
+        for (const double field : {b.sum, b.sum_squares, b.min, b.max, b.last}) {
+          saved += Bits(field) != 0 ? 9 : 0;
+        }
+        EXPECT_EQ(compact.size() + saved - 10, full.size());
+        if (Bits(b.sum_squares) != 0 && Bits(b.sum) != 0) {
+          EXPECT_EQ(saved, kind == Kind::kMeasure ? 55u : 45u);
+        }
+
+        // What protobuf's parser makes of the bytes: the key, last_unix_nanos, units,
+        // count 1 and the value; nothing of fields 7-11, 14.
+        v1::PartialBucketRecord proto;
+        ASSERT_TRUE(proto.ParseFromString(compact));
+        EXPECT_TRUE(proto.has_value());
+        EXPECT_EQ(Bits(proto.value()), Bits(v));
+        EXPECT_EQ(proto.count(), 1u);
+        EXPECT_EQ(proto.last_unix_nanos(), -5 * kSecond);
+        EXPECT_EQ(proto.units(), units);
+        EXPECT_EQ(Bits(proto.sum()), 0u);
+        EXPECT_EQ(Bits(proto.min()), 0u);
+        EXPECT_EQ(proto.values_size(), 0);
+        // Protobuf's own order (count, then value) reads the same.
+        const std::string protobuf_order = proto.SerializeAsString();
+        EXPECT_EQ(protobuf_order.size(), compact.size());
+
+        // Own parser, protobuf's (behind an unknown field), protobuf's order: the bucket
+        // Add built, bit for bit; the compact element written for it likewise.
+        for (const std::string& bytes : {compact, ThroughProtobuf(compact), protobuf_order}) {
+          RecordReader reader;
+          const absl::Status s = reader.Decode(bytes, RecordForm::kCompact);
+          if (v == 1e200 || v == std::numeric_limits<double>::max()) {
+            // v * v = inf: rejected as the full form is.
+            EXPECT_EQ(s.message(), "sum_squares: not finite");
+            EXPECT_EQ(DecodeRecord(full).status().message(), "sum_squares: not finite");
+            continue;
+          }
+          ASSERT_TRUE(s.ok()) << s;
+          EXPECT_EQ(reader.key().source, key.source);
+          EXPECT_EQ(reader.key().kind, kind);
+          ExpectSameBucket(b, reader.bucket());
+        }
+        const std::vector<std::string> elements = WriteElements({{key, b}});
+        ASSERT_EQ(elements.size(), 1u);
+        // Alone, still framed: 0x01, length, the compact record.
+        EXPECT_EQ(elements[0],
+                  std::string(1, kCompactBatchElementTag) + static_cast<char>(compact.size()) + compact);
+        ElementReader reader;
+        reader.Reset(elements[0]);
+        const absl::StatusOr<bool> next = reader.Next();
+        if (std::isfinite(v * v)) {
+          ASSERT_TRUE(next.ok() && *next) << next.status();
+          ExpectSameBucket(b, reader.bucket());
+        } else {
+          EXPECT_FALSE(next.ok());
+        }
+        EXPECT_FALSE(*reader.Next());
+      }
+    }
+  }
+}
+
+// -0: Add gives sum +0 + -0 = +0 and min, max, last -0; the compact form gives that back.
+TEST(CodecCompact, NegativeZeroKeepsItsSignsAsAddGivesThem) {
+  const PartialBucket b = Build(Kind::kMeasure, {-0.0});
+  ASSERT_EQ(Bits(b.sum), 0u);
+  ASSERT_EQ(Bits(b.min), Bits(-0.0));
+  const std::vector<std::string> elements = WriteElements({{Key(Kind::kMeasure), b}});
+  ASSERT_EQ(elements.size(), 1u);
+  EXPECT_EQ(elements[0][0], kCompactBatchElementTag);
+  ElementReader reader;
+  reader.Reset(elements[0]);
+  ASSERT_TRUE(*reader.Next());
+  ExpectSameBucket(b, reader.bucket());
+  EXPECT_EQ(Bits(reader.bucket().sum), 0u);
+  EXPECT_EQ(Bits(reader.bucket().last), Bits(-0.0));
+  EXPECT_EQ(Bits(reader.bucket().values.values()[0]), Bits(-0.0));
+}
+
+// Buckets the compact form would not give back bit for bit: written in full, also inside a
+// compact element, and an element of such records only is a plain one (0x00 or alone).
+TEST(CodecCompact, BucketsItWouldNotGiveBackAreWrittenInFull) {
+  std::vector<std::pair<std::string, std::pair<Kind, PartialBucket>>> cases;
+  const auto add = [&](std::string name, Kind kind, PartialBucket b) {
+    cases.push_back({std::move(name), {kind, std::move(b)}});
+  };
+  add("two points", Kind::kCount, Build(Kind::kCount, {1, 1}));
+  add("two equal measures", Kind::kMeasure, Build(Kind::kMeasure, {2, 2}));
+  add("+0 (the full form is shorter)", Kind::kCount, Build(Kind::kCount, {0.0}));
+  add("+0 measure (as long)", Kind::kMeasure, Build(Kind::kMeasure, {0.0}));
+  PartialBucket b = Build(Kind::kSample, {5});
+  b.last = 4;
+  add("last != min", Kind::kSample, b);
+  b = Build(Kind::kSample, {5});
+  b.min = 4;
+  add("min != max", Kind::kSample, b);
+  b = Build(Kind::kCount, {5});
+  b.sum = 6;
+  add("sum != value", Kind::kCount, b);
+  b = Build(Kind::kCount, {-0.0});
+  b.sum = -0.0;  // not what Add gives (+0 + -0 = +0)
+  add("sum -0", Kind::kCount, b);
+  b = Build(Kind::kCount, {0.1});
+  b.sum_squares = std::nextafter(b.sum_squares, 1.0);
+  add("sum_squares one ulp off", Kind::kCount, b);
+  b = Build(Kind::kCount, {3});
+  b.min = std::bit_cast<double>(std::uint64_t{0x7ff8000000000001});  // a NaN payload
+  add("min a NaN", Kind::kCount, b);
+  add("NaN", Kind::kSample, Build(Kind::kSample, {kNaN}));
+  add("inf", Kind::kSample, Build(Kind::kSample, {kInf}));
+  b = Build(Kind::kMeasure, {7});
+  b.values = *Distribution::FromExact({std::nextafter(7.0, 8.0)});
+  add("measure value != value", Kind::kMeasure, b);
+  b = Build(Kind::kCount, {7});
+  b.values = *Distribution::FromExact({7});
+  add("count with values", Kind::kCount, b);
+  add("measure without values", Kind::kMeasure, Build(Kind::kCount, {7}));
+  add("sketched", Kind::kMeasure, Build(Kind::kMeasure, Sketched()));
+  for (const auto& [name, kind_bucket] : cases) {
+    SCOPED_TRACE(name);
+    const auto& [kind, bucket] = kind_bucket;
+    EXPECT_FALSE(CompactValue(kind, bucket).has_value());
+    EXPECT_EQ(Written(Key(kind), bucket, RecordForm::kCompact), Encoded(Key(kind), bucket));
+    const std::vector<std::string> elements = WriteElements({{Key(kind), bucket}, {Key(kind), bucket}});
+    ASSERT_EQ(elements.size(), 1u);
+    EXPECT_EQ(elements[0][0], kBatchElementTag);
+    EXPECT_EQ(WriteElements({{Key(kind), bucket}})[0], Encoded(Key(kind), bucket));
+  }
+}
+
+// One element of compact and full records, of every kind: 0x01, each record in the form
+// its bucket allows, all read back in order, bit for bit.
+TEST(CodecCompact, MixedCompactElementReadsEveryRecordInOrder) {
+  Records mixed = ReaderRecords();  // counts, samples, measures (one of one value), a sketch
+  for (const auto& r : Counts(50)) mixed.push_back(r);
+  mixed.push_back({Key(Kind::kMeasure), Build(Kind::kMeasure, {-0.0}, "")});
+  mixed.push_back({Key(Kind::kSample), Build(Kind::kSample, {kDenormMin}, "B")});
+  mixed.push_back({Key(Kind::kCount), Build(Kind::kCount, {0.0})});
+  const std::vector<std::string> elements = WriteElements(mixed, std::size_t{1} << 20);
+  ASSERT_EQ(elements.size(), 1u);
+  ASSERT_EQ(elements[0][0], kCompactBatchElementTag);
+  // The framing: each record in its form, compact exactly where CompactValue says.
+  std::size_t at = 1;
+  std::size_t compact = 0;
+  for (const auto& [key, bucket] : mixed) {
+    const std::string want =
+        CompactValue(key.kind, bucket) ? Written(key, bucket, RecordForm::kCompact) : Encoded(key, bucket);
+    compact += CompactValue(key.kind, bucket) ? 1 : 0;
+    std::string framed;
+    std::uint64_t size = want.size();
+    while (size >= 0x80) {
+      framed.push_back(static_cast<char>(size | 0x80));
+      size >>= 7;
+    }
+    framed.push_back(static_cast<char>(size));
+    ASSERT_EQ(elements[0].substr(at, framed.size() + want.size()), framed + want) << key.source;
+    at += framed.size() + want.size();
+  }
+  EXPECT_EQ(at, elements[0].size());
+  EXPECT_EQ(compact, 53u);  // the 0.25 measure, 50 counts, -0 measure, the subnormal sample
+  ElementReader reader;
+  const Read read = ReadElement(reader, elements[0]);
+  EXPECT_TRUE(read.errors.empty());
+  ASSERT_EQ(read.records.size(), mixed.size());
+  for (std::size_t i = 0; i < mixed.size(); ++i)
+    EXPECT_EQ(read.records[i], Encoded(mixed[i].first, mixed[i].second));
+  reader.Reset(elements[0]);
+  for (const auto& [key, bucket] : mixed) {
+    absl::StatusOr<bool> next = reader.Next();
+    ASSERT_TRUE(next.ok() && *next) << next.status();
+    ExpectSameBucket(bucket, reader.bucket());
+  }
+  EXPECT_FALSE(*reader.Next());
+  // The bound holds as for 0x00 elements; "\x01" alone is an empty compact batch.
+  for (const std::string& element : WriteElements(Counts(2000))) {
+    EXPECT_LE(element.size(), kMaxElementBytes);
+    EXPECT_EQ(element[0], kCompactBatchElementTag);
+  }
+  EXPECT_TRUE(ReadElement(reader, std::string(1, kCompactBatchElementTag)).records.empty());
+  EXPECT_TRUE(ReadElement(reader, std::string(1, kCompactBatchElementTag)).errors.empty());
+}
+
+// A compact record outside a compact element: a single-record element, a 0x00 batch,
+// DecodeRecord, a PartialBucketBatch: rejected naming `value`, by both parsers.
+TEST(CodecCompact, FieldValueOutsideACompactElementIsRejected) {
+  const BucketKey key = Key(Kind::kCount);
+  const std::string compact = Written(key, Build(Kind::kCount, {1}), RecordForm::kCompact);
+  const std::string want =
+      "value: present outside a compact batch element (the compact form is read only there)";
+  for (const std::string& bytes : {compact, ThroughProtobuf(compact)}) {
+    RecordReader reader;
+    EXPECT_EQ(reader.Decode(bytes), absl::InvalidArgumentError(want));
+    EXPECT_EQ(DecodeRecord(bytes).status(), absl::InvalidArgumentError(want));
+    ElementReader elements;
+    EXPECT_EQ(ReadElement(elements, bytes).errors, std::vector<std::string>{want});
+    const std::string batch = std::string(1, kBatchElementTag) + static_cast<char>(bytes.size()) + bytes;
+    EXPECT_EQ(ReadElement(elements, batch).errors,
+              std::vector<std::string>{"batch element: record 0: " + want});
+    const std::string proto_batch = std::string(1, '\x0a') + static_cast<char>(bytes.size()) + bytes;
+    EXPECT_EQ(DecodeBatch(proto_batch).status(), absl::InvalidArgumentError("record 0: " + want));
+  }
+}
+
+// Field 17 with any of fields 7-11, 14 or 16, with a count other than 1, or not finite:
+// rejected inside a compact element too, with the same message by both parsers.
+TEST(CodecCompact, FieldValueBreakingItsConstraintsIsRejected) {
+  v1::PartialBucketRecord base;
+  ASSERT_TRUE(
+      base.ParseFromString(Written(Key(Kind::kMeasure), Build(Kind::kMeasure, {3}), RecordForm::kCompact)));
+  ASSERT_TRUE(base.has_value());
+  const std::string together =
+      "value: present together with sum, sum_squares, min, max, last, values or sketch";
+  const std::vector<std::pair<std::function<void(v1::PartialBucketRecord&)>, std::string>> cases = {
+      {[](R& r) { r.set_sum(3); }, together},
+      {[](R& r) { r.set_sum_squares(9); }, together},
+      {[](R& r) { r.set_min(3); }, together},
+      {[](R& r) { r.set_max(3); }, together},
+      {[](R& r) { r.set_last(3); }, together},
+      {[](R& r) { r.add_values(3); }, together},
+      {[](R& r) { r.mutable_sketch()->set_zero_count(1); }, together},
+      {[](R& r) { r.set_count(0); }, "value: present with a count of 0 (must be 1)"},
+      {[](R& r) { r.set_count(2); }, "value: present with a count of 2 (must be 1)"},
+      {[](R& r) { r.set_value(kInf); }, "value: not finite"},
+      {[](R& r) { r.set_value(-kInf); }, "value: not finite"},
+      {[](R& r) { r.set_value(kNaN); }, "value: not finite"},
+      {[](R& r) { r.set_name(""); }, "name: empty"},  // and the record's other rules still hold
+  };
+  for (const auto& [mutate, want] : cases) {
+    SCOPED_TRACE(want);
+    R record = base;
+    mutate(record);
+    const std::string bytes = record.SerializeAsString();
+    for (const std::string& candidate : {bytes, ThroughProtobuf(bytes)}) {
+      RecordReader reader;
+      EXPECT_EQ(reader.Decode(candidate, RecordForm::kCompact), absl::InvalidArgumentError(want));
+      ElementReader elements;
+      const std::string element =
+          std::string(1, kCompactBatchElementTag) + static_cast<char>(candidate.size()) + candidate;
+      EXPECT_EQ(ReadElement(elements, element).errors,
+                std::vector<std::string>{"compact batch element: record 0: " + want});
+    }
+  }
+  // Fields 7-11 at their default (bits zero) are absent to protobuf, so to the reader too.
+  R zeros = base;
+  zeros.set_sum(0);
+  RecordReader reader;
+  EXPECT_TRUE(reader.Decode(zeros.SerializeAsString(), RecordForm::kCompact).ok());
+}
+
+// An outlet that predates compact elements takes a 0x01 element for one record (its first
+// byte is not 0x00) and decodes it with RecordReader::Decode: field number 0, rejected by
+// the own parser (it declines) and by protobuf's, so the element is counted corrupt and
+// never misread. Every compact element, whatever follows the tag.
+TEST(CodecCompact, ASingleRecordDecoderRejectsEveryCompactElement) {
+  std::mt19937_64 rng(17);
+  std::vector<std::string> elements = {std::string(1, kCompactBatchElementTag)};
+  for (const std::string& e : WriteElements(Counts(300))) elements.push_back(e);
+  Records mixed = ReaderRecords();
+  mixed.push_back({Key(Kind::kSample), Build(Kind::kSample, {2})});
+  for (const std::string& e : WriteElements(mixed, std::size_t{1} << 20)) elements.push_back(e);
+  for (int i = 0; i < 2000; ++i) {  // 0x01, then anything
+    std::string e(1 + rng() % 200, '\0');
+    for (char& c : e) c = static_cast<char>(rng());
+    e[0] = kCompactBatchElementTag;
+    elements.push_back(e);
+  }
+  for (const std::string& element : elements) {
+    ASSERT_EQ(element[0], kCompactBatchElementTag);
+    RecordReader reader;
+    const absl::Status s = reader.Decode(element);  // the old ElementReader's single-record path
+    ASSERT_FALSE(s.ok());
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+    // It went to protobuf's parser (the own parser declined) and protobuf failed.
+    EXPECT_TRUE(std::string(s.message()).starts_with("not a PartialBucketRecord (protobuf parse failed"))
+        << s;
+    v1::PartialBucketRecord proto;
+    EXPECT_FALSE(proto.ParseFromString(element));
+    v1::PartialBucketBatch batch;
+    EXPECT_FALSE(batch.ParseFromString(element));
+  }
+}
+
+// A compact record cut short is detected: field 17 comes before count, which stays last.
+TEST(CodecCompact, RejectsEveryTruncationOfACompactRecord) {
+  for (const Kind kind : {Kind::kCount, Kind::kSample, Kind::kMeasure}) {
+    const std::string bytes = Written(Key(kind), Build(kind, {2.5}), RecordForm::kCompact);
+    RecordReader reader;
+    ASSERT_TRUE(reader.Decode(bytes, RecordForm::kCompact).ok());
+    for (std::size_t n = 0; n < bytes.size(); ++n) {
+      EXPECT_FALSE(reader.Decode(std::string_view(bytes).substr(0, n), RecordForm::kCompact).ok()) << n;
+    }
+  }
+}
+
+// The reader's own parser and protobuf's agree on compact records, every truncation and
+// every single-byte change of them (the counterpart of OwnParserAgreesWithProtobufs...).
+TEST(CodecCompact, OwnParserAgreesWithProtobufsOnEveryByteChange) {
+  RecordReader own;
+  RecordReader general;
+  std::size_t decoded = 0;
+  const auto compare = [&](std::string_view candidate) {
+    const absl::Status a = own.Decode(candidate, RecordForm::kCompact);
+    const absl::Status b = general.Decode(ThroughProtobuf(candidate), RecordForm::kCompact);
+    ASSERT_EQ(a.ok(), b.ok()) << a << " vs " << b;
+    if (!a.ok()) {
+      const std::string parse_failed = "not a PartialBucketRecord";
+      if (std::string(a.message()).starts_with(parse_failed)) {
+        EXPECT_TRUE(std::string(b.message()).starts_with(parse_failed)) << b;
+      } else {
+        EXPECT_EQ(a.message(), b.message());
+      }
+      return;
+    }
+    ++decoded;
+    EXPECT_EQ(own.key().source, general.key().source);
+    EXPECT_EQ(own.key().kind, general.key().kind);
+    ExpectSameBucket(general.bucket(), own.bucket());
+  };
+  for (const Kind kind : {Kind::kCount, Kind::kSample, Kind::kMeasure}) {
+    const std::string bytes = Written(Key(kind), Build(kind, {-42.125}, "ms"), RecordForm::kCompact);
+    compare(bytes);
+    for (std::size_t n = 0; n < bytes.size(); ++n) compare(std::string_view(bytes).substr(0, n));
+    for (std::size_t i = 0; i < bytes.size(); ++i) {
+      for (const unsigned char to : {0x00, 0x01, 0x02, 0x7f, 0x80, 0x89, 0xff}) {
+        std::string changed = bytes;
+        changed[i] = static_cast<char>(to);
+        compare(changed);
+      }
+    }
+  }
+  EXPECT_GT(decoded, 50u);
+}
+
+// Merging the records read from compact elements equals merging the originals: the
+// property helper's random buckets, each partial one record, through ElementWriter and
+// ElementReader; the one-point partials (many) go compact.
+TEST(CodecCompact, MergeAfterCompactElementsEqualsMergeBeforeEncode) {
+  std::mt19937_64 rng(3);
+  std::size_t compacted = 0;
+  for (int trial = 0; trial < 300; ++trial) {
+    SCOPED_TRACE(trial);
+    const RandomBuckets r = MakeRandomBuckets(rng, trial % 2 == 0 ? 1 : 3);
+    const BucketKey key = Key(r.kind);
+    Records records;
+    PartialBucket before;
+    for (const PartialBucket& partial : r.partials) {
+      before.Merge(partial);
+      records.push_back({key, partial});
+      if (CompactValue(r.kind, partial)) ++compacted;
+    }
+    PartialBucket after;
+    ElementReader reader;
+    for (const std::string& element : WriteElements(records, 200)) {  // a few records an element
+      reader.Reset(element);
+      for (absl::StatusOr<bool> next = reader.Next();; next = reader.Next()) {
+        ASSERT_TRUE(next.ok()) << next.status();
+        if (!*next) break;
+        after.Merge(reader.bucket());
+      }
+    }
+    ExpectSameBucket(before, after);
+  }
+  EXPECT_GT(compacted, 300u);
+}
+
+// The reader allocates nothing per compact record either once warm.
+TEST(CodecCompact, ReadingACompactElementAllocatesNothingPerRecord) {
+  Records measures;
+  for (int i = 0; i < 300; ++i) {
+    BucketKey key = Key(Kind::kMeasure);
+    key.source = "web." + std::to_string(i);
+    measures.emplace_back(key, Build(Kind::kMeasure, {static_cast<double>(i + 1)}));
+  }
+  const std::vector<std::string> elements = WriteElements(measures, std::size_t{1} << 20);
+  ASSERT_EQ(elements.size(), 1u);
+  ASSERT_EQ(elements[0][0], kCompactBatchElementTag);
+  ElementReader reader;
+  ASSERT_EQ(ReadElement(reader, elements[0]).records.size(), 300u);  // warms the storage
+  const long before = testing_support::AllocationCount();
+  double sum = 0;
+  reader.Reset(elements[0]);
+  for (absl::StatusOr<bool> next = reader.Next(); next.ok() && *next; next = reader.Next()) {
+    sum += reader.bucket().values.values()[0];
+  }
+  EXPECT_EQ(testing_support::AllocationCount() - before, 0);
+  EXPECT_EQ(sum, 300 * 301 / 2);
 }
 
 // ---------------------------------------------------------------------------------------
