@@ -438,13 +438,19 @@ std::size_t CompactRecordSize(const RecordKeyView& key, const PartialBucket& buc
          BytesFieldSize(bucket.units) + VarintFieldSize(Tag(15, kVarint), 1) + VarintSize(kValueTag) + 8;
 }
 
-char* WriteCompactRecord(const RecordKeyView& key, const PartialBucket& bucket, double value, char* p) {
+// Fields 1-6 (the key), as both forms of a record begin.
+char* WriteKeyFields(const RecordKeyView& key, char* p) {
   p = WriteBytesField(1, key.tenant, p);
   p = WriteBytesField(2, key.name, p);
   p = WriteBytesField(3, key.source, p);
   p = WriteVarintField(Tag(4, kVarint), SignExtended(ToProto(key.kind)), p);
   p = WriteVarintField(Tag(5, kVarint), SignExtended(key.resolution_seconds), p);
   p = WriteVarintField(Tag(6, kVarint), SignExtended(key.window_unix_seconds), p);
+  return p;
+}
+
+char* WriteCompactRecord(const RecordKeyView& key, const PartialBucket& bucket, double value, char* p) {
+  p = WriteKeyFields(key, p);
   p = WriteVarintField(Tag(12, kVarint), SignExtended(bucket.last_unix_nanos), p);
   p = WriteBytesField(13, bucket.units, p);
   p = WriteVarint(kValueTag, p);
@@ -577,12 +583,7 @@ char* WriteRecord(const RecordKeyView& key, const PartialBucket& bucket, char* p
       return WriteCompactRecord(key, bucket, *value, p);
     }
   }
-  p = WriteBytesField(1, key.tenant, p);
-  p = WriteBytesField(2, key.name, p);
-  p = WriteBytesField(3, key.source, p);
-  p = WriteVarintField(Tag(4, kVarint), SignExtended(ToProto(key.kind)), p);
-  p = WriteVarintField(Tag(5, kVarint), SignExtended(key.resolution_seconds), p);
-  p = WriteVarintField(Tag(6, kVarint), SignExtended(key.window_unix_seconds), p);
+  p = WriteKeyFields(key, p);
   p = WriteDoubleField(7, bucket.sum, p);
   p = WriteDoubleField(8, bucket.sum_squares, p);
   p = WriteDoubleField(9, bucket.min, p);

@@ -205,10 +205,11 @@ void PreAggregator::IngestAsync(std::string tenant, std::string frame_id, bucket
     // The records say it all: the table goes back to this thread's next request (its
     // memory stays in this core's cache), and the flusher rebuilds one from the records in
     // the rare case it must merge them (Rebuild).
-    prepared.part_of.clear();
-    prepared.encoded.clear();
-    prepared.keys.clear();
-    prepared.buckets.clear();
+    // Freed, not cleared: a queued request then holds its records, ~100 bytes a bucket.
+    prepared.part_of = {};
+    prepared.encoded = {};
+    prepared.keys = {};
+    prepared.buckets = {};
     prepared.table = false;
     bucket::BucketMap::GiveBack(std::move(partials));
   }

@@ -254,6 +254,17 @@ TEST_F(RedisStoreTest, RedisDownAnswers503WithRetryAfter) {
 
 // ---- PreAggregator: requests merged for a flush interval, answered after the write ----
 
+/// A body of `lines` frames stamped `t` over the 3 sources `prefix`.0-2 (as Body).
+std::string BodyOf(std::int64_t t, int lines, const std::string& prefix) {
+  std::string body;
+  for (int i = 0; i < lines; ++i) {
+    body += Framed("<190>1 " + support::Rfc3339Micros(t) + " host app web.1 - source=" + prefix + "." +
+                   std::to_string(i % 3) + " measure#db.latency=" + std::to_string(i) +
+                   "ms count#hits sample#queue=" + std::to_string(i));
+  }
+  return body;
+}
+
 /// Collects asynchronous answers of a DrainHandler.
 class Answers {
  public:
@@ -306,6 +317,27 @@ class PreAggregatorTest : public RedisStoreTest {
   void TearDown() override {
     async_handler_.reset();
     aggregator_.reset();
+  }
+
+  /// An aggregator with a 100-ms interval and max_series_per_tenant 5, past two flushes of
+  /// one request each (3 series of its own each: 6 records): flush 1 folded nothing away,
+  /// so flush 2 was not merged, nor is the next, and requests are encoded ahead.
+  void StartUnmergedWithTenantBound5() {
+    PreAggregatorOptions options = AggregatorOptions(std::chrono::milliseconds(100), 200'000);
+    options.max_series_per_tenant = 5;
+    aggregator_ = std::make_unique<PreAggregator>(*store_, options);
+    async_handler_ =
+        std::make_unique<drain::DrainHandler>(directory_, *aggregator_, base::SystemClock::Get(), metrics_);
+    for (int n = 0; n < 2; ++n) {
+      Answers answers;
+      async_handler_->HandleAsync(
+          Drain(BodyOf(base::SystemClock::Get().NowUnixNanos(), 1, "w" + std::to_string(n)),
+                "L" + std::to_string(n)),
+          answers.Slot(0));
+      ASSERT_EQ(answers.Wait(1), (std::vector<unsigned>{204}));
+    }
+    ASSERT_EQ(aggregator_->stats().flushes_unmerged, 1u);
+    ASSERT_EQ(aggregator_->stats().records_written, 6u);
   }
 
   /// Waits until `done()` holds (5 s at most).
@@ -735,17 +767,6 @@ TEST_F(PreAggregatorTest, SeriesBeyondTheTenantBoundAreDroppedAndCountedExisting
   EXPECT_EQ(series.size(), 5u);
 }
 
-/// A body of `lines` frames stamped `t` over the 3 sources `prefix`.0-2 (as Body).
-std::string BodyOf(std::int64_t t, int lines, const std::string& prefix) {
-  std::string body;
-  for (int i = 0; i < lines; ++i) {
-    body += Framed("<190>1 " + support::Rfc3339Micros(t) + " host app web.1 - source=" + prefix + "." +
-                   std::to_string(i % 3) + " measure#db.latency=" + std::to_string(i) +
-                   "ms count#hits sample#queue=" + std::to_string(i));
-  }
-  return body;
-}
-
 // The flush-level merge only while it pays (docs/architecture.md "Receiver"): after a
 // flush whose requests shared no bucket, flushes are written unmerged (a series of two
 // requests is two records), every 16th flush merges again to measure and, when it folds
@@ -813,21 +834,8 @@ TEST_F(PreAggregatorTest, FlushesSkipTheMergeWhileItDoesNotPayAndMeasureAgainEve
 // reaches the limit the flush is merged on the spot, and the same points are kept and
 // dropped as in SeriesBeyondTheTenantBoundAreDroppedAndCountedExistingOnesKept.
 TEST_F(PreAggregatorTest, TheTenantBoundStaysExactInAnUnmergedFlush) {
-  PreAggregatorOptions options = AggregatorOptions(std::chrono::milliseconds(100), 200'000);
-  options.max_series_per_tenant = 5;
-  aggregator_ = std::make_unique<PreAggregator>(*store_, options);
-  async_handler_ =
-      std::make_unique<drain::DrainHandler>(directory_, *aggregator_, base::SystemClock::Get(), metrics_);
+  StartUnmergedWithTenantBound5();
   const auto now = [] { return base::SystemClock::Get().NowUnixNanos(); };
-  // Flush 1: one request (nothing to fold: merging stops). Flush 2: unmerged.
-  for (int n = 0; n < 2; ++n) {
-    Answers answers;
-    async_handler_->HandleAsync(Drain(BodyOf(now(), 1, "w" + std::to_string(n)), "L" + std::to_string(n)),
-                                answers.Slot(0));
-    EXPECT_EQ(answers.Wait(1), (std::vector<unsigned>{204}));
-  }
-  EXPECT_EQ(aggregator_->stats().flushes_unmerged, 1u);
-  EXPECT_EQ(aggregator_->stats().records_written, 6u);
   // Flush 3: 9 series (3 sources x 3 metrics), 3 points each, one window; sent twice.
   const std::string body = Body(now(), 9);
   Answers answers;
@@ -847,20 +855,8 @@ TEST_F(PreAggregatorTest, TheTenantBoundStaysExactInAnUnmergedFlush) {
 // the second one's upper bound passes the limit, the first one's buckets are placed one by
 // one and merged with the second's, and exactly 5 series are kept.
 TEST_F(PreAggregatorTest, TheTenantBoundStaysExactWhenAnEncodedRequestIsMergedOnTheSpot) {
-  PreAggregatorOptions options = AggregatorOptions(std::chrono::milliseconds(100), 200'000);
-  options.max_series_per_tenant = 5;
-  aggregator_ = std::make_unique<PreAggregator>(*store_, options);
-  async_handler_ =
-      std::make_unique<drain::DrainHandler>(directory_, *aggregator_, base::SystemClock::Get(), metrics_);
+  StartUnmergedWithTenantBound5();
   const auto now = [] { return base::SystemClock::Get().NowUnixNanos(); };
-  // Flushes 1 and 2: one request each (merging stops; requests are encoded ahead).
-  for (int n = 0; n < 2; ++n) {
-    Answers answers;
-    async_handler_->HandleAsync(Drain(BodyOf(now(), 1, "w" + std::to_string(n)), "L" + std::to_string(n)),
-                                answers.Slot(0));
-    EXPECT_EQ(answers.Wait(1), (std::vector<unsigned>{204}));
-  }
-  ASSERT_EQ(aggregator_->stats().flushes_unmerged, 1u);
   // Flush 3: 1 line of web.0 (its 3 series: within the bound, placed as encoded), then 9
   // lines over web.0-2 (9 series, 3 points each).
   const std::int64_t t = now();

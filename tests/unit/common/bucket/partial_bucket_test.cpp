@@ -9,6 +9,7 @@
 #include <random>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "tests/support/allocation_counter.h"
@@ -650,6 +651,37 @@ TEST(BucketMapTest, ClearedTableIsReusedAndFindsByBytes) {
   // Keys are inline and the slot array stays: a reused table allocates nothing per bucket
   // (600 points and 300 buckets a round; the `encoded` probe above allocates per round).
   EXPECT_LE(allocations_after_first_round, 2 * 2);
+}
+
+// A thread's spare table (the receiver's request tables): TakeSpare gives back the table
+// this thread gave back, emptied, with its slot array; another thread gets a new one; a
+// table past kMaxSpareSlots is not kept.
+TEST(BucketMapTest, SpareTableComesBackEmptyWithItsSlotsOnItsThreadOnly) {
+  BucketMap table = BucketMap::TakeSpare();
+  EXPECT_TRUE(table.empty());
+  for (int i = 0; i < 500; ++i) {
+    table.Add("acme", 60, CountPoint("m." + std::to_string(i), "web.1", 1'700'000'000'000'000'000));
+  }
+  ASSERT_EQ(table.size(), 500u);
+  const std::size_t capacity = table.map().capacity();
+  BucketMap::GiveBack(std::move(table));
+
+  std::size_t other_capacity = 1;
+  std::thread([&other_capacity] { other_capacity = BucketMap::TakeSpare().map().capacity(); }).join();
+  EXPECT_EQ(other_capacity, 0u) << "another thread's spare is not this one's";
+
+  BucketMap again = BucketMap::TakeSpare();
+  EXPECT_TRUE(again.empty());
+  EXPECT_EQ(again.map().capacity(), capacity);
+  again.Add("acme", 60, CountPoint("m.1", "web.1", 1'700'000'000'000'000'000));
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again.map().begin()->second.count, 1u);
+  EXPECT_EQ(BucketMap::TakeSpare().map().capacity(), 0u) << "taken: none is left";
+
+  BucketMap large;
+  large.map().reserve(BucketMap::kMaxSpareSlots + 1);
+  BucketMap::GiveBack(std::move(large));
+  EXPECT_EQ(BucketMap::TakeSpare().map().capacity(), 0u) << "too large to keep";
 }
 
 }  // namespace
