@@ -29,6 +29,9 @@ usage: deploy/local/run.sh [options]
   --max-series-in-memory N
                          receiver.max_series_in_memory (default: not written, the config's
                          default 200000)
+  --max-series-per-tenant N
+                         limits.max_series_per_tenant (default: not written, the config's
+                         default 100000; the receiver applies it per flush)
   --lease-ttl-ms MS      outlet.lease_ttl_ms (default 15000)
   --lease-renew-ms MS    outlet.lease_renew_ms (default 5000)
   --log-level L          debug, info, warn or error (default info)
@@ -66,6 +69,7 @@ shards=64
 flush_interval_ms=1000
 flush_delay_ms=""
 max_series_in_memory=""
+max_series_per_tenant=""
 lease_ttl_ms=15000
 lease_renew_ms=5000
 outlet_threads=4
@@ -85,7 +89,7 @@ while [ $# -gt 0 ]; do
       ;;
     --dir | --receivers | --outlets | --redis-servers | --binaries | --librato-url | --grace-seconds | --shards | \
       --flush-interval-ms | --lease-ttl-ms | --lease-renew-ms | --log-level | --ready-timeout | --redis-server | \
-      --flush-delay-ms | --max-series-in-memory | --outlet-threads)
+      --flush-delay-ms | --max-series-in-memory | --max-series-per-tenant | --outlet-threads)
       [ $# -ge 2 ] || usage_error "$opt needs a value"
       val=$2
       shift 2
@@ -105,6 +109,7 @@ while [ $# -gt 0 ]; do
     --flush-interval-ms) flush_interval_ms=$val ;;
     --flush-delay-ms) flush_delay_ms=$val ;;
     --max-series-in-memory) max_series_in_memory=$val ;;
+    --max-series-per-tenant) max_series_per_tenant=$val ;;
     --lease-ttl-ms) lease_ttl_ms=$val ;;
     --lease-renew-ms) lease_renew_ms=$val ;;
     --log-level) log_level=$val ;;
@@ -122,6 +127,11 @@ fi
 if [ -n "$max_series_in_memory" ]; then
   if ! is_uint "$max_series_in_memory" || [ "$max_series_in_memory" -lt 1 ]; then
     usage_error "--max-series-in-memory must be a positive integer, got '$max_series_in_memory'"
+  fi
+fi
+if [ -n "$max_series_per_tenant" ]; then
+  if ! is_uint "$max_series_per_tenant" || [ "$max_series_per_tenant" -lt 1 ]; then
+    usage_error "--max-series-per-tenant must be a positive integer, got '$max_series_per_tenant'"
   fi
 fi
 [ "$receivers" -ge 1 ] || usage_error "--receivers must be >= 1"
@@ -403,7 +413,9 @@ receiver:
   flush_interval_ms: $flush_interval_ms${flush_delay_ms:+
   flush_delay_ms: $flush_delay_ms}${max_series_in_memory:+
   max_series_in_memory: $max_series_in_memory}
-outlet:
+${max_series_per_tenant:+limits:
+  max_series_per_tenant: $max_series_per_tenant
+}outlet:
   lease_ttl_ms: $lease_ttl_ms
   lease_renew_ms: $lease_renew_ms
 redis:

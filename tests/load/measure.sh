@@ -75,7 +75,10 @@ only=""
 series_rows=""
 work=""
 keep=0
-run_extra=()  # receiver settings passed to run.sh
+# Receiver settings passed to run.sh. One tenant holds every series of a row (up to 1M):
+# its per-flush bound (limits.max_series_per_tenant, 100,000 by default) would drop points
+# once a flush holds more distinct buckets than that (the 1M row at ~280 k lines/s does).
+run_extra=(--max-series-per-tenant 2000000)
 orig_args=("$@")
 
 while [ $# -gt 0 ]; do
@@ -260,8 +263,9 @@ snap() {  # snap FILE: CPU ticks, memory and counters of the row's processes
 }
 
 # Counts the partial buckets (records) in the lists KEYS: an element is one record, or a
-# batch (first byte 0x00, then varint length + record, repeated; docs/redis-layout.md
-# "Record encoding"). Returns {records, elements}. Run after the timed part only.
+# batch (first byte 0x00, or 0x01 for a compact batch, then varint length + record,
+# repeated; docs/redis-layout.md "Record encoding"). Returns {records, elements}. Run after
+# the timed part only.
 count_records_lua='
 local records, elements = 0, 0
 for _, key in ipairs(KEYS) do
@@ -269,7 +273,8 @@ for _, key in ipairs(KEYS) do
   for first = 0, len - 1, 1000 do
     for _, v in ipairs(redis.call("LRANGE", key, first, first + 999)) do
       elements = elements + 1
-      if string.byte(v, 1) == 0 then
+      local tag = string.byte(v, 1)
+      if tag == 0 or tag == 1 then
         local p, size = 2, #v
         while p <= size do
           local n, scale, b = 0, 1, 128
