@@ -170,6 +170,14 @@ class RedisStoreTest : public ::testing::Test {
     }
   }
 
+  /// ExpectReadBackEquals of what `bodies` give through the in-memory path.
+  void ExpectReadBackEqualsBodies(const std::vector<std::string>& bodies) {
+    std::vector<const std::string*> views;
+    for (const std::string& b : bodies) views.push_back(&b);
+    bucket::BucketMap expected = Expected(views);
+    ExpectReadBackEquals(expected);
+  }
+
   static std::vector<librato::Gauge> Gauges(bucket::BucketMap& map) {
     std::vector<bucket::ClosedBucket> closed = map.TakeAll();
     telemetry::Counters counters;
@@ -373,10 +381,7 @@ TEST_F(PreAggregatorTest, RequestsOfOneIntervalAreMergedWrittenOnceAndGiveTheSam
   for (int i = 0; i < 20; ++i) lines += 5 + i;
   EXPECT_EQ(metrics_.Snapshot().points, 3 * lines);
 
-  std::vector<const std::string*> views;
-  for (const std::string& b : bodies) views.push_back(&b);
-  bucket::BucketMap expected = Expected(views);
-  ExpectReadBackEquals(expected);
+  ExpectReadBackEqualsBodies(bodies);
 }
 
 // Batches (docs/redis-layout.md "Record encoding"): a flush writes one list element per
@@ -658,10 +663,7 @@ TEST_F(PreAggregatorTest, TablesReusedAcrossFlushesGiveTheSameRecords) {
   std::uint64_t lines = 0;
   for (int i = 0; i < 6; ++i) lines += 4 + i;
   EXPECT_EQ(metrics_.Snapshot().points, 3 * lines);
-  std::vector<const std::string*> views;
-  for (const std::string& b : bodies) views.push_back(&b);
-  bucket::BucketMap expected = Expected(views);
-  ExpectReadBackEquals(expected);
+  ExpectReadBackEqualsBodies(bodies);
 }
 
 // A request whose parts are partly late at receipt (a window closed on its shard's clock)
@@ -824,10 +826,7 @@ TEST_F(PreAggregatorTest, FlushesSkipTheMergeWhileItDoesNotPayAndMeasureAgainEve
   }
   std::uint64_t lines = 18 * 18;
   EXPECT_EQ(metrics_.Snapshot().points, 3 * lines);
-  std::vector<const std::string*> views;
-  for (const std::string& b : bodies) views.push_back(&b);
-  bucket::BucketMap expected = Expected(views);
-  ExpectReadBackEquals(expected);
+  ExpectReadBackEqualsBodies(bodies);
 }
 
 // limits.max_series_per_tenant stays exact in an unmerged flush: when the upper bound
