@@ -16,6 +16,14 @@ namespace drainmet::store {
 
 using Clock = std::chrono::steady_clock;
 
+namespace {
+// Element `e` of those bucket::ElementWriter wrote into `bytes`, ending at `ends`.
+std::string_view ElementAt(std::string_view bytes, const std::vector<std::size_t>& ends, std::size_t e) {
+  const std::size_t begin = e == 0 ? 0 : ends[e - 1];
+  return bytes.substr(begin, ends[e] - begin);
+}
+}  // namespace
+
 // The requests of one flush and their merged partial buckets. Owned by the flusher thread
 // and reused from flush to flush: the groups and their vectors stay allocated (a group
 // unused for kIdleFlushes flushes goes), and the index is sized once per flush for the
@@ -273,7 +281,8 @@ void PreAggregator::Prepare(bucket::BucketMap& partials, bool encode, Prepared& 
     prepared.encoded.push_back(encoded.view());
     prepared.keys.push_back(key);
     prepared.buckets.push_back(&partial);
-    if (!valid) continue;
+    // The windows' counts serve only a request written as encoded (Absorb's tenant bound).
+    if (!valid || !encode) continue;
     // Nearly every bucket of a request shares the previous one's window.
     if (prepared.windows.empty() || prepared.windows.back().resolution != key.resolution_seconds ||
         prepared.windows.back().window != key.window_unix_seconds) {
@@ -331,8 +340,7 @@ void PreAggregator::Rebuild(Prepared& prepared, bucket::BucketMap& table) {
   std::string key;
   for (std::size_t p = 0; p < prepared.parts.size(); ++p) {
     for (std::size_t e = prepared.first_element[p]; e < prepared.first_element[p + 1]; ++e) {
-      const std::size_t begin = e == 0 ? 0 : prepared.element_ends[e - 1];
-      reader.Reset(std::string_view(prepared.bytes).substr(begin, prepared.element_ends[e] - begin));
+      reader.Reset(ElementAt(prepared.bytes, prepared.element_ends, e));
       for (;;) {
         const absl::StatusOr<bool> next = reader.Next();
         if (!next.ok()) {
@@ -586,8 +594,7 @@ void PreAggregator::Absorb(std::vector<Queued>& queued, Batch& batch) {
         if (kept.parts[p].skip) continue;
         Batch::Group& group = *split.groups[p];
         for (std::size_t e = kept.first_element[p]; e < kept.first_element[p + 1]; ++e) {
-          const std::size_t begin = e == 0 ? 0 : kept.element_ends[e - 1];
-          group.elements.push_back(std::string_view(kept.bytes).substr(begin, kept.element_ends[e] - begin));
+          group.elements.push_back(ElementAt(kept.bytes, kept.element_ends, e));
         }
         group.element_records += kept.parts[p].buckets;
         batch.buckets += kept.parts[p].buckets;
@@ -705,9 +712,7 @@ void PreAggregator::Flush(Batch& batch) {
   for (GroupWrite& write : writes) {
     write.first_view = record_views.size();
     for (std::size_t r = write.first_element; r < write.first_element + write.elements; ++r) {
-      const std::size_t begin = r == 0 ? 0 : ends[r - 1];
-      record_views.push_back(
-          IngestRecord{write.where.close, std::string_view(bytes).substr(begin, ends[r] - begin)});
+      record_views.push_back(IngestRecord{write.where.close, ElementAt(bytes, ends, r)});
     }
     for (const std::string_view element : write.group->elements) {
       record_views.push_back(IngestRecord{write.where.close, element});

@@ -139,7 +139,8 @@ class PreAggregator final : public Store {
   /// `bytes`: part p's elements end at element_ends[first_element[p] ..
   /// first_element[p + 1] - 1]. An unmerged flush then writes them as they are.
   struct Prepared {
-    /// Buckets of one resolution and window (of the request's one tenant).
+    /// Buckets of one resolution and window (of the request's one tenant); counted only
+    /// when the records are encoded here.
     struct Window {
       std::int32_t resolution = 0;
       std::int64_t window = 0;
