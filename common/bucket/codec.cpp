@@ -429,13 +429,18 @@ std::size_t RecordSizeWith(const RecordKeyView& key, const PartialBucket& bucket
 // Protobuf's parser reads either order alike, and so does RecordReader.
 constexpr std::uint32_t kValueTag = Tag(17, kFixed64);  // two bytes as a varint
 
-std::size_t CompactRecordSize(const RecordKeyView& key, const PartialBucket& bucket) {
+// Of a bucket whose last point is at `last_unix_nanos`, with `units`.
+std::size_t CompactRecordSize(const RecordKeyView& key, std::int64_t last_unix_nanos,
+                              std::string_view units) {
   return BytesFieldSize(key.tenant) + BytesFieldSize(key.name) + BytesFieldSize(key.source) +
          VarintFieldSize(Tag(4, kVarint), SignExtended(ToProto(key.kind))) +
          VarintFieldSize(Tag(5, kVarint), SignExtended(key.resolution_seconds)) +
          VarintFieldSize(Tag(6, kVarint), SignExtended(key.window_unix_seconds)) +
-         VarintFieldSize(Tag(12, kVarint), SignExtended(bucket.last_unix_nanos)) +
-         BytesFieldSize(bucket.units) + VarintFieldSize(Tag(15, kVarint), 1) + VarintSize(kValueTag) + 8;
+         VarintFieldSize(Tag(12, kVarint), SignExtended(last_unix_nanos)) + BytesFieldSize(units) +
+         VarintFieldSize(Tag(15, kVarint), 1) + VarintSize(kValueTag) + 8;
+}
+std::size_t CompactRecordSize(const RecordKeyView& key, const PartialBucket& bucket) {
+  return CompactRecordSize(key, bucket.last_unix_nanos, bucket.units);
 }
 
 // Fields 1-6 (the key), as both forms of a record begin.
@@ -449,13 +454,17 @@ char* WriteKeyFields(const RecordKeyView& key, char* p) {
   return p;
 }
 
-char* WriteCompactRecord(const RecordKeyView& key, const PartialBucket& bucket, double value, char* p) {
+char* WriteCompactRecord(const RecordKeyView& key, std::int64_t last_unix_nanos, std::string_view units,
+                         double value, char* p) {
   p = WriteKeyFields(key, p);
-  p = WriteVarintField(Tag(12, kVarint), SignExtended(bucket.last_unix_nanos), p);
-  p = WriteBytesField(13, bucket.units, p);
+  p = WriteVarintField(Tag(12, kVarint), SignExtended(last_unix_nanos), p);
+  p = WriteBytesField(13, units, p);
   p = WriteVarint(kValueTag, p);
   p = WriteFixed64(value, p);
   return WriteVarintField(Tag(15, kVarint), 1, p);
+}
+char* WriteCompactRecord(const RecordKeyView& key, const PartialBucket& bucket, double value, char* p) {
+  return WriteCompactRecord(key, bucket.last_unix_nanos, bucket.units, value, p);
 }
 
 // ---- Reading records by hand: the encoding WriteRecord produces, without a message object.
@@ -703,15 +712,7 @@ void ElementWriter::Add(const RecordKeyView& key, const PartialBucket& bucket) {
   const std::optional<double> value =
       form_ == RecordForm::kCompact ? CompactValue(key.kind, bucket) : std::nullopt;
   const std::size_t size = value ? CompactRecordSize(key, bucket) : RecordSize(key, bucket);
-  const std::size_t framed = VarintSize(size) + size;
-  if (open_records_ > 0 && bytes_.size() - start_ + framed > max_bytes_) Close();
-  if (open_records_ == 0) {
-    start_ = bytes_.size();
-    bytes_.push_back(kBatchElementTag);
-  }
-  const std::size_t at = bytes_.size();
-  bytes_.resize(at + framed);  // zero-fills once; every byte is overwritten below
-  char* p = WriteVarint(size, bytes_.data() + at);
+  char* p = WriteVarint(size, Open(VarintSize(size) + size));
   if (value) {
     WriteCompactRecord(key, bucket, *value, p);
     // The element holds a compact record: only a reader of compact elements may read it.
@@ -721,6 +722,36 @@ void ElementWriter::Add(const RecordKeyView& key, const PartialBucket& bucket) {
   }
   ++open_records_;
   ++records_;
+}
+
+void ElementWriter::AddPoint(const RecordKeyView& key, double value, std::int64_t unix_nanos,
+                             std::string_view units) {
+  // CompactValue of that bucket, without making it: Add of one value v gives count 1,
+  // min = max = last = v, sum = +0 + v, sum_squares = +0 + v * v and (measures) values
+  // [v], which CompactValue takes exactly when v is finite and not +0.
+  if (form_ != RecordForm::kCompact || !std::isfinite(value) || Bits(value) == 0) {
+    PartialBucket bucket;
+    bucket.Add(value, unix_nanos, units, key.kind == extract::Kind::kMeasure);
+    return Add(key, bucket);
+  }
+  const std::size_t size = CompactRecordSize(key, unix_nanos, units);
+  char* p = Open(VarintSize(size) + size);
+  p = WriteVarint(size, p);
+  WriteCompactRecord(key, unix_nanos, units, value, p);
+  if (open_compact_++ == 0) bytes_[start_] = kCompactBatchElementTag;
+  ++open_records_;
+  ++records_;
+}
+
+char* ElementWriter::Open(std::size_t framed) {
+  if (open_records_ > 0 && bytes_.size() - start_ + framed > max_bytes_) Close();
+  if (open_records_ == 0) {
+    start_ = bytes_.size();
+    bytes_.push_back(kBatchElementTag);
+  }
+  const std::size_t at = bytes_.size();
+  bytes_.resize(at + framed);  // zero-fills once; every byte is overwritten after
+  return bytes_.data() + at;
 }
 
 void ElementWriter::Close() {

@@ -144,6 +144,10 @@ class ElementWriter {
   /// Appends `key` + `bucket` as one record (AppendRecord's encoding and contract, or the
   /// compact form; see the class comment).
   void Add(const RecordKeyView& key, const PartialBucket& bucket);
+  /// Add of the one-point bucket that PartialBucket::Add(value, unix_nanos, units, key.kind
+  /// is a measure) gives, byte for byte, without making it in the usual case (a finite value
+  /// other than +0, written in the compact form). `unix_nanos` is the point's time.
+  void AddPoint(const RecordKeyView& key, double value, std::int64_t unix_nanos, std::string_view units);
   /// Closes the open element, if any (later records open a new one). Call once all are added.
   void Close();
 
@@ -152,6 +156,10 @@ class ElementWriter {
   std::uint64_t elements() const { return elements_; }
 
  private:
+  /// Makes room for a record of `framed` bytes (its length varint included) in the open
+  /// element, opening one (or closing a full one first); returns where it goes.
+  char* Open(std::size_t framed);
+
   std::string& bytes_;
   std::vector<std::size_t>& ends_;
   std::size_t max_bytes_;

@@ -168,8 +168,9 @@ void EncodedKey::Take(EncodedKey&& other) noexcept {
 }
 
 void BucketMap::Add(std::string_view tenant, std::int32_t resolution_seconds, const extract::Point& point) {
-  EncodeBucketKey(tenant, point.name, point.source, point.kind, resolution_seconds,
-                  WindowOf(point.time_unix_nanos, resolution_seconds), key_buffer_);
+  const std::int64_t window = WindowOf(point.time_unix_nanos, resolution_seconds);
+  EncodeBucketKey(tenant, point.name, point.source, point.kind, resolution_seconds, window, key_buffer_);
+  if (log_points_ && AddToLog(tenant, resolution_seconds, window, point)) return;
   // One hash and probe: the slot of a new key is filled in place (lazy_emplace builds the
   // EncodedKey only when the key is not there yet).
   bool inserted = false;
@@ -185,7 +186,92 @@ void BucketMap::Add(std::string_view tenant, std::int32_t resolution_seconds, co
   it->second.Add(point.value, point.time_unix_nanos, point.units, point.kind == extract::Kind::kMeasure);
 }
 
+bool BucketMap::AddToLog(std::string_view tenant, std::int32_t resolution_seconds,
+                         std::int64_t window_unix_seconds, const extract::Point& point) {
+  if (log_index_.empty()) log_index_.assign(std::size_t{1} << kLogIndexBits, 0);
+  const std::string_view key(key_buffer_);
+  std::uint32_t& slot = log_index_[HashKeyBytes(key) >> (64 - kLogIndexBits)];
+  if (slot != 0) {
+    LoggedPoint& logged = log_[slot - 1];
+    if (logged.key_size == key.size() &&
+        std::memcmp(log_bytes_.data() + logged.key_offset, key.data(), key.size()) == 0) {
+      // The series comes again: its logged point goes into the table first, then this one.
+      // The slot keeps pointing at the emptied entry, so its later points go to the table.
+      map_.try_emplace(key, LoggedBucket(logged));
+      logged.key_size = 0;
+      --live_logged_;
+    }
+    // Else another series holds (or held) the slot: the table takes this one, and so
+    // every later point of its series, which finds the slot taken too.
+    return false;
+  }
+  // Offsets are 32-bit: a log of 4 GiB (never: bodies are megabytes) leaves the rest to the table.
+  if (log_bytes_.size() + key.size() + point.units.size() > std::numeric_limits<std::uint32_t>::max())
+    return false;
+  LoggedPoint& logged = log_.emplace_back();
+  logged.key_offset = static_cast<std::uint32_t>(log_bytes_.size());
+  logged.key_size = static_cast<std::uint32_t>(key.size());
+  logged.units_size = static_cast<std::uint32_t>(point.units.size());
+  logged.tenant_size = static_cast<std::uint32_t>(tenant.size());
+  logged.name_size = static_cast<std::uint32_t>(point.name.size());
+  logged.kind = point.kind;
+  logged.resolution_seconds = resolution_seconds;
+  logged.window_unix_seconds = window_unix_seconds;
+  logged.value = point.value;
+  logged.time_unix_nanos = point.time_unix_nanos;
+  log_bytes_.append(key);
+  log_bytes_.append(point.units);
+  slot = static_cast<std::uint32_t>(log_.size());
+  ++live_logged_;
+  return true;
+}
+
+PartialBucket BucketMap::LoggedBucket(const LoggedPoint& logged) const {
+  PartialBucket bucket;
+  bucket.Add(logged.value, logged.time_unix_nanos, LoggedUnits(logged),
+             logged.kind == extract::Kind::kMeasure);
+  return bucket;
+}
+
+RecordKeyView BucketMap::LoggedKey(const LoggedPoint& logged) const {
+  const std::string_view key = std::string_view(log_bytes_).substr(logged.key_offset, logged.key_size);
+  RecordKeyView view;
+  view.tenant = key.substr(0, logged.tenant_size);
+  view.name = key.substr(logged.tenant_size + 1, logged.name_size);
+  const std::size_t source_at = logged.tenant_size + logged.name_size + 2;
+  view.source = key.substr(source_at, key.size() - kTailBytes - 1 - source_at);
+  view.kind = logged.kind;
+  view.resolution_seconds = logged.resolution_seconds;
+  view.window_unix_seconds = logged.window_unix_seconds;
+  return view;
+}
+
+void BucketMap::FoldLog() {
+  for (const LoggedPoint& logged : log_) {
+    if (logged.key_size == 0) continue;
+    // Always new to the table: a series is either logged or in the table.
+    map_.try_emplace(std::string_view(log_bytes_).substr(logged.key_offset, logged.key_size),
+                     LoggedBucket(logged));
+  }
+  log_.clear();
+  log_bytes_.clear();
+  live_logged_ = 0;
+  std::fill(log_index_.begin(), log_index_.end(), 0);
+}
+
+std::uint64_t BucketMap::points() const {
+  std::uint64_t points = live_logged_;
+  for (const auto& entry : map_) points += entry.second.count;
+  return points;
+}
+
 void BucketMap::clear() {
+  if (!log_.empty()) {
+    log_.clear();
+    log_bytes_.clear();
+    live_logged_ = 0;
+    std::fill(log_index_.begin(), log_index_.end(), 0);
+  }
   // Erasing leaves tombstones that the next inserts reclaim in place (no reallocation
   // while the table is at most 25/32 full); the slot array stays.
   constexpr std::size_t kMaxSpare = 1024;
@@ -213,7 +299,8 @@ BucketMap BucketMap::TakeSpare() {
 }
 
 void BucketMap::GiveBack(BucketMap&& table) {
-  if (table.map_.capacity() > kMaxSpareSlots) {
+  if (table.map_.capacity() > kMaxSpareSlots || table.log_.capacity() > kMaxSpareSlots ||
+      table.log_bytes_.capacity() > kMaxSpareSlots * 128) {
     BucketMap dropped = std::move(table);  // freed now
     return;
   }
@@ -222,6 +309,8 @@ void BucketMap::GiveBack(BucketMap&& table) {
 }
 
 void BucketMap::Merge(BucketMap&& other) {
+  other.map();  // its logged points too
+  if (!log_.empty()) FoldLog();
   if (map_.empty()) {
     map_ = std::move(other.map_);
   } else {
@@ -231,6 +320,7 @@ void BucketMap::Merge(BucketMap&& other) {
 }
 
 void BucketMap::MergeBucket(std::string_view encoded_key, PartialBucket&& bucket) {
+  if (!log_.empty()) FoldLog();  // the key may be logged
   // One hash and probe either way (the outlet inserts nearly every key it merges): the key
   // is built from the view, and the bucket moved, only when inserted.
   auto [it, inserted] = map_.try_emplace(encoded_key, std::move(bucket));
@@ -238,6 +328,7 @@ void BucketMap::MergeBucket(std::string_view encoded_key, PartialBucket&& bucket
 }
 
 std::vector<ClosedBucket> BucketMap::TakeAll() {
+  if (!log_.empty()) FoldLog();
   std::vector<Map::value_type*> entries;
   entries.reserve(map_.size());
   for (auto& entry : map_) entries.push_back(&entry);

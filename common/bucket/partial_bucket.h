@@ -198,27 +198,84 @@ struct EncodedKeyEq {
   bool operator()(std::string_view a, std::string_view b) const { return a == b; }
 };
 
+/// A point of a series seen once so far in a BucketMap's point log (set_log_points): its
+/// encoded key (EncodeBucketKey) at `key_offset` in the log's bytes, its units right after
+/// it. It stands for a one-point bucket: PartialBucket::Add of value, time and units.
+struct LoggedPoint {
+  std::uint32_t key_offset = 0;
+  std::uint32_t key_size = 0;  ///< 0: the point has moved into the table (its series came again).
+  std::uint32_t units_size = 0;
+  std::uint32_t tenant_size = 0;  ///< The key's fields: tenant NUL name NUL source NUL tail.
+  std::uint32_t name_size = 0;
+  extract::Kind kind = extract::Kind::kMeasure;
+  std::int32_t resolution_seconds = 0;
+  std::int64_t window_unix_seconds = 0;
+  double value = 0;
+  std::int64_t time_unix_nanos = 0;
+};
+
 /// Partial buckets keyed by encoded BucketKey: the pre-aggregation table of one request,
 /// of one replay, or of the memory store. Not thread-safe.
+///
+/// Point log (set_log_points): at high cardinality a request sees nearly every series once,
+/// and a table slot per point (hash, probe, ~224 bytes written, read back later) costs more
+/// than the point. With the log on, the first point of a series is appended to a log
+/// instead (its key and value, ~70 bytes, written in order), and only a series that comes
+/// again in the same request moves into the table, its logged point first. So every bucket
+/// is the PartialBucket::Add of its points in order, exactly as without the log, and no
+/// series is ever in both. A direct-mapped index of 2^14 slots over the key's hash finds
+/// the logged point of a series that comes again; a point whose slot holds another series
+/// goes to the table at once. Readers that want buckets call map(), which moves the log
+/// into the table first; store::PreAggregator reads the log itself (logged_points,
+/// log_bytes, table).
 class BucketMap {
  public:
   using Map = absl::flat_hash_map<EncodedKey, PartialBucket, EncodedKeyHash, EncodedKeyEq>;
 
   /// Adds one point of `tenant` at `resolution_seconds` (window from point.time_unix_nanos).
   void Add(std::string_view tenant, std::int32_t resolution_seconds, const extract::Point& point);
+  /// Turns the point log on or off for the points added from now on (see the class
+  /// comment). Off by default; clear() keeps the setting.
+  void set_log_points(bool on) { log_points_ = on; }
+  bool log_points() const { return log_points_; }
+  /// The log: the first points of series seen once (LoggedPoint; key_size 0: moved into
+  /// the table), in the order added, and the bytes their offsets point into. Empty after
+  /// map() or clear().
+  const std::vector<LoggedPoint>& logged_points() const { return log_; }
+  std::string_view log_bytes() const { return log_bytes_; }
+  /// A logged point as the one-point bucket it stands for, its key's fields (views into
+  /// log_bytes()) and its units.
+  PartialBucket LoggedBucket(const LoggedPoint& logged) const;
+  RecordKeyView LoggedKey(const LoggedPoint& logged) const;
+  std::string_view LoggedUnits(const LoggedPoint& logged) const {
+    return std::string_view(log_bytes_).substr(logged.key_offset + logged.key_size, logged.units_size);
+  }
+  /// The table without the log: the series that came more than once, or whose index slot
+  /// was taken, for readers that read the log themselves.
+  Map& table() { return map_; }
+  /// Points added since the last clear(): the table's counts plus the live logged points.
+  std::uint64_t points() const;
   /// Merges every bucket of `other` into this one (PartialBucket::Merge).
   void Merge(BucketMap&& other);
   /// Merges one encoded bucket into this one. `encoded_key` must come from
   /// EncodeBucketKey (a key that does not decode is dropped by TakeAll).
   void MergeBucket(std::string_view encoded_key, PartialBucket&& bucket);
 
-  std::size_t size() const { return map_.size(); }
-  bool empty() const { return map_.empty(); }
-  Map& map() { return map_; }
+  /// Buckets: the table's and the live logged points'.
+  std::size_t size() const { return map_.size() + live_logged_; }
+  bool empty() const { return size() == 0; }
+  /// Every bucket: moves the logged points into the table first (the log is empty after).
+  Map& map() {
+    if (!log_.empty()) FoldLog();
+    return map_;
+  }
+  /// The table as it is, without logged points (call the non-const map() first when the
+  /// log may be on).
   const Map& map() const { return map_; }
   /// Empties the table and keeps its capacity, so a table reused for request after
   /// request stops allocating its slot array (absl's clear() frees it past 127 slots),
   /// and keeps the measures' value vectors for its next buckets (at most 1024 of them).
+  /// Empties the log too, keeping its buffers.
   void clear();
 
   /// Moves out every bucket, decoded, sorted by key (tenant, name, source, kind, ...).
@@ -229,14 +286,33 @@ class BucketMap {
   /// has in cache; else a new, empty table. Thread-safe (per-thread state).
   static BucketMap TakeSpare();
   /// Empties `table` (clear()) and keeps it for this thread's next TakeSpare, unless its
-  /// slot array is larger than kMaxSpareSlots (then it is freed). Thread-safe.
+  /// slot array is larger than kMaxSpareSlots, or its log longer than that many points or
+  /// 128 bytes each (then it is freed). Thread-safe.
   static void GiveBack(BucketMap&& table);
   /// 32,768 slots of ~224 bytes: ~7 MiB kept per thread at most (a request of ~100 KiB
   /// fills a few thousand buckets).
   static constexpr std::size_t kMaxSpareSlots = 1 << 15;
 
  private:
+  /// 2^14 slots of 4 bytes: 64 KiB, in L2 while a request fills it. A request of a few
+  /// thousand series leaves most slots free, so few of its points go to the table for a
+  /// collision.
+  static constexpr std::size_t kLogIndexBits = 14;
+  /// Logs the point whose encoded key is in key_buffer_ (true), or, when its series is
+  /// logged already, moves that point into the table (false: the table takes this one
+  /// too), or leaves it to the table when its slot holds another series (false).
+  bool AddToLog(std::string_view tenant, std::int32_t resolution_seconds, std::int64_t window_unix_seconds,
+                const extract::Point& point);
+  /// Moves every live logged point into the table and empties the log.
+  void FoldLog();
+
   Map map_;
+  bool log_points_ = false;
+  std::vector<LoggedPoint> log_;
+  std::string log_bytes_;
+  std::size_t live_logged_ = 0;
+  /// Per slot (key hash mod 2^kLogIndexBits): 1 + the index in log_ of the point there; 0 free.
+  std::vector<std::uint32_t> log_index_;
   std::string key_buffer_;
   std::vector<std::vector<double>> spare_values_;  // emptied vectors for new measure buckets
 };

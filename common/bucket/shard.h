@@ -30,6 +30,12 @@ std::string_view ShardName(std::string_view name);
 /// §7.6) share a shard, as do measure#x and sample#x.median. Pure; thread-safe.
 std::uint64_t SeriesHash(std::string_view tenant, std::string_view name, std::string_view source);
 
+/// The FNV-1a 64 state after the bytes of `tenant`, 0x00, ShardName(`name`), 0x00: then
+/// SeriesHash(tenant, name, source) == Fnv1a64(source, SeriesHashPrefix(tenant, name)).
+/// For callers that hash many sources of a few names (a request's series: compute the
+/// prefix once per name). Pure; thread-safe.
+std::uint64_t SeriesHashPrefix(std::string_view tenant, std::string_view name);
+
 /// MurmurHash3's 64-bit finalizer (Appleby, public domain): xor-shift 33, multiply by
 /// 0xff51afd7ed558ccd, xor-shift 33, multiply by 0xc4ceb9fe1a85ec53, xor-shift 33. A
 /// bijection in which every input bit affects every output bit. Pure.
@@ -44,5 +50,9 @@ std::uint64_t Fmix64(std::uint64_t hash);
 /// treated as 1. Pure; thread-safe.
 std::uint32_t ShardOf(std::string_view tenant, std::string_view name, std::string_view source,
                       std::uint32_t num_shards);
+
+/// ShardOf of the series whose SeriesHash is `series_hash`: Fmix64(series_hash) mod
+/// `num_shards` (0 treated as 1). Pure; thread-safe.
+std::uint32_t ShardOfHash(std::uint64_t series_hash, std::uint32_t num_shards);
 
 }  // namespace drainmet::bucket

@@ -328,7 +328,8 @@ void DrainHandler::HandleAsync(const http::Request& request,
   constexpr std::size_t kMaxReservedBuckets = 1 << 16;
   thread_local std::size_t previous_buckets = 0;
   bucket::BucketMap partials = bucket::BucketMap::TakeSpare();
-  if (previous_buckets > 0) partials.map().reserve(previous_buckets);
+  partials.set_log_points(store_.PrefersPointLog());
+  if (previous_buckets > 0 && !partials.log_points()) partials.map().reserve(previous_buckets);
   BodyBounds bounds;
   bounds.max_frames = directory->config.limits.max_frames_per_request;
   bounds.max_frame_bytes = directory->config.limits.max_line_bytes;
@@ -349,8 +350,7 @@ void DrainHandler::HandleAsync(const http::Request& request,
   if (inflated.capacity() > (4u << 20)) std::string().swap(inflated);
 
   // Per-tenant rate limit, on the points this request would store (limits.tenant_points_per_second).
-  std::uint64_t points = 0;
-  for (const auto& entry : partials.map()) points += entry.second.count;
+  const std::uint64_t points = partials.points();
   const std::uint64_t rate = directory->config.limits.tenant_points_per_second;
   if (const std::int64_t retry_after =
           rate_limiter_.Acquire(tenant, points, rate, directory->config.tenants.size() + 16);

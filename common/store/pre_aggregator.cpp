@@ -1,6 +1,7 @@
 #include "common/store/pre_aggregator.h"
 
 #include <algorithm>
+#include <array>
 #include <deque>
 #include <future>
 #include <map>
@@ -10,6 +11,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "common/bucket/codec.h"
+#include "common/bucket/shard.h"
 #include "common/telemetry/log.h"
 
 namespace drainmet::store {
@@ -207,19 +209,15 @@ void PreAggregator::IngestAsync(std::string tenant, std::string frame_id, bucket
   const std::size_t buckets = partials.size();
   Prepared prepared;
   prepared.tenant = tenant;
-  const bool encode = encode_ahead_.load(std::memory_order_relaxed);
-  Prepare(partials, encode, prepared);
-  if (encode) {
+  if (encode_ahead_.load(std::memory_order_relaxed)) {
     // The records say it all: the table goes back to this thread's next request (its
     // memory stays in this core's cache), and the flusher rebuilds one from the records in
     // the rare case it must merge them (Rebuild).
-    // Freed, not cleared: a queued request then holds its records, ~100 bytes a bucket.
-    prepared.part_of = {};
-    prepared.encoded = {};
-    prepared.keys = {};
-    prepared.buckets = {};
+    PrepareEncoded(partials, prepared);
     prepared.table = false;
     bucket::BucketMap::GiveBack(std::move(partials));
+  } else {
+    Prepare(partials, prepared);
   }
   {
     std::unique_lock<std::mutex> lock(mu_);
@@ -254,9 +252,10 @@ void PreAggregator::IngestAsync(std::string tenant, std::string frame_id, bucket
   cv_.notify_one();
 }
 
-void PreAggregator::Prepare(bucket::BucketMap& partials, bool encode, Prepared& prepared) const {
+void PreAggregator::Prepare(bucket::BucketMap& partials, Prepared& prepared) const {
   const RedisStoreOptions& store = redis_.options();
-  const std::size_t n = partials.size();
+  bucket::BucketMap::Map& table = partials.map();  // the logged points too
+  const std::size_t n = table.size();
   prepared.part_of.reserve(n);
   prepared.encoded.reserve(n);
   prepared.keys.reserve(n);
@@ -264,7 +263,7 @@ void PreAggregator::Prepare(bucket::BucketMap& partials, bool encode, Prepared& 
   // (shard, window) -> index of its part.
   absl::flat_hash_map<ShardWindow, std::uint32_t> part_index;
   bucket::RecordKeyView key;
-  for (auto& [encoded, partial] : partials.map()) {
+  for (auto& [encoded, partial] : table) {
     // A key that does not decode cannot happen (the handler encoded it); it would go to a
     // part of its own (close 0) that is never written.
     ShardWindow where{};
@@ -281,8 +280,80 @@ void PreAggregator::Prepare(bucket::BucketMap& partials, bool encode, Prepared& 
     prepared.encoded.push_back(encoded.view());
     prepared.keys.push_back(key);
     prepared.buckets.push_back(&partial);
-    // The windows' counts serve only a request written as encoded (Absorb's tenant bound).
-    if (!valid || !encode) continue;
+  }
+}
+
+void PreAggregator::PrepareEncoded(bucket::BucketMap& partials, Prepared& prepared) const {
+  const RedisStoreOptions& store = redis_.options();
+  // Per thread and reused request after request (their memory stays in this core's
+  // cache): each part's elements, written in one pass over the request's buckets and then
+  // joined, and per close time the part of each shard (1 + its index; 0: none yet).
+  struct PartBuffer {
+    std::string bytes;
+    std::vector<std::size_t> ends;
+  };
+  struct CloseParts {
+    std::int64_t close = 0;
+    std::vector<std::uint32_t> by_shard;
+  };
+  thread_local std::deque<PartBuffer> buffers;
+  thread_local std::vector<CloseParts> closes;
+  std::size_t closes_used = 0;
+  std::size_t last_close = 0;
+  std::vector<bucket::ElementWriter> writers;
+  writers.reserve(store.shards);
+  // The shard hash of a series is FNV over tenant, name and source: the part over tenant
+  // and name is worked out once per name (a request has few), the source's bytes per bucket.
+  struct NamePrefix {
+    std::string_view tenant;
+    std::string_view name;
+    std::uint64_t hash = 0;
+  };
+  std::array<NamePrefix, 8> prefixes{};
+  std::size_t prefixes_used = 0;
+  std::size_t next_prefix = 0;
+  std::uint32_t invalid_part = UINT32_MAX;
+  const std::size_t shards = std::max<std::uint32_t>(store.shards, 1);
+
+  const auto open_part = [&](ShardWindow where, bool skip) {
+    const auto p = static_cast<std::uint32_t>(prepared.parts.size());
+    prepared.parts.push_back(Part{where, 0, 0, skip});
+    if (buffers.size() <= p) buffers.emplace_back();
+    buffers[p].bytes.clear();
+    buffers[p].ends.clear();
+    writers.emplace_back(buffers[p].bytes, buffers[p].ends);
+    return p;
+  };
+  const auto part_of = [&](const bucket::RecordKeyView& key) -> std::uint32_t {
+    std::size_t i = 0;
+    while (i < prefixes_used && !(prefixes[i].name == key.name && prefixes[i].tenant == key.tenant)) ++i;
+    if (i == prefixes_used) {
+      i = prefixes_used < prefixes.size() ? prefixes_used++ : next_prefix++ % prefixes.size();
+      prefixes[i] = NamePrefix{key.tenant, key.name, bucket::SeriesHashPrefix(key.tenant, key.name)};
+    }
+    const std::uint32_t shard =
+        bucket::ShardOfHash(bucket::Fnv1a64(key.source, prefixes[i].hash), store.shards);
+    // ShardWindowOf's close time.
+    const std::int64_t close = key.window_unix_seconds + key.resolution_seconds + store.grace_seconds;
+    if (last_close >= closes_used || closes[last_close].close != close) {
+      last_close = 0;
+      while (last_close < closes_used && closes[last_close].close != close) ++last_close;
+      if (last_close == closes_used) {
+        if (closes.size() <= closes_used) closes.emplace_back();
+        closes[closes_used].close = close;
+        closes[closes_used].by_shard.assign(shards, 0);
+        ++closes_used;
+      }
+    }
+    std::uint32_t& slot = closes[last_close].by_shard[shard];
+    if (slot == 0) slot = open_part(ShardWindow{shard, close}, false) + 1;
+    return slot - 1;
+  };
+  // The part of a bucket of `key` with `points`, counted in its part and window.
+  const auto place = [&](const bucket::RecordKeyView& key, std::uint64_t points) {
+    const std::uint32_t p = part_of(key);
+    prepared.parts[p].points += points;
+    ++prepared.parts[p].buckets;
     // Nearly every bucket of a request shares the previous one's window.
     if (prepared.windows.empty() || prepared.windows.back().resolution != key.resolution_seconds ||
         prepared.windows.back().window != key.window_unix_seconds) {
@@ -297,32 +368,42 @@ void PreAggregator::Prepare(bucket::BucketMap& partials, bool encode, Prepared& 
       }
     }
     ++prepared.windows.back().buckets;
+    return p;
+  };
+  // The logged points (series seen once) first, then the table: a series is in one of them.
+  for (const bucket::LoggedPoint& logged : partials.logged_points()) {
+    if (logged.key_size == 0) continue;  // moved into the table
+    const bucket::RecordKeyView key = partials.LoggedKey(logged);
+    writers[place(key, 1)].AddPoint(key, logged.value, logged.time_unix_nanos, partials.LoggedUnits(logged));
   }
-  if (!encode) return;
-  // The records part by part (a counting sort of the buckets by part), while the table is
-  // still in this thread's cache.
-  const std::size_t parts = prepared.parts.size();
-  std::vector<std::uint32_t> order(n);
-  std::vector<std::uint32_t> next(parts + 1, 0);
-  for (std::size_t p = 0; p < parts; ++p)
-    next[p + 1] = next[p] + static_cast<std::uint32_t>(prepared.parts[p].buckets);
-  for (std::size_t b = 0; b < n; ++b) order[next[prepared.part_of[b]]++] = static_cast<std::uint32_t>(b);
-  // Sized for records of a typical key and one value (the buffer then grows at most once
-  // or twice, instead of a dozen times from empty).
-  constexpr std::size_t kRecordBytesGuess = 128;
-  prepared.bytes.reserve(n * kRecordBytesGuess);
-  bucket::ElementWriter writer(prepared.bytes, prepared.element_ends);
-  prepared.first_element.assign(parts + 1, 0);
-  std::size_t begin = 0;
-  for (std::size_t p = 0; p < parts; ++p) {
-    const std::size_t end = begin + prepared.parts[p].buckets;
-    if (!prepared.parts[p].skip) {  // else not a key: never written
-      for (std::size_t i = begin; i < end; ++i)
-        writer.Add(prepared.keys[order[i]], *prepared.buckets[order[i]]);
-      writer.Close();
+  for (const auto& [encoded, partial] : partials.table()) {
+    bucket::RecordKeyView key;
+    if (!bucket::KeyViewOf(encoded, &key)) {
+      // Cannot happen (the handler encoded it): a part of its own that is never written.
+      if (invalid_part == UINT32_MAX) invalid_part = open_part(ShardWindow{}, true);
+      prepared.parts[invalid_part].points += partial.count;
+      ++prepared.parts[invalid_part].buckets;
+      continue;
     }
+    writers[place(key, partial.count)].Add(key, partial);
+  }
+
+  std::size_t bytes = 0;
+  for (std::size_t p = 0; p < prepared.parts.size(); ++p) {
+    writers[p].Close();
+    bytes += buffers[p].bytes.size();
+  }
+  prepared.bytes.reserve(bytes);
+  prepared.first_element.assign(prepared.parts.size() + 1, 0);
+  for (std::size_t p = 0; p < prepared.parts.size(); ++p) {
+    PartBuffer& buffer = buffers[p];
+    const std::size_t offset = prepared.bytes.size();
+    prepared.bytes.append(buffer.bytes);
+    for (std::size_t end : buffer.ends) prepared.element_ends.push_back(offset + end);
     prepared.first_element[p + 1] = prepared.element_ends.size();
-    begin = end;
+    // A buffer that held a very large part is not kept for the thread's life.
+    constexpr std::size_t kMaxKeptBytes = 1 << 20;
+    if (buffer.bytes.capacity() > kMaxKeptBytes) std::string().swap(buffer.bytes);
   }
   prepared.records_encoded = true;
 }

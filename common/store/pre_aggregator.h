@@ -102,6 +102,9 @@ class PreAggregator final : public Store {
   /// IngestAsync, waiting for its result (tests, tools): blocks up to a flush interval.
   absl::StatusOr<IngestResult> Ingest(std::string_view tenant, std::string_view frame_id,
                                       bucket::BucketMap& partials) override;
+  /// While the flusher does not merge (PreAggregatorStats::flushes_unmerged): a request's
+  /// records are written as they come, so its table need not give each point a slot.
+  bool PrefersPointLog() const override { return encode_ahead_.load(std::memory_order_relaxed); }
   /// Always false: the pre-check runs on the flusher thread, batched.
   absl::StatusOr<bool> SeenFrame(std::string_view tenant, std::string_view frame_id) override;
   /// Unimplemented: outlets take windows (ShardProtocol::Seal).
@@ -124,6 +127,7 @@ class PreAggregator final : public Store {
   struct Part {
     ShardWindow where;
     std::uint64_t points = 0;
+    /// Its buckets; records when encoded ahead (the same number: one record a bucket).
     std::uint64_t buckets = 0;
     bool skip = false;  ///< Not a key, late at receipt, or applied by an earlier copy.
     bool late = false;  ///< Its window had closed at receipt.
@@ -135,9 +139,10 @@ class PreAggregator final : public Store {
   /// stay put while the table is moved (never rehashed after).
   ///
   /// While the flusher does not merge (PreAggregatorStats::flushes_unmerged), the records
-  /// are encoded here too, part by part, as batch elements (bucket::ElementWriter) in
-  /// `bytes`: part p's elements end at element_ends[first_element[p] ..
-  /// first_element[p + 1] - 1]. An unmerged flush then writes them as they are.
+  /// are encoded here instead (PrepareEncoded), part by part, as batch elements
+  /// (bucket::ElementWriter) in `bytes`: part p's elements end at
+  /// element_ends[first_element[p] .. first_element[p + 1] - 1]. An unmerged flush then
+  /// writes them as they are; the per-bucket vectors stay empty until Rebuild.
   struct Prepared {
     /// Buckets of one resolution and window (of the request's one tenant); counted only
     /// when the records are encoded here.
@@ -172,9 +177,13 @@ class PreAggregator final : public Store {
   struct Batch;
 
   void Run();
-  /// Fills `prepared` from `partials` (on the caller's thread); encodes the records when
-  /// `encode`.
-  void Prepare(bucket::BucketMap& partials, bool encode, Prepared& prepared) const;
+  /// Fills `prepared` from `partials` (on the caller's thread): parts, and per bucket its
+  /// key, bucket and part, for the flusher to merge (moves a point log into the table).
+  void Prepare(bucket::BucketMap& partials, Prepared& prepared) const;
+  /// Fills `prepared` from `partials` (on the caller's thread) with encoded records: parts,
+  /// windows and elements (bytes, element_ends, first_element), in one pass over the point
+  /// log and the table; part_of, encoded, keys and buckets stay empty (table false).
+  void PrepareEncoded(bucket::BucketMap& partials, Prepared& prepared) const;
   /// Decodes the records of `prepared` (encoded ahead, table given back) into `table`
   /// (empty) and fills part_of, encoded, keys and buckets from it; `parts` stay.
   static void Rebuild(Prepared& prepared, bucket::BucketMap& table);

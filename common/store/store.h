@@ -58,6 +58,13 @@ class Store {
 
   /// Buckets currently open (for metrics).
   virtual std::size_t OpenBuckets() const = 0;
+
+  /// Whether a request's table should log the points of series it sees once
+  /// (bucket::BucketMap::set_log_points) rather than give each a table slot: true while
+  /// this store writes each request's records as they come (at high cardinality), where a
+  /// table slot per point buys nothing. Any answer is correct (BucketMap::map() folds the
+  /// log); this one is about cost. Thread-safe.
+  virtual bool PrefersPointLog() const { return false; }
 };
 
 }  // namespace drainmet::store

@@ -1299,6 +1299,43 @@ TEST(CodecCompact, OnePointBucketsRoundTripBitForBitInACompactElement) {
 }
 
 // -0: Add gives sum +0 + -0 = +0 and min, max, last -0; the compact form gives that back.
+// AddPoint writes exactly what Add of the one-point bucket PartialBucket::Add gives writes:
+// every kind, the compact values, +0, infinities and NaN (written in full or as Add does),
+// with and without units, in both forms, and elements filled past their bound alike.
+TEST(CodecCompact, AddPointWritesWhatAddOfItsOnePointBucketWrites) {
+  std::vector<double> values = OnePointValues();
+  for (const double v : {0.0, std::numeric_limits<double>::infinity(),
+                         -std::numeric_limits<double>::infinity(), std::numeric_limits<double>::quiet_NaN()})
+    values.push_back(v);
+  for (const RecordForm form : {RecordForm::kCompact, RecordForm::kFull}) {
+    std::string by_point;
+    std::string by_bucket;
+    std::vector<std::size_t> point_ends;
+    std::vector<std::size_t> bucket_ends;
+    ElementWriter points(by_point, point_ends, 300, form);
+    ElementWriter buckets(by_bucket, bucket_ends, 300, form);
+    for (const Kind kind : {Kind::kCount, Kind::kSample, Kind::kMeasure}) {
+      for (const double v : values) {
+        for (const std::string_view units : {"", "ms"}) {
+          const BucketKey key = Key(kind);
+          const RecordKeyView view{
+              key.tenant, key.name, key.source, key.kind, key.resolution_seconds, key.window_unix_seconds};
+          PartialBucket b;
+          b.Add(v, -5 * kSecond, units, kind == Kind::kMeasure);
+          points.AddPoint(view, v, -5 * kSecond, units);
+          buckets.Add(view, b);
+        }
+      }
+    }
+    points.Close();
+    buckets.Close();
+    EXPECT_EQ(points.records(), buckets.records());
+    EXPECT_GT(point_ends.size(), 5u) << "several elements";
+    EXPECT_EQ(point_ends, bucket_ends);
+    EXPECT_EQ(by_point, by_bucket);
+  }
+}
+
 TEST(CodecCompact, NegativeZeroKeepsItsSignsAsAddGivesThem) {
   const PartialBucket b = Build(Kind::kMeasure, {-0.0});
   ASSERT_EQ(Bits(b.sum), 0u);

@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/bucket/codec.h"
 #include "tests/support/allocation_counter.h"
 
 namespace drainmet::bucket {
@@ -682,6 +683,135 @@ TEST(BucketMapTest, SpareTableComesBackEmptyWithItsSlotsOnItsThreadOnly) {
   large.map().reserve(BucketMap::kMaxSpareSlots + 1);
   BucketMap::GiveBack(std::move(large));
   EXPECT_EQ(BucketMap::TakeSpare().map().capacity(), 0u) << "too large to keep";
+}
+
+// ---------------------------------------------------------------------------------------
+// The point log (BucketMap::set_log_points)
+
+// Every bucket of `map` (taken out) as its encoded record: equal exactly when the keys and
+// every field are, doubles bit for bit and the values in order.
+std::vector<std::string> Records(BucketMap& map) {
+  std::vector<std::string> records;
+  for (const ClosedBucket& closed : map.TakeAll())
+    EncodeRecord(closed.key, closed.bucket, records.emplace_back());
+  return records;
+}
+
+// The log changes cost, never buckets: random requests (repeats, equal timestamps, -0,
+// differing units, every kind), some past 2^14 series so that index slots collide, give
+// with the log exactly the buckets they give without it, and the same size() and points().
+TEST(BucketMapLog, GivesExactlyTheBucketsOfTheTable) {
+  std::mt19937_64 rng(20261130);
+  const std::vector<std::string> names = {"db.latency", "mem", "req", "x.perc95"};
+  const std::vector<std::string_view> units = {"", "ms", "s", "MB"};
+  std::size_t collided = 0;
+  for (int request = 0; request < 40; ++request) {
+    const int series = request % 4 == 0 ? 30'000 : 1 + static_cast<int>(rng() % 3'000);
+    const int points = series + static_cast<int>(rng() % static_cast<std::uint64_t>(2 * series + 1));
+    std::vector<std::string> sources;
+    for (int i = 0; i < series; ++i) sources.push_back("web." + std::to_string(i));
+    BucketMap plain;
+    BucketMap logged;
+    logged.set_log_points(true);
+    for (int i = 0; i < points; ++i) {
+      const auto s = static_cast<std::size_t>(rng() % static_cast<std::uint64_t>(series));
+      extract::Point p =
+          MakePoint(static_cast<extract::Kind>(1 + s % 3), names[s % names.size()], sources[s],
+                    static_cast<double>(rng() % 7) - 3, static_cast<std::int64_t>(10 + rng() % 3) * kSecond,
+                    units[rng() % units.size()]);
+      if (rng() % 50 == 0) p.value = -0.0;
+      plain.Add("acme", 60, p);
+      logged.Add("acme", 60, p);
+    }
+    ASSERT_EQ(logged.size(), plain.size()) << request;
+    ASSERT_EQ(logged.points(), static_cast<std::uint64_t>(points)) << request;
+    ASSERT_EQ(plain.points(), static_cast<std::uint64_t>(points)) << request;
+    EXPECT_GT(logged.logged_points().size(), 0u);
+    if (series > (1 << 14)) collided += logged.table().size();
+    ASSERT_EQ(Records(logged), Records(plain)) << request;
+  }
+  EXPECT_GT(collided, 0u) << "the large requests put series in the table for a taken slot";
+}
+
+// A series seen once stays in the log; one that comes again moves into the table, its
+// logged point first, so the later of two points at one timestamp is the bucket's last
+// (SEMANTICS §6.3), as in a table alone.
+TEST(BucketMapLog, ASeriesThatComesAgainMovesIntoTheTableInOrder) {
+  BucketMap map;
+  map.set_log_points(true);
+  map.Add("acme", 60, MakePoint(extract::Kind::kSample, "q", "web.1", 5, 61 * kSecond));
+  map.Add("acme", 60, MakePoint(extract::Kind::kMeasure, "db", "web.1", 2, 61 * kSecond, "ms"));
+  map.Add("acme", 60, MakePoint(extract::Kind::kCount, "req", "web.1", 1, 62 * kSecond));
+  EXPECT_EQ(map.size(), 3u);
+  EXPECT_EQ(map.logged_points().size(), 3u);
+  EXPECT_TRUE(map.table().empty());
+
+  map.Add("acme", 60, MakePoint(extract::Kind::kSample, "q", "web.1", 3, 61 * kSecond));
+  EXPECT_EQ(map.size(), 3u);
+  EXPECT_EQ(map.points(), 4u);
+  ASSERT_EQ(map.table().size(), 1u);
+  EXPECT_EQ(map.logged_points()[0].key_size, 0u) << "moved into the table";
+  const PartialBucket& q = map.table().begin()->second;
+  EXPECT_EQ(q.count, 2u);
+  EXPECT_EQ(q.last, 3) << "the later point of the request wins an equal timestamp";
+  EXPECT_EQ(q.max, 5);
+
+  const PartialBucket db = map.LoggedBucket(map.logged_points()[1]);
+  EXPECT_EQ(db.count, 1u);
+  EXPECT_EQ(db.sum, 2);
+  EXPECT_EQ(db.units, "ms");
+  EXPECT_EQ(db.values.count(), 1u);
+  const RecordKeyView key = map.LoggedKey(map.logged_points()[1]);
+  EXPECT_EQ(key.tenant, "acme");
+  EXPECT_EQ(key.name, "db");
+  EXPECT_EQ(key.source, "web.1");
+  EXPECT_EQ(key.kind, extract::Kind::kMeasure);
+  EXPECT_EQ(key.resolution_seconds, 60);
+  EXPECT_EQ(key.window_unix_seconds, 60);
+  EXPECT_EQ(map.LoggedUnits(map.logged_points()[1]), "ms");
+  const RecordKeyView no_source = map.LoggedKey(map.logged_points()[2]);
+  EXPECT_EQ(no_source.name, "req");
+  EXPECT_EQ(no_source.source, "web.1");
+
+  // map() folds the log: every bucket in the table, the log empty, nothing lost.
+  EXPECT_EQ(map.map().size(), 3u);
+  EXPECT_TRUE(map.logged_points().empty());
+  EXPECT_EQ(map.size(), 3u);
+  EXPECT_EQ(map.points(), 4u);
+}
+
+// clear() empties the log and keeps the setting; a cleared table logs afresh (its index
+// forgets the previous request's series); Merge and TakeAll see logged points.
+TEST(BucketMapLog, ClearMergeAndTakeAllSeeTheLog) {
+  BucketMap map;
+  map.set_log_points(true);
+  map.Add("acme", 60, CountPoint("a", "web.1", 61 * kSecond));
+  map.clear();
+  EXPECT_TRUE(map.empty());
+  EXPECT_TRUE(map.log_points());
+  map.Add("acme", 60, CountPoint("a", "web.1", 61 * kSecond));
+  EXPECT_EQ(map.logged_points().size(), 1u);
+  EXPECT_TRUE(map.table().empty()) << "a new request: the series is logged again";
+  map.Add("", 60, CountPoint("c", "", 61 * kSecond));
+  const RecordKeyView empty = map.LoggedKey(map.logged_points()[1]);
+  EXPECT_EQ(empty.tenant, "");
+  EXPECT_EQ(empty.name, "c");
+  EXPECT_EQ(empty.source, "");
+  map.clear();
+  map.Add("acme", 60, CountPoint("a", "web.1", 61 * kSecond));
+
+  BucketMap other;
+  other.set_log_points(true);
+  other.Add("acme", 60, CountPoint("a", "web.1", 62 * kSecond));
+  other.Add("acme", 60, CountPoint("b", "web.1", 62 * kSecond));
+  map.Merge(std::move(other));
+  std::vector<ClosedBucket> closed = map.TakeAll();
+  ASSERT_EQ(closed.size(), 2u);
+  EXPECT_EQ(closed[0].key.name, "a");
+  EXPECT_EQ(closed[0].bucket.count, 2u);
+  EXPECT_EQ(closed[1].key.name, "b");
+  EXPECT_EQ(closed[1].bucket.count, 1u);
+  EXPECT_TRUE(map.empty());
 }
 
 }  // namespace

@@ -52,6 +52,30 @@ TEST(ShardOf, PinnedVectors) {
   }
 }
 
+// The pieces a caller hashing many series of one name uses (store::PreAggregator) give
+// exactly ShardOf: the pinned vectors, for shard counts that are powers of two (masked)
+// and not (divided), and 0 (one shard).
+TEST(ShardOfHash, PrefixThenSourceGivesShardOf) {
+  const std::vector<std::vector<std::string_view>> series = {{"", "x", ""},
+                                                             {"acme", "db.latency", "web.1"},
+                                                             {"acme", "db.latency.perc99", "web.1"},
+                                                             {"t1", "x.perc95.median", ""},
+                                                             {"tenant-42", "logplex.l10", "heroku"},
+                                                             {"acme", "", "web.2"}};
+  for (const auto& s : series) {
+    SCOPED_TRACE(std::string(s[0]) + "/" + std::string(s[1]) + "/" + std::string(s[2]));
+    const std::uint64_t hash = Fnv1a64(s[2], SeriesHashPrefix(s[0], s[1]));
+    EXPECT_EQ(hash, SeriesHash(s[0], s[1], s[2]));
+    for (std::uint32_t shards : {1u, 2u, 63u, 64u, 1000u, 1024u, 4096u}) {
+      EXPECT_EQ(ShardOfHash(hash, shards), ShardOf(s[0], s[1], s[2], shards)) << shards;
+      EXPECT_EQ(ShardOfHash(hash, shards), Fmix64(hash) % shards) << shards;
+    }
+    EXPECT_EQ(ShardOfHash(hash, 0), 0u);
+  }
+  EXPECT_EQ(ShardOfHash(0x28005445554f58fcULL, 64), 28u);  // pinned: acme/db.latency/web.1
+  EXPECT_EQ(ShardOfHash(0x28005445554f58fcULL, 1000), 228u);
+}
+
 TEST(Fmix64, MatchesMurmurHash3Finalizer) {
   EXPECT_EQ(Fmix64(0), 0u);
   EXPECT_EQ(Fmix64(1), 0xb456bcfc34c2cb2cULL);
