@@ -190,7 +190,8 @@ bool BucketMap::AddToLog(std::string_view tenant, std::int32_t resolution_second
                          std::int64_t window_unix_seconds, const extract::Point& point) {
   if (log_index_.empty()) log_index_.assign(std::size_t{1} << kLogIndexBits, 0);
   const std::string_view key(key_buffer_);
-  std::uint32_t& slot = log_index_[HashKeyBytes(key) >> (64 - kLogIndexBits)];
+  const std::uint64_t hash = HashKeyBytes(key);
+  std::uint32_t& slot = log_index_[hash >> (64 - kLogIndexBits)];
   if (slot != 0) {
     LoggedPoint& logged = log_[slot - 1];
     if (logged.key_size == key.size() &&
@@ -214,6 +215,7 @@ bool BucketMap::AddToLog(std::string_view tenant, std::int32_t resolution_second
   logged.units_size = static_cast<std::uint32_t>(point.units.size());
   logged.tenant_size = static_cast<std::uint32_t>(tenant.size());
   logged.name_size = static_cast<std::uint32_t>(point.name.size());
+  logged.key_hash = hash;
   logged.kind = point.kind;
   logged.resolution_seconds = resolution_seconds;
   logged.window_unix_seconds = window_unix_seconds;

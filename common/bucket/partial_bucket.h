@@ -207,6 +207,7 @@ struct LoggedPoint {
   std::uint32_t units_size = 0;
   std::uint32_t tenant_size = 0;  ///< The key's fields: tenant NUL name NUL source NUL tail.
   std::uint32_t name_size = 0;
+  std::uint64_t key_hash = 0;  ///< HashKeyBytes of the encoded key.
   extract::Kind kind = extract::Kind::kMeasure;
   std::int32_t resolution_seconds = 0;
   std::int64_t window_unix_seconds = 0;

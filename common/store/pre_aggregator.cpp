@@ -40,8 +40,12 @@ std::string_view ElementAt(std::string_view bytes, const std::vector<std::size_t
 // 1 in 10 of the buckets it was given (high cardinality: a series is seen about once a
 // flush), the flush is not indexed: each request's buckets go to their groups as they are
 // (a key may then be written twice in one flush; the outlet merges records anyway, RELIABILITY
-// §3.3), and `series` holds upper bounds (every bucket counted). Every kProbeEvery-th flush
-// is merged again to measure. When an upper bound would pass max_series_per_tenant the
+// §3.3), and `series` holds upper bounds (every bucket counted). Such a flush estimates
+// what its merge would have folded away from a sample of its keys (one in 16, by key hash,
+// so a key is sampled in every request or in none: Prepared::sampled) and merges the next
+// flush as soon as that reaches 1 in 10; a flush too small for the sample (< kMinSampled
+// sampled keys) is merged every kProbeEvery-th time instead, to measure. When an upper
+// bound would pass max_series_per_tenant the
 // flush is indexed on the spot (Promote), so the limit still drops exactly the buckets the
 // merged path drops.
 struct PreAggregator::Batch {
@@ -127,11 +131,21 @@ struct PreAggregator::Batch {
 
   /// Forgets the flush's requests and buckets; keeps the storage for the next flush.
   void Reset() {
-    // Whether the next flush merges: as the last merged one paid, and every
-    // kProbeEvery-th flush to measure again.
-    if (indexed && offered > 0) merge_pays = buckets * 10 < offered * 9;
+    // Whether the next flush merges: as the last one would have paid, measured by its merge
+    // or, not merged, estimated from its sample of keys when that is large enough; without
+    // either, every kProbeEvery-th flush merges to measure again.
+    bool measured = false;
+    if (indexed && offered > 0) {
+      merge_pays = buckets * 10 < offered * 9;
+      measured = true;
+    } else if (!indexed && sampled_offered >= kMinSampled) {
+      merge_pays = sampled.size() * 10 < sampled_offered * 9;
+      measured = true;
+    }
     ++flush_number;
-    indexed = merge_pays || flush_number % kProbeEvery == 0;
+    indexed = merge_pays || (!measured && flush_number % kProbeEvery == 0);
+    sampled.clear();
+    sampled_offered = 0;
     for (auto it = groups.begin(); it != groups.end();) {
       Group& group = it->second;
       if (group.active()) group.last_used = flush_number;
@@ -162,6 +176,9 @@ struct PreAggregator::Batch {
 
   static constexpr std::uint64_t kIdleFlushes = 64;
   static constexpr std::uint64_t kProbeEvery = 16;
+  // An unmerged flush that holds this many sampled keys (~16 times as many records: one in
+  // 16 keys is sampled, Prepared::sampled) estimates its merge instead of a probe.
+  static constexpr std::uint64_t kMinSampled = 256;
 
   std::vector<Request> requests;
   std::deque<bucket::BucketMap> held;  // the merged requests' tables, until the write (never relocated)
@@ -176,7 +193,11 @@ struct PreAggregator::Batch {
   std::size_t offered = 0;     // placed in this flush (before merging)
   std::size_t index_size = 0;  // the last indexed flush's, to size the index
   bool indexed = true;         // this flush merges equal keys (see above)
-  bool merge_pays = true;      // the last indexed flush folded away >= 1 in 10 buckets
+  bool merge_pays = true;      // the last measured flush folded away >= 1 in 10 buckets
+  // Not indexed: the distinct sampled keys of the requests passed as encoded, and how many
+  // they offered; distinct / offered estimates buckets / offered.
+  absl::flat_hash_set<std::uint64_t> sampled;
+  std::uint64_t sampled_offered = 0;
   Clock::time_point first;
   absl::flat_hash_set<std::string> inflight;  // inflight_key of every request
   std::uint64_t flush_number = 0;
@@ -370,13 +391,21 @@ void PreAggregator::PrepareEncoded(bucket::BucketMap& partials, Prepared& prepar
     ++prepared.windows.back().buckets;
     return p;
   };
+  // The keys the flusher's estimate of its merge samples (Batch::Reset): one in kSampleEvery
+  // by the key's hash.
+  constexpr std::uint64_t kSampleEvery = 16;
+  const auto sample = [&prepared](std::uint64_t key_hash) {
+    if (key_hash % kSampleEvery == 0) prepared.sampled.push_back(key_hash);
+  };
   // The logged points (series seen once) first, then the table: a series is in one of them.
   for (const bucket::LoggedPoint& logged : partials.logged_points()) {
     if (logged.key_size == 0) continue;  // moved into the table
     const bucket::RecordKeyView key = partials.LoggedKey(logged);
     writers[place(key, 1)].AddPoint(key, logged.value, logged.time_unix_nanos, partials.LoggedUnits(logged));
+    sample(logged.key_hash);
   }
   for (const auto& [encoded, partial] : partials.table()) {
+    sample(bucket::HashKeyBytes(encoded.view()));
     bucket::RecordKeyView key;
     if (!bucket::KeyViewOf(encoded, &key)) {
       // Cannot happen (the handler encoded it): a part of its own that is never written.
@@ -671,6 +700,8 @@ void PreAggregator::Absorb(std::vector<Queued>& queued, Batch& batch) {
       for (const Prepared::Window& w : kept.windows) {
         batch.series[Batch::TenantWindow{kept.tenant, w.resolution, w.window}] += w.buckets;
       }
+      for (const std::uint64_t key : kept.sampled) batch.sampled.insert(key);
+      batch.sampled_offered += kept.sampled.size();
       for (std::size_t p = 0; p < kept.parts.size(); ++p) {
         if (kept.parts[p].skip) continue;
         Batch::Group& group = *split.groups[p];

@@ -165,6 +165,10 @@ class PreAggregator final : public Store {
     std::string bytes;
     std::vector<std::size_t> element_ends;
     std::vector<std::size_t> first_element;
+    /// Encoded here: the bucket::HashKeyBytes of its keys that are 0 mod 16, for the
+    /// flusher's estimate of what merging would fold away (a key is sampled in every
+    /// request or in none).
+    std::vector<std::uint64_t> sampled;
   };
   struct Queued {
     std::string tenant;

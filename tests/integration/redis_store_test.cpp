@@ -829,6 +829,63 @@ TEST_F(PreAggregatorTest, FlushesSkipTheMergeWhileItDoesNotPayAndMeasureAgainEve
   ExpectReadBackEqualsBodies(bodies);
 }
 
+// An unmerged flush large enough for its key sample (>= 256 sampled keys: ~4,096 records)
+// estimates what merging would fold away, and the next flush merges as soon as that
+// reaches 1 in 10, without waiting for the 16th flush's probe. Requests of one series per
+// line and source (3 series a line).
+TEST_F(PreAggregatorTest, ALargeUnmergedFlushEstimatesItsMergeFromASampleOfKeys) {
+  StartAggregator(std::chrono::milliseconds(100));
+  const auto body = [](std::int64_t t, int lines, const std::string& prefix) {
+    std::string b;
+    for (int i = 0; i < lines; ++i) {
+      b += Framed("<190>1 " + support::Rfc3339Micros(t) + " host app web.1 - source=" + prefix + "." +
+                  std::to_string(i) + " measure#db.latency=" + std::to_string(i) +
+                  "ms count#hits sample#queue=" + std::to_string(i));
+    }
+    return b;
+  };
+  std::vector<std::string> bodies;
+  std::uint64_t records = 0;
+  const auto flush = [&](int n, const std::string& first, const std::string& second) {
+    SCOPED_TRACE("flush " + std::to_string(n + 1));
+    Answers answers;
+    async_handler_->HandleAsync(Drain(first, "S" + std::to_string(2 * n)), answers.Slot(0));
+    async_handler_->HandleAsync(Drain(second, "S" + std::to_string(2 * n + 1)), answers.Slot(1));
+    EXPECT_EQ(answers.Wait(2), (std::vector<unsigned>{204, 204}));
+    const PreAggregatorStats stats = aggregator_->stats();
+    EXPECT_EQ(stats.flushes, static_cast<std::uint64_t>(n + 1));
+    bodies.push_back(first);
+    bodies.push_back(second);
+    const std::uint64_t written = stats.records_written - records;
+    records = stats.records_written;
+    return std::make_pair(written, stats.flushes_unmerged);
+  };
+  const auto now = [] { return base::SystemClock::Get().NowUnixNanos(); };
+  constexpr int kLines = 1'500;  // 4,500 series a request
+  // Flush 1 merges and folds nothing away: flushes 2 and 3 do not merge. (Flush 2's
+  // requests may come before flush 1 has decided, so they may not be encoded ahead.)
+  EXPECT_EQ(flush(0, body(now(), kLines, "a"), body(now(), kLines, "b")),
+            std::make_pair(std::uint64_t{9'000}, std::uint64_t{0}));
+  EXPECT_EQ(flush(1, body(now(), kLines, "c"), body(now(), kLines, "d")),
+            std::make_pair(std::uint64_t{9'000}, std::uint64_t{1}));
+  // Flush 3: two requests of the same 4,500 series (one body, so one window), written
+  // unmerged; its sample sees every sampled key twice, so flush 4 merges.
+  std::string same = body(now(), kLines, "e");
+  EXPECT_EQ(flush(2, same, same), std::make_pair(std::uint64_t{9'000}, std::uint64_t{2}));
+  same = body(now(), kLines, "e");
+  EXPECT_EQ(flush(3, same, same), std::make_pair(std::uint64_t{4'500}, std::uint64_t{2}));
+  // Flush 5 merges too (flush 4 measured half folded away); with distinct series again it
+  // folds nothing, so flush 6 does not merge, and its distinct sample keeps flush 7 unmerged.
+  EXPECT_EQ(flush(4, body(now(), kLines, "f"), body(now(), kLines, "g")),
+            std::make_pair(std::uint64_t{9'000}, std::uint64_t{2}));
+  EXPECT_EQ(flush(5, body(now(), kLines, "h"), body(now(), kLines, "i")),
+            std::make_pair(std::uint64_t{9'000}, std::uint64_t{3}));
+  EXPECT_EQ(flush(6, body(now(), kLines, "j"), body(now(), kLines, "k")),
+            std::make_pair(std::uint64_t{9'000}, std::uint64_t{4}));
+  EXPECT_EQ(metrics_.Snapshot().points, 14u * kLines * 3u);
+  ExpectReadBackEqualsBodies(bodies);
+}
+
 // limits.max_series_per_tenant stays exact in an unmerged flush: when the upper bound
 // reaches the limit the flush is merged on the spot, and the same points are kept and
 // dropped as in SeriesBeyondTheTenantBoundAreDroppedAndCountedExistingOnesKept.
