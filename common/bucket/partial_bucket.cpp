@@ -85,12 +85,14 @@ void PartialBucket::Merge(const PartialBucket& other) {
   values.Merge(other.values);
 }
 
-void EncodeBucketKey(std::string_view tenant, std::string_view name, std::string_view source,
-                     extract::Kind kind, std::int32_t resolution_seconds, std::int64_t window_unix_seconds,
-                     std::string& out) {
-  // Sized once and filled with memcpy: this runs once per point (BucketMap::Add).
-  out.resize(tenant.size() + name.size() + source.size() + 3 + kTailBytes);
-  char* p = out.data();
+namespace {
+// EncodeBucketKey's size, and its bytes written at `p` (that many).
+std::size_t BucketKeySize(std::string_view tenant, std::string_view name, std::string_view source) {
+  return tenant.size() + name.size() + source.size() + 3 + kTailBytes;
+}
+void WriteBucketKey(std::string_view tenant, std::string_view name, std::string_view source,
+                    extract::Kind kind, std::int32_t resolution_seconds, std::int64_t window_unix_seconds,
+                    char* p) {
   const auto put = [&p](std::string_view bytes) {
     if (!bytes.empty()) std::memcpy(p, bytes.data(), bytes.size());
     p += bytes.size();
@@ -103,6 +105,15 @@ void EncodeBucketKey(std::string_view tenant, std::string_view name, std::string
   StoreBigEndian<4>(static_cast<std::uint32_t>(resolution_seconds), p);
   // Flipping the sign bit maps int64 order onto unsigned byte order.
   StoreBigEndian<8>(static_cast<std::uint64_t>(window_unix_seconds) ^ kSignBit, p + 4);
+}
+}  // namespace
+
+void EncodeBucketKey(std::string_view tenant, std::string_view name, std::string_view source,
+                     extract::Kind kind, std::int32_t resolution_seconds, std::int64_t window_unix_seconds,
+                     std::string& out) {
+  // Sized once and filled with memcpy: this runs once per point (BucketMap::Add).
+  out.resize(BucketKeySize(tenant, name, source));
+  WriteBucketKey(tenant, name, source, kind, resolution_seconds, window_unix_seconds, out.data());
 }
 
 bool KeyViewOf(std::string_view encoded, RecordKeyView* key) {
@@ -169,8 +180,11 @@ void EncodedKey::Take(EncodedKey&& other) noexcept {
 
 void BucketMap::Add(std::string_view tenant, std::int32_t resolution_seconds, const extract::Point& point) {
   const std::int64_t window = WindowOf(point.time_unix_nanos, resolution_seconds);
-  EncodeBucketKey(tenant, point.name, point.source, point.kind, resolution_seconds, window, key_buffer_);
-  if (log_points_ && AddToLog(tenant, resolution_seconds, window, point)) return;
+  if (log_points_) {
+    if (AddToLog(tenant, resolution_seconds, window, point)) return;  // else the key is in key_buffer_
+  } else {
+    EncodeBucketKey(tenant, point.name, point.source, point.kind, resolution_seconds, window, key_buffer_);
+  }
   // One hash and probe: the slot of a new key is filled in place (lazy_emplace builds the
   // EncodedKey only when the key is not there yet).
   bool inserted = false;
@@ -189,7 +203,21 @@ void BucketMap::Add(std::string_view tenant, std::int32_t resolution_seconds, co
 bool BucketMap::AddToLog(std::string_view tenant, std::int32_t resolution_seconds,
                          std::int64_t window_unix_seconds, const extract::Point& point) {
   if (log_index_.empty()) log_index_.assign(std::size_t{1} << kLogIndexBits, 0);
-  const std::string_view key(key_buffer_);
+  // The key is written where a logged point's goes (at the log's end), and taken back
+  // into key_buffer_ when the table gets the point.
+  const std::size_t at = log_bytes_.size();
+  const std::size_t key_size = BucketKeySize(tenant, point.name, point.source);
+  const auto to_table = [&] {
+    key_buffer_.assign(log_bytes_, at, key_size);
+    log_bytes_.resize(at);
+    return false;
+  };
+  log_bytes_.resize(at + key_size + point.units.size());
+  WriteBucketKey(tenant, point.name, point.source, point.kind, resolution_seconds, window_unix_seconds,
+                 log_bytes_.data() + at);
+  if (!point.units.empty())
+    std::memcpy(log_bytes_.data() + at + key_size, point.units.data(), point.units.size());
+  const std::string_view key(log_bytes_.data() + at, key_size);
   const std::uint64_t hash = HashKeyBytes(key);
   std::uint32_t& slot = log_index_[hash >> (64 - kLogIndexBits)];
   if (slot != 0) {
@@ -204,13 +232,12 @@ bool BucketMap::AddToLog(std::string_view tenant, std::int32_t resolution_second
     }
     // Else another series holds (or held) the slot: the table takes this one, and so
     // every later point of its series, which finds the slot taken too.
-    return false;
+    return to_table();
   }
   // Offsets are 32-bit: a log of 4 GiB (never: bodies are megabytes) leaves the rest to the table.
-  if (log_bytes_.size() + key.size() + point.units.size() > std::numeric_limits<std::uint32_t>::max())
-    return false;
+  if (log_bytes_.size() > std::numeric_limits<std::uint32_t>::max()) return to_table();
   LoggedPoint& logged = log_.emplace_back();
-  logged.key_offset = static_cast<std::uint32_t>(log_bytes_.size());
+  logged.key_offset = static_cast<std::uint32_t>(at);
   logged.key_size = static_cast<std::uint32_t>(key.size());
   logged.units_size = static_cast<std::uint32_t>(point.units.size());
   logged.tenant_size = static_cast<std::uint32_t>(tenant.size());
@@ -221,8 +248,6 @@ bool BucketMap::AddToLog(std::string_view tenant, std::int32_t resolution_second
   logged.window_unix_seconds = window_unix_seconds;
   logged.value = point.value;
   logged.time_unix_nanos = point.time_unix_nanos;
-  log_bytes_.append(key);
-  log_bytes_.append(point.units);
   slot = static_cast<std::uint32_t>(log_.size());
   ++live_logged_;
   return true;

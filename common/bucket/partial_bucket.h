@@ -299,9 +299,9 @@ class BucketMap {
   /// thousand series leaves most slots free, so few of its points go to the table for a
   /// collision.
   static constexpr std::size_t kLogIndexBits = 14;
-  /// Logs the point whose encoded key is in key_buffer_ (true), or, when its series is
-  /// logged already, moves that point into the table (false: the table takes this one
-  /// too), or leaves it to the table when its slot holds another series (false).
+  /// Logs the point (true), or, when its series is logged already, moves that point into
+  /// the table (false: the table takes this one too), or leaves it to the table when its
+  /// slot holds another series (false). False: its encoded key is in key_buffer_.
   bool AddToLog(std::string_view tenant, std::int32_t resolution_seconds, std::int64_t window_unix_seconds,
                 const extract::Point& point);
   /// Moves every live logged point into the table and empties the log.
