@@ -63,12 +63,19 @@ struct PreAggregator::Batch {
     bucket::RecordKeyView key;  // views into `encoded`
     bucket::PartialBucket* bucket = nullptr;
   };
+  // A frame's de-dup id ("<frame id>/<close>"): offset and size in `dedupe_ids`.
+  struct FrameId {
+    std::size_t request = 0;
+    std::size_t offset = 0;
+    std::size_t size = 0;
+  };
   // One (shard, window): one ingest.lua request at the flush.
   struct Group {
     std::vector<Entry> entries;
-    std::vector<std::string_view> elements;                   // encoded ahead (Prepared), written as they are
-    std::uint64_t element_records = 0;                        // records in `elements`
-    std::vector<std::pair<std::string, std::string>> frames;  // tenant, de-dup id
+    std::vector<std::string_view> elements;  // encoded ahead (Prepared), written as they are
+    std::uint64_t element_records = 0;       // records in `elements`
+    // Per merged frame: the request's index and its de-dup id's bytes in `dedupe_ids`.
+    std::vector<FrameId> frames;
     std::vector<std::pair<std::size_t, std::uint64_t>> contributors;  // request index, points
     std::uint64_t last_used = 0;                                      // flush number
     bool active() const { return !contributors.empty(); }
@@ -172,6 +179,7 @@ struct PreAggregator::Batch {
     buckets = 0;
     offered = 0;
     inflight.clear();
+    dedupe_ids.clear();
   }
 
   static constexpr std::uint64_t kIdleFlushes = 64;
@@ -200,6 +208,9 @@ struct PreAggregator::Batch {
   std::uint64_t sampled_offered = 0;
   Clock::time_point first;
   absl::flat_hash_set<std::string> inflight;  // inflight_key of every request
+  // The de-dup ids of the flush's (request, part)s, back to back (one buffer instead of a
+  // string each; Group::frames and the pre-check refer to them by offset).
+  std::string dedupe_ids;
   std::uint64_t flush_number = 0;
   // Flush's reused storage.
   std::string records;                   // every list element of the flush, back to back
@@ -562,8 +573,14 @@ void PreAggregator::Run() {
 
 void PreAggregator::Absorb(std::vector<Queued>& queued, Batch& batch) {
   // Per request: its parts (Prepared) and how they fare here.
+  // Per part of a request: its group, once placed, and its de-dup id (Batch::dedupe_ids).
+  struct PartState {
+    Batch::Group* group = nullptr;
+    std::size_t id_offset = 0;
+    std::size_t id_size = 0;
+  };
   struct Split {
-    std::vector<Batch::Group*> groups;  // per part: its group, once placed
+    std::vector<PartState> parts;
     std::string inflight_key;
     std::uint64_t late_points = 0;  // in parts late at receipt that no earlier copy applied
     std::size_t live_parts = 0;     // parts neither late nor applied
@@ -571,13 +588,13 @@ void PreAggregator::Absorb(std::vector<Queued>& queued, Batch& batch) {
     bool refused = false;
   };
   std::vector<Split> splits(queued.size());
-  std::vector<std::string> dedupe_ids;                        // storage for `checks`, per (request, part)
+  std::string& ids = batch.dedupe_ids;
   std::vector<std::pair<std::size_t, std::size_t>> check_of;  // (request, part) per check
   for (std::size_t q = 0; q < queued.size(); ++q) {
     Split& split = splits[q];
     Queued& request = queued[q];
     std::vector<Part>& parts = request.prepared.parts;
-    split.groups.assign(parts.size(), nullptr);
+    split.parts.assign(parts.size(), PartState{});
     // SEMANTICS §6.5 at receipt: a part whose window had closed (on its server's clock)
     // when the request arrived is late, whenever the flush comes.
     for (Part& part : parts) {
@@ -596,7 +613,10 @@ void PreAggregator::Absorb(std::vector<Queued>& queued, Batch& batch) {
     const auto check_parts = [&] {
       for (std::size_t p = 0; p < parts.size(); ++p) {
         if (parts[p].skip && !parts[p].late) continue;  // not a key
-        dedupe_ids.push_back(DedupeId(request.frame_id, parts[p].where.close));
+        PartState& state = split.parts[p];
+        state.id_offset = ids.size();
+        AppendDedupeId(request.frame_id, parts[p].where.close, ids);
+        state.id_size = ids.size() - state.id_offset;
         check_of.emplace_back(q, p);
       }
     };
@@ -625,7 +645,9 @@ void PreAggregator::Absorb(std::vector<Queued>& queued, Batch& batch) {
   checks.reserve(check_of.size());
   for (std::size_t c = 0; c < check_of.size(); ++c) {
     const auto [q, p] = check_of[c];
-    checks.push_back(ShardFrame{queued[q].prepared.parts[p].where.shard, queued[q].tenant, dedupe_ids[c]});
+    const PartState& state = splits[q].parts[p];
+    checks.push_back(ShardFrame{queued[q].prepared.parts[p].where.shard, queued[q].tenant,
+                                std::string_view(ids).substr(state.id_offset, state.id_size)});
   }
   const std::vector<absl::StatusOr<bool>> applied = redis_.FramesApplied(checks);
   for (std::size_t c = 0; c < check_of.size(); ++c) {
@@ -676,9 +698,10 @@ void PreAggregator::Absorb(std::vector<Queued>& queued, Batch& batch) {
       const Part& part = prepared.parts[p];
       if (part.skip) continue;
       Batch::Group& group = batch.groups[part.where];
-      split.groups[p] = &group;
+      PartState& state = split.parts[p];
+      state.group = &group;
       if (!request.frame_id.empty())
-        group.frames.emplace_back(request.tenant, DedupeId(request.frame_id, part.where.close));
+        group.frames.push_back(Batch::FrameId{index, state.id_offset, state.id_size});
       group.contributors.emplace_back(index, part.points);
     }
     // The table moves into the batch (its slots, and so the buckets' addresses, stay).
@@ -704,7 +727,7 @@ void PreAggregator::Absorb(std::vector<Queued>& queued, Batch& batch) {
       batch.sampled_offered += kept.sampled.size();
       for (std::size_t p = 0; p < kept.parts.size(); ++p) {
         if (kept.parts[p].skip) continue;
-        Batch::Group& group = *split.groups[p];
+        Batch::Group& group = *split.parts[p].group;
         for (std::size_t e = kept.first_element[p]; e < kept.first_element[p + 1]; ++e) {
           group.elements.push_back(ElementAt(kept.bytes, kept.element_ends, e));
         }
@@ -723,7 +746,7 @@ void PreAggregator::Absorb(std::vector<Queued>& queued, Batch& batch) {
     for (std::size_t b = 0; b < prepared.buckets.size(); ++b) {
       const std::uint32_t p = prepared.part_of[b];
       if (prepared.parts[p].skip) continue;
-      Batch::Group& group = *split.groups[p];
+      Batch::Group& group = *split.parts[p].group;
       bucket::PartialBucket& partial = *prepared.buckets[b];
       const std::string_view bytes = prepared.encoded[b];
       const bucket::RecordKeyView& k = prepared.keys[b];
@@ -841,7 +864,10 @@ void PreAggregator::Flush(Batch& batch) {
   std::vector<std::size_t> first_write;  // per ShardIngest: index of its first write
   for (std::size_t w = 0; w < writes.size(); ++w) {
     GroupWrite& write = writes[w];
-    for (const auto& [tenant, id] : write.group->frames) frames[w].push_back(FrameRef{tenant, id});
+    for (const Batch::FrameId& id : write.group->frames) {
+      frames[w].push_back(FrameRef{batch.requests[id.request].tenant,
+                                   std::string_view(batch.dedupe_ids).substr(id.offset, id.size)});
+    }
     IngestRequest request;
     request.records = std::span<const IngestRecord>(record_views).subspan(write.first_view, write.views);
     if (frames[w].empty()) {

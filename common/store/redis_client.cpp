@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/uio.h>
 
@@ -107,27 +108,6 @@ std::string EncodeCommand(absl::Span<const std::string_view> argv) {
   out.reserve(size);
   AppendCount(out, '*', argv.size());
   for (std::string_view arg : argv) AppendBulk(out, arg);
-  return out;
-}
-
-// "EVALSHA|EVAL <sha|source> <numkeys> keys... args..." as RESP; `tail` receives the offset
-// of <numkeys>, where the EVAL form continues identically.
-std::string EncodeEval(std::string_view verb, std::string_view script,
-                       absl::Span<const std::string_view> keys, absl::Span<const std::string_view> args,
-                       std::size_t* tail) {
-  const std::string numkeys = std::to_string(keys.size());
-  std::size_t size = 16 + BulkSize(verb) + BulkSize(script) + BulkSize(numkeys);
-  for (std::string_view arg : keys) size += BulkSize(arg);
-  for (std::string_view arg : args) size += BulkSize(arg);
-  std::string out;
-  out.reserve(size);
-  AppendCount(out, '*', 3 + keys.size() + args.size());
-  AppendBulk(out, verb);
-  AppendBulk(out, script);
-  *tail = out.size();
-  AppendBulk(out, numkeys);
-  for (std::string_view arg : keys) AppendBulk(out, arg);
-  for (std::string_view arg : args) AppendBulk(out, arg);
   return out;
 }
 
@@ -289,6 +269,12 @@ absl::Status RedisClient::Open() {
     return absl::UnavailableError(
         base::Cat("redis ", endpoint_, ": setting the command timeout: ", context->errstr));
   }
+  if (!options_.unix_socket.empty() && options_.unix_send_buffer_bytes > 0) {
+    // Best effort (the kernel caps it at net.core.wmem_max): a default-sized buffer makes
+    // the writev of a megabyte pipeline sleep and wake once per ~200 KB the server reads.
+    const int bytes = options_.unix_send_buffer_bytes;
+    ::setsockopt(context->fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes);
+  }
   context_ = std::move(context);
   return absl::OkStatus();
 }
@@ -306,7 +292,7 @@ absl::Status RedisClient::EnsureConnected() {
 
 void RedisClient::Disconnect() {
   context_.reset();
-  pending_.clear();
+  ClearQueue();
 }
 
 absl::Status RedisClient::DropAfterError(std::string_view what) {
@@ -334,15 +320,81 @@ absl::StatusOr<Reply> RedisClient::ReadReply() {
   return Convert(*reply);
 }
 
-absl::Status RedisClient::WriteAll(const std::vector<const std::string*>& commands) {
-  // Straight from the callers' buffers (writev), not copied into hiredis's output buffer
-  // first: a flush's pipeline is megabytes. hiredis's buffer stays empty, so its reads
-  // below do not write anything.
-  std::vector<iovec> iov;
-  iov.reserve(commands.size());
-  for (const std::string* command : commands) {
-    if (!command->empty()) iov.push_back(iovec{const_cast<char*>(command->data()), command->size()});
+void RedisClient::Queue(absl::Span<const std::string_view> head, absl::Span<const std::string_view> keys,
+                        absl::Span<const std::string_view> args, bool reference, const RedisScript* script,
+                        std::size_t tail_after) {
+  Pending pending;
+  pending.first_piece = pieces_.size();
+  pending.script = script;
+  const std::size_t start = queued_.size();
+  std::size_t size = 16;
+  for (const auto* list : {&head, &keys, &args}) {
+    for (std::string_view arg : *list) {
+      size += reference && arg.size() >= kReferenceBytes ? 1 + Digits(arg.size()) + 4 : BulkSize(arg);
+    }
   }
+  queued_.reserve(queued_.size() + size);
+  // The run of `queued_` since the last referenced argument.
+  std::size_t run = start;
+  std::size_t skipped = 0;  // bytes of the command before `run`
+  const auto close_run = [&] {
+    if (queued_.size() > run) pieces_.push_back(Piece{nullptr, run, queued_.size() - run});
+    skipped += queued_.size() - run;
+    run = queued_.size();
+  };
+  AppendCount(queued_, '*', head.size() + keys.size() + args.size());
+  const auto add = [&](std::string_view arg) {
+    if (!reference || arg.size() < kReferenceBytes) return AppendBulk(queued_, arg);
+    AppendCount(queued_, '$', arg.size());
+    close_run();
+    pieces_.push_back(Piece{arg.data(), 0, arg.size()});
+    skipped += arg.size();
+    queued_.append("\r\n", 2);
+  };
+  for (std::size_t i = 0; i < head.size(); ++i) {
+    add(head[i]);
+    if (i + 1 == tail_after) pending.tail = skipped + (queued_.size() - run);
+  }
+  for (std::string_view arg : keys) add(arg);
+  for (std::string_view arg : args) add(arg);
+  close_run();
+  pending.pieces = pieces_.size() - pending.first_piece;
+  pending_.push_back(pending);
+}
+
+void RedisClient::Gather(const Pending& pending, std::size_t skip, std::vector<iovec>& iov) const {
+  for (std::size_t p = pending.first_piece; p < pending.first_piece + pending.pieces; ++p) {
+    const Piece& piece = pieces_[p];
+    const char* data = piece.data != nullptr ? piece.data : queued_.data() + piece.offset;
+    std::size_t size = piece.size;
+    if (skip >= size) {
+      skip -= size;
+      continue;
+    }
+    data += skip;
+    size -= skip;
+    skip = 0;
+    if (!iov.empty() && static_cast<const char*>(iov.back().iov_base) + iov.back().iov_len == data) {
+      iov.back().iov_len += size;  // e.g. consecutive commands' copied runs
+    } else {
+      iov.push_back(iovec{const_cast<char*>(data), size});
+    }
+  }
+}
+
+void RedisClient::ClearQueue() {
+  pending_.clear();
+  pieces_.clear();
+  queued_.clear();
+  // A pipeline of large copied commands (Append) should not pin its memory.
+  constexpr std::size_t kKeepBytes = 1 << 20;
+  if (queued_.capacity() > kKeepBytes) std::string().swap(queued_);
+}
+
+absl::Status RedisClient::WriteAll(std::vector<iovec>& iov) {
+  // Straight from the buffers (writev), not copied into hiredis's output buffer first: a
+  // flush's pipeline is megabytes. hiredis's buffer stays empty, so its reads below do not
+  // write anything.
   std::size_t next = 0;
   while (next < iov.size()) {
     const int count = static_cast<int>(std::min<std::size_t>(iov.size() - next, IOV_MAX));
@@ -369,21 +421,21 @@ absl::Status RedisClient::WriteAll(const std::vector<const std::string*>& comman
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<Reply>> RedisClient::RoundTrip(const std::vector<const std::string*>& commands) {
+absl::StatusOr<std::vector<Reply>> RedisClient::RoundTrip(std::vector<iovec>& iov, std::size_t replies) {
   DRAINMET_RETURN_IF_ERROR(EnsureConnected());
   ScopedSigpipeBlock no_sigpipe;
-  DRAINMET_RETURN_IF_ERROR(WriteAll(commands));
-  std::vector<Reply> replies;
-  replies.reserve(commands.size());
-  for (std::size_t i = 0; i < commands.size(); ++i) {
+  DRAINMET_RETURN_IF_ERROR(WriteAll(iov));
+  std::vector<Reply> out;
+  out.reserve(replies);
+  for (std::size_t i = 0; i < replies; ++i) {
     absl::StatusOr<Reply> reply = ReadReply();
     if (!reply.ok()) {
       context_.reset();  // Replies still owed would desynchronise the next call.
       return reply.status();
     }
-    replies.push_back(*std::move(reply));
+    out.push_back(*std::move(reply));
   }
-  return replies;
+  return out;
 }
 
 absl::StatusOr<Reply> RedisClient::Command(absl::Span<const std::string_view> argv) {
@@ -392,7 +444,8 @@ absl::StatusOr<Reply> RedisClient::Command(absl::Span<const std::string_view> ar
                                          " appended commands not collected"));
   }
   const std::string command = EncodeCommand(argv);
-  DRAINMET_ASSIGN_OR_RETURN(std::vector<Reply> replies, RoundTrip({&command}));
+  std::vector<iovec> iov{iovec{const_cast<char*>(command.data()), command.size()}};
+  DRAINMET_ASSIGN_OR_RETURN(std::vector<Reply> replies, RoundTrip(iov, 1));
   if (replies[0].is_error()) return ErrorReplyStatus(replies[0].str);
   return std::move(replies[0]);
 }
@@ -403,61 +456,74 @@ absl::StatusOr<Reply> RedisClient::Eval(const RedisScript& script, absl::Span<co
     return absl::InternalError(base::Cat("redis ", endpoint_, ": Eval() with ", pending_.size(),
                                          " appended commands not collected"));
   }
-  AppendEval(script, keys, args);
+  AppendEvalReferencing(script, keys, args);  // `keys` and `args` outlive GetReplies here
   DRAINMET_ASSIGN_OR_RETURN(std::vector<Reply> replies, GetReplies());
   if (replies[0].is_error()) return ErrorReplyStatus(replies[0].str);
   return std::move(replies[0]);
 }
 
 void RedisClient::Append(absl::Span<const std::string_view> argv) {
-  pending_.push_back(Pending{EncodeCommand(argv), nullptr, 0});
+  Queue(argv, {}, {}, /*reference=*/false, nullptr, 0);
 }
 
 void RedisClient::AppendEval(const RedisScript& script, absl::Span<const std::string_view> keys,
                              absl::Span<const std::string_view> args) {
-  Pending pending;
-  pending.script = &script;
-  pending.command = EncodeEval("EVALSHA", script.sha1(), keys, args, &pending.tail);
-  pending_.push_back(std::move(pending));
+  const std::string numkeys = std::to_string(keys.size());
+  const std::string_view head[] = {"EVALSHA", script.sha1(), numkeys};
+  Queue(head, keys, args, /*reference=*/false, &script, 2);
+}
+
+void RedisClient::AppendEvalReferencing(const RedisScript& script, absl::Span<const std::string_view> keys,
+                                        absl::Span<const std::string_view> args) {
+  const std::string numkeys = std::to_string(keys.size());
+  const std::string_view head[] = {"EVALSHA", script.sha1(), numkeys};
+  Queue(head, keys, args, /*reference=*/true, &script, 2);
 }
 
 absl::StatusOr<std::vector<Reply>> RedisClient::GetReplies() {
   if (pending_.empty()) return std::vector<Reply>{};
-  std::vector<Pending> batch = std::move(pending_);
-  pending_.clear();
+  // The queue goes, whatever happens (its storage stays for the next pipeline).
+  struct ClearOnReturn {
+    RedisClient* client;
+    ~ClearOnReturn() { client->ClearQueue(); }
+  } clear_on_return{this};
 
-  std::vector<const std::string*> commands;
-  commands.reserve(batch.size());
-  for (const Pending& pending : batch) commands.push_back(&pending.command);
-  DRAINMET_ASSIGN_OR_RETURN(std::vector<Reply> replies, RoundTrip(commands));
+  std::vector<iovec> iov;
+  iov.reserve(pieces_.size());
+  for (const Pending& pending : pending_) Gather(pending, 0, iov);
+  DRAINMET_ASSIGN_OR_RETURN(std::vector<Reply> replies, RoundTrip(iov, pending_.size()));
 
   // NOSCRIPT: the server's script cache was emptied (restart, SCRIPT FLUSH). The EVALSHA
-  // did nothing, so send the same call as EVAL, which runs the script and caches it.
+  // did nothing, so send the same call as EVAL, which runs the script and caches it: its
+  // own "*<count>" and "EVAL <source>", then the EVALSHA's bytes from numkeys on.
   std::vector<std::size_t> retried;
-  std::vector<std::string> evals;
-  for (std::size_t i = 0; i < batch.size(); ++i) {
-    if (batch[i].script == nullptr || !replies[i].is_error() ||
-        !base::StartsWith(replies[i].str, "NOSCRIPT")) {
-      continue;
+  for (std::size_t i = 0; i < pending_.size(); ++i) {
+    if (pending_[i].script != nullptr && replies[i].is_error() &&
+        base::StartsWith(replies[i].str, "NOSCRIPT")) {
+      retried.push_back(i);
     }
-    std::string eval;
-    const std::string_view tail = std::string_view(batch[i].command).substr(batch[i].tail);
-    const std::string_view header =
-        std::string_view(batch[i].command).substr(0, batch[i].command.find("\r\n") + 2);  // "*N\r\n"
-    eval.reserve(header.size() + 12 + BulkSize(batch[i].script->source()) + tail.size());
-    eval.append(header);
-    AppendBulk(eval, "EVAL");
-    AppendBulk(eval, batch[i].script->source());
-    eval.append(tail);
-    retried.push_back(i);
-    evals.push_back(std::move(eval));
   }
-  if (!retried.empty()) {
-    commands.clear();
-    for (const std::string& eval : evals) commands.push_back(&eval);
-    DRAINMET_ASSIGN_OR_RETURN(std::vector<Reply> again, RoundTrip(commands));
-    for (std::size_t k = 0; k < retried.size(); ++k) replies[retried[k]] = std::move(again[k]);
+  if (retried.empty()) return replies;
+  std::vector<std::string> heads;
+  heads.reserve(retried.size());
+  for (const std::size_t i : retried) {
+    const Pending& pending = pending_[i];
+    const std::string_view first(queued_.data() + pieces_[pending.first_piece].offset,
+                                 pieces_[pending.first_piece].size);
+    const std::string_view count = first.substr(0, first.find("\r\n") + 2);  // "*N\r\n"
+    std::string& head = heads.emplace_back();
+    head.reserve(count.size() + 12 + BulkSize(pending.script->source()));
+    head.append(count);
+    AppendBulk(head, "EVAL");
+    AppendBulk(head, pending.script->source());
   }
+  iov.clear();
+  for (std::size_t k = 0; k < retried.size(); ++k) {
+    iov.push_back(iovec{heads[k].data(), heads[k].size()});
+    Gather(pending_[retried[k]], pending_[retried[k]].tail, iov);
+  }
+  DRAINMET_ASSIGN_OR_RETURN(std::vector<Reply> again, RoundTrip(iov, retried.size()));
+  for (std::size_t k = 0; k < retried.size(); ++k) replies[retried[k]] = std::move(again[k]);
   return replies;
 }
 

@@ -3,7 +3,10 @@
 // timeouts and reconnection. The transport of the distributed store (docs/redis-layout.md);
 // receivers and outlets each own one client per thread.
 
+#include <sys/uio.h>
+
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -110,6 +113,11 @@ class RedisClient {
     /// redisSetTimeout): a server that stops answering costs at most about this long per
     /// call, a slow but progressing large reply may take longer. Must be > 0.
     std::chrono::milliseconds command_timeout{1000};
+    /// SO_SNDBUF of a unix-socket connection, bytes (the kernel caps it at
+    /// net.core.wmem_max): room for a flush's pipeline of megabytes, so that writing it
+    /// does not wait for the server to read every ~200 KB (the default). <= 0: the system
+    /// default. TCP connections keep the kernel's send-buffer autotuning.
+    int unix_send_buffer_bytes = 4 << 20;
   };
 
   /// Does not connect (see "Connection" above).
@@ -149,9 +157,21 @@ class RedisClient {
   /// Pipelining: queues a command (copied; nothing is sent). Never fails.
   void Append(absl::Span<const std::string_view> argv);
 
-  /// Pipelining: queues an EVALSHA of `script`. `script` must outlive GetReplies.
+  /// Pipelining: queues an EVALSHA of `script` (keys and args copied). `script` must
+  /// outlive GetReplies.
   void AppendEval(const RedisScript& script, absl::Span<const std::string_view> keys,
                   absl::Span<const std::string_view> args);
+
+  /// Keys and args of at least this many bytes are not copied by AppendEvalReferencing.
+  static constexpr std::size_t kReferenceBytes = 256;
+
+  /// Pipelining: AppendEval without copying the large arguments (a flush's megabytes of
+  /// records): a key or arg of kReferenceBytes bytes or more is written to the socket
+  /// straight from the caller's memory at GetReplies, so its bytes must stay valid and
+  /// unchanged until GetReplies (or Disconnect) returns. Shorter ones are copied now.
+  /// `script` must outlive GetReplies.
+  void AppendEvalReferencing(const RedisScript& script, absl::Span<const std::string_view> keys,
+                             absl::Span<const std::string_view> args);
 
   /// Commands queued and not yet sent.
   std::size_t pending() const { return pending_.size(); }
@@ -165,10 +185,20 @@ class RedisClient {
   absl::StatusOr<std::vector<Reply>> GetReplies();
 
  private:
+  /// A run of a queued command's RESP bytes: `size` bytes at `data` (a caller's argument,
+  /// AppendEvalReferencing), or, when `data` is null, at offset `offset` of `queued_`
+  /// (which may still move while commands are queued).
+  struct Piece {
+    const char* data = nullptr;
+    std::size_t offset = 0;
+    std::size_t size = 0;
+  };
+  /// A queued command: pieces_[first_piece, first_piece + pieces), in order.
   struct Pending {
-    std::string command;                  ///< RESP-encoded.
+    std::size_t first_piece = 0;
+    std::size_t pieces = 0;
     const RedisScript* script = nullptr;  ///< Set for AppendEval: the EVAL fallback.
-    std::size_t tail = 0;                 ///< Offset in `command` of the numkeys argument (EVALSHA only).
+    std::size_t tail = 0;                 ///< Bytes before the numkeys argument (EVALSHA only).
   };
   struct ContextDeleter {
     void operator()(redisContext* context) const;
@@ -177,15 +207,29 @@ class RedisClient {
   absl::Status Open();
   absl::Status DropAfterError(std::string_view what);
   absl::StatusOr<Reply> ReadReply();
-  /// Writes `commands` (RESP) to the socket, bounded by command_timeout per write.
-  absl::Status WriteAll(const std::vector<const std::string*>& commands);
-  /// Writes `commands` (RESP) and reads as many replies.
-  absl::StatusOr<std::vector<Reply>> RoundTrip(const std::vector<const std::string*>& commands);
+  /// Queues a command: the RESP array of `head`, then `keys`, then `args` (each a bulk
+  /// string); with `reference`, those of kReferenceBytes or more as views. `tail_after`:
+  /// the number of leading `head` arguments Pending::tail skips.
+  void Queue(absl::Span<const std::string_view> head, absl::Span<const std::string_view> keys,
+             absl::Span<const std::string_view> args, bool reference, const RedisScript* script,
+             std::size_t tail_after);
+  /// Adds queued command `pending`'s bytes after its first `skip` ones to `iov`, joining
+  /// runs that are adjacent in memory.
+  void Gather(const Pending& pending, std::size_t skip, std::vector<iovec>& iov) const;
+  /// Forgets the queued commands; keeps the storage unless it grew large.
+  void ClearQueue();
+  /// Writes `iov` (RESP) to the socket, bounded by command_timeout per write. Consumes
+  /// `iov`.
+  absl::Status WriteAll(std::vector<iovec>& iov);
+  /// Writes `iov` (RESP commands) and reads `replies` replies.
+  absl::StatusOr<std::vector<Reply>> RoundTrip(std::vector<iovec>& iov, std::size_t replies);
 
   Options options_;
   std::string endpoint_;
   std::unique_ptr<redisContext, ContextDeleter> context_;
   std::vector<Pending> pending_;
+  std::vector<Piece> pieces_;  ///< Of every queued command, in order.
+  std::string queued_;         ///< The queued commands' bytes that are not the callers' views.
 };
 
 }  // namespace drainmet::store

@@ -1,7 +1,10 @@
 #include "common/store/redis_scripts.h"
 
 #include <algorithm>
+#include <charconv>
 #include <deque>
+#include <iterator>
+#include <limits>
 #include <optional>
 #include <utility>
 
@@ -63,6 +66,12 @@ class Args {
     owned_.push_back(std::to_string(value));
     views_.push_back(owned_.back());
   }
+  /// Adds the argument `back` places before the end again.
+  void Repeat(std::size_t back) {
+    const std::string_view again = views_[views_.size() - back];
+    views_.push_back(again);
+  }
+  void Reserve(std::size_t count) { views_.reserve(count); }
   absl::Span<const std::string_view> views() const { return views_; }
 
  private:
@@ -133,7 +142,23 @@ std::string Lease::Value() const { return base::Cat(owner, ":", token); }
 
 ShardProtocol::ShardProtocol(ShardProtocolOptions options) : options_(options) {}
 
-std::string ShardProtocol::KeyPrefix(std::uint32_t shard) { return base::Cat("dm:{s", shard, "}:"); }
+namespace {
+// Appends KeyPrefix(shard) to `out` (no formatting library: FramesApplied builds one key per
+// request and part).
+void AppendKeyPrefix(std::uint32_t shard, std::string& out) {
+  char digits[std::numeric_limits<std::uint32_t>::digits10 + 1];
+  const auto [end, ec] = std::to_chars(std::begin(digits), std::end(digits), shard);
+  out.append("dm:{s", 5);
+  out.append(digits, static_cast<std::size_t>(end - digits));
+  out.append("}:", 2);
+}
+}  // namespace
+
+std::string ShardProtocol::KeyPrefix(std::uint32_t shard) {
+  std::string prefix;
+  AppendKeyPrefix(shard, prefix);
+  return prefix;
+}
 
 std::string ShardProtocol::Key(std::uint32_t shard, std::string_view suffix) {
   return base::Cat("dm:{s", shard, "}:", suffix);
@@ -176,15 +201,24 @@ std::vector<absl::StatusOr<std::vector<ShardIngestResult>>> ShardProtocol::Inges
       }
     }
   }
+  // The calls' own strings stay until GetReplies: AppendEvalReferencing writes the long
+  // ones (the records) from where they are.
+  std::deque<std::string> prefixes;
+  std::deque<Args> all_args;
   for (const ShardIngest& batch : batches) {
-    const std::string prefix = KeyPrefix(batch.shard);
-    const std::string pending = prefix + "pending";
-    Args args;
+    const std::string& prefix = prefixes.emplace_back(KeyPrefix(batch.shard));
+    const std::string& pending = prefixes.emplace_back(prefix + "pending");
+    Args& args = all_args.emplace_back();
     args.Add(prefix);
     args.Add(static_cast<std::int64_t>(options_.dedupe_ttl.count()));
     args.Add(static_cast<std::int64_t>(options_.window_ttl.count()));
     args.Add(static_cast<std::int64_t>(options_.write_allowance.count()));
     args.Add(static_cast<std::int64_t>(batch.requests.size()));
+    std::size_t count = 5;
+    for (const IngestRequest& request : batch.requests) {
+      count += 4 + 2 * request.more_frames.size() + 2 * request.records.size();
+    }
+    args.Reserve(count);
     for (const IngestRequest& request : batch.requests) {
       args.Add(static_cast<std::int64_t>(1 + request.more_frames.size()));
       args.Add(request.tenant);
@@ -194,13 +228,18 @@ std::vector<absl::StatusOr<std::vector<ShardIngestResult>>> ShardProtocol::Inges
         args.Add(frame.frame_id);
       }
       args.Add(static_cast<std::int64_t>(request.records.size()));
-      for (const IngestRecord& record : request.records) {
-        args.Add(record.close_unix_s);
-        args.Add(record.bytes);
+      for (std::size_t r = 0; r < request.records.size(); ++r) {
+        // A request's records nearly always share their close: formatted once.
+        if (r > 0 && request.records[r].close_unix_s == request.records[r - 1].close_unix_s) {
+          args.Repeat(2);
+        } else {
+          args.Add(request.records[r].close_unix_s);
+        }
+        args.Add(request.records[r].bytes);
       }
     }
     const std::string_view keys[] = {pending};
-    client.AppendEval(IngestScript(), keys, args.views());
+    client.AppendEvalReferencing(IngestScript(), keys, args.views());
   }
 
   std::vector<absl::StatusOr<std::vector<ShardIngestResult>>> results;
@@ -227,22 +266,66 @@ absl::StatusOr<std::vector<bool>> ShardProtocol::FramesApplied(RedisClient& clie
   if (client.pending() != 0) {
     return absl::InternalError("ShardProtocol::FramesApplied: the client has uncollected commands");
   }
-  std::string key;
+  std::vector<bool> applied(frames.size(), false);
+  if (frames.empty()) return applied;
+  // The keys ingest.lua writes (<prefix>dedupe:<tenant>:<frame>), back to back.
+  std::string bytes;
+  std::vector<std::size_t> ends;
+  ends.reserve(frames.size());
   for (const ShardFrame& frame : frames) {
-    // The key ingest.lua writes: <prefix>dedupe:<tenant>:<frame>.
-    key = base::Cat(KeyPrefix(frame.shard), "dedupe:", frame.tenant, ":", frame.frame_id);
-    const std::string_view argv[] = {"EXISTS", key};
-    client.Append(argv);
+    AppendKeyPrefix(frame.shard, bytes);
+    bytes.append("dedupe:");
+    bytes.append(frame.tenant);
+    bytes.push_back(':');
+    bytes.append(frame.frame_id);
+    ends.push_back(bytes.size());
   }
-  DRAINMET_ASSIGN_OR_RETURN(std::vector<Reply> replies, client.GetReplies());
-  std::vector<bool> applied;
-  applied.reserve(frames.size());
-  for (const Reply& reply : replies) {
+  const auto key = [&](std::size_t f) {
+    const std::size_t begin = f == 0 ? 0 : ends[f - 1];
+    return std::string_view(bytes).substr(begin, ends[f] - begin);
+  };
+  // The frames by shard (a shard's keys share its hash tag, so one command may name them all).
+  std::vector<std::size_t> order(frames.size());
+  for (std::size_t f = 0; f < order.size(); ++f) order[f] = f;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](std::size_t a, std::size_t b) { return frames[a].shard < frames[b].shard; });
+  std::vector<std::pair<std::size_t, std::size_t>> runs;  // [begin, end) of `order`, one shard each
+  for (std::size_t i = 0; i < order.size(); ++i) {
+    if (i == 0 || frames[order[i]].shard != frames[order[i - 1]].shard) runs.emplace_back(i, i);
+    runs.back().second = i + 1;
+  }
+  const auto exists = [](const Reply& reply) -> absl::StatusOr<std::int64_t> {
     if (reply.is_error()) return ErrorReplyStatus(reply.str);
     if (!reply.is_integer()) return BadShape("EXISTS", reply);
-    applied.push_back(reply.integer != 0);
+    return reply.integer;
+  };
+  // Nearly always none is applied (only a retry's are): one EXISTS of all a shard's keys
+  // answers 0 then. Only a shard with some applied is asked key by key.
+  std::vector<std::string_view> argv;
+  for (const auto& [begin, end] : runs) {
+    argv.assign(1, "EXISTS");
+    for (std::size_t i = begin; i < end; ++i) argv.push_back(key(order[i]));
+    client.Append(argv);
   }
-  if (applied.size() != frames.size()) return absl::InternalError("EXISTS: reply count differs");
+  DRAINMET_ASSIGN_OR_RETURN(std::vector<Reply> counts, client.GetReplies());
+  if (counts.size() != runs.size()) return absl::InternalError("EXISTS: reply count differs");
+  std::vector<std::size_t> asked;  // frames asked one by one, in order
+  for (std::size_t r = 0; r < runs.size(); ++r) {
+    DRAINMET_ASSIGN_OR_RETURN(const std::int64_t count, exists(counts[r]));
+    if (count == 0) continue;
+    for (std::size_t i = runs[r].first; i < runs[r].second; ++i) {
+      const std::string_view one[] = {"EXISTS", key(order[i])};
+      client.Append(one);
+      asked.push_back(order[i]);
+    }
+  }
+  if (asked.empty()) return applied;
+  DRAINMET_ASSIGN_OR_RETURN(std::vector<Reply> replies, client.GetReplies());
+  if (replies.size() != asked.size()) return absl::InternalError("EXISTS: reply count differs");
+  for (std::size_t k = 0; k < asked.size(); ++k) {
+    DRAINMET_ASSIGN_OR_RETURN(const std::int64_t count, exists(replies[k]));
+    applied[asked[k]] = count != 0;
+  }
   return applied;
 }
 

@@ -166,9 +166,11 @@ class ShardProtocol {
   /// order; a transport error is repeated in every entry.
   std::vector<absl::StatusOr<std::vector<ShardIngestResult>>> IngestPipelined(
       RedisClient& client, std::span<const ShardIngest> batches) const;
-  /// Read-only pre-check (one EXISTS per entry, pipelined: one round trip): whether each
-  /// frame was already applied to its shard, i.e. whether Ingest would find it a duplicate
-  /// now. Every entry's shard must live on `client`'s server. One bool per entry.
+  /// Read-only pre-check: whether each frame was already applied to its shard, i.e.
+  /// whether Ingest would find it a duplicate now. One EXISTS per shard naming all its
+  /// entries' de-dup keys, pipelined (one round trip); for a shard where some exist, one
+  /// EXISTS per entry (a second round trip). Every entry's shard must live on `client`'s
+  /// server. One bool per entry, in order.
   absl::StatusOr<std::vector<bool>> FramesApplied(RedisClient& client,
                                                   std::span<const ShardFrame> frames) const;
 

@@ -1,5 +1,8 @@
 #include "common/store/redis_store.h"
 
+#include <charconv>
+#include <iterator>
+#include <limits>
 #include <map>
 #include <string>
 #include <utility>
@@ -25,8 +28,20 @@ ShardWindow ShardWindowOf(const bucket::RecordKeyView& key, const RedisStoreOpti
                      key.window_unix_seconds + key.resolution_seconds + options.grace_seconds};
 }
 
+void AppendDedupeId(std::string_view frame_id, std::int64_t close_unix_s, std::string& out) {
+  // Plain appends, no formatting library: a flush makes one per request and part.
+  char digits[std::numeric_limits<std::int64_t>::digits10 + 2];
+  const auto [end, ec] = std::to_chars(std::begin(digits), std::end(digits), close_unix_s);
+  out.append(frame_id);
+  out.push_back('/');
+  out.append(digits, static_cast<std::size_t>(end - digits));
+}
+
 std::string DedupeId(std::string_view frame_id, std::int64_t close_unix_s) {
-  return base::Cat(frame_id, "/", close_unix_s);
+  std::string id;
+  id.reserve(frame_id.size() + 21);
+  AppendDedupeId(frame_id, close_unix_s, id);
+  return id;
 }
 
 namespace {

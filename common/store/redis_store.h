@@ -49,6 +49,8 @@ ShardWindow ShardWindowOf(const bucket::RecordKeyView& key, const RedisStoreOpti
 /// The frame id ingest.lua de-duplicates for one request's records of one window:
 /// "<frame id>/<close>" (docs/architecture.md "Redis keys"). `frame_id` non-empty.
 std::string DedupeId(std::string_view frame_id, std::int64_t close_unix_s);
+/// Appends DedupeId(frame_id, close_unix_s) to `out`.
+void AppendDedupeId(std::string_view frame_id, std::int64_t close_unix_s, std::string& out);
 
 /// Thread-safe: each call checks a client out of a small per-server pool.
 ///

@@ -323,6 +323,70 @@ TEST_F(RedisTest, ClientEvalRecoversFromScriptFlush) {
               ElementsAre(Reply::String(key + "+x"), Reply::Status("PONG"), Reply::String(key + "+x")));
 }
 
+// AppendEvalReferencing: arguments at or above kReferenceBytes are written from the
+// caller's memory at GetReplies (so a change made before then is what is sent), shorter
+// ones are copied at once; the bytes Redis gets are the same either way, also after
+// NOSCRIPT re-sends the call as EVAL.
+TEST_F(RedisTest, ClientAppendEvalReferencingSendsLargeArgumentsInPlace) {
+  const RedisScript script(
+      "echo-all", "local out = {KEYS[1]} for _, a in ipairs(ARGV) do out[#out + 1] = a end return out");
+  ServerPtr own = PrivateServer();  // SCRIPT FLUSH would disturb other tests' scripts.
+  ASSERT_NE(own, nullptr);
+  RedisClient client(OptionsFor(*own));
+  constexpr std::size_t kAt = RedisClient::kReferenceBytes;
+  std::string binary;
+  for (int i = 0; i < 70000; ++i) binary.push_back(static_cast<char>(i * 7 % 256));  // NUL, CR, LF
+  const std::string key(kAt + 3, 'k');
+  std::vector<std::string> values = {"",
+                                     "a",
+                                     std::string(kAt - 1, 'b'),
+                                     std::string(kAt, 'c'),
+                                     std::string(kAt + 1, 'd'),
+                                     binary,
+                                     "\r\n$3\r\nend"};
+  std::vector<Reply> expected = {Reply::String(key)};
+  for (const std::string& value : values) expected.push_back(Reply::String(value));
+
+  for (const bool flushed : {false, true}) {
+    SCOPED_TRACE(flushed ? "after SCRIPT FLUSH (EVAL)" : "EVALSHA");
+    if (flushed) Must(client, {"SCRIPT", "FLUSH"});
+    std::string changed(kAt, 'x');  // referenced: its bytes at GetReplies are sent
+    std::string copied(kAt - 1, 'y');
+    std::vector<std::string_view> args(values.begin(), values.end());
+    args.push_back(changed);
+    args.push_back(copied);
+    const std::string_view keys[] = {key};
+    client.AppendEvalReferencing(script, keys, args);
+    client.Append({"PING"});
+    client.AppendEval(script, keys, args);
+    client.AppendEvalReferencing(script, keys, args);
+    EXPECT_EQ(client.pending(), 4u);
+    changed.assign(kAt, 'X');
+    copied.assign(kAt - 1, 'Y');
+    absl::StatusOr<std::vector<Reply>> replies = client.GetReplies();
+    ASSERT_TRUE(replies.ok()) << replies.status();
+    ASSERT_EQ(replies->size(), 4u);
+    std::vector<Reply> referenced = expected;
+    referenced.push_back(Reply::String(std::string(kAt, 'X')));
+    referenced.push_back(Reply::String(std::string(kAt - 1, 'y')));
+    std::vector<Reply> appended = expected;  // AppendEval copies everything
+    appended.push_back(Reply::String(std::string(kAt, 'x')));
+    appended.push_back(Reply::String(std::string(kAt - 1, 'y')));
+    EXPECT_EQ((*replies)[0], Reply::Array(referenced)) << (*replies)[0].DebugString();
+    EXPECT_EQ((*replies)[1], Reply::Status("PONG"));
+    EXPECT_EQ((*replies)[2], Reply::Array(appended)) << (*replies)[2].DebugString();
+    EXPECT_EQ((*replies)[3], Reply::Array(referenced)) << (*replies)[3].DebugString();
+    EXPECT_EQ(client.pending(), 0u);
+  }
+  // Eval (which references: its arguments outlive the call) and a plain command after.
+  const std::string_view keys[] = {key};
+  const std::string_view args[] = {binary};
+  absl::StatusOr<Reply> echoed = client.Eval(script, keys, args);
+  ASSERT_TRUE(echoed.ok()) << echoed.status();
+  EXPECT_EQ(*echoed, Reply::Array({Reply::String(key), Reply::String(binary)}));
+  EXPECT_EQ(Must(client, {"PING"}), Reply::Status("PONG"));
+}
+
 TEST_F(RedisTest, ClientScriptErrorIsFailedPrecondition) {
   const RedisScript script("fenced", "return redis.error_reply('FENCED not yours')");
   absl::StatusOr<Reply> reply = client_->Eval(script, {}, {});
@@ -486,6 +550,42 @@ TEST_F(ShardProtocolTest, IngestOfMergedRequestsMarksEveryFrameOrAppliesNothing)
   refused.more_frames = bad;
   EXPECT_EQ(protocol_.Ingest(*client_, shard, std::span(&refused, 1)).status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+// The pre-check over several shards, interleaved: one EXISTS per shard answers the shards
+// where no frame was applied; a shard with some applied is asked frame by frame.
+TEST_F(ShardProtocolTest, FramesAppliedAcrossShardsInOrder) {
+  const std::uint32_t none = NewShard();
+  const std::uint32_t some = NewShard();
+  const std::uint32_t all = NewShard();
+  const std::int64_t open = ServerSeconds(*client_) + 60;
+  const std::vector<IngestRecord> records = {{open, "r"}};
+  for (const auto& [shard, frame] : {std::pair{some, "f-2"}, std::pair{all, "f-1"}, std::pair{all, "f-2"}}) {
+    const IngestRequest request{"acme", frame, records};
+    EXPECT_THAT(*protocol_.Ingest(*client_, shard, std::span(&request, 1)),
+                ElementsAre(ShardIngestResult{1, 0, false}));
+  }
+  std::vector<ShardFrame> frames;
+  std::vector<bool> expected;
+  for (const char* frame : {"f-1", "f-2", "f-3"}) {
+    for (const std::uint32_t shard : {none, some, all}) {
+      frames.push_back(ShardFrame{shard, "acme", frame});
+      expected.push_back((shard == some && std::string_view(frame) == "f-2") ||
+                         (shard == all && std::string_view(frame) != "f-3"));
+    }
+  }
+  frames.push_back(ShardFrame{some, "acme", "f-2"});  // twice
+  expected.push_back(true);
+  frames.push_back(ShardFrame{some, "globex", "f-2"});  // other tenant
+  expected.push_back(false);
+  absl::StatusOr<std::vector<bool>> applied = protocol_.FramesApplied(*client_, frames);
+  ASSERT_TRUE(applied.ok()) << applied.status();
+  EXPECT_EQ(*applied, expected);
+  EXPECT_EQ(client_->pending(), 0u);
+
+  applied = protocol_.FramesApplied(*client_, {});
+  ASSERT_TRUE(applied.ok()) << applied.status();
+  EXPECT_THAT(*applied, IsEmpty());
 }
 
 TEST_F(ShardProtocolTest, IngestDeduplicatesPerTenantAndPerShard) {
