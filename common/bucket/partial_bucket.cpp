@@ -260,19 +260,6 @@ PartialBucket BucketMap::LoggedBucket(const LoggedPoint& logged) const {
   return bucket;
 }
 
-RecordKeyView BucketMap::LoggedKey(const LoggedPoint& logged) const {
-  const std::string_view key = std::string_view(log_bytes_).substr(logged.key_offset, logged.key_size);
-  RecordKeyView view;
-  view.tenant = key.substr(0, logged.tenant_size);
-  view.name = key.substr(logged.tenant_size + 1, logged.name_size);
-  const std::size_t source_at = logged.tenant_size + logged.name_size + 2;
-  view.source = key.substr(source_at, key.size() - kTailBytes - 1 - source_at);
-  view.kind = logged.kind;
-  view.resolution_seconds = logged.resolution_seconds;
-  view.window_unix_seconds = logged.window_unix_seconds;
-  return view;
-}
-
 void BucketMap::FoldLog() {
   for (const LoggedPoint& logged : log_) {
     if (logged.key_size == 0) continue;

@@ -247,9 +247,23 @@ class BucketMap {
   /// A logged point as the one-point bucket it stands for, its key's fields (views into
   /// log_bytes()) and its units.
   PartialBucket LoggedBucket(const LoggedPoint& logged) const;
-  RecordKeyView LoggedKey(const LoggedPoint& logged) const;
+  RecordKeyView LoggedKey(const LoggedPoint& logged) const {
+    // The encoded key: tenant NUL name NUL source NUL, then kind, resolution and window
+    // (13 bytes), whose values the LoggedPoint holds.
+    constexpr std::size_t kTail = 1 + 4 + 8;
+    const char* key = log_bytes_.data() + logged.key_offset;
+    const std::size_t source_at = logged.tenant_size + logged.name_size + 2;
+    RecordKeyView view;
+    view.tenant = std::string_view(key, logged.tenant_size);
+    view.name = std::string_view(key + logged.tenant_size + 1, logged.name_size);
+    view.source = std::string_view(key + source_at, logged.key_size - kTail - 1 - source_at);
+    view.kind = logged.kind;
+    view.resolution_seconds = logged.resolution_seconds;
+    view.window_unix_seconds = logged.window_unix_seconds;
+    return view;
+  }
   std::string_view LoggedUnits(const LoggedPoint& logged) const {
-    return std::string_view(log_bytes_).substr(logged.key_offset + logged.key_size, logged.units_size);
+    return std::string_view(log_bytes_.data() + logged.key_offset + logged.key_size, logged.units_size);
   }
   /// The table without the log: the series that came more than once, or whose index slot
   /// was taken, for readers that read the log themselves.

@@ -13,8 +13,16 @@ namespace drainmet::bucket {
 inline constexpr std::uint64_t kFnv1a64OffsetBasis = 0xcbf29ce484222325ULL;
 
 /// FNV-1a 64 (Fowler/Noll/Vo; prime 0x100000001b3) of `bytes`, continuing from `hash` (pass
-/// a previous result to hash a concatenation in pieces). Pure; thread-safe.
-std::uint64_t Fnv1a64(std::string_view bytes, std::uint64_t hash = kFnv1a64OffsetBasis);
+/// a previous result to hash a concatenation in pieces). Pure; thread-safe. Inline: the
+/// receiver hashes every record's source with it.
+inline std::uint64_t Fnv1a64(std::string_view bytes, std::uint64_t hash = kFnv1a64OffsetBasis) {
+  constexpr std::uint64_t kPrime = 0x100000001b3ULL;
+  for (const char c : bytes) {
+    hash ^= static_cast<unsigned char>(c);
+    hash *= kPrime;
+  }
+  return hash;
+}
 
 /// The part of a metric name the shard function hashes: `name` with every trailing
 /// ".median", ".perc95" or ".perc99" removed, repeatedly ("x.perc95.median" -> "x").
@@ -39,7 +47,14 @@ std::uint64_t SeriesHashPrefix(std::string_view tenant, std::string_view name);
 /// MurmurHash3's 64-bit finalizer (Appleby, public domain): xor-shift 33, multiply by
 /// 0xff51afd7ed558ccd, xor-shift 33, multiply by 0xc4ceb9fe1a85ec53, xor-shift 33. A
 /// bijection in which every input bit affects every output bit. Pure.
-std::uint64_t Fmix64(std::uint64_t hash);
+inline std::uint64_t Fmix64(std::uint64_t hash) {
+  hash ^= hash >> 33;
+  hash *= 0xff51afd7ed558ccdULL;
+  hash ^= hash >> 33;
+  hash *= 0xc4ceb9fe1a85ec53ULL;
+  hash ^= hash >> 33;
+  return hash;
+}
 
 /// Shard of a series in [0, num_shards): Fmix64(SeriesHash(tenant, name, source)) mod
 /// num_shards. Every bucket that could collide under §7.6 lands in the same shard, so one
@@ -53,6 +68,13 @@ std::uint32_t ShardOf(std::string_view tenant, std::string_view name, std::strin
 
 /// ShardOf of the series whose SeriesHash is `series_hash`: Fmix64(series_hash) mod
 /// `num_shards` (0 treated as 1). Pure; thread-safe.
-std::uint32_t ShardOfHash(std::uint64_t series_hash, std::uint32_t num_shards);
+inline std::uint32_t ShardOfHash(std::uint64_t series_hash, std::uint32_t num_shards) {
+  const std::uint64_t mixed = Fmix64(series_hash);
+  // A power of two (the default 64) by mask: the same number, without a 64-bit division.
+  if ((num_shards & (num_shards - 1)) == 0) {
+    return num_shards == 0 ? 0 : static_cast<std::uint32_t>(mixed & (num_shards - 1));
+  }
+  return static_cast<std::uint32_t>(mixed % num_shards);
+}
 
 }  // namespace drainmet::bucket
