@@ -46,8 +46,10 @@ std::string_view ElementAt(std::string_view bytes, const std::vector<std::size_t
 // flush as soon as that reaches 1 in 10; a flush too small for the sample (< kMinSampled
 // sampled keys) is merged every kProbeEvery-th time instead, to measure. When an upper
 // bound would pass max_series_per_tenant the
-// flush is indexed on the spot (Promote), so the limit still drops exactly the buckets the
-// merged path drops.
+// flush is indexed on the spot (Promote), so the limit still keeps exactly as many series
+// per tenant window as the merged path. Which new series a request that alone passes the
+// bound keeps is in the order of its buckets: its table's order on the merged path, its
+// records' order when encoded ahead (PrepareEncoded: mostly series seen more than once first).
 struct PreAggregator::Batch {
   struct Request {
     std::string tenant;
@@ -408,13 +410,11 @@ void PreAggregator::PrepareEncoded(bucket::BucketMap& partials, Prepared& prepar
   const auto sample = [&prepared](std::uint64_t key_hash) {
     if (key_hash % kSampleEvery == 0) prepared.sampled.push_back(key_hash);
   };
-  // The logged points (series seen once) first, then the table: a series is in one of them.
-  for (const bucket::LoggedPoint& logged : partials.logged_points()) {
-    if (logged.key_size == 0) continue;  // moved into the table
-    const bucket::RecordKeyView key = partials.LoggedKey(logged);
-    writers[place(key, 1)].AddPoint(key, logged.value, logged.time_unix_nanos, partials.LoggedUnits(logged));
-    sample(logged.key_hash);
-  }
+  // The table (series seen more than once) first, then the logged points (series seen
+  // once); a series is in one of them. The order matters only when a flush is merged on
+  // the spot for the tenant bound (Promote, Rebuild): a request that alone passes it keeps
+  // its buckets part by part in this order, and the parts the table's series opened come
+  // first, so those series are kept before most series seen once (fewer points dropped).
   for (const auto& [encoded, partial] : partials.table()) {
     sample(bucket::HashKeyBytes(encoded.view()));
     bucket::RecordKeyView key;
@@ -427,7 +427,12 @@ void PreAggregator::PrepareEncoded(bucket::BucketMap& partials, Prepared& prepar
     }
     writers[place(key, partial.count)].Add(key, partial);
   }
-
+  for (const bucket::LoggedPoint& logged : partials.logged_points()) {
+    if (logged.key_size == 0) continue;  // moved into the table
+    const bucket::RecordKeyView key = partials.LoggedKey(logged);
+    writers[place(key, 1)].AddPoint(key, logged.value, logged.time_unix_nanos, partials.LoggedUnits(logged));
+    sample(logged.key_hash);
+  }
   std::size_t bytes = 0;
   for (std::size_t p = 0; p < prepared.parts.size(); ++p) {
     writers[p].Close();
