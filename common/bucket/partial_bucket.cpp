@@ -12,8 +12,6 @@
 namespace drainmet::bucket {
 namespace {
 
-// Fixed-width tail of an encoded key: kind (1) + resolution (4) + window (8).
-constexpr std::size_t kTailBytes = 1 + 4 + 8;
 constexpr std::uint64_t kSignBit = std::uint64_t{1} << 63;
 
 void TakeSmallerUnits(std::string_view candidate, std::string& units) {
@@ -88,7 +86,7 @@ void PartialBucket::Merge(const PartialBucket& other) {
 namespace {
 // EncodeBucketKey's size, and its bytes written at `p` (that many).
 std::size_t BucketKeySize(std::string_view tenant, std::string_view name, std::string_view source) {
-  return tenant.size() + name.size() + source.size() + 3 + kTailBytes;
+  return tenant.size() + name.size() + source.size() + 3 + kEncodedKeyTailBytes;
 }
 void WriteBucketKey(std::string_view tenant, std::string_view name, std::string_view source,
                     extract::Kind kind, std::int32_t resolution_seconds, std::int64_t window_unix_seconds,
@@ -117,8 +115,8 @@ void EncodeBucketKey(std::string_view tenant, std::string_view name, std::string
 }
 
 bool KeyViewOf(std::string_view encoded, RecordKeyView* key) {
-  if (encoded.size() < 3 + kTailBytes) return false;
-  const std::string_view strings = encoded.substr(0, encoded.size() - kTailBytes);
+  if (encoded.size() < 3 + kEncodedKeyTailBytes) return false;
+  const std::string_view strings = encoded.substr(0, encoded.size() - kEncodedKeyTailBytes);
   const std::string_view tail = encoded.substr(strings.size());
   const std::size_t end_tenant = strings.find('\0');
   if (end_tenant == std::string_view::npos) return false;

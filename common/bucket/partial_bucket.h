@@ -53,6 +53,9 @@ struct BucketKey {
   bool operator==(const BucketKey& other) const = default;
 };
 
+/// Bytes of an encoded key's fixed-width tail: kind (1), resolution (4), window (8).
+inline constexpr std::size_t kEncodedKeyTailBytes = 1 + 4 + 8;
+
 /// Encodes a key as one string (tenant NUL name NUL source NUL kind resolution window, the
 /// integers in fixed-width big-endian so that encoded keys sort by window within a
 /// series; the window with its sign bit flipped, so negative windows sort first). Clears
@@ -249,14 +252,13 @@ class BucketMap {
   PartialBucket LoggedBucket(const LoggedPoint& logged) const;
   RecordKeyView LoggedKey(const LoggedPoint& logged) const {
     // The encoded key: tenant NUL name NUL source NUL, then kind, resolution and window
-    // (13 bytes), whose values the LoggedPoint holds.
-    constexpr std::size_t kTail = 1 + 4 + 8;
+    // (kEncodedKeyTailBytes), whose values the LoggedPoint holds.
     const char* key = log_bytes_.data() + logged.key_offset;
     const std::size_t source_at = logged.tenant_size + logged.name_size + 2;
     RecordKeyView view;
     view.tenant = std::string_view(key, logged.tenant_size);
     view.name = std::string_view(key + logged.tenant_size + 1, logged.name_size);
-    view.source = std::string_view(key + source_at, logged.key_size - kTail - 1 - source_at);
+    view.source = std::string_view(key + source_at, logged.key_size - kEncodedKeyTailBytes - 1 - source_at);
     view.kind = logged.kind;
     view.resolution_seconds = logged.resolution_seconds;
     view.window_unix_seconds = logged.window_unix_seconds;
