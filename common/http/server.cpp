@@ -136,20 +136,16 @@ using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 
 }  // namespace
 
-// Owns the acceptor, one io_context per thread, the threads, and the registry of live
-// sessions. A connection lives on one thread's io_context from accept to close (Envoy's
-// worker model): its handlers and timers never touch another thread's scheduler, and an
-// io_context run by one thread skips the locking and cross-thread wake-ups a shared one
-// needs (its concurrency hint is 1).
+// Owns the acceptor, the io_context and its threads, and the registry of live sessions.
 class Server::Impl {
  public:
   Impl(ServerOptions options, AsyncHandler handler, HeaderCheck header_check)
       : options_(std::move(options)),
         handler_(std::move(handler)),
         header_check_(std::move(header_check)),
-        iocs_(MakeContexts(options_.threads)),
-        acceptor_(*iocs_.front()),
-        accept_retry_(*iocs_.front()) {}
+        ioc_(options_.threads),
+        acceptor_(ioc_),
+        accept_retry_(ioc_) {}
 
   ~Impl() { Stop(10000); }
 
@@ -172,12 +168,7 @@ class Server::Impl {
  private:
   void Accept();
   void OnAccept(beast::error_code ec, tcp::socket socket);
-  void ThreadMain(net::io_context& ioc);
-  static std::vector<std::unique_ptr<net::io_context>> MakeContexts(int threads) {
-    std::vector<std::unique_ptr<net::io_context>> iocs;
-    for (int i = 0; i < std::max(threads, 1); ++i) iocs.push_back(std::make_unique<net::io_context>(1));
-    return iocs;
-  }
+  void ThreadMain();
 
   const ServerOptions options_;
   const AsyncHandler handler_;
@@ -193,15 +184,12 @@ class Server::Impl {
   bool stopped_ = false;  // guarded by stop_mu_
   std::uint16_t port_ = 0;
 
-  // Declared after the session registry: destroying an io_context destroys the handlers
-  // that still own sessions, whose destructors unregister themselves. Thread i runs
-  // iocs_[i]; the acceptor is on iocs_[0]; connections go round-robin (next_ioc_, guarded
-  // by acceptor_mu_).
-  std::vector<std::unique_ptr<net::io_context>> iocs_;
-  std::size_t next_ioc_ = 0;
-  // Keep run() going while no I/O is pending: a request waiting for an asynchronous
+  // Declared after the session registry: destroying the io_context destroys the handlers
+  // that still own sessions, whose destructors unregister themselves.
+  net::io_context ioc_;
+  // Keeps run() going while no I/O is pending: a request waiting for an asynchronous
   // answer has none, and its answer is posted later. Reset by Stop.
-  std::vector<net::executor_work_guard<net::io_context::executor_type>> work_;
+  std::optional<net::executor_work_guard<net::io_context::executor_type>> work_;
   std::mutex acceptor_mu_;  // the acceptor and its retry timer are used from Stop() too
   tcp::acceptor acceptor_;
   net::steady_timer accept_retry_;
@@ -536,10 +524,10 @@ absl::Status Server::Impl::Open() {
 }
 
 void Server::Impl::Run() {
-  for (const auto& ioc : iocs_) work_.push_back(net::make_work_guard(*ioc));
+  work_.emplace(net::make_work_guard(ioc_));
   Accept();
-  threads_.reserve(iocs_.size());
-  for (const auto& ioc : iocs_) threads_.emplace_back([this, &ioc = *ioc] { ThreadMain(ioc); });
+  threads_.reserve(static_cast<std::size_t>(options_.threads));
+  for (int i = 0; i < options_.threads; ++i) threads_.emplace_back([this] { ThreadMain(); });
   Log(Level::kInfo, "http server listening",
       {{"address", options_.address},
        {"port", std::to_string(port_)},
@@ -547,11 +535,11 @@ void Server::Impl::Run() {
        {"tls", tls_ != nullptr ? "on" : "off"}});
 }
 
-void Server::Impl::ThreadMain(net::io_context& ioc) {
+void Server::Impl::ThreadMain() {
   // No exception leaves a server thread: log it and go on serving.
   for (;;) {
     try {
-      ioc.run();
+      ioc_.run();
       return;
     } catch (const std::exception& e) {
       Log(Level::kError, "http server thread caught an exception", {{"error", e.what()}});
@@ -564,10 +552,8 @@ void Server::Impl::ThreadMain(net::io_context& ioc) {
 void Server::Impl::Accept() {
   std::lock_guard<std::mutex> lock(acceptor_mu_);
   if (!acceptor_.is_open()) return;
-  // Each connection gets its own strand on the next thread's io_context: its handlers never
-  // run concurrently (the strand also orders the answers posted from the flusher's thread).
-  net::io_context& ioc = *iocs_[next_ioc_++ % iocs_.size()];
-  acceptor_.async_accept(net::make_strand(ioc), beast::bind_front_handler(&Impl::OnAccept, this));
+  // Each connection gets its own strand: its handlers never run concurrently.
+  acceptor_.async_accept(net::make_strand(ioc_), beast::bind_front_handler(&Impl::OnAccept, this));
 }
 
 void Server::Impl::OnAccept(beast::error_code ec, tcp::socket socket) {
@@ -668,8 +654,8 @@ void Server::Impl::Stop(std::int64_t timeout_ms) {
           {{"connections", std::to_string(sessions_.size())}});
     }
   }
-  work_.clear();
-  for (const auto& ioc : iocs_) ioc->stop();
+  work_.reset();
+  ioc_.stop();
   for (std::thread& thread : threads_) {
     if (thread.joinable()) thread.join();
   }
