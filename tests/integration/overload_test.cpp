@@ -169,10 +169,15 @@ TEST(OverloadTest, StalledRedisAnswers503QuicklyAndHoldsNoMoreThanItsCap) {
       static_cast<long long>(load_time.count()), static_cast<unsigned long long>(max_queued.load()),
       static_cast<unsigned long long>(max_merged.load()), static_cast<unsigned long long>(kCap), rss_before,
       rss_after);
-  // At most kCap / kSeriesPerRequest requests fit the queue (they wait for the stalled
-  // write and are answered 503 when it times out); every other one is refused at once (a
-  // request that waited for the stalled write would take kStallMs).
-  EXPECT_GE(refused_quickly, kClients - static_cast<int>(kCap / kSeriesPerRequest));
+  // A request waits for a stalled write (and is answered 503 when it times out) only while
+  // it is held in the flusher's batch or in the queue, each bounded by kCap buckets
+  // (asserted below); every other one is refused at once (a request that waited would take
+  // kStallMs). On a slow machine (sanitizers, load) the batch may take a few requests
+  // before its write stalls, and the load may span more than one stalled write: the bound
+  // is what the batch and the queue held, once per stalled write the load spanned.
+  const int stalls = 1 + static_cast<int>(load_time.count() / kStallMs);
+  const int may_wait = stalls * static_cast<int>((max_merged.load() + max_queued.load()) / kSeriesPerRequest);
+  EXPECT_GE(refused_quickly, kClients - may_wait) << "stalled writes " << stalls;
   EXPECT_LE(max_queued.load(), kCap);
   EXPECT_LE(max_merged.load(), kCap);
   // Memory: the refused bodies are not kept (a loose bound: 60 small bodies, the machine's
