@@ -201,55 +201,81 @@ std::vector<absl::StatusOr<std::vector<ShardIngestResult>>> ShardProtocol::Inges
       }
     }
   }
-  // The calls' own strings stay until GetReplies: AppendEvalReferencing writes the long
-  // ones (the records) from where they are.
+  // One call of up to shards_per_ingest_call batches (0: all of them). The calls' own
+  // strings stay until GetReplies: AppendEvalReferencing writes the long ones (the records)
+  // from where they are.
+  const std::size_t per_call =
+      options_.shards_per_ingest_call == 0 ? batches.size() : options_.shards_per_ingest_call;
   std::deque<std::string> prefixes;
   std::deque<Args> all_args;
-  for (const ShardIngest& batch : batches) {
-    const std::string& prefix = prefixes.emplace_back(KeyPrefix(batch.shard));
-    const std::string& pending = prefixes.emplace_back(prefix + "pending");
+  std::vector<std::string_view> keys;
+  for (std::size_t first = 0; first < batches.size(); first += per_call) {
+    const std::span<const ShardIngest> call =
+        batches.subspan(first, std::min(per_call, batches.size() - first));
     Args& args = all_args.emplace_back();
-    args.Add(prefix);
+    keys.clear();
     args.Add(static_cast<std::int64_t>(options_.dedupe_ttl.count()));
     args.Add(static_cast<std::int64_t>(options_.window_ttl.count()));
     args.Add(static_cast<std::int64_t>(options_.write_allowance.count()));
-    args.Add(static_cast<std::int64_t>(batch.requests.size()));
-    std::size_t count = 5;
-    for (const IngestRequest& request : batch.requests) {
-      count += 4 + 2 * request.more_frames.size() + 2 * request.records.size();
+    args.Add(static_cast<std::int64_t>(call.size()));
+    std::size_t count = 4;
+    for (const ShardIngest& batch : call) {
+      count += 2;
+      for (const IngestRequest& request : batch.requests) {
+        count += 3 + 2 * request.more_frames.size() + 2 * request.records.size();
+      }
     }
     args.Reserve(count);
-    for (const IngestRequest& request : batch.requests) {
-      args.Add(static_cast<std::int64_t>(1 + request.more_frames.size()));
-      args.Add(request.tenant);
-      args.Add(request.frame_id);
-      for (const FrameRef& frame : request.more_frames) {
-        args.Add(frame.tenant);
-        args.Add(frame.frame_id);
-      }
-      args.Add(static_cast<std::int64_t>(request.records.size()));
-      for (std::size_t r = 0; r < request.records.size(); ++r) {
-        // A request's records nearly always share their close: formatted once.
-        if (r > 0 && request.records[r].close_unix_s == request.records[r - 1].close_unix_s) {
-          args.Repeat(2);
-        } else {
-          args.Add(request.records[r].close_unix_s);
+    for (const ShardIngest& batch : call) {
+      const std::string& prefix = prefixes.emplace_back(KeyPrefix(batch.shard));
+      keys.push_back(prefixes.emplace_back(prefix + "pending"));
+      args.Add(prefix);
+      args.Add(static_cast<std::int64_t>(batch.requests.size()));
+      for (const IngestRequest& request : batch.requests) {
+        args.Add(static_cast<std::int64_t>(1 + request.more_frames.size()));
+        args.Add(request.tenant);
+        args.Add(request.frame_id);
+        for (const FrameRef& frame : request.more_frames) {
+          args.Add(frame.tenant);
+          args.Add(frame.frame_id);
         }
-        args.Add(request.records[r].bytes);
+        args.Add(static_cast<std::int64_t>(request.records.size()));
+        for (std::size_t r = 0; r < request.records.size(); ++r) {
+          // A request's records nearly always share their close: formatted once.
+          if (r > 0 && request.records[r].close_unix_s == request.records[r - 1].close_unix_s) {
+            args.Repeat(2);
+          } else {
+            args.Add(request.records[r].close_unix_s);
+          }
+          args.Add(request.records[r].bytes);
+        }
       }
     }
-    const std::string_view keys[] = {pending};
     client.AppendEvalReferencing(IngestScript(), keys, args.views());
   }
 
   std::vector<absl::StatusOr<std::vector<ShardIngestResult>>> results;
   results.reserve(batches.size());
   absl::StatusOr<std::vector<Reply>> replies = client.GetReplies();
-  for (std::size_t i = 0; i < batches.size(); ++i) {
+  for (std::size_t first = 0, c = 0; first < batches.size(); first += per_call, ++c) {
+    const std::size_t size = std::min(per_call, batches.size() - first);
+    // A transport error, an error reply (the whole call did nothing, or, for an error
+    // raised while running, what it did is unknown) or a reply of the wrong shape is
+    // every batch's of the call.
+    absl::Status failed;
     if (!replies.ok()) {
-      results.push_back(replies.status());
-    } else {
-      results.push_back(ParseIngest((*replies)[i], batches[i].requests.size()));
+      failed = replies.status();
+    } else if (const Reply& reply = (*replies)[c]; reply.is_error()) {
+      failed = ErrorReplyStatus(reply.str);
+    } else if (!reply.is_array() || reply.elements.size() != size) {
+      failed = BadShape("ingest.lua", reply);
+    }
+    for (std::size_t b = first; b < first + size; ++b) {
+      if (!failed.ok()) {
+        results.push_back(failed);
+      } else {
+        results.push_back(ParseIngest((*replies)[c].elements[b - first], batches[b].requests.size()));
+      }
     }
   }
   return results;

@@ -5,6 +5,7 @@
 // is one Lua script or one plain command, atomic on the shard's Redis server.
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -127,6 +128,11 @@ struct ShardProtocolOptions {
   std::chrono::seconds write_allowance{0};
   /// Approximate cap (XADD MAXLEN ~) of each shard's dead-letter stream `dlq`.
   std::int64_t dead_letter_maxlen = 1000;
+  /// How many shards' batches IngestPipelined writes in one ingest.lua call; 0 = all
+  /// (one call, one AOF write and fsync, one reply per server and flush). A call names
+  /// the keys of several shards, which a Redis Cluster would refuse (CROSSSLOT); 1 writes
+  /// each shard with its own call, as drainmet did before (docs/redis-layout.md).
+  std::size_t shards_per_ingest_call = 0;
 };
 
 /// The shard protocol's calls. Stateless apart from its options: one instance may be
@@ -162,8 +168,10 @@ class ShardProtocol {
   absl::StatusOr<std::vector<ShardIngestResult>> Ingest(RedisClient& client, std::uint32_t shard,
                                                         std::span<const IngestRequest> requests) const;
 
-  /// Several shards of one server in one pipeline (one round trip). One entry per batch, in
-  /// order; a transport error is repeated in every entry.
+  /// Several shards of one server in one round trip: one ingest.lua call per
+  /// ShardProtocolOptions::shards_per_ingest_call batches (by default one call for all),
+  /// each atomic as Ingest's. One entry per batch, in order; a transport error is repeated
+  /// in every entry, and an error reply of a call in every entry of that call.
   std::vector<absl::StatusOr<std::vector<ShardIngestResult>>> IngestPipelined(
       RedisClient& client, std::span<const ShardIngest> batches) const;
   /// Read-only pre-check: whether each frame was already applied to its shard, i.e.

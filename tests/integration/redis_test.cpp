@@ -641,6 +641,71 @@ TEST_F(ShardProtocolTest, RetryAfterPartialFailureAppliesOnlyMissingShards) {
   }
 }
 
+// ShardProtocolOptions::shards_per_ingest_call: the batches of one IngestPipelined go in
+// one ingest.lua call (0), or in calls of that many shards, with the same results and
+// records either way (per shard: applied, late in a sealed window, a duplicate).
+TEST_F(ShardProtocolTest, IngestPipelinedGroupsShardsIntoCallsWithTheSameResults) {
+  for (const std::size_t per_call : {0u, 1u, 2u}) {
+    SCOPED_TRACE(per_call);
+    ShardProtocolOptions options;
+    options.shards_per_ingest_call = per_call;
+    const ShardProtocol protocol(options);
+    const std::uint32_t shards[] = {NewShard(), NewShard(), NewShard()};
+    const std::int64_t open = ServerSeconds(*client_) + 60;
+    Must(*client_, {"SET", ShardProtocol::Key(shards[1], "sealed:" + Str(open)), "1"});
+    const std::vector<IngestRecord> records = {{open, "r1"}, {open, "r2"}};
+    const std::vector<IngestRequest> first = {{"acme", "f1", records}};
+    // Shard 2 already has frame f1: the retry of a frame applied there before.
+    ASSERT_TRUE(protocol.Ingest(*client_, shards[2], first).ok());
+    const std::vector<IngestRequest> two = {{"acme", "f1", records}, {"globex", "g1", records}};
+    const ShardIngest batches[] = {{shards[0], two}, {shards[1], first}, {shards[2], two}};
+    Must(*client_, {"CONFIG", "RESETSTAT"});
+    const auto results = protocol.IngestPipelined(*client_, batches);
+    ASSERT_EQ(results.size(), 3u);
+    for (const auto& result : results) ASSERT_TRUE(result.ok()) << result.status();
+    EXPECT_THAT(*results[0], ElementsAre(ShardIngestResult{2, 0, false}, ShardIngestResult{2, 0, false}));
+    EXPECT_THAT(*results[1], ElementsAre(ShardIngestResult{0, 2, false}));
+    EXPECT_THAT(*results[2], ElementsAre(ShardIngestResult{0, 0, true}, ShardIngestResult{2, 0, false}));
+    EXPECT_THAT(List(PtsKey(shards[0], open)), ElementsAre("r1", "r2", "r1", "r2"));
+    EXPECT_FALSE(Exists(PtsKey(shards[1], open)));
+    EXPECT_THAT(List(PtsKey(shards[2], open)), ElementsAre("r1", "r2", "r1", "r2"));
+    // One call for all three shards, or one per `per_call` of them.
+    const std::string stats = Must(*client_, {"INFO", "commandstats"}).str;
+    const std::size_t at = stats.find("cmdstat_evalsha:calls=");
+    ASSERT_NE(at, std::string::npos) << stats;
+    const std::size_t calls = std::stoul(stats.substr(at + 22));
+    EXPECT_EQ(calls, per_call == 0 ? 1u : (3 + per_call - 1) / per_call);
+  }
+}
+
+// An error reply fails every batch of its call (here a call for all shards), and only
+// those: with one shard per call, the other shards' results stand.
+TEST_F(ShardProtocolTest, IngestErrorReplyFailsTheBatchesOfItsCall) {
+  for (const std::size_t per_call : {0u, 1u}) {
+    SCOPED_TRACE(per_call);
+    ShardProtocolOptions options;
+    options.shards_per_ingest_call = per_call;
+    const ShardProtocol protocol(options);
+    const std::uint32_t shards[] = {NewShard(), NewShard()};
+    const std::int64_t open = ServerSeconds(*client_) + 60;
+    // The second shard's window list is not a list: its RPUSH fails (WRONGTYPE).
+    Must(*client_, {"SET", PtsKey(shards[1], open), "not a list"});
+    const std::vector<IngestRecord> records = {{open, "r"}};
+    const std::vector<IngestRequest> requests = {{"acme", "f", records}};
+    const ShardIngest batches[] = {{shards[0], requests}, {shards[1], requests}};
+    const auto results = protocol.IngestPipelined(*client_, batches);
+    ASSERT_EQ(results.size(), 2u);
+    EXPECT_EQ(results[1].status().code(), absl::StatusCode::kFailedPrecondition) << results[1].status();
+    EXPECT_THAT(std::string(results[1].status().message()), ::testing::HasSubstr("WRONGTYPE"));
+    if (per_call == 0) {
+      EXPECT_EQ(results[0].status(), results[1].status());
+    } else {
+      ASSERT_TRUE(results[0].ok()) << results[0].status();
+      EXPECT_THAT(*results[0], ElementsAre(ShardIngestResult{1, 0, false}));
+    }
+  }
+}
+
 TEST_F(ShardProtocolTest, IngestCallsRecordsOfSealedWindowLate) {
   const std::uint32_t shard = NewShard();
   const std::int64_t open = ServerSeconds(*client_) + 60;
