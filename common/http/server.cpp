@@ -1,5 +1,6 @@
 #include "common/http/server.h"
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/executor_work_guard.hpp>
@@ -81,8 +82,13 @@ using tcp = net::ip::tcp;
 using telemetry::Level;
 using telemetry::Log;
 
-// First read of a request while idle; later reads are sized by Beast.
+// First read of a request while idle; later reads are sized by Beast, which reads at most
+// what the buffer holds (its capacity).
 constexpr std::size_t kFirstReadBytes = 4096;
+// The buffer's capacity while a body is read: a 100 KiB body then takes ~2 reads instead of
+// ~25 of 4 KiB. A connection gives it back after the request (idle connections hold
+// kFirstReadBytes), so it costs memory only per request being read.
+constexpr std::size_t kBodyReadBytes = 64 * 1024;
 // After an answer that closes the connection, unread request bytes are drained this long
 // before closing, so the kernel does not reset the connection (and destroy the answer in
 // the peer's receive buffer) because of unread data (RFC 9112 §9.6).
@@ -355,12 +361,17 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   }
 
   void ReadBody() {
+    const boost::optional<std::uint64_t> remaining = parser_->content_length_remaining();
+    const std::uint64_t wanted =
+        buffer_.size() + (remaining ? std::min<std::uint64_t>(*remaining, kBodyReadBytes) : kBodyReadBytes);
+    if (buffer_.capacity() < wanted) buffer_.reserve(std::min<std::uint64_t>(wanted, kBodyReadBytes));
     bhttp::async_read(stream_, buffer_, *parser_,
                       beast::bind_front_handler(&Session::OnBody, this->shared_from_this()));
   }
 
   void OnBody(beast::error_code ec, std::size_t /*bytes*/) {
     if (ec) return OnReadError(ec);
+    if (buffer_.capacity() > kFirstReadBytes) buffer_.shrink_to_fit();  // see kBodyReadBytes
     request_.body = std::move(parser_->get().body());
     state_ = State::kHandling;
     server_.Handle(request_, MakeResponder());
