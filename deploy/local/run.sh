@@ -32,6 +32,9 @@ usage: deploy/local/run.sh [options]
   --max-series-per-tenant N
                          limits.max_series_per_tenant (default: not written, the config's
                          default 100000; the receiver applies it per flush)
+  --tenant-points-per-second N
+                         limits.tenant_points_per_second (default: not written, the
+                         config's default 1000000; 0 = no rate limit, as the load tests use)
   --lease-ttl-ms MS      outlet.lease_ttl_ms (default 15000)
   --lease-renew-ms MS    outlet.lease_renew_ms (default 5000)
   --log-level L          debug, info, warn or error (default info)
@@ -70,6 +73,7 @@ flush_interval_ms=1000
 flush_delay_ms=""
 max_series_in_memory=""
 max_series_per_tenant=""
+tenant_points_per_second=""
 lease_ttl_ms=15000
 lease_renew_ms=5000
 outlet_threads=4
@@ -89,7 +93,8 @@ while [ $# -gt 0 ]; do
       ;;
     --dir | --receivers | --outlets | --redis-servers | --binaries | --librato-url | --grace-seconds | --shards | \
       --flush-interval-ms | --lease-ttl-ms | --lease-renew-ms | --log-level | --ready-timeout | --redis-server | \
-      --flush-delay-ms | --max-series-in-memory | --max-series-per-tenant | --outlet-threads)
+      --flush-delay-ms | --max-series-in-memory | --max-series-per-tenant | --outlet-threads | \
+      --tenant-points-per-second)
       [ $# -ge 2 ] || usage_error "$opt needs a value"
       val=$2
       shift 2
@@ -110,6 +115,7 @@ while [ $# -gt 0 ]; do
     --flush-delay-ms) flush_delay_ms=$val ;;
     --max-series-in-memory) max_series_in_memory=$val ;;
     --max-series-per-tenant) max_series_per_tenant=$val ;;
+    --tenant-points-per-second) tenant_points_per_second=$val ;;
     --lease-ttl-ms) lease_ttl_ms=$val ;;
     --lease-renew-ms) lease_renew_ms=$val ;;
     --log-level) log_level=$val ;;
@@ -128,6 +134,9 @@ if [ -n "$max_series_in_memory" ]; then
   if ! is_uint "$max_series_in_memory" || [ "$max_series_in_memory" -lt 1 ]; then
     usage_error "--max-series-in-memory must be a positive integer, got '$max_series_in_memory'"
   fi
+fi
+if [ -n "$tenant_points_per_second" ] && ! is_uint "$tenant_points_per_second"; then
+  usage_error "--tenant-points-per-second must be a non-negative integer, got '$tenant_points_per_second'"
 fi
 if [ -n "$max_series_per_tenant" ]; then
   if ! is_uint "$max_series_per_tenant" || [ "$max_series_per_tenant" -lt 1 ]; then
@@ -404,6 +413,12 @@ if [ -n "$librato_url" ]; then
 else
   output_block="    output: stdout"
 fi
+limits_block=""
+if [ -n "$max_series_per_tenant$tenant_points_per_second" ]; then
+  limits_block="limits:${max_series_per_tenant:+
+  max_series_per_tenant: $max_series_per_tenant}${tenant_points_per_second:+
+  tenant_points_per_second: $tenant_points_per_second}"
+fi
 cat >"$dir/config.yaml" <<EOF
 # Written by deploy/local/run.sh: the local distributed topology.
 listen: "127.0.0.1:0"
@@ -413,9 +428,8 @@ receiver:
   flush_interval_ms: $flush_interval_ms${flush_delay_ms:+
   flush_delay_ms: $flush_delay_ms}${max_series_in_memory:+
   max_series_in_memory: $max_series_in_memory}
-${max_series_per_tenant:+limits:
-  max_series_per_tenant: $max_series_per_tenant
-}outlet:
+$limits_block
+outlet:
   lease_ttl_ms: $lease_ttl_ms
   lease_renew_ms: $lease_renew_ms
 redis:

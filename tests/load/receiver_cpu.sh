@@ -2,7 +2,8 @@
 # One receiver's CPU per line (issue "Performance"): starts the distributed topology
 # (deploy/local/run.sh: 1 Redis, 1 receiver, 1 outlet) from BINARIES_DIR, sends SECONDS of
 # `drainmet-loadgen send` at max rate (16 keep-alive connections, 800-line bodies of the
-# default template, SOURCES sources x 3 series, 30-s windows), and prints one logfmt line:
+# default template, SOURCES sources x 3 series, 30-s windows; no tenant rate limit), and
+# prints one logfmt line:
 #   lines lines_per_s recv_cpu_s lines_per_recv_cpu_s p99_ms non2xx
 # recv_cpu_s is the receiver's utime + stime (/proc/PID/stat) over the send. For paired
 # runs, alternate two BINARIES_DIRs (docs/performance.md).
@@ -10,7 +11,7 @@
 # usage: tests/load/receiver_cpu.sh BINARIES_DIR SOURCES [SECONDS]
 # Exit status 0, or 2 for a usage error; every process it starts is stopped on exit.
 set -euo pipefail
-[ $# -ge 2 ] || { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+[ $# -ge 2 ] || { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 binaries=$(cd "$1" && pwd)
 sources=$2
 seconds=${3:-10}
@@ -25,6 +26,7 @@ cleanup() {
 }
 trap cleanup EXIT
 "$root/deploy/local/run.sh" --dir "$dir/topo" --binaries "$binaries" --receivers 1 --outlets 1 \
+  --tenant-points-per-second 0 \
   >"$dir/topo.out" 2>"$dir/topo.err" &
 topo_pid=$!
 for _ in $(seq 60); do
