@@ -67,14 +67,20 @@ def run(script, calls, records):
         conn = socket.socket(socket.AF_UNIX)
         conn.connect(path)
         f = conn.makefile("rb")
-        conn.sendall(encode(["SCRIPT", "LOAD", open(script).read()]))
+        source = open(script).read()
+        conn.sendall(encode(["SCRIPT", "LOAD", source]))
         f.readline()
         sha = f.readline().strip().decode()
         close = str(int(time.time()) + 1000)
-        # KEYS[1], then ARGV: prefix, dedupe TTL, window TTL, allowance, 1 request of 1 frame
-        # (tenant, "" = no de-duplication) and its records (ingest.lua's header).
-        args = ["EVALSHA", sha, "1", "dm:{s1}:pending", "dm:{s1}:", "600", "7200", "3", "1", "1", "acme", "",
-                str(records)]
+        # One request of 1 frame (tenant, "" = no de-duplication) and its records, in the
+        # layout of the script's header: since stop 17 a call holds several shards (ARGV:
+        # TTLs, allowance, shard count, then per shard its prefix and requests); before, one
+        # (ARGV: prefix, TTLs, allowance, requests). Both are measured as they are called.
+        request = ["1", "1", "acme", "", str(records)]
+        if "shard_count" in source:
+            args = ["EVALSHA", sha, "1", "dm:{s1}:pending", "600", "7200", "3", "1", "dm:{s1}:"] + request
+        else:
+            args = ["EVALSHA", sha, "1", "dm:{s1}:pending", "dm:{s1}:", "600", "7200", "3"] + request
         for _ in range(records):
             args += [close, b"x" * 100]
         command = encode(args)
