@@ -115,6 +115,43 @@ TEST(ServerTest, PipelinedRequestsAreAnsweredInOrder) {
   EXPECT_LT(one, two);
 }
 
+// Bodies longer than the buffer a body is read with (64 KiB, then given back), each
+// followed in the same write by the next request: every body arrives whole, and the bytes
+// of the next request read with it are kept.
+TEST(ServerTest, BodiesLongerThanTheReadBufferArriveWholeAndPipelinedBytesAreKept) {
+  const auto pattern = [](std::size_t size) {
+    std::string bytes(size, '\0');
+    for (std::size_t i = 0; i < size; ++i) bytes[i] = static_cast<char>('a' + (i * 7 + i / 26) % 26);
+    return bytes;
+  };
+  const std::string big = pattern(200000);
+  const std::string odd = pattern(65537);
+  auto server = StartServer({}, [&](const Request& request) {
+    const std::string& expected = request.Path() == "/big"   ? big
+                                  : request.Path() == "/odd" ? odd
+                                                             : std::string();
+    Response response;
+    response.body = std::string(request.Path()) + " " + std::to_string(request.body.size()) +
+                    (request.body == expected ? " same" : " differs");
+    return response;
+  });
+  ASSERT_NE(server, nullptr);
+  RawSocket socket(server->port());
+  ASSERT_TRUE(socket.connected());
+  ASSERT_TRUE(socket.Send("POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: 200000\r\n\r\n" + big +
+                          "POST /odd HTTP/1.1\r\nHost: x\r\nContent-Length: 65537\r\n\r\n" + odd +
+                          "GET /small HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+  const std::string answers = socket.ReadUntilClose();
+  const std::size_t first = answers.find("/big 200000 same");
+  const std::size_t second = answers.find("/odd 65537 same");
+  const std::size_t third = answers.find("/small 0 same");
+  ASSERT_NE(first, std::string::npos) << answers;
+  ASSERT_NE(second, std::string::npos) << answers;
+  ASSERT_NE(third, std::string::npos) << answers;
+  EXPECT_LT(first, second);
+  EXPECT_LT(second, third);
+}
+
 TEST(ServerTest, ChunkedBodyIsDechunked) {
   auto server = StartServer({}, Echo);
   ASSERT_NE(server, nullptr);
