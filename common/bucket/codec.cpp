@@ -404,15 +404,23 @@ SketchSizes SizeSketch(const DDSketch& sketch) {
 
 constexpr std::uint32_t kSketchTag = Tag(16, kLengthDelimited);  // two bytes as a varint
 
-std::size_t RecordSizeWith(const RecordKeyView& key, const PartialBucket& bucket, const SketchSizes* sketch) {
-  std::size_t size =
-      BytesFieldSize(key.tenant) + BytesFieldSize(key.name) + BytesFieldSize(key.source) +
-      VarintFieldSize(Tag(4, kVarint), SignExtended(ToProto(key.kind))) +
-      VarintFieldSize(Tag(5, kVarint), SignExtended(key.resolution_seconds)) +
-      VarintFieldSize(Tag(6, kVarint), SignExtended(key.window_unix_seconds)) + DoubleFieldSize(bucket.sum) +
-      DoubleFieldSize(bucket.sum_squares) + DoubleFieldSize(bucket.min) + DoubleFieldSize(bucket.max) +
-      DoubleFieldSize(bucket.last) + VarintFieldSize(Tag(12, kVarint), SignExtended(bucket.last_unix_nanos)) +
-      BytesFieldSize(bucket.units) + VarintFieldSize(Tag(15, kVarint), bucket.count);
+// Fields 1-6 (the key); `keyed`: 2-4 only (a keyed element's header holds 1, 5 and 6).
+std::size_t KeyFieldsSize(const RecordKeyView& key, bool keyed) {
+  const std::size_t own = BytesFieldSize(key.name) + BytesFieldSize(key.source) +
+                          VarintFieldSize(Tag(4, kVarint), SignExtended(ToProto(key.kind)));
+  if (keyed) return own;
+  return own + BytesFieldSize(key.tenant) +
+         VarintFieldSize(Tag(5, kVarint), SignExtended(key.resolution_seconds)) +
+         VarintFieldSize(Tag(6, kVarint), SignExtended(key.window_unix_seconds));
+}
+
+std::size_t RecordSizeWith(const RecordKeyView& key, const PartialBucket& bucket, const SketchSizes* sketch,
+                           bool keyed = false) {
+  std::size_t size = KeyFieldsSize(key, keyed) + DoubleFieldSize(bucket.sum) +
+                     DoubleFieldSize(bucket.sum_squares) + DoubleFieldSize(bucket.min) +
+                     DoubleFieldSize(bucket.max) + DoubleFieldSize(bucket.last) +
+                     VarintFieldSize(Tag(12, kVarint), SignExtended(bucket.last_unix_nanos)) +
+                     BytesFieldSize(bucket.units) + VarintFieldSize(Tag(15, kVarint), bucket.count);
   if (sketch == nullptr) {
     const std::size_t values = bucket.values.values().size() * 8;
     if (values > 0) size += 1 + VarintSize(values) + values;
@@ -430,41 +438,52 @@ std::size_t RecordSizeWith(const RecordKeyView& key, const PartialBucket& bucket
 constexpr std::uint32_t kValueTag = Tag(17, kFixed64);  // two bytes as a varint
 
 // Of a bucket whose last point is at `last_unix_nanos`, with `units`.
-std::size_t CompactRecordSize(const RecordKeyView& key, std::int64_t last_unix_nanos,
-                              std::string_view units) {
-  return BytesFieldSize(key.tenant) + BytesFieldSize(key.name) + BytesFieldSize(key.source) +
-         VarintFieldSize(Tag(4, kVarint), SignExtended(ToProto(key.kind))) +
-         VarintFieldSize(Tag(5, kVarint), SignExtended(key.resolution_seconds)) +
-         VarintFieldSize(Tag(6, kVarint), SignExtended(key.window_unix_seconds)) +
-         VarintFieldSize(Tag(12, kVarint), SignExtended(last_unix_nanos)) + BytesFieldSize(units) +
-         VarintFieldSize(Tag(15, kVarint), 1) + VarintSize(kValueTag) + 8;
+// Of a bucket whose last point is at `last_unix_nanos`, with `units`; `keyed`: in a keyed
+// element (no fields 1, 5, 6).
+std::size_t CompactRecordSize(const RecordKeyView& key, std::int64_t last_unix_nanos, std::string_view units,
+                              bool keyed = false) {
+  return KeyFieldsSize(key, keyed) + VarintFieldSize(Tag(12, kVarint), SignExtended(last_unix_nanos)) +
+         BytesFieldSize(units) + VarintFieldSize(Tag(15, kVarint), 1) + VarintSize(kValueTag) + 8;
 }
-std::size_t CompactRecordSize(const RecordKeyView& key, const PartialBucket& bucket) {
-  return CompactRecordSize(key, bucket.last_unix_nanos, bucket.units);
+std::size_t CompactRecordSize(const RecordKeyView& key, const PartialBucket& bucket, bool keyed = false) {
+  return CompactRecordSize(key, bucket.last_unix_nanos, bucket.units, keyed);
 }
 
-// Fields 1-6 (the key), as both forms of a record begin.
-char* WriteKeyFields(const RecordKeyView& key, char* p) {
-  p = WriteBytesField(1, key.tenant, p);
+// Fields 1-6 (the key), as both forms of a record begin; `keyed`: 2-4 only.
+char* WriteKeyFields(const RecordKeyView& key, char* p, bool keyed = false) {
+  if (!keyed) p = WriteBytesField(1, key.tenant, p);
   p = WriteBytesField(2, key.name, p);
   p = WriteBytesField(3, key.source, p);
   p = WriteVarintField(Tag(4, kVarint), SignExtended(ToProto(key.kind)), p);
+  if (keyed) return p;
   p = WriteVarintField(Tag(5, kVarint), SignExtended(key.resolution_seconds), p);
   p = WriteVarintField(Tag(6, kVarint), SignExtended(key.window_unix_seconds), p);
   return p;
 }
 
+// A keyed element's header: fields 1, 5 and 6 of `key`.
+std::size_t HeaderSize(const RecordKeyView& key) {
+  return BytesFieldSize(key.tenant) + VarintFieldSize(Tag(5, kVarint), SignExtended(key.resolution_seconds)) +
+         VarintFieldSize(Tag(6, kVarint), SignExtended(key.window_unix_seconds));
+}
+char* WriteHeader(const RecordKeyView& key, char* p) {
+  p = WriteBytesField(1, key.tenant, p);
+  p = WriteVarintField(Tag(5, kVarint), SignExtended(key.resolution_seconds), p);
+  return WriteVarintField(Tag(6, kVarint), SignExtended(key.window_unix_seconds), p);
+}
+
 char* WriteCompactRecord(const RecordKeyView& key, std::int64_t last_unix_nanos, std::string_view units,
-                         double value, char* p) {
-  p = WriteKeyFields(key, p);
+                         double value, char* p, bool keyed = false) {
+  p = WriteKeyFields(key, p, keyed);
   p = WriteVarintField(Tag(12, kVarint), SignExtended(last_unix_nanos), p);
   p = WriteBytesField(13, units, p);
   p = WriteVarint(kValueTag, p);
   p = WriteFixed64(value, p);
   return WriteVarintField(Tag(15, kVarint), 1, p);
 }
-char* WriteCompactRecord(const RecordKeyView& key, const PartialBucket& bucket, double value, char* p) {
-  return WriteCompactRecord(key, bucket.last_unix_nanos, bucket.units, value, p);
+char* WriteCompactRecord(const RecordKeyView& key, const PartialBucket& bucket, double value, char* p,
+                         bool keyed = false) {
+  return WriteCompactRecord(key, bucket.last_unix_nanos, bucket.units, value, p, keyed);
 }
 
 // ---- Reading records by hand: the encoding WriteRecord produces, without a message object.
@@ -579,20 +598,33 @@ std::optional<double> CompactValue(extract::Kind kind, const PartialBucket& buck
   return v;
 }
 
-std::size_t RecordSize(const RecordKeyView& key, const PartialBucket& bucket, RecordForm form) {
-  if (form == RecordForm::kCompact && CompactValue(key.kind, bucket)) return CompactRecordSize(key, bucket);
-  if (bucket.values.exact()) return RecordSizeWith(key, bucket, nullptr);
+namespace {
+// The full form of a record; `keyed`: in a keyed element (no fields 1, 5, 6).
+std::size_t FullRecordSize(const RecordKeyView& key, const PartialBucket& bucket, bool keyed) {
+  if (bucket.values.exact()) return RecordSizeWith(key, bucket, nullptr, keyed);
   const SketchSizes sketch = SizeSketch(bucket.values.sketch());
-  return RecordSizeWith(key, bucket, &sketch);
+  return RecordSizeWith(key, bucket, &sketch, keyed);
+}
+char* WriteFullRecord(const RecordKeyView& key, const PartialBucket& bucket, char* p, bool keyed);
+}  // namespace
+
+std::size_t RecordSize(const RecordKeyView& key, const PartialBucket& bucket, RecordForm form) {
+  if (form != RecordForm::kFull && CompactValue(key.kind, bucket)) return CompactRecordSize(key, bucket);
+  return FullRecordSize(key, bucket, /*keyed=*/false);
 }
 
 char* WriteRecord(const RecordKeyView& key, const PartialBucket& bucket, char* p, RecordForm form) {
-  if (form == RecordForm::kCompact) {
+  if (form != RecordForm::kFull) {
     if (const std::optional<double> value = CompactValue(key.kind, bucket)) {
       return WriteCompactRecord(key, bucket, *value, p);
     }
   }
-  p = WriteKeyFields(key, p);
+  return WriteFullRecord(key, bucket, p, /*keyed=*/false);
+}
+
+namespace {
+char* WriteFullRecord(const RecordKeyView& key, const PartialBucket& bucket, char* p, bool keyed) {
+  p = WriteKeyFields(key, p, keyed);
   p = WriteDoubleField(7, bucket.sum, p);
   p = WriteDoubleField(8, bucket.sum_squares, p);
   p = WriteDoubleField(9, bucket.min, p);
@@ -626,6 +658,7 @@ char* WriteRecord(const RecordKeyView& key, const PartialBucket& bucket, char* p
   p = WriteStore(sketch.negative(), sizes.negative, p);
   return WriteVarintField(Tag(3, kVarint), sketch.zero_count(), p);
 }
+}  // namespace
 
 void EncodeRecord(const BucketKey& key, const PartialBucket& bucket, std::string& out) {
   out.clear();
@@ -648,10 +681,34 @@ void AppendRecord(const RecordKeyView& key, const PartialBucket& bucket, std::st
 }
 
 absl::Status RecordReader::Decode(std::string_view bytes, RecordForm accept) {
+  return DecodeFrom(bytes, accept, nullptr, {});
+}
+
+absl::Status RecordReader::DecodeWithHeader(std::string_view header, const RecordKeyView& header_key,
+                                            std::string_view bytes, RecordForm accept) {
+  return DecodeFrom(bytes, accept, &header_key, header);
+}
+
+absl::Status RecordReader::DecodeFrom(std::string_view bytes, RecordForm accept,
+                                      const RecordKeyView* header_key, std::string_view header) {
   RecordFields f;
+  if (header_key != nullptr) {
+    // What parsing the header's bytes first leaves (they hold fields 1, 5, 6 only).
+    f.tenant = header_key->tenant;
+    f.resolution_seconds = header_key->resolution_seconds;
+    f.window_unix_seconds = header_key->window_unix_seconds;
+  }
   std::string_view packed;
   std::string_view value_bytes;
-  if (TooLong(bytes) || !ParseCanonical(bytes, f, packed, value_bytes)) return DecodeGeneral(bytes, accept);
+  if (TooLong(bytes) || !ParseCanonical(bytes, f, packed, value_bytes)) {
+    if (header_key == nullptr) return DecodeGeneral(bytes, accept);
+    // Rare (a sketch, another writer's encoding): protobuf parses the header and the record
+    // as one message, which is what the record means.
+    std::string joined;
+    joined.reserve(header.size() + bytes.size());
+    joined.append(header).append(bytes);
+    return DecodeGeneral(joined, accept);
+  }
   if (!value_bytes.empty()) {
     double value = 0;
     std::memcpy(&value, value_bytes.data(), 8);
@@ -709,16 +766,17 @@ ElementWriter::ElementWriter(std::string& bytes, std::vector<std::size_t>& ends,
     : bytes_(bytes), ends_(ends), max_bytes_(max_bytes == 0 ? 1 : max_bytes), form_(form) {}
 
 void ElementWriter::Add(const RecordKeyView& key, const PartialBucket& bucket) {
+  const bool keyed = form_ == RecordForm::kKeyed;
   const std::optional<double> value =
-      form_ == RecordForm::kCompact ? CompactValue(key.kind, bucket) : std::nullopt;
-  const std::size_t size = value ? CompactRecordSize(key, bucket) : RecordSize(key, bucket);
-  char* p = WriteVarint(size, Open(VarintSize(size) + size));
+      form_ != RecordForm::kFull ? CompactValue(key.kind, bucket) : std::nullopt;
+  const std::size_t size = value ? CompactRecordSize(key, bucket, keyed) : FullRecordSize(key, bucket, keyed);
+  char* p = WriteVarint(size, Open(VarintSize(size) + size, key));
   if (value) {
-    WriteCompactRecord(key, bucket, *value, p);
+    WriteCompactRecord(key, bucket, *value, p, keyed);
     // The element holds a compact record: only a reader of compact elements may read it.
-    if (open_compact_++ == 0) bytes_[start_] = kCompactBatchElementTag;
+    if (open_compact_++ == 0 && !keyed) bytes_[start_] = kCompactBatchElementTag;
   } else {
-    WriteRecord(key, bucket, p);
+    WriteFullRecord(key, bucket, p, keyed);
   }
   ++open_records_;
   ++records_;
@@ -729,25 +787,51 @@ void ElementWriter::AddPoint(const RecordKeyView& key, double value, std::int64_
   // CompactValue of that bucket, without making it: Add of one value v gives count 1,
   // min = max = last = v, sum = +0 + v, sum_squares = +0 + v * v and (measures) values
   // [v], which CompactValue takes exactly when v is finite and not +0.
-  if (form_ != RecordForm::kCompact || !std::isfinite(value) || Bits(value) == 0) {
+  if (form_ == RecordForm::kFull || !std::isfinite(value) || Bits(value) == 0) {
     PartialBucket bucket;
     bucket.Add(value, unix_nanos, units, key.kind == extract::Kind::kMeasure);
     return Add(key, bucket);
   }
-  const std::size_t size = CompactRecordSize(key, unix_nanos, units);
-  char* p = Open(VarintSize(size) + size);
+  const bool keyed = form_ == RecordForm::kKeyed;
+  const std::size_t size = CompactRecordSize(key, unix_nanos, units, keyed);
+  char* p = Open(VarintSize(size) + size, key);
   p = WriteVarint(size, p);
-  WriteCompactRecord(key, unix_nanos, units, value, p);
-  if (open_compact_++ == 0) bytes_[start_] = kCompactBatchElementTag;
+  WriteCompactRecord(key, unix_nanos, units, value, p, keyed);
+  if (open_compact_++ == 0 && !keyed) bytes_[start_] = kCompactBatchElementTag;
   ++open_records_;
   ++records_;
 }
 
-char* ElementWriter::Open(std::size_t framed) {
-  if (open_records_ > 0 && bytes_.size() - start_ + framed > max_bytes_) Close();
+bool ElementWriter::SameHeader(const RecordKeyView& key) const {
+  return header_resolution_ == key.resolution_seconds && header_window_ == key.window_unix_seconds &&
+         std::string_view(bytes_.data() + header_tenant_, header_tenant_size_) == key.tenant;
+}
+
+char* ElementWriter::Open(std::size_t framed, const RecordKeyView& key) {
+  const bool keyed = form_ == RecordForm::kKeyed;
+  if (open_records_ > 0 && (bytes_.size() - start_ + framed > max_bytes_ || (keyed && !SameHeader(key)))) {
+    Close();
+  }
   if (open_records_ == 0) {
     start_ = bytes_.size();
-    bytes_.push_back(kBatchElementTag);
+    if (!keyed) {
+      bytes_.push_back(kBatchElementTag);
+    } else {
+      // 0x02, the header's length, the header (fields 1, 5, 6).
+      const std::size_t header = HeaderSize(key);
+      bytes_.resize(start_ + 1 + VarintSize(header) + header);
+      char* p = bytes_.data() + start_;
+      *p++ = kKeyedBatchElementTag;
+      p = WriteVarint(header, p);
+      // The tenant's bytes follow its tag and length in the header.
+      header_tenant_ = key.tenant.empty()
+                           ? 0
+                           : static_cast<std::size_t>(p - bytes_.data()) + 1 + VarintSize(key.tenant.size());
+      header_tenant_size_ = key.tenant.size();
+      header_resolution_ = key.resolution_seconds;
+      header_window_ = key.window_unix_seconds;
+      WriteHeader(key, p);
+    }
   }
   const std::size_t at = bytes_.size();
   bytes_.resize(at + framed);  // zero-fills once; every byte is overwritten after
@@ -756,7 +840,7 @@ char* ElementWriter::Open(std::size_t framed) {
 
 void ElementWriter::Close() {
   if (open_records_ == 0) return;
-  if (open_records_ == 1 && open_compact_ == 0) {
+  if (open_records_ == 1 && open_compact_ == 0 && form_ != RecordForm::kKeyed) {
     // One record: written alone, as a single-record element (no tag, no length). A compact
     // record stays framed in its compact element: alone it would be rejected.
     const char* p = bytes_.data() + start_ + 1;
@@ -770,14 +854,61 @@ void ElementWriter::Close() {
   ++elements_;
 }
 
+namespace {
+// A keyed element's header at `header`: fields 1, 5 and 6 in that order, each at most once
+// (absent: its default), into `key`'s tenant, resolution and window. False for anything else.
+bool ParseHeader(std::string_view header, RecordKeyView& key) {
+  key = RecordKeyView{};
+  key.resolution_seconds = 0;  // proto3's default (RecordKeyView's is 60)
+  const char* p = header.data();
+  const char* const end = p + header.size();
+  std::uint64_t previous = 0;
+  while (p < end) {
+    std::uint64_t tag = 0;
+    if (!ReadVarint(p, end, tag)) return false;
+    const std::uint64_t field = tag >> 3;
+    if ((field != 1 && field != 5 && field != 6) || field <= previous) return false;
+    previous = field;
+    std::uint64_t value = 0;
+    if (field == 1) {
+      if ((tag & 7) != kLengthDelimited || !ReadVarint(p, end, value) ||
+          value > static_cast<std::uint64_t>(end - p)) {
+        return false;
+      }
+      key.tenant = std::string_view(p, static_cast<std::size_t>(value));
+      p += value;
+      continue;
+    }
+    if ((tag & 7) != kVarint || !ReadVarint(p, end, value)) return false;
+    // As protobuf reads them: int32 keeps the low 32 bits.
+    if (field == 5) key.resolution_seconds = static_cast<std::int32_t>(static_cast<std::uint32_t>(value));
+    if (field == 6) key.window_unix_seconds = static_cast<std::int64_t>(value);
+  }
+  return true;
+}
+}  // namespace
+
 void ElementReader::Reset(std::string_view element) {
   at_ = element.data();
   end_ = element.data() + element.size();
   index_ = 0;
-  compact_ = !element.empty() && element.front() == kCompactBatchElementTag;
-  batch_ = compact_ || (!element.empty() && element.front() == kBatchElementTag);
+  const char tag = element.empty() ? '\xff' : element.front();
+  keyed_ = tag == kKeyedBatchElementTag;
+  compact_ = keyed_ || tag == kCompactBatchElementTag;
+  batch_ = compact_ || tag == kBatchElementTag;
   single_left_ = !batch_;
   if (batch_) ++at_;
+  if (!keyed_) return;
+  // The header: its length, then fields 1, 5, 6. Broken: at_ stays before it, and Next
+  // reports the element once (header_ with a null data()).
+  header_ = {};
+  const char* p = at_;
+  std::uint64_t size = 0;
+  if (!ReadVarint(p, end_, size) || size > static_cast<std::uint64_t>(end_ - p)) return;
+  const std::string_view header(p, static_cast<std::size_t>(size));
+  if (!ParseHeader(header, header_key_)) return;
+  header_ = header;  // data() is not null: it points into the element
+  at_ = p + size;
 }
 
 absl::StatusOr<bool> ElementReader::Next() {
@@ -791,22 +922,30 @@ absl::StatusOr<bool> ElementReader::Next() {
     return true;
   }
   if (at_ == end_) return false;
+  if (keyed_ && header_.data() == nullptr) {
+    const std::size_t rest = static_cast<std::size_t>(end_ - at_);
+    at_ = end_;
+    return Invalid("keyed batch element: its header is truncated or not fields 1, 5, 6 in order (" +
+                   std::to_string(rest) + " bytes); the element skipped");
+  }
   const std::uint64_t index = index_++;
   const char* p = at_;
   std::uint64_t size = 0;
   if (!ReadVarint(p, end_, size) || size > static_cast<std::uint64_t>(end_ - p)) {
     const std::size_t rest = static_cast<std::size_t>(end_ - at_);
     at_ = end_;  // The framing is lost: nothing after this point can be trusted.
-    return Invalid(std::string(compact_ ? "compact " : "") + "batch element: record " +
-                   std::to_string(index) + "'s length is truncated or past the end (" + std::to_string(rest) +
+    return Invalid(std::string(ElementKind()) + "batch element: record " + std::to_string(index) +
+                   "'s length is truncated or past the end (" + std::to_string(rest) +
                    " bytes left); the rest of the element skipped");
   }
   at_ = p + size;
-  if (absl::Status s = reader_.Decode(std::string_view(p, static_cast<std::size_t>(size)),
-                                      compact_ ? RecordForm::kCompact : RecordForm::kFull);
+  const std::string_view record(p, static_cast<std::size_t>(size));
+  const RecordForm accept = compact_ ? RecordForm::kCompact : RecordForm::kFull;
+  if (absl::Status s = keyed_ ? reader_.DecodeWithHeader(header_, header_key_, record, accept)
+                              : reader_.Decode(record, accept);
       !s.ok()) {
-    return Invalid(std::string(compact_ ? "compact " : "") + "batch element: record " +
-                   std::to_string(index) + ": " + std::string(s.message()));
+    return Invalid(std::string(ElementKind()) + "batch element: record " + std::to_string(index) + ": " +
+                   std::string(s.message()));
   }
   return true;
 }

@@ -44,9 +44,12 @@ void AppendRecord(const RecordKeyView& key, const PartialBucket& bucket, std::st
 ///     only form allowed in a single-record element or a 0x00 batch element.
 ///   kCompact: also the compact form of a one-point bucket (field 17 `value` with count 1
 ///     and fields 7-11, 14 absent; partial_bucket.proto), allowed only inside compact batch
-///     elements (kCompactBatchElementTag). A writer uses it exactly when CompactValue says
-///     it gives the bucket back bit for bit and is shorter; otherwise the full form.
-enum class RecordForm { kFull, kCompact };
+///     elements (kCompactBatchElementTag) and keyed batch elements (kKeyedBatchElementTag).
+///     A writer uses it exactly when CompactValue says it gives the bucket back bit for bit
+///     and is shorter; otherwise the full form.
+///   kKeyed (ElementWriter only): kCompact, in keyed batch elements, whose records leave
+///     the tenant, resolution and window (fields 1, 5, 6) to the element's header.
+enum class RecordForm { kFull, kCompact, kKeyed };
 
 /// The value `v` for which the compact form (field 17) of `bucket`, a bucket of a series
 /// of kind `kind`, decodes to `bucket` bit for bit, when there is one: count 1, `bucket` is
@@ -83,12 +86,21 @@ class RecordReader {
   /// element): a record carrying field 17 (`value`) is InvalidArgument naming `value`.
   /// kCompact (a record of a compact batch element): the compact form is read too.
   absl::Status Decode(std::string_view bytes, RecordForm accept = RecordForm::kFull);
+  /// Decode of a record of a keyed batch element whose header is `header` (the header's
+  /// bytes: fields 1, 5 and 6 only, as ElementReader checked them): the record is what
+  /// protobuf parses from the header's bytes followed by the record's (a field the record
+  /// carries replaces the header's). `accept` as above; key().tenant may point into
+  /// `header`, which must outlive it too.
+  absl::Status DecodeWithHeader(std::string_view header, const RecordKeyView& header_key,
+                                std::string_view bytes, RecordForm accept);
 
   const RecordKeyView& key() const { return key_; }
   /// May be moved from (the next Decode fills every field again).
   PartialBucket& bucket() { return bucket_; }
 
  private:
+  absl::Status DecodeFrom(std::string_view bytes, RecordForm accept, const RecordKeyView* header_key,
+                          std::string_view header);
   absl::Status DecodeGeneral(std::string_view bytes, RecordForm accept);
 
   RecordKeyView key_;
@@ -107,11 +119,21 @@ class RecordReader {
 // "\x00" or "\x01" alone is an empty batch. A reader that predates compact elements takes
 // a 0x01 element for one record and rejects it (field number 0): it counts the element
 // corrupt and never misreads it.
+//
+// A keyed batch element (0x02, kKeyedBatchElementTag) is a compact batch element of one
+// tenant, resolution and window: after the byte 0x02 comes a header, its length as a
+// varint followed by a PartialBucketRecord holding only fields 1, 5 and 6 (tenant,
+// resolution_seconds, window_unix_seconds, in that order, each at most once), then records
+// framed as in a batch that omit those fields. A record means what protobuf parses from the
+// header's bytes followed by the record's. Every record of a one-window flush part shares
+// them: ~18 of a compact record's ~62 bytes. Readers that predate it reject it like 0x01.
 
 /// The first byte of a batch element.
 inline constexpr char kBatchElementTag = '\x00';
 /// The first byte of a compact batch element.
 inline constexpr char kCompactBatchElementTag = '\x01';
+/// The first byte of a keyed batch element.
+inline constexpr char kKeyedBatchElementTag = '\x02';
 
 /// The bound ElementWriter keeps by default: no element it writes is longer than this many
 /// bytes, unless it holds one record alone that is longer (a sketch of a widely spread
@@ -132,9 +154,12 @@ inline constexpr std::size_t kMaxElementBytes = 8000;
 /// no length): what single-record writers write, and 2-3 bytes shorter. `form` kFull:
 /// never the compact form (elements an outlet that predates it reads). Each closed element's
 /// end offset in `bytes` is appended to `ends` (an element begins where the previous one
-/// ended, or where `bytes` ended when the writer was made). No allocation but the
-/// buffers' growth. Not thread-safe; `bytes` and `ends` must outlive it and must not be
-/// touched by others until Close.
+/// ended, or where `bytes` ended when the writer was made). `form` kKeyed: every element is
+/// a keyed batch element (0x02), records in the compact form where kCompact would use it,
+/// and a record of another tenant, resolution or window than the open element's closes it
+/// and opens one with its own header (so add records grouped by those, as a flush part's
+/// are). No allocation but the buffers' growth. Not thread-safe; `bytes` and `ends` must
+/// outlive it and must not be touched by others until Close.
 class ElementWriter {
  public:
   /// Appends to `bytes` and `ends`, which are not cleared. `max_bytes` > 0.
@@ -157,8 +182,11 @@ class ElementWriter {
 
  private:
   /// Makes room for a record of `framed` bytes (its length varint included) in the open
-  /// element, opening one (or closing a full one first); returns where it goes.
-  char* Open(std::size_t framed);
+  /// element, opening one (or closing a full one, or with kKeyed one of another header
+  /// than `key`'s, first); returns where it goes.
+  char* Open(std::size_t framed, const RecordKeyView& key);
+  /// kKeyed: whether the open element's header is `key`'s tenant, resolution and window.
+  bool SameHeader(const RecordKeyView& key) const;
 
   std::string& bytes_;
   std::vector<std::size_t>& ends_;
@@ -167,11 +195,16 @@ class ElementWriter {
   std::size_t start_ = 0;         // where the open element begins in bytes_
   std::size_t open_records_ = 0;  // records in the open element; 0: none is open
   std::size_t open_compact_ = 0;  // of which in the compact form
+  // kKeyed: the open element's header (its tenant at bytes_[header_tenant_, + size)).
+  std::size_t header_tenant_ = 0;
+  std::size_t header_tenant_size_ = 0;
+  std::int32_t header_resolution_ = 0;
+  std::int64_t header_window_ = 0;
   std::uint64_t records_ = 0;
   std::uint64_t elements_ = 0;
 };
 
-/// Reads the records of list elements (batch, compact batch or single record) one by one into a
+/// Reads the records of list elements (batch, compact batch, keyed batch or single record) one by one into a
 /// RecordReader's reused storage: no allocation per record. Not thread-safe (one per
 /// thread). Typical use:
 ///
@@ -193,8 +226,9 @@ class ElementReader {
   /// InvalidArgument: either that record does not decode (a single element's only record,
   /// or one record of a batch: the following records are still read by the next call), or
   /// the batch's framing is broken (a length that is truncated or runs past the element's
-  /// end): then the rest of the element is given up, reported by this one error, and the
-  /// next call returns false. Never crashes.
+  /// end) or a keyed element's header is (truncated, or not fields 1, 5, 6 in order): then
+  /// the rest of the element is given up, reported by this one error, and the next call
+  /// returns false. Never crashes.
   absl::StatusOr<bool> Next();
 
   const RecordKeyView& key() const { return reader_.key(); }
@@ -202,13 +236,19 @@ class ElementReader {
   PartialBucket& bucket() { return reader_.bucket(); }
 
  private:
+  // "keyed ", "compact " or "" (a 0x00 batch), for messages.
+  const char* ElementKind() const { return keyed_ ? "keyed " : compact_ ? "compact " : ""; }
+
   RecordReader reader_;
   const char* at_ = nullptr;   // the next record's framing (batch) or bytes (single)
   const char* end_ = nullptr;  // the element's end
   std::uint64_t index_ = 0;    // the next record's position in the batch
   bool batch_ = false;
-  bool compact_ = false;      // a compact batch element: its records may use the compact form
+  bool compact_ = false;      // a compact or keyed batch element: its records may use the compact form
+  bool keyed_ = false;        // a keyed batch element: header_ / header_key_ hold its header
   bool single_left_ = false;  // a single-record element whose record is still to read
+  std::string_view header_;   // a keyed element's header bytes; empty data(): it is broken
+  RecordKeyView header_key_;  // its tenant, resolution and window
 };
 
 /// Inverse of EncodeRecord: DecodeRecord(EncodeRecord(k, b)) gives k and b back field for

@@ -355,7 +355,8 @@ void PreAggregator::PrepareEncoded(bucket::BucketMap& partials, Prepared& prepar
     if (buffers.size() <= p) buffers.emplace_back();
     buffers[p].bytes.clear();
     buffers[p].ends.clear();
-    writers.emplace_back(buffers[p].bytes, buffers[p].ends);
+    writers.emplace_back(buffers[p].bytes, buffers[p].ends, bucket::kMaxElementBytes,
+                         bucket::RecordForm::kKeyed);
     return p;
   };
   const auto part_of = [&](const bucket::RecordKeyView& key) -> std::uint32_t {
@@ -820,7 +821,7 @@ void PreAggregator::Flush(Batch& batch) {
   std::vector<std::size_t>& ends = batch.record_ends;
   bytes.clear();
   ends.clear();
-  bucket::ElementWriter writer(bytes, ends);
+  bucket::ElementWriter writer(bytes, ends, bucket::kMaxElementBytes, bucket::RecordForm::kKeyed);
   for (auto& [where, group] : batch.groups) {
     if (!group.active()) continue;
     GroupWrite& write = writes.emplace_back();

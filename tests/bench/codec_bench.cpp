@@ -115,6 +115,12 @@ void BM_ReaderDecode(benchmark::State& state) {
 }
 BENCHMARK(BM_ReaderDecode)->ArgNames({"case", "general"})->ArgsProduct({{0, 1, 2, 3}, {0, 1}});
 
+// The `form` argument of the element benchmarks: 0 kFull (0x00 batches), 1 kCompact (0x01
+// compact batches), 2 kKeyed (0x02 keyed batches: tenant, resolution, window once).
+RecordForm FormOf(std::int64_t form) {
+  return form == 2 ? RecordForm::kKeyed : form == 1 ? RecordForm::kCompact : RecordForm::kFull;
+}
+
 // The outlet's read of a batch element (ElementReader over ElementWriter's bytes): one
 // element of `records` records of the case (distinct sources, as a flush writes them), per
 // record. Next to BM_ReaderDecode: the framing's cost per record on top of the decode.
@@ -123,7 +129,7 @@ void BM_ElementDecode(benchmark::State& state) {
   const auto records = static_cast<std::size_t>(state.range(1));
   std::vector<std::string> sources;
   for (std::size_t i = 0; i < records; ++i) sources.push_back("web." + std::to_string(i));
-  const RecordForm form = state.range(2) == 1 ? RecordForm::kCompact : RecordForm::kFull;
+  const RecordForm form = FormOf(state.range(2));
   std::string bytes;
   std::vector<std::size_t> ends;
   ElementWriter writer(bytes, ends, std::size_t{1} << 30, form);  // one element, whatever its size
@@ -154,8 +160,8 @@ void BM_ElementDecode(benchmark::State& state) {
   state.counters["records/s"] = benchmark::Counter(static_cast<double>(read), benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_ElementDecode)
-    ->ArgNames({"case", "records", "compact"})
-    ->ArgsProduct({{0, 1, 2, 3}, {1, 100}, {0, 1}});
+    ->ArgNames({"case", "records", "form"})
+    ->ArgsProduct({{0, 1, 2, 3}, {1, 100}, {0, 1, 2}});
 
 // The receiver's flush per record: ElementWriter::Add into one reused buffer, elements
 // closed at the 64 KiB bound.
@@ -167,7 +173,7 @@ void BM_ElementWrite(benchmark::State& state) {
                           c.key.kind,
                           c.key.resolution_seconds,
                           c.key.window_unix_seconds};
-  const RecordForm form = state.range(1) == 1 ? RecordForm::kCompact : RecordForm::kFull;
+  const RecordForm form = FormOf(state.range(1));
   std::string bytes;
   std::vector<std::size_t> ends;
   bytes.reserve(std::size_t{4} << 20);
@@ -188,7 +194,7 @@ void BM_ElementWrite(benchmark::State& state) {
   state.counters["ns/record"] = benchmark::Counter(static_cast<double>(written),
                                                    benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
-BENCHMARK(BM_ElementWrite)->ArgNames({"case", "compact"})->ArgsProduct({{0, 1, 2, 3}, {0, 1}});
+BENCHMARK(BM_ElementWrite)->ArgNames({"case", "form"})->ArgsProduct({{0, 1, 2, 3}, {0, 1, 2}});
 
 // The round trip a partial makes through Redis.
 void BM_EncodeDecode(benchmark::State& state) {

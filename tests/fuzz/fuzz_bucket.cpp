@@ -1,18 +1,20 @@
 // libFuzzer target: the partial bucket decoders, i.e. what reads bytes back from Redis
 // (bucket::DecodeBucketKey / KeyViewOf, DecodeRecord and RecordReader, DecodeBatch, ElementReader;
 // docs/redis-layout.md, proto/drainmet/v1/partial_bucket.proto). Every input goes through all of
-// them, and through ElementReader twice more, as a batch element ("\x00" + input) and as a
-// compact batch element ("\x01" + input), whose records may use the compact form of a
-// one-point bucket (field 17).
+// them, and through ElementReader three times more, as a batch element ("\x00" + input), as
+// a compact batch element ("\x01" + input), whose records may use the compact form of a
+// one-point bucket (field 17), and as a keyed batch element ("\x02" + input: a header of
+// fields 1, 5, 6, then records that leave those to it).
 // Invariants: KeyViewOf and DecodeBucketKey agree and a decoded key encodes back to the
 // same bytes; a decoded record satisfies the proto's constraints, encodes back to bytes
 // that decode to the same record (encode(decode(x)) is a fixed point), and merges with
 // itself; a decoded batch re-encodes record by record to a batch that decodes the same; a
 // list element (single record or batch) reads to records that satisfy the constraints,
 // with one error per bad record and at most one for broken framing, always ending, and its
-// records written again by ElementWriter (compact form on and off) read back the same. A
-// compact element is rejected whole by the single-record decoder (what an outlet that
-// predates compact elements runs on it). Field 17 decodes only inside compact elements.
+// records written again by ElementWriter (compact form on and off, keyed elements) read
+// back the same. A compact or keyed element is rejected whole by the single-record decoder
+// (what an outlet that predates them runs on it). Field 17 decodes only inside compact and
+// keyed elements.
 
 #include <cmath>
 #include <cstddef>
@@ -200,10 +202,12 @@ void FuzzElement(std::string_view element) {
     records.push_back(Owned(reader, reader.bucket()));
     CheckRecord(records.back());
   }
-  const bool compact = !element.empty() && element.front() == drainmet::bucket::kCompactBatchElementTag;
+  const bool compact = !element.empty() && (element.front() == drainmet::bucket::kCompactBatchElementTag ||
+                                            element.front() == drainmet::bucket::kKeyedBatchElementTag);
   const bool batch = compact || (!element.empty() && element.front() == drainmet::bucket::kBatchElementTag);
   if (compact) {
-    // An outlet that predates compact elements decodes it as one record: always rejected.
+    // An outlet that predates compact (or keyed) elements decodes it as one record: always
+    // rejected.
     drainmet::bucket::RecordReader old;
     FUZZ_CHECK(!old.Decode(element).ok());
   }
@@ -214,13 +218,14 @@ void FuzzElement(std::string_view element) {
     FUZZ_CHECK(single.Decode(element).ok() == (records.size() == 1));
   }
   for (const drainmet::bucket::RecordForm form :
-       {drainmet::bucket::RecordForm::kCompact, drainmet::bucket::RecordForm::kFull}) {
+       {drainmet::bucket::RecordForm::kCompact, drainmet::bucket::RecordForm::kFull,
+        drainmet::bucket::RecordForm::kKeyed}) {
     Rewrite(reader, records, form);
   }
 }
 
 // `records` written again (one element, or a few at the bound) in `form` and read back:
-// the same records; with kFull, never a compact element.
+// the same records; with kFull, never a compact element; with kKeyed, only keyed ones.
 void Rewrite(drainmet::bucket::ElementReader& reader, const std::vector<BucketRecord>& records,
              drainmet::bucket::RecordForm form) {
   std::string bytes;
@@ -237,6 +242,8 @@ void Rewrite(drainmet::bucket::ElementReader& reader, const std::vector<BucketRe
   for (const std::size_t end : ends) {
     FUZZ_CHECK(form == drainmet::bucket::RecordForm::kCompact ||
                bytes[begin] != drainmet::bucket::kCompactBatchElementTag);
+    FUZZ_CHECK((form == drainmet::bucket::RecordForm::kKeyed) ==
+               (bytes[begin] == drainmet::bucket::kKeyedBatchElementTag));
     reader.Reset(std::string_view(bytes).substr(begin, end - begin));
     std::size_t in_element = 0;
     for (absl::StatusOr<bool> next = reader.Next();; next = reader.Next()) {
@@ -266,5 +273,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   FuzzElement(bytes);
   FuzzElement(std::string(1, drainmet::bucket::kBatchElementTag) + std::string(bytes));
   FuzzElement(std::string(1, drainmet::bucket::kCompactBatchElementTag) + std::string(bytes));
+  FuzzElement(std::string(1, drainmet::bucket::kKeyedBatchElementTag) + std::string(bytes));
   return 0;
 }

@@ -150,13 +150,18 @@ int main(int argc, char** argv) {
   }
 
   // Keys, records, batches of up to 4 records (PartialBucketBatch) and list elements of up
-  // to 4 records (ElementWriter's batch elements), measures (with their values) included.
+  // to 4 records (ElementWriter's batch elements, and its keyed batch elements),
+  // measures (with their values) included.
   std::string key;
   std::string record;
   std::string batch;
   std::string elements;
   std::vector<std::size_t> element_ends;
   drainmet::bucket::ElementWriter element_writer(elements, element_ends);
+  std::string keyed;
+  std::vector<std::size_t> keyed_ends;
+  drainmet::bucket::ElementWriter keyed_writer(keyed, keyed_ends, drainmet::bucket::kMaxElementBytes,
+                                               drainmet::bucket::RecordForm::kKeyed);
   std::size_t n = 0;
   for (const drainmet::bucket::ClosedBucket& closed : table.TakeAll()) {
     const drainmet::bucket::BucketKey& k = closed.key;
@@ -167,9 +172,10 @@ int main(int argc, char** argv) {
     drainmet::bucket::EncodeRecord(k, closed.bucket, record);
     buckets.Add(record);
     drainmet::bucket::AppendRecordToBatch(k, closed.bucket, batch);
-    element_writer.Add(drainmet::bucket::RecordKeyView{k.tenant, k.name, k.source, k.kind,
-                                                       k.resolution_seconds, k.window_unix_seconds},
-                       closed.bucket);
+    const drainmet::bucket::RecordKeyView view{
+        k.tenant, k.name, k.source, k.kind, k.resolution_seconds, k.window_unix_seconds};
+    element_writer.Add(view, closed.bucket);
+    keyed_writer.Add(view, closed.bucket);
     if (++n % 4 == 0) {
       buckets.Add(batch);
       batch.clear();
@@ -177,6 +183,12 @@ int main(int argc, char** argv) {
       buckets.Add(elements);
       elements.clear();
       element_ends.clear();
+      keyed_writer.Close();  // one element a run of one tenant, resolution and window
+      for (std::size_t e = 0, begin = 0; e < keyed_ends.size(); begin = keyed_ends[e++]) {
+        buckets.Add(keyed.substr(begin, keyed_ends[e] - begin));
+      }
+      keyed.clear();
+      keyed_ends.clear();
     }
   }
 

@@ -436,9 +436,8 @@ TEST_F(PreAggregatorTest, AFlushWritesOneBatchElementPerShardWindow) {
   EXPECT_EQ(stats.elements_written, groups.size());
   EXPECT_EQ(metrics_.Snapshot().points, 180u);
 
-  // In Redis: the lists hold exactly those elements; an element of a shard with several
-  // records is a batch (first byte 0x00, or 0x01 when it holds a compact one-point record),
-  // one with a single record is that record (or a compact batch of one).
+  // In Redis: the lists hold exactly those elements, each a keyed batch (first byte 0x02:
+  // the request's tenant, resolution and window once, in its header), one record or more.
   RedisClient client(ClientOptions());
   const std::string_view keys_command[] = {"KEYS", "dm:*:pts:*"};
   absl::StatusOr<Reply> keys = client.Command(keys_command);
@@ -458,11 +457,10 @@ TEST_F(PreAggregatorTest, AFlushWritesOneBatchElementPerShardWindow) {
       const std::uint32_t shard =
           bucket::ShardOf(reader.key().tenant, reader.key().name, reader.key().source, kShards);
       EXPECT_EQ(in_element, per_shard[shard]) << "one element per (shard, window), holding all its records";
-      if (element.str.front() == bucket::kBatchElementTag) {
-        EXPECT_GT(in_element, 1u);
-      } else if (element.str.front() != bucket::kCompactBatchElementTag) {
-        EXPECT_EQ(in_element, 1u) << "not a batch: one record alone";
-      }  // a compact batch (0x01) holds one record or more
+      EXPECT_EQ(element.str.front(), bucket::kKeyedBatchElementTag);
+      EXPECT_GE(in_element, 1u);
+      EXPECT_EQ(reader.key().tenant, "acme");
+      EXPECT_EQ(reader.key().resolution_seconds, 1);
       records += in_element;
     }
   }
