@@ -266,7 +266,8 @@ snap() {  # snap FILE: CPU ticks, memory and counters of the row's processes
 
 # Counts the partial buckets (records) in the lists KEYS: an element is one record, or a
 # batch (first byte 0x00, or 0x01 for a compact batch, then varint length + record,
-# repeated; docs/redis-layout.md "Record encoding"). Returns {records, elements}. Run after
+# repeated), or a keyed batch (0x02, then its header framed alike, then the records framed
+# alike; docs/redis-layout.md "List elements"). Returns {records, elements}. Run after
 # the timed part only.
 count_records_lua='
 local records, elements = 0, 0
@@ -276,7 +277,8 @@ for _, key in ipairs(KEYS) do
     for _, v in ipairs(redis.call("LRANGE", key, first, first + 999)) do
       elements = elements + 1
       local tag = string.byte(v, 1)
-      if tag == 0 or tag == 1 then
+      if tag == 0 or tag == 1 or tag == 2 then
+        if tag == 2 then records = records - 1 end  -- its header, framed as a record is
         local p, size = 2, #v
         while p <= size do
           local n, scale, b = 0, 1, 128
