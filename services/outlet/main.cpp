@@ -12,6 +12,7 @@
 
 #include "CLI/CLI.hpp"
 #include "common/base/clock.h"
+#include "common/base/malloc_tuning.h"
 #include "common/config/config.h"
 #include "common/health/health_server.h"
 #include "common/telemetry/log.h"
@@ -31,6 +32,7 @@ int Fail(const absl::Status& status) {
 int Run(const std::string& config_path, const std::string& config_service, int config_wait_s,
         const std::string& listen, const std::string& grpc_listen, int threads, const std::string& log_level,
         std::int64_t shutdown_timeout_s) {
+  base::TuneMalloc();  // before any thread starts (docs/operations.md "Memory bounds")
   // Block the stop signals before any thread starts, so only sigwait below sees them.
   sigset_t signals;
   sigemptyset(&signals);

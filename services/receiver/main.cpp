@@ -8,6 +8,7 @@
 
 #include "CLI/CLI.hpp"
 #include "common/base/clock.h"
+#include "common/base/malloc_tuning.h"
 #include "common/base/signals.h"
 #include "common/config/config.h"
 #include "common/health/health_server.h"
@@ -76,6 +77,7 @@ int main(int argc, char** argv) {
                  "drainmet-receiver: one of --config FILE or --config-service HOST:PORT is required\n");
     return 2;
   }
+  base::TuneMalloc();  // before any thread starts (docs/operations.md "Memory bounds")
   base::BlockStopAndReloadSignals();
   health::RouteGrpcLogsToLogfmt();
   receiver::ServiceOptions service_options;

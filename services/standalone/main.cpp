@@ -10,6 +10,7 @@
 
 #include "CLI/CLI.hpp"
 #include "common/base/clock.h"
+#include "common/base/malloc_tuning.h"
 #include "common/base/signals.h"
 #include "common/config/auth.h"
 #include "common/config/config.h"
@@ -72,6 +73,7 @@ int RunCommand(const std::string& config_path, const std::string& listen, int th
                const std::string& syslog_listen, const std::string& syslog_tls_listen) {
   // Block the stop and reload signals before any thread starts, so only the wait below
   // sees them.
+  base::TuneMalloc();  // before any thread starts (docs/operations.md "Memory bounds")
   base::BlockStopAndReloadSignals();
 
   config::Config config;
