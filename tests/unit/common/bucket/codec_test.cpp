@@ -1527,21 +1527,20 @@ TEST(CodecCompact, FieldValueBreakingItsConstraintsIsRejected) {
 // byte is not 0x00) and decodes it with RecordReader::Decode: field number 0, rejected by
 // the own parser (it declines) and by protobuf's, so the element is counted corrupt and
 // never misread. Every compact element, whatever follows the tag.
-TEST(CodecCompact, ASingleRecordDecoderRejectsEveryCompactElement) {
+// `written` (elements of first byte `tag`), `tag` alone and 2,000 random elements of that
+// first byte are each rejected whole by the single-record decoder, as protobuf rejects them.
+void ExpectSingleRecordDecoderRejects(char tag, const std::vector<std::string>& written) {
   std::mt19937_64 rng(17);
-  std::vector<std::string> elements = {std::string(1, kCompactBatchElementTag)};
-  for (const std::string& e : WriteElements(Counts(300))) elements.push_back(e);
-  Records mixed = ReaderRecords();
-  mixed.push_back({Key(Kind::kSample), Build(Kind::kSample, {2})});
-  for (const std::string& e : WriteElements(mixed, std::size_t{1} << 20)) elements.push_back(e);
-  for (int i = 0; i < 2000; ++i) {  // 0x01, then anything
+  std::vector<std::string> elements = {std::string(1, tag)};
+  elements.insert(elements.end(), written.begin(), written.end());
+  for (int i = 0; i < 2000; ++i) {  // the tag, then anything
     std::string e(1 + rng() % 200, '\0');
     for (char& c : e) c = static_cast<char>(rng());
-    e[0] = kCompactBatchElementTag;
+    e[0] = tag;
     elements.push_back(e);
   }
   for (const std::string& element : elements) {
-    ASSERT_EQ(element[0], kCompactBatchElementTag);
+    ASSERT_EQ(element[0], tag);
     RecordReader reader;
     const absl::Status s = reader.Decode(element);  // the old ElementReader's single-record path
     ASSERT_FALSE(s.ok());
@@ -1554,6 +1553,14 @@ TEST(CodecCompact, ASingleRecordDecoderRejectsEveryCompactElement) {
     v1::PartialBucketBatch batch;
     EXPECT_FALSE(batch.ParseFromString(element));
   }
+}
+
+TEST(CodecCompact, ASingleRecordDecoderRejectsEveryCompactElement) {
+  std::vector<std::string> elements = WriteElements(Counts(300));
+  Records mixed = ReaderRecords();
+  mixed.push_back({Key(Kind::kSample), Build(Kind::kSample, {2})});
+  for (const std::string& e : WriteElements(mixed, std::size_t{1} << 20)) elements.push_back(e);
+  ExpectSingleRecordDecoderRejects(kCompactBatchElementTag, elements);
 }
 
 // A compact record cut short is detected: field 17 comes before count, which stays last.
@@ -1607,13 +1614,14 @@ TEST(CodecCompact, OwnParserAgreesWithProtobufsOnEveryByteChange) {
   EXPECT_GT(decoded, 50u);
 }
 
-// Merging the records read from compact elements equals merging the originals: the
-// property helper's random buckets, each partial one record, through ElementWriter and
-// ElementReader; the one-point partials (many) go compact.
+// Merging the records read from compact elements, and from keyed ones, equals merging the
+// originals: the property helper's random buckets, each partial one record, through
+// ElementWriter and ElementReader; the one-point partials (many) go compact.
 TEST(CodecCompact, MergeAfterCompactElementsEqualsMergeBeforeEncode) {
   std::mt19937_64 rng(3);
   std::size_t compacted = 0;
   for (int trial = 0; trial < 300; ++trial) {
+    const RecordForm form = trial % 3 == 2 ? RecordForm::kKeyed : RecordForm::kCompact;
     SCOPED_TRACE(trial);
     const RandomBuckets r = MakeRandomBuckets(rng, trial % 2 == 0 ? 1 : 3);
     const BucketKey key = Key(r.kind);
@@ -1626,7 +1634,7 @@ TEST(CodecCompact, MergeAfterCompactElementsEqualsMergeBeforeEncode) {
     }
     PartialBucket after;
     ElementReader reader;
-    for (const std::string& element : WriteElements(records, 200)) {  // a few records an element
+    for (const std::string& element : WriteElements(records, 200, form)) {  // a few records an element
       reader.Reset(element);
       for (absl::StatusOr<bool> next = reader.Next();; next = reader.Next()) {
         ASSERT_TRUE(next.ok()) << next.status();
@@ -1640,6 +1648,7 @@ TEST(CodecCompact, MergeAfterCompactElementsEqualsMergeBeforeEncode) {
 }
 
 // The reader allocates nothing per compact record either once warm.
+// Keyed elements likewise, their records' tenant taken from the header.
 TEST(CodecCompact, ReadingACompactElementAllocatesNothingPerRecord) {
   Records measures;
   for (int i = 0; i < 300; ++i) {
@@ -1647,19 +1656,25 @@ TEST(CodecCompact, ReadingACompactElementAllocatesNothingPerRecord) {
     key.source = "web." + std::to_string(i);
     measures.emplace_back(key, Build(Kind::kMeasure, {static_cast<double>(i + 1)}));
   }
-  const std::vector<std::string> elements = WriteElements(measures, std::size_t{1} << 20);
-  ASSERT_EQ(elements.size(), 1u);
-  ASSERT_EQ(elements[0][0], kCompactBatchElementTag);
-  ElementReader reader;
-  ASSERT_EQ(ReadElement(reader, elements[0]).records.size(), 300u);  // warms the storage
-  const long before = testing_support::AllocationCount();
-  double sum = 0;
-  reader.Reset(elements[0]);
-  for (absl::StatusOr<bool> next = reader.Next(); next.ok() && *next; next = reader.Next()) {
-    sum += reader.bucket().values.values()[0];
+  for (const auto& [form, tag] : {std::pair{RecordForm::kCompact, kCompactBatchElementTag},
+                                  std::pair{RecordForm::kKeyed, kKeyedBatchElementTag}}) {
+    const std::vector<std::string> elements = WriteElements(measures, std::size_t{1} << 20, form);
+    ASSERT_EQ(elements.size(), 1u);
+    ASSERT_EQ(elements[0][0], tag);
+    ElementReader reader;
+    ASSERT_EQ(ReadElement(reader, elements[0]).records.size(), 300u);  // warms the storage
+    const long before = testing_support::AllocationCount();
+    double sum = 0;
+    std::size_t same_tenant = 0;
+    reader.Reset(elements[0]);
+    for (absl::StatusOr<bool> next = reader.Next(); next.ok() && *next; next = reader.Next()) {
+      sum += reader.bucket().values.values()[0];
+      same_tenant += reader.key().tenant == measures[0].first.tenant ? 1 : 0;
+    }
+    EXPECT_EQ(testing_support::AllocationCount() - before, 0);
+    EXPECT_EQ(sum, 300 * 301 / 2);
+    EXPECT_EQ(same_tenant, 300u);
   }
-  EXPECT_EQ(testing_support::AllocationCount() - before, 0);
-  EXPECT_EQ(sum, 300 * 301 / 2);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1895,74 +1910,10 @@ TEST(CodecKeyed, BrokenHeadersGiveUpTheElementOnceAndBadRecordsOnlyThemselves) {
 // Outlets that predate keyed elements read one as a single record and reject it: 0x02 is
 // the tag of field number 0, which protobuf forbids. They count it bad; they never misread it.
 TEST(CodecKeyed, ASingleRecordDecoderRejectsEveryKeyedElement) {
-  std::mt19937_64 rng(19);
-  std::vector<std::string> elements = {std::string(1, kKeyedBatchElementTag)};
-  for (const std::string& e : WriteElements(KeyedRecords(), kMaxElementBytes, RecordForm::kKeyed))
-    elements.push_back(e);
-  for (int i = 0; i < 2000; ++i) {  // 0x02, then anything
-    std::string e(1 + rng() % 200, '\0');
-    for (char& c : e) c = static_cast<char>(rng());
-    e[0] = kKeyedBatchElementTag;
-    elements.push_back(e);
-  }
-  EXPECT_GT(elements.size(), 2005u);
-  for (const std::string& element : elements) {
-    ASSERT_EQ(element[0], kKeyedBatchElementTag);
-    RecordReader reader;
-    const absl::Status s = reader.Decode(element);
-    ASSERT_FALSE(s.ok());
-    EXPECT_TRUE(std::string(s.message()).starts_with("not a PartialBucketRecord (protobuf parse failed"))
-        << s;
-    v1::PartialBucketRecord proto;
-    EXPECT_FALSE(proto.ParseFromString(element));
-  }
-}
-
-// Merging what keyed elements give back equals merging the originals, and reading them
-// allocates nothing per record once warm.
-TEST(CodecKeyed, MergeAfterKeyedElementsEqualsMergeBeforeEncodeWithoutAllocating) {
-  std::mt19937_64 rng(5);
-  for (int trial = 0; trial < 200; ++trial) {
-    SCOPED_TRACE(trial);
-    const RandomBuckets r = MakeRandomBuckets(rng, trial % 2 == 0 ? 1 : 3);
-    const BucketKey key = Key(r.kind);
-    Records records;
-    PartialBucket before;
-    for (const PartialBucket& partial : r.partials) {
-      before.Merge(partial);
-      records.push_back({key, partial});
-    }
-    PartialBucket after;
-    ElementReader reader;
-    for (const std::string& element : WriteElements(records, 200, RecordForm::kKeyed)) {
-      reader.Reset(element);
-      for (absl::StatusOr<bool> next = reader.Next();; next = reader.Next()) {
-        ASSERT_TRUE(next.ok()) << next.status();
-        if (!*next) break;
-        after.Merge(reader.bucket());
-      }
-    }
-    ExpectSameBucket(before, after);
-  }
-  Records measures;
-  for (int i = 0; i < 300; ++i) {
-    BucketKey key = Key(Kind::kMeasure);
-    key.source = "web." + std::to_string(i);
-    measures.emplace_back(key, Build(Kind::kMeasure, {static_cast<double>(i + 1)}));
-  }
-  const std::vector<std::string> elements = WriteElements(measures, std::size_t{1} << 20, RecordForm::kKeyed);
-  ASSERT_EQ(elements.size(), 1u);
-  ElementReader reader;
-  ASSERT_EQ(ReadElement(reader, elements[0]).records.size(), 300u);  // warms the storage
-  const long before = testing_support::AllocationCount();
-  double sum = 0;
-  reader.Reset(elements[0]);
-  for (absl::StatusOr<bool> next = reader.Next(); next.ok() && *next; next = reader.Next()) {
-    sum += reader.bucket().values.values()[0];
-    EXPECT_EQ(reader.key().tenant, measures[0].first.tenant);
-  }
-  EXPECT_EQ(testing_support::AllocationCount() - before, 0);
-  EXPECT_EQ(sum, 300 * 301 / 2);
+  const std::vector<std::string> elements =
+      WriteElements(KeyedRecords(), kMaxElementBytes, RecordForm::kKeyed);
+  EXPECT_EQ(elements.size(), 7u);
+  ExpectSingleRecordDecoderRejects(kKeyedBatchElementTag, elements);
 }
 
 // ---------------------------------------------------------------------------------------
