@@ -2,8 +2,10 @@
 # One receiver's CPU per line (issue "Performance"): starts the distributed topology
 # (deploy/local/run.sh: 1 Redis, 1 receiver, 1 outlet) from BINARIES_DIR, sends SECONDS of
 # `drainmet-loadgen send` at max rate (16 keep-alive connections, 800-line bodies of the
-# default template, SOURCES sources x 3 series, 30-s windows; no tenant rate limit), and
-# prints one logfmt line:
+# default template, SOURCES sources x 3 series, 30-s windows; no tenant rate limit and a
+# per-flush series bound of 2,000,000, as measure.sh's rows: with the default 100,000 a
+# flush that grows past it while Redis is slow is merged on the spot, and may drop points),
+# and prints one logfmt line:
 #   lines lines_per_s recv_cpu_s lines_per_recv_cpu_s p99_ms non2xx
 # recv_cpu_s is the receiver's utime + stime (/proc/PID/stat) over the send. For paired
 # runs, alternate two BINARIES_DIRs (docs/performance.md).
@@ -11,7 +13,7 @@
 # usage: tests/load/receiver_cpu.sh BINARIES_DIR SOURCES [SECONDS]
 # Exit status 0, or 2 for a usage error; every process it starts is stopped on exit.
 set -euo pipefail
-[ $# -ge 2 ] || { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+[ $# -ge 2 ] || { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 binaries=$(cd "$1" && pwd)
 sources=$2
 seconds=${3:-10}
@@ -26,7 +28,7 @@ cleanup() {
 }
 trap cleanup EXIT
 "$root/deploy/local/run.sh" --dir "$dir/topo" --binaries "$binaries" --receivers 1 --outlets 1 \
-  --tenant-points-per-second 0 \
+  --tenant-points-per-second 0 --max-series-per-tenant 2000000 \
   >"$dir/topo.out" 2>"$dir/topo.err" &
 topo_pid=$!
 for _ in $(seq 60); do
