@@ -6,7 +6,8 @@
 // the heap's free top beyond the trim threshold (128 KiB, or twice the dynamic mmap
 // threshold) goes back to the kernel (brk, or MADV_DONTNEED in a thread's arena), and the
 // next request touches fresh pages again: at 150k series ~3 page faults a request, ~15% of
-// a receiver's CPU on a virtual machine (docs/performance.md "Freed memory kept").
+// a receiver's CPU on a virtual machine (docs/performance.md "Keyed elements and freed
+// memory kept").
 
 #include <cstddef>
 
