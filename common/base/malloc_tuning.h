@@ -20,7 +20,8 @@ inline constexpr std::size_t kMallocMmapThresholdBytes = std::size_t{32} << 20;
 
 /// Sets those two (mallopt M_TRIM_THRESHOLD, M_MMAP_THRESHOLD), unless the environment's
 /// GLIBC_TUNABLES names a glibc.malloc tunable (the operator's choice wins). Call once at
-/// the start of main(), before threads start. Returns whether it set them. Not thread-safe.
+/// the start of main(), before threads start. Returns whether it set them (false also under
+/// an allocator that refuses them, such as ASan's). Not thread-safe.
 bool TuneMalloc();
 
 }  // namespace drainmet::base
