@@ -404,14 +404,16 @@ SketchSizes SizeSketch(const DDSketch& sketch) {
 
 constexpr std::uint32_t kSketchTag = Tag(16, kLengthDelimited);  // two bytes as a varint
 
+// A keyed element's header: fields 1, 5 and 6 of `key`.
+std::size_t HeaderSize(const RecordKeyView& key) {
+  return BytesFieldSize(key.tenant) + VarintFieldSize(Tag(5, kVarint), SignExtended(key.resolution_seconds)) +
+         VarintFieldSize(Tag(6, kVarint), SignExtended(key.window_unix_seconds));
+}
 // Fields 1-6 (the key); `keyed`: 2-4 only (a keyed element's header holds 1, 5 and 6).
 std::size_t KeyFieldsSize(const RecordKeyView& key, bool keyed) {
   const std::size_t own = BytesFieldSize(key.name) + BytesFieldSize(key.source) +
                           VarintFieldSize(Tag(4, kVarint), SignExtended(ToProto(key.kind)));
-  if (keyed) return own;
-  return own + BytesFieldSize(key.tenant) +
-         VarintFieldSize(Tag(5, kVarint), SignExtended(key.resolution_seconds)) +
-         VarintFieldSize(Tag(6, kVarint), SignExtended(key.window_unix_seconds));
+  return keyed ? own : own + HeaderSize(key);
 }
 
 std::size_t RecordSizeWith(const RecordKeyView& key, const PartialBucket& bucket, const SketchSizes* sketch,
@@ -461,11 +463,7 @@ char* WriteKeyFields(const RecordKeyView& key, char* p, bool keyed = false) {
   return p;
 }
 
-// A keyed element's header: fields 1, 5 and 6 of `key`.
-std::size_t HeaderSize(const RecordKeyView& key) {
-  return BytesFieldSize(key.tenant) + VarintFieldSize(Tag(5, kVarint), SignExtended(key.resolution_seconds)) +
-         VarintFieldSize(Tag(6, kVarint), SignExtended(key.window_unix_seconds));
-}
+// A keyed element's header: fields 1, 5 and 6 of `key` (size: HeaderSize).
 char* WriteHeader(const RecordKeyView& key, char* p) {
   p = WriteBytesField(1, key.tenant, p);
   p = WriteVarintField(Tag(5, kVarint), SignExtended(key.resolution_seconds), p);

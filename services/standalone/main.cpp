@@ -71,9 +71,9 @@ int Fail(const absl::Status& status) {
 int RunCommand(const std::string& config_path, const std::string& listen, int threads,
                const std::string& log_level, std::int64_t shutdown_timeout_s,
                const std::string& syslog_listen, const std::string& syslog_tls_listen) {
+  base::TuneMalloc();  // before any thread starts (docs/operations.md "Memory bounds")
   // Block the stop and reload signals before any thread starts, so only the wait below
   // sees them.
-  base::TuneMalloc();  // before any thread starts (docs/operations.md "Memory bounds")
   base::BlockStopAndReloadSignals();
 
   config::Config config;
