@@ -200,7 +200,13 @@ void BucketMap::Add(std::string_view tenant, std::int32_t resolution_seconds, co
 
 bool BucketMap::AddToLog(std::string_view tenant, std::int32_t resolution_seconds,
                          std::int64_t window_unix_seconds, const extract::Point& point) {
-  if (log_index_.empty()) log_index_.assign(std::size_t{1} << kLogIndexBits, 0);
+  if (log_index_stale_ || log_index_.empty()) {  // empty: new, or moved from
+    // Emptied here, on the thread that fills it, rather than when the last request was
+    // done: one sequential pass brings the index into this core's cache just before the
+    // request's random probes into it.
+    log_index_.assign(std::size_t{1} << kLogIndexBits, 0);
+    log_index_stale_ = false;
+  }
   // The key is written where a logged point's goes (at the log's end), and taken back
   // into key_buffer_ when the table gets the point.
   const std::size_t at = log_bytes_.size();
@@ -217,7 +223,7 @@ bool BucketMap::AddToLog(std::string_view tenant, std::int32_t resolution_second
     std::memcpy(log_bytes_.data() + at + key_size, point.units.data(), point.units.size());
   const std::string_view key(log_bytes_.data() + at, key_size);
   const std::uint64_t hash = HashKeyBytes(key);
-  std::uint32_t& slot = log_index_[hash >> (64 - kLogIndexBits)];
+  std::uint16_t& slot = log_index_[hash >> (64 - kLogIndexBits)];
   if (slot != 0) {
     LoggedPoint& logged = log_[slot - 1];
     if (logged.key_size == key.size() &&
@@ -234,6 +240,8 @@ bool BucketMap::AddToLog(std::string_view tenant, std::int32_t resolution_second
   }
   // Offsets are 32-bit: a log of 4 GiB (never: bodies are megabytes) leaves the rest to the table.
   if (log_bytes_.size() > std::numeric_limits<std::uint32_t>::max()) return to_table();
+  // Each logged point holds its own slot, so 1 + its index fits a slot's 16 bits.
+  static_assert((std::size_t{1} << kLogIndexBits) <= std::numeric_limits<std::uint16_t>::max());
   LoggedPoint& logged = log_.emplace_back();
   logged.key_offset = static_cast<std::uint32_t>(at);
   logged.key_size = static_cast<std::uint32_t>(key.size());
@@ -246,7 +254,7 @@ bool BucketMap::AddToLog(std::string_view tenant, std::int32_t resolution_second
   logged.window_unix_seconds = window_unix_seconds;
   logged.value = point.value;
   logged.time_unix_nanos = point.time_unix_nanos;
-  slot = static_cast<std::uint32_t>(log_.size());
+  slot = static_cast<std::uint16_t>(log_.size());
   ++live_logged_;
   return true;
 }
@@ -268,7 +276,7 @@ void BucketMap::FoldLog() {
   log_.clear();
   log_bytes_.clear();
   live_logged_ = 0;
-  std::fill(log_index_.begin(), log_index_.end(), 0);
+  log_index_stale_ = true;
 }
 
 std::uint64_t BucketMap::points() const {
@@ -282,7 +290,7 @@ void BucketMap::clear() {
     log_.clear();
     log_bytes_.clear();
     live_logged_ = 0;
-    std::fill(log_index_.begin(), log_index_.end(), 0);
+    log_index_stale_ = true;
   }
   // Erasing leaves tombstones that the next inserts reclaim in place (no reallocation
   // while the table is at most 25/32 full); the slot array stays.

@@ -311,7 +311,7 @@ class BucketMap {
   static constexpr std::size_t kMaxSpareSlots = 1 << 15;
 
  private:
-  /// 2^14 slots of 4 bytes: 64 KiB, in L2 while a request fills it. A request of a few
+  /// 2^14 slots of 2 bytes: 32 KiB, in L1 while a request fills it. A request of a few
   /// thousand series leaves most slots free, so few of its points go to the table for a
   /// collision.
   static constexpr std::size_t kLogIndexBits = 14;
@@ -329,7 +329,10 @@ class BucketMap {
   std::string log_bytes_;
   std::size_t live_logged_ = 0;
   /// Per slot (key hash mod 2^kLogIndexBits): 1 + the index in log_ of the point there; 0 free.
-  std::vector<std::uint32_t> log_index_;
+  std::vector<std::uint16_t> log_index_;
+  /// The index must be emptied before its next use (AddToLog does it: clear() and FoldLog
+  /// only set this).
+  bool log_index_stale_ = true;
   std::string key_buffer_;
   std::vector<std::vector<double>> spare_values_;  // emptied vectors for new measure buckets
 };

@@ -817,5 +817,40 @@ TEST(BucketMapLog, ClearMergeAndTakeAllSeeTheLog) {
   EXPECT_TRUE(map.empty());
 }
 
+// A point holds its own index slot (2^14 of them, 16 bits each): a request of 70,000
+// series logs at most 16,384 of them, the table takes the rest, and the buckets are exactly
+// the table's; the same map, cleared, and a moved-from map log afresh.
+TEST(BucketMapLog, PastTheIndexSlotsTheTableTakesTheRest) {
+  constexpr int kSeries = 70'000;
+  BucketMap plain;
+  BucketMap logged;
+  logged.set_log_points(true);
+  for (int i = 0; i < kSeries; ++i) {
+    const extract::Point p = CountPoint("req", "web." + std::to_string(i), 61 * kSecond);
+    plain.Add("acme", 60, p);
+    logged.Add("acme", 60, p);
+  }
+  EXPECT_LE(logged.logged_points().size(), 16'384u);
+  EXPECT_GT(logged.logged_points().size(), 10'000u);
+  EXPECT_EQ(logged.size(), static_cast<std::size_t>(kSeries));
+  EXPECT_EQ(logged.points(), static_cast<std::uint64_t>(kSeries));
+  EXPECT_EQ(logged.table().size() + logged.logged_points().size(), static_cast<std::size_t>(kSeries));
+  ASSERT_EQ(Records(logged), Records(plain));
+
+  logged.clear();
+  logged.Add("acme", 60, CountPoint("req", "web.1", 61 * kSecond));
+  logged.Add("acme", 60, CountPoint("req", "web.1", 62 * kSecond));
+  EXPECT_EQ(logged.logged_points().size(), 1u);
+  ASSERT_EQ(logged.table().size(), 1u) << "the series came again: the cleared index found it";
+  EXPECT_EQ(logged.table().begin()->second.count, 2u);
+
+  BucketMap moved = std::move(logged);
+  logged.clear();  // NOLINT(bugprone-use-after-move): a moved-from map is reusable
+  logged.set_log_points(true);
+  logged.Add("acme", 60, CountPoint("req", "web.2", 61 * kSecond));
+  EXPECT_EQ(logged.logged_points().size(), 1u);
+  EXPECT_EQ(logged.points(), 1u);
+}
+
 }  // namespace
 }  // namespace drainmet::bucket
