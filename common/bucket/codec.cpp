@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "absl/status/status.h"
+#include "common/base/strings.h"
 #include "proto/drainmet/v1/partial_bucket.pb.h"
 
 namespace drainmet::bucket {
@@ -802,7 +803,7 @@ void ElementWriter::AddPoint(const RecordKeyView& key, double value, std::int64_
 
 bool ElementWriter::SameHeader(const RecordKeyView& key) const {
   return header_resolution_ == key.resolution_seconds && header_window_ == key.window_unix_seconds &&
-         std::string_view(bytes_.data() + header_tenant_, header_tenant_size_) == key.tenant;
+         base::BytesEqual(std::string_view(bytes_.data() + header_tenant_, header_tenant_size_), key.tenant);
 }
 
 char* ElementWriter::Open(std::size_t framed, const RecordKeyView& key) {

@@ -10,6 +10,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "common/base/strings.h"
 #include "common/bucket/codec.h"
 #include "common/bucket/shard.h"
 #include "common/telemetry/log.h"
@@ -361,7 +362,10 @@ void PreAggregator::PrepareEncoded(bucket::BucketMap& partials, Prepared& prepar
   };
   const auto part_of = [&](const bucket::RecordKeyView& key) -> std::uint32_t {
     std::size_t i = 0;
-    while (i < prefixes_used && !(prefixes[i].name == key.name && prefixes[i].tenant == key.tenant)) ++i;
+    while (i < prefixes_used && !(base::BytesEqual(prefixes[i].name, key.name) &&
+                                  base::BytesEqual(prefixes[i].tenant, key.tenant))) {
+      ++i;
+    }
     if (i == prefixes_used) {
       i = prefixes_used < prefixes.size() ? prefixes_used++ : next_prefix++ % prefixes.size();
       prefixes[i] = NamePrefix{key.tenant, key.name, bucket::SeriesHashPrefix(key.tenant, key.name)};
