@@ -311,9 +311,9 @@ class BucketMap {
   static constexpr std::size_t kMaxSpareSlots = 1 << 15;
 
  private:
-  /// 2^14 slots of 2 bytes: 32 KiB, in L1 while a request fills it. A request of a few
-  /// thousand series leaves most slots free, so few of its points go to the table for a
-  /// collision.
+  /// 2^14 slots of 2 bytes: 32 KiB, within L1 (48 KiB here) while a request fills it. A
+  /// request of a few thousand series leaves most slots free, so few of its points go to
+  /// the table for a collision.
   static constexpr std::size_t kLogIndexBits = 14;
   /// Logs the point (true), or, when its series is logged already, moves that point into
   /// the table (false: the table takes this one too), or leaves it to the table when its
