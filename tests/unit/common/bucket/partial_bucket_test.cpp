@@ -825,8 +825,10 @@ TEST(BucketMapLog, PastTheIndexSlotsTheTableTakesTheRest) {
   BucketMap plain;
   BucketMap logged;
   logged.set_log_points(true);
+  const std::string name = "req";  // the points view their name and source
   for (int i = 0; i < kSeries; ++i) {
-    const extract::Point p = CountPoint("req", "web." + std::to_string(i), 61 * kSecond);
+    const std::string source = "web." + std::to_string(i);
+    const extract::Point p = CountPoint(name, source, 61 * kSecond);
     plain.Add("acme", 60, p);
     logged.Add("acme", 60, p);
   }
