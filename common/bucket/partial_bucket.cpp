@@ -200,12 +200,11 @@ void BucketMap::Add(std::string_view tenant, std::int32_t resolution_seconds, co
 
 bool BucketMap::AddToLog(std::string_view tenant, std::int32_t resolution_seconds,
                          std::int64_t window_unix_seconds, const extract::Point& point) {
-  if (log_index_stale_ || log_index_.empty()) {  // empty: new, or moved from
-    // Emptied here, on the thread that fills it, rather than when the last request was
-    // done: one sequential pass brings the index into this core's cache just before the
-    // request's random probes into it.
+  if (log_index_.empty()) {
+    // Zeroed here (clear() and FoldLog only empty it, keeping its memory), on the thread
+    // that fills it: one sequential pass brings the index into this core's cache just
+    // before the request's random probes into it.
     log_index_.assign(std::size_t{1} << kLogIndexBits, 0);
-    log_index_stale_ = false;
   }
   // The key is written where a logged point's goes (at the log's end), and taken back
   // into key_buffer_ when the table gets the point.
@@ -240,8 +239,6 @@ bool BucketMap::AddToLog(std::string_view tenant, std::int32_t resolution_second
   }
   // Offsets are 32-bit: a log of 4 GiB (never: bodies are megabytes) leaves the rest to the table.
   if (log_bytes_.size() > std::numeric_limits<std::uint32_t>::max()) return to_table();
-  // Each logged point holds its own slot, so 1 + its index fits a slot's 16 bits.
-  static_assert((std::size_t{1} << kLogIndexBits) <= std::numeric_limits<std::uint16_t>::max());
   LoggedPoint& logged = log_.emplace_back();
   logged.key_offset = static_cast<std::uint32_t>(at);
   logged.key_size = static_cast<std::uint32_t>(key.size());
@@ -276,7 +273,7 @@ void BucketMap::FoldLog() {
   log_.clear();
   log_bytes_.clear();
   live_logged_ = 0;
-  log_index_stale_ = true;
+  log_index_.clear();
 }
 
 std::uint64_t BucketMap::points() const {
@@ -290,7 +287,7 @@ void BucketMap::clear() {
     log_.clear();
     log_bytes_.clear();
     live_logged_ = 0;
-    log_index_stale_ = true;
+    log_index_.clear();
   }
   // Erasing leaves tombstones that the next inserts reclaim in place (no reallocation
   // while the table is at most 25/32 full); the slot array stays.

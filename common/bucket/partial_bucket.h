@@ -329,10 +329,10 @@ class BucketMap {
   std::string log_bytes_;
   std::size_t live_logged_ = 0;
   /// Per slot (key hash mod 2^kLogIndexBits): 1 + the index in log_ of the point there; 0 free.
+  /// Empty until AddToLog zeroes it for the request's first logged point.
   std::vector<std::uint16_t> log_index_;
-  /// The index must be emptied before its next use (AddToLog does it: clear() and FoldLog
-  /// only set this).
-  bool log_index_stale_ = true;
+  // Each logged point holds its own slot, so 1 + its index fits a slot's 16 bits.
+  static_assert((std::size_t{1} << kLogIndexBits) <= std::numeric_limits<std::uint16_t>::max());
   std::string key_buffer_;
   std::vector<std::vector<double>> spare_values_;  // emptied vectors for new measure buckets
 };
